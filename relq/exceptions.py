@@ -1,0 +1,25 @@
+"""Named errors the pages and the CLI catch and show as one clear sentence."""
+
+from __future__ import annotations
+
+__all__ = ["RelqError", "InstrumentError", "ImportRejected", "StoreUnavailable", "SettingError"]
+
+
+class RelqError(Exception):
+    """Base of every error RelQ shows to a user instead of a traceback."""
+
+
+class InstrumentError(RelqError):
+    """The instrument file cannot be used as it is."""
+
+
+class ImportRejected(RelqError):
+    """A whole file cannot be imported (the database is unchanged)."""
+
+
+class StoreUnavailable(RelqError):
+    """The database cannot be reached or is locked by another process."""
+
+
+class SettingError(RelqError):
+    """A setting has a value RelQ cannot use."""
