@@ -1,0 +1,158 @@
+"""Data-quality flags on small hand-written batches (relq.quality.flag_responses)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from relq.instrument import load_instrument
+from relq.quality import QUALITY_FLAGS, flag_responses
+
+INSTRUMENT = load_instrument()
+ITEMS = INSTRUMENT.item_ids
+# An attentive answer: high on normal items, low on the reverse-keyed ones.
+ATTENTIVE = [2.0 if INSTRUMENT.item(item).reverse else 6.0 for item in ITEMS]
+
+
+def batch(rows: list[dict], answers: list[list[float]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    defaults = {"customer_id": None, "email": None, "duration": 240.0, "nps": 9, "csat": 5, "ces": 2}
+    responses = pd.DataFrame([{**defaults, **row} for row in rows])
+    responses["submitted_at"] = pd.to_datetime(responses["submitted_at"])
+    responses.index = pd.Index([f"R{n}" for n in range(len(rows))], name="response_id")
+    answers = answers if answers is not None else [ATTENTIVE] * len(rows)
+    wide = pd.DataFrame(answers, columns=ITEMS, index=responses.index)
+    return responses, wide
+
+
+def expected(index: pd.Index, **columns: list[bool]) -> pd.DataFrame:
+    frame = pd.DataFrame({flag: [False] * len(index) for flag in QUALITY_FLAGS}, index=index)
+    for name, values in columns.items():
+        frame[name] = values
+    return frame
+
+
+def test_same_customer_resubmitting_identical_answers_in_a_wave_flags_every_later_copy():
+    responses, wide = batch(
+        [
+            {"customer_id": "C1", "submitted_at": "2025-02-10 10:05"},
+            {"customer_id": "C1", "submitted_at": "2025-02-10 10:00"},  # the first, though listed second
+            {"customer_id": "C1", "submitted_at": "2025-03-20 10:00"},  # same quarter, 38 days later
+            {"customer_id": "C2", "submitted_at": "2025-02-10 10:00"},  # another customer, same answers
+            {"customer_id": "C1", "submitted_at": "2025-05-10 10:00"},  # next quarter
+        ]
+    )
+    result = flag_responses(responses, wide, INSTRUMENT)
+    pd.testing.assert_frame_equal(
+        result, expected(responses.index, flag_duplicate=[True, False, True, False, False])
+    )
+
+
+def test_same_customer_within_seven_days_is_a_duplicate_even_with_other_answers():
+    changed = list(ATTENTIVE)
+    changed[0] = 3.0
+    responses, wide = batch(
+        [
+            {"customer_id": "C1", "submitted_at": "2025-03-28 09:00"},
+            {"customer_id": "C1", "submitted_at": "2025-04-03 09:00", "nps": 4},  # next quarter, 6 days on
+            {"customer_id": "C1", "submitted_at": "2025-04-20 09:00"},  # 17 days on, new quarter: kept
+        ],
+        [ATTENTIVE, changed, changed],
+    )
+    result = flag_responses(responses, wide, INSTRUMENT)
+    pd.testing.assert_frame_equal(result, expected(responses.index, flag_duplicate=[False, True, False]))
+
+
+def test_unmatched_responses_are_matched_on_email_case_insensitively_and_other_scores_differ():
+    responses, wide = batch(
+        [
+            {"email": "Ana.Lopez@acme.io", "submitted_at": "2025-01-05 09:00"},
+            {"email": "ana.lopez@acme.io ", "submitted_at": "2025-03-05 09:00"},  # same answers and scores
+            {"email": "ana.lopez@acme.io", "submitted_at": "2025-03-25 09:00", "csat": 4},  # csat differs
+            {"submitted_at": "2025-03-05 09:00"},  # nobody: never a duplicate
+            {"submitted_at": "2025-03-05 09:00"},
+        ]
+    )
+    result = flag_responses(responses, wide, INSTRUMENT)
+    pd.testing.assert_frame_equal(
+        result, expected(responses.index, flag_duplicate=[False, True, False, False, False])
+    )
+
+
+def test_wave_column_decides_the_group_when_given():
+    responses, wide = batch(
+        [
+            {"customer_id": "C1", "submitted_at": "2025-03-01 09:00", "wave": "2025-Q1"},
+            {"customer_id": "C1", "submitted_at": "2025-04-15 09:00", "wave": "2025-Q1"},  # late Q1 answer
+            {"customer_id": "C1", "submitted_at": "2025-06-15 09:00", "wave": "2025-Q2"},
+        ]
+    )
+    result = flag_responses(responses, wide, INSTRUMENT)
+    pd.testing.assert_frame_equal(result, expected(responses.index, flag_duplicate=[False, True, False]))
+
+
+def test_speeders_are_under_half_the_batch_median_and_missing_duration_is_not():
+    responses, wide = batch(
+        [
+            {"customer_id": f"C{n}", "submitted_at": "2025-01-05", "duration": duration}
+            for n, duration in enumerate([240.0, 240.0, 260.0, 119.0, 120.0, np.nan])
+        ]
+    )
+    result = flag_responses(responses, wide, INSTRUMENT)  # median 240 → under 120 is a speeder
+    pd.testing.assert_frame_equal(
+        result, expected(responses.index, flag_speeder=[False, False, False, True, False, False])
+    )
+
+
+def test_straightliners_need_six_answered_items_all_equal():
+    nan = np.nan
+    five_answered = [5.0] * 5 + [nan] * (len(ITEMS) - 5)
+    six_answered = [5.0] * 6 + [nan] * (len(ITEMS) - 6)
+    all_sevens = [7.0] * len(ITEMS)
+    responses, wide = batch(
+        [{"customer_id": f"C{n}", "submitted_at": "2025-01-05"} for n in range(5)],
+        [ATTENTIVE, five_answered, six_answered, all_sevens, [nan] * len(ITEMS)],
+    )
+    result = flag_responses(responses, wide, INSTRUMENT)
+    pd.testing.assert_frame_equal(
+        result, expected(responses.index, flag_straightliner=[False, False, True, True, False])
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "flagged"),
+    [
+        ({}, False),
+        ({"nps": 11}, True),
+        ({"nps": -1}, True),
+        ({"nps": 0}, False),
+        ({"csat": 0}, True),
+        ({"csat": 6}, True),
+        ({"ces": 8}, True),
+        ({"ces": 7}, False),
+        ({"nps": np.nan, "csat": np.nan, "ces": np.nan}, False),
+        ({"item": 0.0}, True),
+        ({"item": 8.0}, True),
+        ({"item": 7.0}, False),
+    ],
+)
+def test_out_of_range_answers_and_scores(change, flagged):
+    answers = list(ATTENTIVE)
+    if "item" in change:
+        answers[2] = change.pop("item")
+    responses, wide = batch([{"customer_id": "C1", "submitted_at": "2025-01-05", **change}], [answers])
+    result = flag_responses(responses, wide, INSTRUMENT)
+    pd.testing.assert_frame_equal(result, expected(responses.index, flag_out_of_range=[flagged]))
+
+
+def test_missing_items_and_extra_columns_in_answers_are_tolerated():
+    responses, wide = batch([{"customer_id": "C1", "submitted_at": "2025-01-05"}])
+    wide = wide.drop(columns=["trust_1"]).assign(free_text="hello")
+    result = flag_responses(responses, wide, INSTRUMENT)
+    pd.testing.assert_frame_equal(result, expected(responses.index))
+
+
+def test_answers_indexed_differently_are_refused():
+    responses, wide = batch([{"customer_id": "C1", "submitted_at": "2025-01-05"}])
+    with pytest.raises(ValueError, match="indexed like responses"):
+        flag_responses(responses, wide.reset_index(drop=True), INSTRUMENT)
