@@ -414,7 +414,9 @@ def welch_difference(
     se2 = a + b
     if se2 == 0:
         return Comparison(delta, delta, delta, NAN, test)
-    df = se2 * se2 / (a * a / (n1 - 1) + b * b / (n2 - 1))
+    # Welch-Satterthwaite in shares of se² so tiny variances cannot underflow to 0/0.
+    wa, wb = a / se2, b / se2
+    df = 1 / (wa * wa / (n1 - 1) + wb * wb / (n2 - 1))
     se = math.sqrt(se2)
     half = float(_sp.t.ppf(0.5 + level / 2, df)) * se
     p_value = float(2 * _sp.t.sf(abs(delta / se), df))
