@@ -91,7 +91,9 @@ def instrument_from_dict(raw: dict, source: str = "instrument") -> Instrument:
         if entry["id"] in seen:
             raise InstrumentError(f"{source}: item id {entry['id']!r} appears twice.")
         seen.add(entry["id"])
-        items.append(Item(str(entry["id"]), entry["pillar"], str(entry["text"]), bool(entry.get("reverse", False))))
+        items.append(
+            Item(str(entry["id"]), entry["pillar"], str(entry["text"]), bool(entry.get("reverse", False)))
+        )
     for pillar in PILLARS:
         if not any(item.pillar == pillar for item in items):
             raise InstrumentError(f"{source}: no item measures {pillar}; each pillar needs at least one.")

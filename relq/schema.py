@@ -175,25 +175,55 @@ survey_answers = Table(
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("at", DateTime, nullable=False),
+    Column("logged_at", DateTime, nullable=False),
     Column("user_email", Text),
     Column("action", Text, nullable=False),  # import, undo_import, export, edit_instrument, ...
     Column("detail", Text),
 )
 
 CUSTOMER_FIELDS: tuple[str, ...] = (
-    "customer_id", "external_ref", "name", "email", "company", "region", "industry", "plan",
-    "owner", "acquired_at", "churned_at", "annual_value",
+    "customer_id",
+    "external_ref",
+    "name",
+    "email",
+    "company",
+    "region",
+    "industry",
+    "plan",
+    "owner",
+    "acquired_at",
+    "churned_at",
+    "annual_value",
 )
 TRANSACTION_FIELDS: tuple[str, ...] = ("transaction_id", "customer_id", "occurred_at", "amount")
 TICKET_FIELDS: tuple[str, ...] = (
-    "ticket_id", "customer_id", "opened_at", "first_response_at", "resolved_at", "channel", "status",
+    "ticket_id",
+    "customer_id",
+    "opened_at",
+    "first_response_at",
+    "resolved_at",
+    "channel",
+    "status",
 )
 RESPONSE_FIELDS: tuple[str, ...] = (
-    "response_id", "customer_id", "email", "submitted_at", "wave", "duration", "nps", "csat", "ces",
+    "response_id",
+    "customer_id",
+    "email",
+    "submitted_at",
+    "wave",
+    "duration",
+    "nps",
+    "csat",
+    "ces",
     "comment",
 )
 # Customer columns a user can segment by; imported extra fields join these at run time.
 SEGMENT_DIMENSIONS: tuple[str, ...] = (
-    "region", "industry", "plan", "value_tier", "lifecycle_stage", "cohort", "owner",
+    "region",
+    "industry",
+    "plan",
+    "value_tier",
+    "lifecycle_stage",
+    "cohort",
+    "owner",
 )

@@ -1,0 +1,28 @@
+"""RelQ — the frame: page config, the shared filters, the demo notice and the navigation.
+
+Run with ``streamlit run app.py``. Each page in ``pages/`` only reads widgets, calls relq and renders.
+"""
+
+import streamlit as st
+
+from pages import components
+
+st.set_page_config(page_title="RelQ — relationship quality", page_icon="🤝", layout="wide")
+
+engine = components.get_engine()
+components.filter_sidebar(engine)
+components.demo_notice(engine)
+
+PAGES = {
+    "Executives": [
+        st.Page(
+            "pages/overview.py",
+            title="Overview",
+            icon=":material/dashboard:",
+            url_path="overview",
+            default=True,
+        ),
+    ],
+}
+
+st.navigation(PAGES).run()

@@ -1,0 +1,1 @@
+"""RelQ's pages (run through st.navigation in app.py) and their shared UI components."""

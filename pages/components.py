@@ -1,0 +1,289 @@
+"""The UI boundary: cached engine and queries, the shared filters, and small display components.
+
+Pages import from here; ``relq`` never imports streamlit.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import pandas as pd
+import streamlit as st
+
+from relq import catalog, metrics, store
+from relq.exceptions import RelqError
+from relq.exports import to_safe_csv
+from relq.filters import SegmentFilter
+from relq.settings import load_settings
+
+__all__ = [
+    "get_engine",
+    "current_filter",
+    "filter_sidebar",
+    "cached_headline",
+    "cached_trend",
+    "score_card",
+    "format_interval",
+    "download_csv",
+    "fail_clearly",
+    "min_n",
+    "FILTER_DIMENSIONS",
+]
+
+FILTER_DIMENSIONS = ("region", "industry", "plan", "value_tier", "lifecycle_stage", "cohort")
+FLAG_LABELS = {
+    "flag_duplicate": "duplicates",
+    "flag_speeder": "speeders",
+    "flag_straightliner": "straight-liners",
+    "flag_out_of_range": "out-of-range answers",
+}
+
+
+def fail_clearly(exc: Exception) -> None:
+    """Show a RelQ error as a sentence and stop the page (no traceback)."""
+    st.error(str(exc))
+    st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str):
+    engine = store.get_engine(url)
+    store.create_schema(engine)
+    return engine
+
+
+def get_engine():
+    """The store's engine; on first start the demo company is created and loaded."""
+    try:
+        engine = _engine(load_settings().database_url)
+        if "relq_demo_checked" not in st.session_state:
+            if not store.has_data(engine):
+                with st.spinner("First start: building the demo company (about 20 seconds)…"):
+                    store.ensure_demo(engine)
+                    st.cache_data.clear()
+            st.session_state["relq_demo_checked"] = True
+        return engine
+    except RelqError as exc:
+        fail_clearly(exc)
+
+
+def min_n() -> int:
+    return load_settings().min_n
+
+
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def _options(_engine, url: str, name: str, version: int) -> list[str]:
+    with _engine.connect() as conn:
+        if name == "__waves__":
+            return catalog.waves(conn)
+        if name == "__dimensions__":
+            return catalog.dimensions(conn)
+        return catalog.dimension_values(conn, name)
+
+
+@st.cache_data(ttl=600, max_entries=8, show_spinner=False)
+def _bounds(_engine, url: str, version: int):
+    with _engine.connect() as conn:
+        return catalog.period_bounds(conn)
+
+
+def data_version() -> int:
+    """Bumped after an import or undo so cached queries are recomputed."""
+    return st.session_state.setdefault("relq_data_version", 0)
+
+
+def bump_data_version() -> None:
+    st.session_state["relq_data_version"] = data_version() + 1
+    st.cache_data.clear()
+
+
+def _init_widgets_from_url(engine) -> None:
+    """On a session's first run, seed the filter widgets from the URL query string."""
+    if st.session_state.get("relq_filter_seeded"):
+        return
+    flt = SegmentFilter.from_query_params(st.query_params.to_dict())
+    if flt.since and flt.until:
+        st.session_state["flt_period"] = (flt.since, flt.until)
+    st.session_state["flt_waves"] = list(flt.waves)
+    for name, values in flt.customer:
+        st.session_state[f"flt_dim_{name}"] = list(values)
+    st.session_state["flt_quadrant"] = flt.quadrant or ""
+    st.session_state["flt_exclude"] = [FLAG_LABELS[f] for f in flt.exclude_flags]
+    st.session_state["relq_filter_seeded"] = True
+
+
+def _clear_filters() -> None:
+    for key in list(st.session_state):
+        if str(key).startswith("flt_"):
+            del st.session_state[key]
+    st.query_params.clear()
+    st.session_state["relq_filter_seeded"] = True
+
+
+def filter_sidebar(engine) -> SegmentFilter:
+    """The shared filters in the sidebar; they live in the URL so a view can be bookmarked."""
+    _init_widgets_from_url(engine)
+    url = str(engine.url)
+    version = data_version()
+    sb = st.sidebar
+    sb.header("Filters")
+    bounds = _bounds(engine, url, version)
+    since = until = None
+    if bounds:
+        lo, hi = bounds
+        period = sb.date_input(
+            "Period (survey submitted)",
+            value=st.session_state.get("flt_period", (lo, hi)),
+            min_value=min(lo, date(2000, 1, 1)),
+            max_value=max(hi, date.today()),
+            key="flt_period",
+            help="Inclusive dates. The previous period of equal length is used for deltas.",
+        )
+        if isinstance(period, (tuple, list)) and len(period) == 2:
+            since, until = period
+            if (since, until) == (lo, hi):
+                since = until = None  # the whole history: no period restriction in the URL
+    waves = sb.multiselect("Survey wave", _options(engine, url, "__waves__", version), key="flt_waves")
+    flt = SegmentFilter(since=since, until=until, waves=tuple(waves))
+    dims = list(FILTER_DIMENSIONS) + [
+        d for d in _options(engine, url, "__dimensions__", version) if d not in FILTER_DIMENSIONS + ("owner",)
+    ]
+    with sb.expander("Segments", expanded=any(st.session_state.get(f"flt_dim_{d}") for d in dims)):
+        for name in dims:
+            values = st.multiselect(
+                name.replace("_", " ").capitalize(),
+                _options(engine, url, name, version),
+                key=f"flt_dim_{name}",
+            )
+            flt = flt.with_dimension(name, values)
+    quadrant = _quadrant_choice(sb)
+    excluded = sb.multiselect(
+        "Exclude flagged responses",
+        list(FLAG_LABELS.values()),
+        key="flt_exclude",
+        help="By default every stored response counts; excluding flagged ones is your visible choice.",
+    )
+    label_to_flag = {v: k for k, v in FLAG_LABELS.items()}
+    flt = SegmentFilter(
+        since=flt.since,
+        until=flt.until,
+        waves=flt.waves,
+        customer=flt.customer,
+        quadrant=quadrant or None,
+        exclude_flags=tuple(label_to_flag[x] for x in excluded),
+    )
+    sb.button("Clear all filters", on_click=_clear_filters, use_container_width=True)
+    params = flt.to_query_params()
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+    st.session_state["relq_filter"] = flt
+    return flt
+
+
+def _quadrant_choice(sb) -> str:
+    try:
+        from relq.quadrants import QUADRANT_NAMES  # quadrants are optional in the frame
+    except ImportError:
+        return ""
+    keys = [""] + list(QUADRANT_NAMES)
+    if st.session_state.get("flt_quadrant") not in keys:
+        st.session_state["flt_quadrant"] = ""
+    return sb.selectbox(
+        "Quadrant (trust × satisfaction at 50)",
+        keys,
+        format_func=lambda k: "All customers" if not k else QUADRANT_NAMES[k],
+        key="flt_quadrant",
+    )
+
+
+def current_filter() -> SegmentFilter:
+    """The frame's filter for this run (empty when a page runs alone, as in tests)."""
+    return st.session_state.get("relq_filter", SegmentFilter())
+
+
+@st.cache_data(ttl=600, max_entries=128, show_spinner=False)
+def _headline(_engine, url: str, flt: SegmentFilter, version: int):
+    with _engine.connect() as conn:
+        return metrics.headline(conn, flt)
+
+
+def cached_headline(engine, flt: SegmentFilter):
+    return _headline(engine, str(engine.url), flt, data_version())
+
+
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def _trend(_engine, url: str, flt: SegmentFilter, freq: str, version: int) -> pd.DataFrame:
+    with _engine.connect() as conn:
+        return metrics.trend(conn, flt, freq)
+
+
+def cached_trend(engine, flt: SegmentFilter, freq: str = "month") -> pd.DataFrame:
+    return _trend(engine, str(engine.url), flt, freq, data_version())
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def format_interval(low: float, high: float, digits: int = 1) -> str:
+    return f"[{_fmt(low, digits)}, {_fmt(high, digits)}]"
+
+
+def score_card(
+    label: str,
+    estimate: float,
+    low: float,
+    high: float,
+    n: int,
+    *,
+    digits: int = 1,
+    delta: float | None = None,
+    significant: bool | None = None,
+    lower_is_better: bool = False,
+    container=None,
+) -> None:
+    """A KPI with its n and 95% interval; small n is greyed and says so; a delta is marked
+    significant only when the test says it is."""
+    box = container or st
+    small = n < min_n()
+    value = _fmt(estimate, digits)
+    delta_text = None
+    if delta is not None and not (isinstance(delta, float) and math.isnan(delta)):
+        mark = " ✱ significant" if significant else " (not significant)"
+        delta_text = f"{delta:+.{digits}f} vs previous{mark}"
+    box.metric(
+        label,
+        value if not small else f"{value} (n<{min_n()})",
+        delta=delta_text,
+        delta_color=("inverse" if lower_is_better else "normal") if significant else "off",
+        help=f"n = {n:,}; 95% interval {format_interval(low, high, digits)}."
+        + (f" Fewer than {min_n()} answers: too few to trust or rank." if small else ""),
+    )
+    box.caption(
+        f"n = {n:,} · 95% CI {format_interval(low, high, digits)}"
+        + (" · :grey[small sample]" if small else "")
+    )
+
+
+def download_csv(
+    frame: pd.DataFrame, file_name: str, label: str = "Download CSV", key: str | None = None
+) -> None:
+    """A formula-safe CSV download of ``frame``."""
+    st.download_button(label, to_safe_csv(frame), file_name=file_name, mime="text/csv", key=key)
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _has_demo(_engine, url: str, version: int) -> bool:
+    return store.has_demo(_engine)
+
+
+def demo_notice(engine) -> None:
+    """Say plainly when the numbers come from the demo company, and how to load real data."""
+    if _has_demo(engine, str(engine.url), data_version()):
+        st.info(
+            "**You are looking at demo data** — a generated company with about 12,000 customers. "
+            "Load your own survey and CRM exports on the **Upload** page, or from a terminal with "
+            "`python -m relq import FILE`; the first real import offers to remove the demo company.",
+            icon=":material/science:",
+        )

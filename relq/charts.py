@@ -1,0 +1,122 @@
+"""Pure functions: tidy DataFrame → Plotly figure, with one template and one colour meaning.
+
+Each pillar keeps its colour on every page; good is teal-green and bad is coral everywhere.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+
+__all__ = [
+    "TEMPLATE",
+    "PILLAR_COLOURS",
+    "METRIC_COLOURS",
+    "GOOD",
+    "BAD",
+    "NEUTRAL",
+    "METRIC_LABELS",
+    "trend_with_band",
+    "score_bars",
+]
+
+PILLAR_COLOURS = {"trust": "#3566A8", "commitment": "#8E5BB5", "satisfaction": "#E0A030", "rq": "#1F3B57"}
+METRIC_COLOURS = {**PILLAR_COLOURS, "nps": "#2A9D8F", "csat": "#4DA3C7", "ces": "#7A7A7A"}
+GOOD, BAD, NEUTRAL = "#2A9D8F", "#E76F51", "#9AA5B1"
+METRIC_LABELS = {
+    "trust": "Trust",
+    "commitment": "Commitment",
+    "satisfaction": "Satisfaction",
+    "rq": "Relationship quality (RQ)",
+    "nps": "NPS",
+    "csat": "CSAT",
+    "ces": "CES",
+}
+
+TEMPLATE = go.layout.Template(
+    layout=go.Layout(
+        font=dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13, color="#1F2933"),
+        colorway=[METRIC_COLOURS[k] for k in ("trust", "commitment", "satisfaction", "nps", "csat", "ces")],
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis=dict(showgrid=False, linecolor="#CBD2D9"),
+        yaxis=dict(gridcolor="#E4E7EB", zeroline=False),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+        hoverlabel=dict(bgcolor="white"),
+    )
+)
+pio.templates["relq"] = TEMPLATE
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    h = hex_colour.lstrip("#")
+    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
+
+
+def trend_with_band(frame: pd.DataFrame, metrics: list[str], title: str = "", y_title: str = "") -> go.Figure:
+    """Lines of estimates with shaded 95% interval bands; hover shows n and the interval.
+
+    ``frame`` is tidy: period, metric, estimate, low, high, n.
+    """
+    fig = go.Figure()
+    for metric in metrics:
+        part = frame[frame["metric"] == metric].sort_values("period")
+        if part.empty:
+            continue
+        colour = METRIC_COLOURS.get(metric, NEUTRAL)
+        fig.add_trace(
+            go.Scatter(
+                x=pd.concat([part["period"], part["period"][::-1]]),
+                y=pd.concat([part["high"], part["low"][::-1]]),
+                fill="toself",
+                fillcolor=_rgba(colour, 0.15),
+                line=dict(width=0),
+                hoverinfo="skip",
+                showlegend=False,
+                name=f"{metric} 95% interval",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=part["period"],
+                y=part["estimate"],
+                mode="lines+markers",
+                name=METRIC_LABELS.get(metric, metric),
+                line=dict(color=colour, width=2),
+                customdata=part[["low", "high", "n"]].to_numpy(),
+                hovertemplate="%{x|%b %Y}: %{y:.1f}<br>95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}"
+                "<br>n = %{customdata[2]:,}<extra>" + METRIC_LABELS.get(metric, metric) + "</extra>",
+            )
+        )
+    fig.update_layout(template=TEMPLATE, title=title, yaxis_title=y_title, hovermode="x unified")
+    return fig
+
+
+def score_bars(frame: pd.DataFrame, title: str = "", y_title: str = "", range_y=None) -> go.Figure:
+    """Bars with 95% error bars; ``frame`` has label, estimate, low, high, n and optional colour."""
+    colours = (
+        frame["colour"] if "colour" in frame else [METRIC_COLOURS.get(x, NEUTRAL) for x in frame["label"]]
+    )
+    fig = go.Figure(
+        go.Bar(
+            x=frame["label"].map(lambda x: METRIC_LABELS.get(x, x)),
+            y=frame["estimate"],
+            marker_color=list(colours),
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=(frame["high"] - frame["estimate"]).tolist(),
+                arrayminus=(frame["estimate"] - frame["low"]).tolist(),
+                color="#52606D",
+            ),
+            customdata=frame[["low", "high", "n"]].to_numpy(),
+            hovertemplate="%{x}: %{y:.1f}<br>95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}"
+            "<br>n = %{customdata[2]:,}<extra></extra>",
+        )
+    )
+    fig.update_layout(template=TEMPLATE, title=title, yaxis_title=y_title, showlegend=False)
+    if range_y:
+        fig.update_yaxes(range=range_y)
+    return fig

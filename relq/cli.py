@@ -1,0 +1,133 @@
+"""``python -m relq demo | import | report --json`` — the same functions the pages call.
+
+Errors a user can fix end with one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from relq import store
+from relq.exceptions import RelqError
+from relq.schema import PILLARS
+
+__all__ = ["main", "build_parser"]
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; expected YYYY-MM-DD") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m relq", description="RelQ: relationship quality from CRM data and surveys."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="(Re)build the demo company in the configured database.")
+    demo.add_argument("--customers", type=int, default=12_000, help="customers to generate (default 12000)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+
+    imp = commands.add_parser("import", help="Import a survey or CRM export.")
+    imp.add_argument("path", type=Path)
+    imp.add_argument(
+        "--kind", default="auto", choices=["auto", "survey", "customers", "transactions", "tickets"]
+    )
+    imp.add_argument("--mapping", type=Path, help="mapping file (JSON) as saved by the Upload page")
+    imp.add_argument(
+        "--date-order", choices=["dmy", "mdy", "ymd"], help="how to read dates like 03/04/2025 when unclear"
+    )
+
+    report = commands.add_parser("report", help="Print the headline numbers.")
+    report.add_argument("--json", action="store_true", help="print JSON (the only format)")
+    report.add_argument("--since", type=_date, help="first submission date, inclusive (YYYY-MM-DD)")
+    report.add_argument("--until", type=_date, help="last submission date, inclusive (YYYY-MM-DD)")
+    report.add_argument("--by", help="segment dimension, e.g. region, plan, industry, value_tier")
+    report.add_argument("--x", default="trust", choices=PILLARS, help="quadrant x pillar")
+    report.add_argument("--y", default="satisfaction", choices=PILLARS, help="quadrant y pillar")
+    report.add_argument("--threshold", type=float, default=50.0, help="quadrant threshold (0-100)")
+    return parser
+
+
+def _clean(value):
+    """JSON without NaN: NaN and infinities become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _demo(args) -> int:
+    from relq.demo import generate_demo
+
+    started = time.perf_counter()
+    company = generate_demo(customers=args.customers, seed=args.seed)
+    counts = store.load_demo(store.get_engine(), company)
+    print(
+        f"Demo company loaded in {time.perf_counter() - started:.1f} s: {counts.customers:,} customers, "
+        f"{counts.transactions:,} transactions, {counts.tickets:,} tickets, "
+        f"{counts.responses:,} survey responses."
+    )
+    return 0
+
+
+def _import(args) -> int:
+    from relq.ingest import import_file
+
+    mapping = None
+    if args.mapping:
+        try:
+            mapping = json.loads(args.mapping.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RelqError(f"{args.mapping}: cannot read the mapping file ({exc}).") from None
+    if not args.path.is_file():
+        raise RelqError(f"{args.path}: no such file.")
+    engine = store.get_engine()
+    store.create_schema(engine)
+    result = import_file(
+        engine,
+        args.path.read_bytes(),
+        file_name=args.path.name,
+        kind=args.kind,
+        mapping=mapping,
+        date_order=args.date_order,
+    )
+    print(
+        f"{args.path.name}: imported {result.rows_imported:,} of {result.rows_total:,} rows as {result.kind} "
+        f"({result.detected_format}); {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already "
+        f"present, {result.rows_unmatched:,} unmatched to a customer. Import id {result.import_id}."
+    )
+    return 0
+
+
+def _report(args) -> int:
+    from relq.report import ReportRequest, build_report
+
+    if args.x == args.y:
+        raise RelqError(f"--x and --y must be two different pillars (both are {args.x}).")
+    engine = store.get_engine()
+    store.create_schema(engine)
+    request = ReportRequest(args.since, args.until, args.by, args.x, args.y, args.threshold)
+    print(json.dumps(_clean(build_report(engine, request)), indent=2, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"demo": _demo, "import": _import, "report": _report}[args.command](args)
+    except RelqError as exc:
+        print(f"relq: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,39 @@
+"""The ``report --json`` document (DESIGN.md §Contracts): headline numbers for a period.
+
+Each section is computed by the module that owns its numbers, from the same functions the
+pages call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy.engine import Engine
+
+from relq import metrics
+from relq.filters import SegmentFilter
+
+__all__ = ["ReportRequest", "build_report"]
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    since: date | None = None
+    until: date | None = None
+    by: str | None = None
+    x: str = "trust"
+    y: str = "satisfaction"
+    threshold: float = 50.0
+
+
+def build_report(engine: Engine, request: ReportRequest = ReportRequest()) -> dict:
+    """The whole JSON report for ``request``."""
+    flt = SegmentFilter(since=request.since, until=request.until)
+    with engine.connect() as conn:
+        report = metrics.headline(conn, flt).as_dict()
+        report["period"] = {
+            "since": request.since.isoformat() if request.since else None,
+            "until": request.until.isoformat() if request.until else None,
+        }
+    return report

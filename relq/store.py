@@ -1,0 +1,342 @@
+"""The store: engines, schema, bulk writes on each engine's native path, derived segments, undo.
+
+DuckDB (the embedded default) takes a pandas frame through ``register`` + ``INSERT … SELECT``;
+PostgreSQL takes ``COPY … FROM STDIN``. Both run inside the caller's transaction, so an import
+lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from relq import schema
+from relq.exceptions import StoreUnavailable
+from relq.settings import PROJECT_ROOT, load_settings
+
+__all__ = [
+    "get_engine",
+    "create_schema",
+    "bulk_insert",
+    "new_import",
+    "refresh_derived",
+    "data_end",
+    "load_demo",
+    "ensure_demo",
+    "has_demo",
+    "has_data",
+    "remove_demo",
+    "undo_import",
+    "import_history",
+    "record_audit",
+    "DATA_TABLES",
+]
+
+# Tables whose rows belong to an import (undo removes them by import_id).
+DATA_TABLES: tuple[sa.Table, ...] = (
+    schema.survey_answers,
+    schema.survey_responses,
+    schema.tickets,
+    schema.transactions,
+    schema.customer_fields,
+    schema.customers,
+)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """An engine for ``url`` (default: RELQ_DATABASE_URL, else the embedded DuckDB file)."""
+    url = url or load_settings().database_url
+    if url.startswith("duckdb:///") and not url.startswith("duckdb:///:memory:"):
+        path = url.removeprefix("duckdb:///")
+        if not path.startswith("/"):
+            path = str(PROJECT_ROOT / path)
+            url = f"duckdb:///{path}"
+        (PROJECT_ROOT / "data").mkdir(exist_ok=True)
+    try:
+        return sa.create_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise StoreUnavailable(
+            f"RELQ_DATABASE_URL {url!r} is not a database URL RelQ can use ({exc}); "
+            "expected e.g. duckdb:///data/relq.duckdb or postgresql+psycopg://user@host/db."
+        ) from None
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every RelQ table that does not exist yet."""
+    try:
+        schema.metadata.create_all(engine)
+    except sa.exc.OperationalError as exc:
+        raise StoreUnavailable(explain_connection_error(exc, engine)) from None
+
+
+def explain_connection_error(exc: Exception, engine: Engine) -> str:
+    text = str(exc)
+    if engine.dialect.name == "duckdb" and ("lock" in text.lower() or "conflicting" in text.lower()):
+        return (
+            f"The database file {engine.url.database} is in use by another RelQ process "
+            "(the dashboard or a CLI command). Stop that process, or wait for it to finish, and try again."
+        )
+    return (
+        f"Cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
+        f"{text.splitlines()[0]}. Check that the server is running and RELQ_DATABASE_URL is right."
+    )
+
+
+def _prepared(table: sa.Table, df: pd.DataFrame) -> pd.DataFrame:
+    """Coerce a frame to the table's column types so both native paths accept it."""
+    unknown = [c for c in df.columns if c not in table.c]
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {', '.join(map(str, unknown))}")
+    df = df.copy()
+    for column in table.columns:  # the native paths skip SQLAlchemy's client-side defaults
+        if column.name not in df.columns and column.default is not None and column.default.is_scalar:
+            df[column.name] = column.default.arg
+    out = pd.DataFrame(index=df.index)
+    for name in df.columns:
+        col = df[name]
+        kind = table.c[name].type
+        if isinstance(kind, sa.Boolean):
+            out[name] = col.fillna(False).astype(bool)
+        elif isinstance(kind, sa.Integer):
+            out[name] = pd.to_numeric(col, errors="coerce").round().astype("Int64")
+        elif isinstance(kind, sa.Float):
+            out[name] = pd.to_numeric(col, errors="coerce").astype(float)
+        elif isinstance(kind, (sa.DateTime, sa.Date)):
+            out[name] = pd.to_datetime(col, errors="coerce")
+            if isinstance(kind, sa.Date) and not isinstance(kind, sa.DateTime):
+                out[name] = out[name].dt.normalize()
+        else:
+            out[name] = col.astype(object).where(col.notna(), None)
+    return out.reset_index(drop=True)
+
+
+def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
+    """Insert a frame through the engine's native bulk path, inside ``conn``'s transaction."""
+    if df.empty:
+        return 0
+    frame = _prepared(table, df)
+    cols = ", ".join(f'"{c}"' for c in frame.columns)
+    dialect = conn.dialect.name
+    if dialect == "duckdb":
+        raw = conn.connection.driver_connection
+        view = f"_relq_bulk_{table.name}"
+        raw.register(view, frame)
+        try:
+            # names come from RelQ's own schema, never from a user
+            raw.execute(f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{view}"')  # noqa: S608
+        finally:
+            raw.unregister(view)
+    elif dialect == "postgresql":
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            with cur.copy(f"COPY \"{table.name}\" ({cols}) FROM STDIN (FORMAT csv, NULL '\\N')") as copy:
+                for start in range(0, len(frame), 200_000):
+                    buf = io.StringIO()
+                    frame.iloc[start : start + 200_000].to_csv(
+                        buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f"
+                    )
+                    copy.write(buf.getvalue())
+    else:  # any other SQLAlchemy dialect: executemany in chunks
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        for start in range(0, len(records), 10_000):
+            conn.execute(table.insert(), records[start : start + 10_000])
+    return len(frame)
+
+
+def new_import(conn: Connection, **fields) -> int:
+    """Write an ``imports`` row and return its id."""
+    fields.setdefault("imported_at", datetime.now())
+    if isinstance(fields.get("mapping"), dict):
+        fields["mapping"] = json.dumps(fields["mapping"])
+    return conn.execute(
+        schema.imports.insert().values(**fields).returning(schema.imports.c.import_id)
+    ).scalar_one()
+
+
+def data_end(conn: Connection) -> date:
+    """The day the data ends: the latest purchase, response or ticket (today when there is none)."""
+    latest = [
+        conn.execute(sa.select(sa.func.max(col))).scalar()
+        for col in (
+            schema.transactions.c.occurred_at,
+            schema.survey_responses.c.submitted_at,
+            schema.tickets.c.opened_at,
+        )
+    ]
+    latest = [pd.Timestamp(x).date() for x in latest if x is not None]
+    return max(latest) if latest else date.today()
+
+
+def _month_label(dialect: str, expr: str) -> str:
+    return f"strftime({expr}, '%Y-%m')" if dialect == "duckdb" else f"to_char({expr}, 'YYYY-MM')"
+
+
+def refresh_derived(conn: Connection, at_risk_days: int | None = None) -> None:
+    """Recompute each customer's cohort, RFM value tier and lifecycle stage from transactions.
+
+    - cohort: month of ``acquired_at``, else of the first transaction.
+    - value tier (RFM monetary): revenue in the 12 months before the data's end, split into
+      "Top 20%", "Middle 50%", "Bottom 30%" among buyers; "No purchases" otherwise.
+    - lifecycle stage as of the data's end: churned (``churned_at`` set), new (joined in the
+      last 90 days), active (a purchase within ``at_risk_days``), at risk (last purchase
+      ``at_risk_days``–2×``at_risk_days`` ago), lapsed (longer, or never purchased).
+    """
+    at_risk_days = at_risk_days or load_settings().at_risk_days
+    end = data_end(conn)
+    dialect = conn.dialect.name
+    cohort_src = "coalesce(c.acquired_at, CAST(t.first_at AS DATE))"
+    conn.execute(
+        sa.text(
+            f"""
+            UPDATE customers SET cohort = d.cohort, value_tier = d.value_tier,
+                                 lifecycle_stage = d.lifecycle_stage
+            FROM (
+              SELECT c.customer_id,
+                     {_month_label(dialect, cohort_src)} AS cohort,
+                     CASE WHEN coalesce(t.revenue_12m, 0) <= 0 THEN 'No purchases'
+                          WHEN t.rank_share <= 0.2 THEN 'Top 20%'
+                          WHEN t.rank_share <= 0.7 THEN 'Middle 50%'
+                          ELSE 'Bottom 30%' END AS value_tier,
+                     CASE WHEN c.churned_at IS NOT NULL AND c.churned_at <= :end THEN 'churned'
+                          WHEN {cohort_src} > :new_since THEN 'new'
+                          WHEN t.last_at >= :active_since THEN 'active'
+                          WHEN t.last_at >= :lapsed_since THEN 'at risk'
+                          ELSE 'lapsed' END AS lifecycle_stage
+              FROM customers c
+              LEFT JOIN (
+                SELECT customer_id, min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+                       sum(CASE WHEN occurred_at > :year_ago THEN amount ELSE 0 END) AS revenue_12m,
+                       percent_rank() OVER (ORDER BY sum(CASE WHEN occurred_at > :year_ago
+                                                        THEN amount ELSE 0 END) DESC) AS rank_share
+                FROM transactions GROUP BY customer_id
+              ) t ON t.customer_id = c.customer_id
+            ) d
+            WHERE customers.customer_id = d.customer_id
+            """  # noqa: S608 - only the month-format function differs by dialect; values are bound
+        ),
+        {
+            "end": end,
+            "new_since": end - timedelta(days=90),
+            "active_since": datetime.combine(end - timedelta(days=at_risk_days), datetime.min.time()),
+            "lapsed_since": datetime.combine(end - timedelta(days=2 * at_risk_days), datetime.min.time()),
+            "year_ago": datetime.combine(end - timedelta(days=365), datetime.min.time()),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class LoadCounts:
+    import_id: int
+    customers: int
+    transactions: int
+    tickets: int
+    responses: int
+    answers: int
+
+
+def load_demo(engine: Engine, company) -> LoadCounts:
+    """Replace any demo data with ``company`` (a relq.demo.DemoCompany), in one transaction."""
+    create_schema(engine)
+    with engine.begin() as conn:
+        _remove_imports(conn, _demo_import_ids(conn))
+        import_id = new_import(
+            conn,
+            file_name="demo company",
+            file_hash=f"demo-{len(company.customers)}",
+            kind="demo",
+            detected_format="generated",
+            rows_total=len(company.responses),
+            rows_imported=len(company.responses),
+            is_demo=True,
+        )
+        counts = {}
+        for table, frame in (
+            (schema.customers, company.customers),
+            (schema.transactions, company.transactions),
+            (schema.tickets, company.tickets),
+            (schema.survey_responses, company.responses),
+            (schema.survey_answers, company.answers),
+        ):
+            counts[table.name] = bulk_insert(conn, table, frame.assign(import_id=import_id))
+        refresh_derived(conn)
+    return LoadCounts(
+        import_id,
+        counts["customers"],
+        counts["transactions"],
+        counts["tickets"],
+        counts["survey_responses"],
+        counts["survey_answers"],
+    )
+
+
+def has_data(engine: Engine) -> bool:
+    create_schema(engine)
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(schema.imports)).scalar_one() > 0
+
+
+def ensure_demo(engine: Engine, customers: int | None = None) -> bool:
+    """On first start (an empty store), build and load the demo company. True when it did."""
+    if has_data(engine):
+        return False
+    from relq.demo import generate_demo
+
+    load_demo(engine, generate_demo(customers=customers or load_settings().demo_customers))
+    return True
+
+
+def _demo_import_ids(conn: Connection) -> list[int]:
+    return list(conn.execute(sa.select(schema.imports.c.import_id).where(schema.imports.c.is_demo)).scalars())
+
+
+def has_demo(engine: Engine) -> bool:
+    create_schema(engine)
+    with engine.connect() as conn:
+        return bool(_demo_import_ids(conn))
+
+
+def _remove_imports(conn: Connection, import_ids: list[int]) -> None:
+    if not import_ids:
+        return
+    for table in (*DATA_TABLES, schema.import_rejects, schema.imports):
+        conn.execute(table.delete().where(table.c.import_id.in_(import_ids)))
+
+
+def remove_demo(engine: Engine) -> int:
+    """Remove the demo company; returns how many imports were removed."""
+    with engine.begin() as conn:
+        ids = _demo_import_ids(conn)
+        _remove_imports(conn, ids)
+        refresh_derived(conn)
+    return len(ids)
+
+
+def undo_import(engine: Engine, import_id: int) -> None:
+    """Remove an import and every row it added, in one transaction."""
+    with engine.begin() as conn:
+        _remove_imports(conn, [int(import_id)])
+        refresh_derived(conn)
+
+
+def import_history(engine: Engine) -> pd.DataFrame:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.imports).order_by(schema.imports.c.import_id.desc()))
+        return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+
+
+def record_audit(engine: Engine, user_email: str | None, action: str, detail: str | dict = "") -> None:
+    """Record who did what and when (exports, imports, undo, instrument edits)."""
+    if isinstance(detail, dict):
+        detail = json.dumps(detail, default=str)
+    with engine.begin() as conn:
+        conn.execute(
+            schema.audit_log.insert().values(
+                logged_at=datetime.now(), user_email=user_email, action=action, detail=str(detail)
+            )
+        )

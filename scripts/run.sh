@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install RelQ's pinned dependencies into .venv and start the dashboard on the embedded DuckDB
+# database (data/relq.duckdb). On first start the demo company is created and loaded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+exec .venv/bin/python -m streamlit run app.py "$@"

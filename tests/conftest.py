@@ -1,0 +1,154 @@
+"""Shared fixtures: a real PostgreSQL server on loopback and an ``engine`` on both DuckDB and it.
+
+The PostgreSQL server is started once per test session with ``initdb`` into a temporary folder
+(as the ``postgres`` user when the tests run as root). No mocks: store tests run on both engines.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from relq import store
+
+os.environ.setdefault("RELQ_DEMO_CUSTOMERS", "1500")
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]), None
+    )
+    if not found:
+        raise RuntimeError(
+            f"PostgreSQL's {name} was not found: install the Debian package postgresql "
+            "(the README's test command does this)."
+        )
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """Start a throw-away PostgreSQL server on 127.0.0.1 and yield a URL to its admin database."""
+    if url := os.environ.get("RELQ_TEST_POSTGRES_URL"):
+        yield url
+        return
+    base = Path(tempfile.mkdtemp(prefix="relq-pg-"))
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        shutil.chown(sock, "postgres")
+    port = _free_port()
+    subprocess.run(
+        _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "relq", "-A", "trust", "--no-sync"]),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        _as_postgres(
+            [
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-l",
+                str(base / "log"),
+                "start",
+                "-o",
+                f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off -c synchronous_commit=off "
+                "-c full_page_writes=off -c max_connections=200",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://relq@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_db_numbers = itertools.count()
+
+
+@pytest.fixture
+def postgres_engine(postgres_url):
+    """A fresh, empty PostgreSQL database with RelQ's schema."""
+    name = f"relq_test_{os.getpid()}_{next(_db_numbers)}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine = sa.create_engine(postgres_url.rsplit("/", 1)[0] + f"/{name}")
+    store.create_schema(engine)
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def duckdb_engine(tmp_path):
+    """A fresh, empty DuckDB file with RelQ's schema."""
+    engine = store.get_engine(f"duckdb:///{tmp_path / 'relq.duckdb'}")
+    store.create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def engine(request):
+    """The same test on the embedded DuckDB store and on a real PostgreSQL server."""
+    return request.getfixturevalue(f"{request.param}_engine")
+
+
+DEMO_CUSTOMERS = 1500
+DEMO_SEED = 11
+
+
+@pytest.fixture(scope="session")
+def demo_company():
+    """A small demo company (1,500 customers, seed 11), generated once per test session."""
+    from relq.demo import generate_demo
+
+    return generate_demo(customers=DEMO_CUSTOMERS, seed=DEMO_SEED)
+
+
+@pytest.fixture(scope="session")
+def demo_db_url(tmp_path_factory, demo_company):
+    """A DuckDB file holding the small demo company, shared read-mostly by page tests."""
+    path = tmp_path_factory.mktemp("demo") / "relq.duckdb"
+    engine = store.get_engine(f"duckdb:///{path}")
+    store.load_demo(engine, demo_company)
+    engine.dispose()
+    return f"duckdb:///{path}"
+
+
+@pytest.fixture
+def demo_env(demo_db_url, monkeypatch):
+    """Point RelQ (pages, CLI) at the shared demo database for one test."""
+    monkeypatch.setenv("RELQ_DATABASE_URL", demo_db_url)
+    return demo_db_url
