@@ -117,10 +117,26 @@ def _prepared(table: sa.Table, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
-    """Insert a frame through the engine's native bulk path, inside ``conn``'s transaction."""
+    """Insert a frame through the engine's native bulk path, inside ``conn``'s transaction.
+
+    Driver errors come back as SQLAlchemy's (``IntegrityError`` for a broken constraint), the
+    same as from any Core statement.
+    """
     if df.empty:
         return 0
     frame = _prepared(table, df)
+    try:
+        _native_insert(conn, table, frame)
+    except sa.exc.SQLAlchemyError:
+        raise
+    except Exception as exc:
+        text = str(exc).lower()
+        kind = sa.exc.IntegrityError if ("constraint" in text or "duplicate key" in text) else sa.exc.DBAPIError
+        raise kind(f"bulk insert into {table.name}", None, exc) from exc
+    return len(frame)
+
+
+def _native_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> None:
     cols = ", ".join(f'"{c}"' for c in frame.columns)
     dialect = conn.dialect.name
     if dialect == "duckdb":
@@ -146,7 +162,6 @@ def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         for start in range(0, len(records), 10_000):
             conn.execute(table.insert(), records[start : start + 10_000])
-    return len(frame)
 
 
 def new_import(conn: Connection, **fields) -> int:
