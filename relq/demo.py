@@ -468,7 +468,8 @@ def _scores(rng: np.random.Generator, state: np.ndarray, slowness: np.ndarray) -
     n = len(state)
     trust, commitment, satisfaction = state.T
     drive = 0.5 * satisfaction + 0.35 * commitment + 0.15 * trust + rng.normal(0.0, 0.45, n)
-    drive = (drive - drive.mean()) / max(drive.std(), 1e-9)
+    if n:
+        drive = (drive - drive.mean()) / max(drive.std(), 1e-9)
     nps = np.clip(np.round(8.2 + 1.75 * drive), 0, 10).astype(np.int64)
     csat = np.clip(np.round(4.05 + 0.8 * satisfaction + rng.normal(0.0, 0.55, n)), 1, 5).astype(np.int64)
     ces = np.clip(
@@ -523,6 +524,8 @@ def _pick(options: tuple[str, ...], index: np.ndarray) -> np.ndarray:
 
 
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
+    if len(numbers) == 0:
+        return np.array([], dtype=object)
     digits = np.strings.zfill(np.asarray(numbers).astype(np.str_), width)
     return np.strings.add(prefix, digits).astype(object)
 
