@@ -1,0 +1,465 @@
+"""Import survey and CRM exports: detect → map → validate → write (DESIGN.md §Architecture).
+
+``import_file`` is what ``python -m relq import`` and the Upload page call. A file that cannot
+be used raises :class:`relq.exceptions.ImportRejected` with one clear sentence and leaves the
+database unchanged; otherwise the valid rows, the ``imports`` record and every rejected row (with
+its reason) land in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import insert, select
+
+from relq import schema
+from relq.exceptions import ImportRejected
+from relq.ingest.detect import LAYOUT_LABEL, Table, build_table
+from relq.ingest.mapping import (
+    KINDS,
+    Mapping,
+    Suggestion,
+    find_template,
+    list_templates,
+    load_mapping,
+    mapping_from_dict,
+    resolve_mapping,
+    save_template,
+    targets_for,
+)
+from relq.ingest.read import list_sheets, read_rows, read_source
+from relq.ingest.validate import ID_TARGETS, AmbiguousDates, Validated, validate
+from relq.ingest.write import (
+    _ID_COLUMN,
+    customer_lookup,
+    existing_ids,
+    imports_row,
+    insert_frame,
+    match_customers,
+    reject_records,
+    write_rows,
+)
+from relq.instrument import Instrument, load_instrument
+
+__all__ = [
+    "ImportResult",
+    "PreparedImport",
+    "AmbiguousDates",
+    "Mapping",
+    "Suggestion",
+    "KINDS",
+    "import_file",
+    "prepare_import",
+    "write_import",
+    "column_summary",
+    "preview_rows",
+    "safe_csv",
+    "rejects_csv",
+    "import_history",
+    "list_sheets",
+    "load_mapping",
+    "mapping_from_dict",
+    "save_template",
+    "find_template",
+    "list_templates",
+    "targets_for",
+]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    import_id: int
+    kind: str
+    detected_format: str
+    rows_total: int
+    rows_imported: int
+    rows_rejected: int
+    rows_duplicate: int
+    rows_unmatched: int
+    rejects: pd.DataFrame  # row, column, value, reason
+    messages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PreparedImport:
+    """A file read, mapped and validated — everything the page previews before writing."""
+
+    file_name: str
+    file_hash: str
+    kind: str
+    detected_format: str
+    layout: str
+    encoding: str | None
+    delimiter: str | None
+    sheet: str | None
+    sheets: tuple[str, ...]
+    table: Table
+    applied: dict[str, str]
+    suggestions: tuple[Suggestion, ...]
+    mapping: Mapping
+    template: str | None
+    validated: Validated
+    instrument: Instrument | None
+    messages: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def rows_total(self) -> int:
+        return len(self.table.frame)
+
+    @property
+    def rejects(self) -> pd.DataFrame:
+        return self.validated.rejects
+
+
+def _coerce_mapping(mapping) -> Mapping | None:
+    if mapping is None or isinstance(mapping, Mapping):
+        return mapping
+    if isinstance(mapping, (str, Path)):
+        return load_mapping(mapping)
+    return mapping_from_dict(mapping)
+
+
+def _describe(raw, table: Table) -> str:
+    parts = [LAYOUT_LABEL.get(table.layout, table.layout)]
+    if raw.sheet is not None:
+        parts.append(f"XLSX sheet {raw.sheet!r}")
+    else:
+        parts.append(raw.encoding or "")
+        parts.append(
+            {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(raw.delimiter, "?") + "-separated"
+        )
+    if table.footer_dropped:
+        parts.append(f"{table.footer_dropped} footer lines dropped")
+    return ", ".join(p for p in parts if p)
+
+
+def _choose_kind(table: Table, instrument, mapping: Mapping | None, file_name: str) -> str:
+    if table.kind:
+        return table.kind
+    scores = []
+    for kind in KINDS:
+        applied, _, _ = resolve_mapping(table, kind, mapping, instrument)
+        real = [t for t in applied.values() if not t.startswith("extra:")]
+        try:
+            validate_requirements(table, kind, applied, instrument, file_name)
+        except ImportRejected:
+            continue
+        scores.append((len(real), -KINDS.index(kind), kind))
+    if not scores:
+        names = ", ".join(repr(c.name) for c in table.columns[:12])
+        raise ImportRejected(
+            f"{file_name}: cannot tell whether this is a survey, customers, transactions or tickets file "
+            f"(columns {names}); choose the kind and map the columns."
+        )
+    return max(scores)[2]
+
+
+def validate_requirements(table, kind, applied, instrument, file_name) -> None:
+    from relq.ingest.validate import _require
+
+    by_target = {t: s for s, t in applied.items() if not t.startswith("extra:")}
+    _require(kind, by_target, instrument, table, file_name)
+
+
+def prepare_import(
+    path_or_bytes,
+    *,
+    file_name: str,
+    kind: str = "auto",
+    mapping: Mapping | dict | str | Path | None = None,
+    instrument: Instrument | None = None,
+    sheet=None,
+    date_order: str | None = None,
+    templates_dir: Path | None = None,
+) -> PreparedImport:
+    """Read, detect, map and validate a file without touching the database."""
+    data = read_source(path_or_bytes)
+    raw = read_rows(data, file_name, sheet)
+    table = build_table(raw.rows, file_name)
+    mapping = _coerce_mapping(mapping)
+    if instrument is None:
+        instrument = load_instrument()
+    if kind not in ("auto", *KINDS):
+        raise ImportRejected(f"{file_name}: kind {kind!r} is not one of auto, {', '.join(KINDS)}.")
+    messages = list(raw.messages)
+    template = None
+    if mapping is None:
+        found = find_template(table, None if kind == "auto" else kind, templates_dir)
+        if found:
+            template, mapping = found
+            messages.append(f"Applied the saved template {template!r}.")
+    if kind == "auto" and mapping is not None and mapping.kind in KINDS:
+        kind = mapping.kind
+    if kind == "auto":
+        kind = _choose_kind(table, instrument, mapping, file_name)
+    applied, suggestions, notes = resolve_mapping(table, kind, mapping, instrument)
+    messages += notes
+    labels = dict(mapping.labels) if mapping else {}
+    validated = validate(
+        table,
+        kind,
+        applied,
+        instrument if kind == "survey" else None,
+        labels,
+        date_order,
+        file_name,
+        comma_decimal_hint=raw.delimiter == ";",
+    )
+    messages += validated.messages
+    if table.footer_dropped:
+        messages.append(f"Dropped {table.footer_dropped} footer lines (report totals and notices).")
+    applied_mapping = Mapping(kind, dict(applied), labels)
+    return PreparedImport(
+        file_name=file_name,
+        file_hash=hashlib.sha1(data).hexdigest(),
+        kind=kind,
+        detected_format=_describe(raw, table),
+        layout=table.layout,
+        encoding=raw.encoding,
+        delimiter=raw.delimiter,
+        sheet=raw.sheet,
+        sheets=raw.sheets,
+        table=table,
+        applied=applied,
+        suggestions=tuple(suggestions),
+        mapping=applied_mapping,
+        template=template,
+        validated=validated,
+        instrument=instrument,
+        messages=tuple(messages),
+    )
+
+
+def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -> ImportResult:
+    """Write a prepared import in one transaction: imports row, new rows, rejects."""
+    kind = prepared.kind
+    v = prepared.validated
+    id_name = ID_TARGETS[kind]
+    valid = v.valid
+    answers = v.answers.loc[valid.index] if len(v.answers.columns) else v.answers.iloc[0:0]
+    rejects = v.rejects
+    messages = list(prepared.messages)
+    with engine.begin() as conn:
+        dup_in_file = valid[id_name].duplicated(keep="first")
+        stored = existing_ids(conn, _ID_COLUMN[kind], valid[id_name])
+        duplicate = dup_in_file | valid[id_name].isin(stored)
+        new = valid[~duplicate].copy()
+        unmatched = 0
+        extra_rejects = []
+        if kind in ("survey", "transactions", "tickets") and not new.empty:
+            lookup = customer_lookup(conn)
+            matched = match_customers(new, lookup)
+            if kind == "survey":
+                unmatched = int(matched.isna().sum())
+                new["customer_id"] = matched
+            else:
+                given = (
+                    new["customer_id"]
+                    if "customer_id" in new
+                    else pd.Series(None, index=new.index, dtype=object)
+                )
+                resolved = matched.where(matched.notna(), given)
+                unmatched = int(matched.isna().sum())
+                lost = resolved.isna()
+                if lost.any():
+                    src = prepared.mapping.columns
+                    email_col = next((s for s, t in src.items() if t == "email"), "email")
+                    for r in new.index[lost]:
+                        extra_rejects.append(
+                            {
+                                "row": int(r),
+                                "column": email_col,
+                                "value": str(new.at[r, "email"]),
+                                "reason": "no stored customer has this email",
+                            }
+                        )
+                    new = new[~lost]
+                    unmatched -= int(lost.sum())
+                    resolved = resolved[~lost]
+                new["customer_id"] = resolved
+        if extra_rejects:
+            rejects = (
+                pd.concat([rejects, pd.DataFrame(extra_rejects)], ignore_index=True)
+                .sort_values("row", kind="stable")
+                .reset_index(drop=True)
+            )
+        n_rejected = int(rejects["row"].nunique()) if not rejects.empty else 0
+        import_id = conn.execute(
+            insert(schema.imports)
+            .values(
+                **imports_row(
+                    file_name=prepared.file_name,
+                    file_hash=prepared.file_hash,
+                    kind=kind,
+                    detected_format=prepared.detected_format,
+                    mapping=prepared.mapping.to_json(),
+                    rows_total=prepared.rows_total,
+                    rows_imported=len(new),
+                    rows_rejected=n_rejected,
+                    rows_duplicate=int(duplicate.sum()),
+                    rows_unmatched=unmatched,
+                    imported_by=user,
+                    is_demo=False,
+                )
+            )
+            .returning(schema.imports.c.import_id)
+        ).scalar_one()
+        messages += write_rows(
+            conn,
+            kind=kind,
+            import_id=import_id,
+            rows=new,
+            answers=answers.loc[new.index] if len(answers.columns) else answers,
+            extras=v.extras[v.extras["row"].isin(new.index)] if not v.extras.empty else v.extras,
+            instrument=prepared.instrument,
+        )
+        insert_frame(conn, schema.import_rejects, reject_records(rejects, prepared.table.frame, import_id))
+    if int(duplicate.sum()):
+        messages.append(
+            f"{int(duplicate.sum())} rows were already stored (or repeated in the file) and were skipped."
+        )
+    return ImportResult(
+        import_id=int(import_id),
+        kind=kind,
+        detected_format=prepared.detected_format,
+        rows_total=prepared.rows_total,
+        rows_imported=len(new),
+        rows_rejected=n_rejected,
+        rows_duplicate=int(duplicate.sum()),
+        rows_unmatched=unmatched,
+        rejects=rejects.reset_index(drop=True),
+        messages=tuple(messages),
+    )
+
+
+def import_file(
+    engine,
+    path_or_bytes,
+    *,
+    file_name: str,
+    kind: str = "auto",
+    mapping: Mapping | dict | str | Path | None = None,
+    instrument: Instrument | None = None,
+    user: str | None = None,
+    sheet=None,
+    date_order: str | None = None,
+    templates_dir: Path | None = None,
+) -> ImportResult:
+    """Import one file (see module docstring); raises ImportRejected when it cannot be used."""
+    prepared = prepare_import(
+        path_or_bytes,
+        file_name=file_name,
+        kind=kind,
+        mapping=mapping,
+        instrument=instrument,
+        sheet=sheet,
+        date_order=date_order,
+        templates_dir=templates_dir,
+    )
+    return write_import(engine, prepared, user=user)
+
+
+def preview_rows(prepared: PreparedImport, limit: int = 50) -> pd.DataFrame:
+    """The first rows as they will be stored (valid rows only), answers included."""
+    v = prepared.validated
+    valid = v.valid.head(limit)
+    out = valid.copy()
+    if len(v.answers.columns):
+        out = out.join(v.answers.loc[valid.index])
+    out.index.name = "row"
+    return out
+
+
+def column_summary(prepared: PreparedImport) -> pd.DataFrame:
+    """Per mapped column: target, filled and empty counts, problems, an example value."""
+    frame = prepared.table.frame
+    rejects = prepared.validated.rejects
+    problems = rejects.groupby("column").size() if not rejects.empty else pd.Series(dtype=int)
+    records = []
+    for col in prepared.table.columns:
+        values = frame[col.name].fillna("").astype(str).str.strip()
+        filled = values[values != ""]
+        records.append(
+            {
+                "column": col.name,
+                "target": prepared.applied.get(col.name, ""),
+                "filled": int(len(filled)),
+                "empty": int(len(values) - len(filled)),
+                "problems": int(problems.get(col.name, 0)),
+                "distinct": int(filled.nunique()),
+                "example": filled.iloc[0] if len(filled) else "",
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_csv(frame: pd.DataFrame) -> bytes:
+    """CSV bytes with formula-looking cells neutralised by a leading single quote."""
+
+    def neutral(v):
+        return "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+
+    out = frame.copy()
+    out.columns = [neutral(str(c)) for c in out.columns]
+    for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = out[c].map(neutral)
+    buf = io.StringIO()
+    out.to_csv(buf, index=False)
+    return buf.getvalue().encode("utf-8-sig")
+
+
+def rejects_csv(rejects: pd.DataFrame) -> bytes:
+    return safe_csv(rejects)
+
+
+def import_history(engine, limit: int = 50) -> pd.DataFrame:
+    """The latest imports, newest first."""
+    i = schema.imports.c
+    query = (
+        select(
+            i.import_id,
+            i.file_name,
+            i.kind,
+            i.detected_format,
+            i.rows_total,
+            i.rows_imported,
+            i.rows_rejected,
+            i.rows_duplicate,
+            i.rows_unmatched,
+            i.imported_by,
+            i.imported_at,
+            i.is_demo,
+        )
+        .order_by(i.import_id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in query.selected_columns])
+
+
+def stored_rejects(engine, import_id: int) -> pd.DataFrame:
+    r = schema.import_rejects.c
+    query = (
+        select(r.row_number, r.column_name, r.value, r.reason, r.raw)
+        .where(r.import_id == import_id)
+        .order_by(r.row_number)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return pd.DataFrame(
+        [dict(x) for x in rows], columns=["row_number", "column_name", "value", "reason", "raw"]
+    )
+
+
+def mapping_json(prepared: PreparedImport) -> str:
+    return json.dumps(prepared.mapping.to_dict(), indent=2, ensure_ascii=False)

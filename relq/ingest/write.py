@@ -1,0 +1,218 @@
+"""Validated rows → the database, in one transaction with the ``imports`` record and the rejects."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+
+from relq import schema
+from relq.instrument import Instrument, pillar_indices
+
+__all__ = ["write_rows", "existing_ids", "customer_lookup", "insert_frame"]
+
+_ID_COLUMN = {
+    "survey": schema.survey_responses.c.response_id,
+    "customers": schema.customers.c.customer_id,
+    "transactions": schema.transactions.c.transaction_id,
+    "tickets": schema.tickets.c.ticket_id,
+}
+_TABLE = {
+    "survey": schema.survey_responses,
+    "customers": schema.customers,
+    "transactions": schema.transactions,
+    "tickets": schema.tickets,
+}
+FLAGS = ("flag_duplicate", "flag_speeder", "flag_straightliner", "flag_out_of_range")
+
+
+def _plain(v):
+    if v is None or v is pd.NaT or v is pd.NA:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.to_pydatetime()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def insert_frame(conn, table, df: pd.DataFrame) -> None:
+    """Bulk insert through relq.store's native path (row inserts when it is not available)."""
+    if df.empty:
+        return
+    try:
+        from relq.store import bulk_insert
+    except ImportError:
+        bulk_insert = None
+    if bulk_insert is not None:
+        bulk_insert(conn, table, df)
+        return
+    records = [{k: _plain(v) for k, v in r.items()} for r in df.astype(object).to_dict("records")]
+    conn.execute(table.insert(), records)
+
+
+def existing_ids(conn, column, ids: Iterable[str]) -> set[str]:
+    """Which of ``ids`` are already stored in ``column``."""
+    ids = list(dict.fromkeys(i for i in ids if i is not None))
+    if not ids:
+        return set()
+    stored = conn.execute(select(func.count()).select_from(column.table)).scalar_one()
+    if stored == 0:
+        return set()
+    if stored <= 2_000_000:
+        wanted = set(ids)
+        return {r[0] for r in conn.execute(select(column)) if r[0] in wanted}
+    found: set[str] = set()
+    for start in range(0, len(ids), 5000):
+        found |= {r[0] for r in conn.execute(select(column).where(column.in_(ids[start : start + 5000])))}
+    return found
+
+
+def customer_lookup(conn) -> tuple[set[str], dict[str, str], dict[str, str]]:
+    """(customer ids, external_ref → id, lower(email) → id) of stored customers."""
+    c = schema.customers.c
+    ids: set[str] = set()
+    refs: dict[str, str] = {}
+    emails: dict[str, str] = {}
+    for cid, ref, email in conn.execute(select(c.customer_id, c.external_ref, c.email)):
+        ids.add(cid)
+        if ref:
+            refs.setdefault(str(ref).strip(), cid)
+        if email:
+            emails.setdefault(str(email).strip().lower(), cid)
+    return ids, refs, emails
+
+
+def match_customers(rows: pd.DataFrame, lookup) -> pd.Series:
+    """Customer id per row: by customer id, else external reference, else email (case-insensitive)."""
+    ids, refs, emails = lookup
+    out = pd.Series(None, index=rows.index, dtype=object)
+    if "customer_id" in rows:
+        given = rows["customer_id"].astype(object)
+        out = given.where(given.isin(ids), None).astype(object)
+        by_ref = given.map(lambda v: refs.get(str(v).strip()) if v is not None else None)
+        out = out.where(out.notna(), by_ref)
+    if "email" in rows:
+        by_email = rows["email"].map(lambda v: emails.get(str(v).strip().lower()) if v is not None else None)
+        out = out.where(out.notna(), by_email)
+    return out.where(out.notna(), None)
+
+
+def quality_flags(
+    responses: pd.DataFrame, answers: pd.DataFrame, instrument: Instrument
+) -> tuple[pd.DataFrame, str | None]:
+    """Data-quality flags from relq.quality (all false, with a message, if it cannot run)."""
+    blank = pd.DataFrame(False, index=responses.index, columns=list(FLAGS))
+    if responses.empty:
+        return blank, None
+    try:
+        from relq.quality import flag_responses
+    except ImportError:
+        return blank, "Data-quality flags were not computed (relq.quality is not available)."
+    try:
+        flags = flag_responses(responses, answers, instrument)
+    except Exception as exc:  # noqa: BLE001 - flags are advisory; the import must not fail on them
+        return blank, f"Data-quality flags were not computed ({type(exc).__name__}: {exc})."
+    out = blank.copy()
+    for f in FLAGS:
+        if f in flags:
+            out[f] = pd.Series(flags[f].to_numpy(), index=responses.index).fillna(False).astype(bool)
+    return out, None
+
+
+def write_rows(
+    conn,
+    *,
+    kind: str,
+    import_id: int,
+    rows: pd.DataFrame,
+    answers: pd.DataFrame,
+    extras: pd.DataFrame,
+    instrument: Instrument | None,
+) -> list[str]:
+    """Insert the new rows of one import (ids already checked); returns messages."""
+    messages: list[str] = []
+    table = _TABLE[kind]
+    columns = [c.name for c in table.columns]
+    if kind == "survey":
+        indices = (
+            pillar_indices(answers, instrument)
+            if instrument is not None and len(answers.columns)
+            else (pd.DataFrame({p: np.nan for p in (*schema.PILLARS, "rq")}, index=rows.index))
+        )
+        out = rows.reindex(columns=[c for c in schema.RESPONSE_FIELDS]).copy()
+        for p in (*schema.PILLARS, "rq"):
+            out[p] = indices[p].astype(float)
+        flags, note = quality_flags(out, answers, instrument)
+        if note:
+            messages.append(note)
+        for f in FLAGS:
+            out[f] = flags[f].astype(bool)
+        out["import_id"] = import_id
+        for c in ("nps", "csat", "ces"):
+            out[c] = out[c].astype("Int64")
+        out["duration"] = out["duration"].astype(float)
+        insert_frame(conn, table, out[[c for c in columns if c in out.columns]].reset_index(drop=True))
+        if len(answers.columns):
+            long = (
+                answers.assign(response_id=rows["response_id"])
+                .melt(id_vars="response_id", var_name="item_id", value_name="value")
+                .dropna(subset=["value"])
+            )
+            long["import_id"] = import_id
+            insert_frame(conn, schema.survey_answers, long.reset_index(drop=True))
+        return messages
+    out = rows.reindex(columns=[c for c in columns if c != "import_id"]).copy()
+    out["import_id"] = import_id
+    if kind == "customers":
+        for c in ("acquired_at", "churned_at"):
+            out[c] = pd.to_datetime(out[c]).dt.date.astype(object).where(out[c].notna(), None)
+        out["annual_value"] = out["annual_value"].astype(float)
+        out = out.drop(columns=["cohort", "value_tier", "lifecycle_stage"])
+    if kind == "transactions":
+        out["amount"] = out["amount"].astype(float)
+    insert_frame(conn, table, out.reset_index(drop=True))
+    if kind == "customers" and not extras.empty:
+        fields = extras.assign(customer_id=extras["row"].map(rows["customer_id"]))
+        fields = fields.dropna(subset=["customer_id"]).drop_duplicates(["customer_id", "field"], keep="last")
+        fields = fields[["customer_id", "field", "value"]].assign(import_id=import_id)
+        insert_frame(conn, schema.customer_fields, fields.reset_index(drop=True))
+    if kind in ("customers", "transactions"):
+        try:
+            from relq.store import refresh_derived
+        except ImportError:
+            refresh_derived = None
+        if refresh_derived is not None:
+            refresh_derived(conn)
+    return messages
+
+
+def imports_row(**values) -> dict:
+    values.setdefault("imported_at", dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    return values
+
+
+def reject_records(rejects: pd.DataFrame, frame: pd.DataFrame, import_id: int) -> pd.DataFrame:
+    """import_rejects rows: each problem with the whole source row as JSON."""
+    if rejects.empty:
+        return pd.DataFrame(columns=["import_id", "row_number", "column_name", "value", "reason", "raw"])
+    raw = {}
+    for r in rejects["row"].unique():
+        raw[r] = json.dumps(frame.loc[r].to_dict(), ensure_ascii=False) if r in frame.index else None
+    return pd.DataFrame(
+        {
+            "import_id": import_id,
+            "row_number": rejects["row"].astype(int),
+            "column_name": rejects["column"].astype(object),
+            "value": rejects["value"].astype(object),
+            "reason": rejects["reason"].astype(object),
+            "raw": rejects["row"].map(raw),
+        }
+    )

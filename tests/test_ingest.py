@@ -1,0 +1,136 @@
+"""relq.ingest end to end on both engines: plain files of every kind, rejects, re-import, undo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from relq import schema, store
+from relq.exceptions import ImportRejected
+from relq.ingest import import_file
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
+TABLES = (
+    schema.customers,
+    schema.customer_fields,
+    schema.transactions,
+    schema.tickets,
+    schema.survey_responses,
+    schema.survey_answers,
+    schema.imports,
+    schema.import_rejects,
+)
+
+
+def counts(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in TABLES}
+
+
+def fetch(engine, table, order_by) -> pd.DataFrame:
+    with engine.connect() as conn:
+        result = conn.execute(sa.select(table).order_by(table.c[order_by]))
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def load(engine, name: str, **kwargs):
+    path = FIXTURES / name
+    return import_file(engine, path.read_bytes(), file_name=name, **kwargs)
+
+
+def test_plain_files_of_every_kind_land_with_their_values(engine):
+    customers = load(engine, "plain_customers.csv")
+    assert (customers.kind, customers.rows_total, customers.rows_imported, customers.rows_duplicate) == (
+        "customers",
+        4,
+        3,
+        1,
+    )
+    stored = fetch(engine, schema.customers, "customer_id")
+    assert stored["customer_id"].tolist() == ["C1", "C2", "C3"]
+    assert stored.loc[0, "annual_value"] == pytest.approx(12000.5)
+    assert str(stored.loc[0, "acquired_at"])[:10] == "2024-01-05"
+    assert stored.loc[0, "cohort"] == "2024-01"  # refresh_derived ran
+    fields = fetch(engine, schema.customer_fields, "customer_id")
+    assert fields[["customer_id", "field", "value"]].values.tolist() == [
+        ["C1", "Segment", "Strategic"],
+        ["C3", "Segment", "Strategic"],
+    ]
+
+    tx = load(engine, "plain_transactions.csv")
+    assert (tx.kind, tx.rows_imported, tx.rows_rejected) == ("transactions", 2, 2)
+    assert tx.rejects[["row", "column", "reason"]].values.tolist() == [
+        [2, "amount", "not a number"],
+        [4, "amount", "number too large (more than 1e+15 in size)"],
+    ]
+    stored_tx = fetch(engine, schema.transactions, "occurred_at")
+    assert stored_tx["amount"].tolist() == [100.25, 50.0]
+    assert len(stored_tx.loc[1, "transaction_id"]) == 40  # content hash for the id-less row
+
+    tickets = load(engine, "plain_tickets.csv")
+    assert (tickets.kind, tickets.rows_imported, tickets.rows_rejected) == ("tickets", 2, 1)
+    assert tickets.rejects.loc[0, "value"] == "not a date"
+    stored_tk = fetch(engine, schema.tickets, "ticket_id")
+    assert pd.Timestamp(stored_tk.loc[0, "first_response_at"]) == pd.Timestamp("2024-03-01 11:30")
+
+    survey = load(engine, "plain_survey.csv")
+    assert (survey.kind, survey.rows_imported, survey.rows_rejected, survey.rows_unmatched) == (
+        "survey",
+        3,
+        2,
+        1,
+    )
+    assert survey.rejects[["row", "column", "value", "reason"]].values.tolist() == [
+        [4, "nps", "11", "outside the 0–10 scale"],
+        [5, "trust_1", "8", "outside the 1–7 scale"],
+    ]
+    responses = fetch(engine, schema.survey_responses, "response_id").set_index("response_id")
+    assert responses.loc["R1", "customer_id"] == "C1"
+    assert responses.loc["R2", "customer_id"] == "C2"  # matched by email, case-insensitive
+    assert responses.loc["R3", "customer_id"] is None
+    assert responses.loc["R1", "trust"] == pytest.approx(100.0)
+    assert responses.loc["R2", "rq"] == pytest.approx(50.0)
+    assert responses.loc["R1", "nps"] == 10 and responses.loc["R1", "csat"] == 5
+    answers = fetch(engine, schema.survey_answers, "response_id")
+    assert len(answers) == 3 * 11
+    assert set(answers["import_id"]) == {survey.import_id}
+
+    with engine.connect() as conn:
+        rejects = (
+            conn.execute(
+                sa.select(schema.import_rejects).where(schema.import_rejects.c.import_id == survey.import_id)
+            )
+            .mappings()
+            .all()
+        )
+    assert [(r["row_number"], r["column_name"]) for r in rejects] == [(4, "nps"), (5, "trust_1")]
+    assert json.loads(rejects[0]["raw"])["response_id"] == "R4"
+
+
+def test_reimport_adds_nothing_and_undo_removes_everything(engine):
+    store.create_schema(engine)
+    before = counts(engine)
+    first = load(engine, "plain_survey.csv")
+    after_first = counts(engine)
+    again = load(engine, "plain_survey.csv")
+    assert again.rows_imported == 0 and again.rows_duplicate == first.rows_imported
+    after_again = counts(engine)
+    for table in ("survey_responses", "survey_answers"):
+        assert after_again[table] == after_first[table]
+    store.undo_import(engine, again.import_id)
+    store.undo_import(engine, first.import_id)
+    assert counts(engine) == before
+
+
+def test_a_rejected_file_leaves_the_database_unchanged(engine):
+    load(engine, "plain_customers.csv")
+    before = counts(engine)
+    with pytest.raises(ImportRejected, match="no column holds occurred_at"):
+        import_file(
+            engine, b"transaction_id,customer_id,amount\nT9,C1,5\n", file_name="t.csv", kind="transactions"
+        )
+    assert counts(engine) == before
