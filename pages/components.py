@@ -104,7 +104,7 @@ def _init_widgets_from_url(engine) -> None:
         return
     flt = SegmentFilter.from_query_params(st.query_params.to_dict())
     if flt.since and flt.until:
-        st.session_state["flt_period"] = (flt.since, flt.until)
+        st.session_state["flt_period"] = tuple(sorted((flt.since, flt.until)))
     st.session_state["flt_waves"] = list(flt.waves)
     for name, values in flt.customer:
         st.session_state[f"flt_dim_{name}"] = list(values)
@@ -135,8 +135,8 @@ def filter_sidebar(engine) -> SegmentFilter:
         period = sb.date_input(
             "Period (survey submitted)",
             value=st.session_state.get("flt_period", (lo, hi)),
-            min_value=min(lo, date(2000, 1, 1)),
-            max_value=max(hi, date.today()),
+            min_value=date(1970, 1, 1),
+            max_value=date(2100, 12, 31),
             key="flt_period",
             help="Inclusive dates. The previous period of equal length is used for deltas.",
         )
@@ -173,7 +173,7 @@ def filter_sidebar(engine) -> SegmentFilter:
         quadrant=quadrant or None,
         exclude_flags=tuple(label_to_flag[x] for x in excluded),
     )
-    sb.button("Clear all filters", on_click=_clear_filters, use_container_width=True)
+    sb.button("Clear all filters", on_click=_clear_filters, width="stretch")
     params = flt.to_query_params()
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)

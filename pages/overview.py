@@ -38,11 +38,11 @@ bars = pd.DataFrame(
 )
 left.plotly_chart(
     charts.score_bars(bars, title="Pillar indices (0–100)", y_title="Index", range_y=[0, 100]),
-    use_container_width=True,
+    width="stretch",
 )
 trend = components.cached_trend(engine, flt)
 right.plotly_chart(
     charts.trend_with_band(trend, ["trust", "commitment", "satisfaction"], "Pillars by month", "Index"),
-    use_container_width=True,
+    width="stretch",
 )
-st.plotly_chart(charts.trend_with_band(trend, ["nps"], "NPS by month", "NPS"), use_container_width=True)
+st.plotly_chart(charts.trend_with_band(trend, ["nps"], "NPS by month", "NPS"), width="stretch")

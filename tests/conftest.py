@@ -152,3 +152,23 @@ def demo_env(demo_db_url, monkeypatch):
     """Point RelQ (pages, CLI) at the shared demo database for one test."""
     monkeypatch.setenv("RELQ_DATABASE_URL", demo_db_url)
     return demo_db_url
+
+
+@pytest.fixture(autouse=True)
+def _app_test_runs_the_frame(monkeypatch):
+    """Make AppTest rerun app.py the way the server does.
+
+    AppTest resets Streamlit's "uses the pages/ directory" switch before every run; with RelQ's
+    pages/ folder a rerun would then execute the page alone, without the frame. The server turns
+    the switch off for good once st.navigation runs, so keep it off here too. The browser tests
+    cover the real server.
+    """
+    from streamlit.runtime import pages_manager
+    from streamlit.testing.v1 import app_test
+
+    class FramePagesManager(pages_manager.PagesManager):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pages_manager.PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(app_test, "PagesManager", FramePagesManager)

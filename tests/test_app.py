@@ -1,0 +1,36 @@
+"""The frame and the Overview page, driven through Streamlit's AppTest on the demo company."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_overview_shows_rq_pillars_and_nps_with_n(demo_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert {"Relationship quality (RQ)", "Trust", "Commitment", "Satisfaction", "NPS"} <= set(labels)
+    assert any("n = " in c.value and "95% CI" in c.value for c in at.caption)
+    assert any("demo data" in i.value for i in at.info)
+
+
+def test_a_region_filter_changes_the_overview_numbers_and_the_url(demo_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    before = next(m.value for m in at.metric if m.label == "Trust")
+    region = at.multiselect(key="flt_dim_region")
+    region.select(region.options[0]).run()
+    assert not at.exception
+    after = next(m.value for m in at.metric if m.label == "Trust")
+    assert before != after
+    assert at.query_params.get("seg.region")
+
+
+def test_filters_that_match_nothing_give_a_sentence_not_an_error(demo_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["since"] = "1990-01-01"
+    at.query_params["until"] = "1990-01-31"
+    at.run()
+    assert not at.exception
+    assert any("No survey responses match" in w.value for w in at.warning)
