@@ -170,6 +170,11 @@ def build_table(rows: list[list[str]], file_name: str) -> Table:
     if not rows:
         raise ImportRejected(f"{file_name}: the file has no rows.")
     rows, footer = _drop_footer(rows)
+    while footer:
+        rows, more = _drop_footer(rows)
+        if not more:
+            break
+        footer += more
     header = [c.strip() for c in rows[0]]
     second = rows[1] if len(rows) > 1 else None
     third = rows[2] if len(rows) > 2 else None

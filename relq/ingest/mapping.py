@@ -115,6 +115,7 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
             "external reference",
             "externaldatareference",
             "external data reference",
+            "custom data 1",
             "customer id",
             "customer",
             "account id",
@@ -372,6 +373,19 @@ def _clean_text(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", str(text))).strip().lower()
 
 
+def _wordings(text: str) -> list[str]:
+    """The question text and, for matrix questions, the statement part of it."""
+    clean = _clean_text(text)
+    out = [clean]
+    m = re.match(r"^(.*)\[(.*)\]\s*$", clean)
+    if m:
+        out.append(m.group(2).strip())
+    for sep in (" - ", " – ", ": "):
+        if sep in clean:
+            out.append(clean.rsplit(sep, 1)[1].strip())
+    return out
+
+
 def _suggest_one(
     col: SourceColumn, kind: str, instrument: Instrument | None, targets: set[str]
 ) -> Suggestion:
@@ -382,24 +396,32 @@ def _suggest_one(
         return Suggestion(col.name, text, col.name.strip(), 1.0, "column name is the target name")
     if col.import_id and col.import_id in targets:
         return Suggestion(col.name, text, col.import_id, 1.0, "Qualtrics ImportId is the target name")
-    # 2. known export headers
-    for target, names in SYNONYMS.get(kind, {}).items():
-        if target in targets and name_n in names:
-            conf = 1.0 if names.index(name_n) == 0 else 0.95
-            return Suggestion(col.name, text, target, conf, "known export column")
+    # 2. known export headers (the first header row, or the second one of legacy Qualtrics)
+    for key in dict.fromkeys((name_n, normalise_header(text))):
+        for target, names in SYNONYMS.get(kind, {}).items():
+            if target in targets and key in names:
+                conf = 1.0 if names.index(key) == 0 else 0.95
+                return Suggestion(col.name, text, target, conf, "known export column")
     if kind == "survey" and instrument is not None:
-        items = _item_texts(instrument)
-        wording = _clean_text(text)
-        for item_id, item_text in items.items():
-            if wording and wording == _clean_text(item_text):
-                return Suggestion(col.name, text, item_id, 1.0, "question text equals the item text")
-        choices = {k: _clean_text(v) for k, v in items.items()}
-        best = process.extractOne(wording, choices, scorer=fuzz.token_set_ratio) if wording else None
-        if best and best[1] >= 60:
-            ratio = fuzz.ratio(wording, best[0]) / 100
-            conf = round(min(best[1] / 100, 0.5 + ratio / 2), 2)
-            if conf >= 0.6:
-                return Suggestion(col.name, text, best[2], conf, f"question text resembles item {best[2]}")
+        items = {k: _clean_text(v) for k, v in _item_texts(instrument).items()}
+        # matrix questions carry the statement after " - " (Qualtrics, SurveyMonkey) or in [ ]
+        wordings = [w for w in dict.fromkeys(_wordings(text)) if w]
+        for wording in wordings:
+            for item_id, item_text in items.items():
+                if wording == item_text:
+                    return Suggestion(col.name, text, item_id, 1.0, "question text equals the item text")
+        best_item, best_conf = None, 0.0
+        for wording in wordings:
+            found = process.extractOne(wording, items, scorer=fuzz.token_set_ratio)
+            if found and found[1] >= 60:
+                ratio = fuzz.ratio(wording, found[0]) / 100
+                conf = round(min(found[1] / 100, 0.5 + ratio / 2), 2)
+                if conf > best_conf:
+                    best_item, best_conf = found[2], conf
+        if best_item and best_conf >= 0.6:
+            return Suggestion(
+                col.name, text, best_item, best_conf, f"question text resembles item {best_item}"
+            )
         for target, pattern in _MEASURE_PATTERNS:
             if pattern.search(text):
                 return Suggestion(col.name, text, target, 0.85, "question wording")

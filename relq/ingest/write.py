@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -117,7 +118,9 @@ def quality_flags(
     except ImportError:
         return blank, "Data-quality flags were not computed (relq.quality is not available)."
     try:
-        flags = flag_responses(responses, answers, instrument)
+        with warnings.catch_warnings():  # empty slices (no durations) are expected, not news
+            warnings.simplefilter("ignore", RuntimeWarning)
+            flags = flag_responses(responses, answers, instrument)
     except Exception as exc:  # noqa: BLE001 - flags are advisory; the import must not fail on them
         return blank, f"Data-quality flags were not computed ({type(exc).__name__}: {exc})."
     out = blank.copy()
