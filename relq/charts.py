@@ -40,10 +40,11 @@ TEMPLATE = go.layout.Template(
         colorway=[METRIC_COLOURS[k] for k in ("trust", "commitment", "satisfaction", "nps", "csat", "ces")],
         paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)",
-        margin=dict(l=10, r=10, t=40, b=10),
+        margin=dict(l=10, r=10, t=80, b=10),
+        title=dict(x=0, xanchor="left", y=0.98, yanchor="top", font=dict(size=16)),
         xaxis=dict(showgrid=False, linecolor="#CBD2D9"),
         yaxis=dict(gridcolor="#E4E7EB", zeroline=False),
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
         hoverlabel=dict(bgcolor="white"),
     )
 )
