@@ -32,8 +32,16 @@ def build_report(engine: Engine, request: ReportRequest = ReportRequest()) -> di
     flt = SegmentFilter(since=request.since, until=request.until)
     with engine.connect() as conn:
         report = metrics.headline(conn, flt).as_dict()
+        report["quadrants"] = _quadrants(conn, flt, request)
         report["period"] = {
             "since": request.since.isoformat() if request.since else None,
             "until": request.until.isoformat() if request.until else None,
         }
     return report
+
+
+def _quadrants(conn, flt: SegmentFilter, request: ReportRequest) -> dict:
+    """Customers per gap quadrant for --x, --y and --threshold (latest response per customer)."""
+    from relq.quadrants import report_section
+
+    return report_section(conn, flt, request.x, request.y, request.threshold)
