@@ -9,7 +9,6 @@ its reason) land in one transaction.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from sqlalchemy import insert, select
 
 from relq import schema
 from relq.exceptions import ImportRejected
+from relq.exports import to_safe_csv
 from relq.ingest.detect import LAYOUT_LABEL, Table, build_table
 from relq.ingest.mapping import (
     KINDS,
@@ -60,6 +60,11 @@ __all__ = [
     "preview_rows",
     "safe_csv",
     "rejects_csv",
+    "mapping_table",
+    "mapping_from_table",
+    "label_table",
+    "label_choices",
+    "labels_from_table",
     "import_history",
     "list_sheets",
     "load_mapping",
@@ -398,23 +403,9 @@ def column_summary(prepared: PreparedImport) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def safe_csv(frame: pd.DataFrame) -> bytes:
-    """CSV bytes with formula-looking cells neutralised by a leading single quote."""
-
-    def neutral(v):
-        return "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
-
-    out = frame.copy()
-    out.columns = [neutral(str(c)) for c in out.columns]
-    for c in out.columns:
-        if out[c].dtype == object:
-            out[c] = out[c].map(neutral)
-    buf = io.StringIO()
-    out.to_csv(buf, index=False)
-    return buf.getvalue().encode("utf-8-sig")
+    """CSV bytes with formula-looking cells neutralised (relq.exports.to_safe_csv)."""
+    return to_safe_csv(frame)
 
 
 def rejects_csv(rejects: pd.DataFrame) -> bytes:
@@ -463,3 +454,74 @@ def stored_rejects(engine, import_id: int) -> pd.DataFrame:
 
 def mapping_json(prepared: PreparedImport) -> str:
     return json.dumps(prepared.mapping.to_dict(), indent=2, ensure_ascii=False)
+
+
+REJECT = "reject the row"
+MISSING = "no answer (missing)"
+
+
+def mapping_table(prepared: PreparedImport) -> pd.DataFrame:
+    """One row per source column: question text, suggestion with confidence, applied target."""
+    records = []
+    for s in prepared.suggestions:
+        records.append(
+            {
+                "column": s.source,
+                "question": s.text if s.text != s.source else "",
+                "suggested": s.target or "",
+                "confidence": round(float(s.confidence), 2),
+                "target": prepared.applied.get(s.source, ""),
+            }
+        )
+    return pd.DataFrame.from_records(
+        records, columns=["column", "question", "suggested", "confidence", "target"]
+    )
+
+
+def mapping_from_table(kind: str, table: pd.DataFrame, labels: dict | None = None) -> Mapping:
+    """The mapping-file form of an edited mapping table (an empty target ignores the column)."""
+    columns = {}
+    for column, target in zip(table["column"], table["target"], strict=False):
+        target = (
+            "" if target is None or (isinstance(target, float) and pd.isna(target)) else str(target).strip()
+        )
+        columns[str(column)] = target or None
+    return Mapping(kind, columns, dict(labels or {}))
+
+
+def label_table(prepared: PreparedImport) -> pd.DataFrame:
+    """Answer texts that could not be read as numbers, with how often they occur and their label."""
+    rejects = prepared.rejects
+    unread = (
+        rejects[rejects["reason"].str.startswith("not an answer on", na=False)]
+        if not rejects.empty
+        else rejects
+    )
+    counts = unread.groupby("value").size() if not unread.empty else pd.Series(dtype=int)
+    records = [
+        {"answer": answer, "rows": int(n), "meaning": REJECT}
+        for answer, n in counts.sort_values(ascending=False).items()
+    ]
+    for answer, value in prepared.mapping.labels.items():
+        records.append({"answer": answer, "rows": 0, "meaning": MISSING if value is None else f"{value:g}"})
+    return pd.DataFrame.from_records(records, columns=["answer", "rows", "meaning"]).drop_duplicates("answer")
+
+
+def label_choices(prepared: PreparedImport) -> list[str]:
+    """Meanings an answer text can be given: reject, missing, or a scale point."""
+    hi = int(prepared.instrument.scale_max) if prepared.instrument else 7
+    lo = int(prepared.instrument.scale_min) if prepared.instrument else 1
+    return [REJECT, MISSING] + [str(v) for v in range(min(0, lo), max(10, hi) + 1)]
+
+
+def labels_from_table(table: pd.DataFrame) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for answer, meaning in zip(table["answer"], table["meaning"], strict=False):
+        if meaning == MISSING:
+            out[str(answer)] = None
+        elif meaning not in (None, "", REJECT):
+            try:
+                out[str(answer)] = float(meaning)
+            except (TypeError, ValueError):
+                continue
+    return out

@@ -1,0 +1,269 @@
+"""Upload: bring in survey and CRM exports — detect, map, check, import, undo.
+
+Everything after the file arrives lives in ``review_upload(data, file_name)`` so tests (and the
+"Try a sample" choice) can drive it without a browser upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from pages import components
+from relq import ingest, store
+from relq.exceptions import ImportRejected, RelqError
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+KIND_LABELS = {
+    "auto": "Detect",
+    "survey": "Survey",
+    "customers": "Customers",
+    "transactions": "Transactions",
+    "tickets": "Tickets",
+}
+
+
+def _samples() -> list[str]:
+    return sorted(p.name for p in SAMPLES.glob("*") if p.suffix in (".csv", ".tsv", ".txt", ".xlsx"))
+
+
+def _sample_mapping(name: str):
+    path = (SAMPLES / name).with_suffix(".mapping.json")
+    return str(path) if path.exists() else None
+
+
+def _prepare(data: bytes, file_name: str, key: str, default_mapping=None):
+    """Read, detect, map and validate with the choices made on the page; None when unusable."""
+    sheets = ingest.list_sheets(data)
+    left, mid, right = st.columns(3)
+    kind = left.selectbox(
+        "What the file holds", list(KIND_LABELS), format_func=KIND_LABELS.get, key=f"up_kind_{key}"
+    )
+    sheet = mid.selectbox("Sheet", sheets, key=f"up_sheet_{key}") if len(sheets) > 1 else None
+    date_order = right.selectbox(
+        "Dates like 03/04/2024",
+        ["decide from the data", "dmy", "mdy"],
+        format_func=lambda v: {"dmy": "day-first (3 April)", "mdy": "month-first (March 4)"}.get(v, v),
+        key=f"up_dates_{key}",
+    )
+    mapping = st.session_state.get(f"up_mapping_{key}_{kind}", default_mapping)
+    progress = st.progress(0.1, text="Reading and validating…")
+    try:
+        prepared = ingest.prepare_import(
+            data,
+            file_name=file_name,
+            kind=kind,
+            mapping=mapping,
+            sheet=sheet,
+            date_order=None if date_order == "decide from the data" else date_order,
+        )
+    except ingest.AmbiguousDates as exc:
+        progress.empty()
+        st.warning(f"{exc} Choose the order above.")
+        return None
+    except ImportRejected as exc:
+        progress.empty()
+        st.error(str(exc))
+        return None
+    progress.progress(0.6, text="Checked: ready to import.")
+    return prepared
+
+
+def _mapping_editor(prepared, key: str) -> None:
+    st.subheader("Columns")
+    st.caption(
+        "Suggested targets come from the column name, the Qualtrics ImportId or the question text "
+        "(exact, then fuzzy with its confidence). Change a target to fix it; empty ignores the column."
+    )
+    table = ingest.mapping_table(prepared)
+    options = (
+        [""]
+        + ingest.targets_for(prepared.kind, prepared.instrument)
+        + sorted({t for t in table["target"] if t.startswith("extra:")})
+    )
+    version = st.session_state.get(f"up_mapver_{key}", 0)
+    edited = st.data_editor(
+        table,
+        key=f"up_map_{key}_{prepared.kind}_{version}",
+        hide_index=True,
+        width="stretch",
+        disabled=["column", "question", "suggested", "confidence"],
+        column_config={
+            "target": st.column_config.SelectboxColumn("target", options=options),
+            "confidence": st.column_config.ProgressColumn(
+                "confidence", min_value=0.0, max_value=1.0, format="%.2f"
+            ),
+        },
+    )
+    labels = prepared.mapping.labels
+    if prepared.kind == "survey":
+        label_rows = ingest.label_table(prepared)
+        if not label_rows.empty:
+            st.subheader("Answer labels")
+            st.caption("Answers that are not numbers. Give each a scale point, or say it means no answer.")
+            edited_labels = st.data_editor(
+                label_rows,
+                key=f"up_labels_{key}_{version}",
+                hide_index=True,
+                disabled=["answer", "rows"],
+                column_config={
+                    "meaning": st.column_config.SelectboxColumn(
+                        "meaning", options=ingest.label_choices(prepared)
+                    )
+                },
+            )
+            labels = ingest.labels_from_table(edited_labels)
+    mapping = ingest.mapping_from_table(prepared.kind, edited, labels)
+    if (
+        mapping.to_dict()
+        != ingest.mapping_from_table(prepared.kind, table, prepared.mapping.labels).to_dict()
+    ):
+        st.session_state[f"up_mapping_{key}_{prepared.kind}"] = mapping
+        st.session_state[f"up_mapver_{key}"] = version + 1
+        st.rerun()
+    with st.expander("Save this mapping as a template"):
+        name = st.text_input("Template name", key=f"up_tpl_name_{key}")
+        if st.button("Save template", key=f"up_tpl_save_{key}", disabled=not name):
+            try:
+                path = ingest.save_template(name, prepared.mapping)
+                st.success(f"Saved {path.name}; the next export with these columns will use it.")
+            except (ImportRejected, OSError) as exc:
+                st.error(str(exc))
+        st.download_button(
+            "Download mapping file (JSON)",
+            prepared.mapping.to_json(),
+            file_name="mapping.json",
+            mime="application/json",
+            key=f"up_tpl_dl_{key}",
+        )
+
+
+def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> None:
+    """Everything after a file arrives: detection, mapping, checks, preview, import."""
+    key = hashlib.sha1(data).hexdigest()[:12]
+    prepared = _prepare(data, file_name, key, default_mapping)
+    if prepared is None:
+        return
+    st.success(
+        f"**{file_name}**: {prepared.detected_format}; {prepared.rows_total:,} data rows read as "
+        f"**{prepared.kind}**." + (f" Template applied: {prepared.template}." if prepared.template else "")
+    )
+    for message in prepared.messages:
+        st.caption(message)
+    _mapping_editor(prepared, key)
+
+    rejects = prepared.rejects
+    valid = len(prepared.validated.valid)
+    st.subheader("Check")
+    cols = st.columns(3)
+    cols[0].metric("Rows read", f"{prepared.rows_total:,}")
+    cols[1].metric("Ready to import", f"{valid:,}")
+    cols[2].metric("Rows with problems", f"{prepared.rows_total - valid:,}")
+    tab_preview, tab_columns, tab_problems = st.tabs(
+        ["Preview as stored", "Column summary", f"Problems ({len(rejects):,})"]
+    )
+    tab_preview.dataframe(ingest.preview_rows(prepared), width="stretch")
+    tab_columns.dataframe(ingest.column_summary(prepared), hide_index=True, width="stretch")
+    if rejects.empty:
+        tab_problems.write("No problems: every row can be imported.")
+    else:
+        tab_problems.caption(
+            "A row with a problem is not imported; it is kept with its reason in the import "
+            "record. Fix the file or the mapping above, or import the rest."
+        )
+        tab_problems.dataframe(rejects, hide_index=True, width="stretch")
+        tab_problems.download_button(
+            "Download problems (CSV)",
+            ingest.rejects_csv(rejects),
+            file_name=f"{Path(file_name).stem}-problems.csv",
+            mime="text/csv",
+            key=f"up_rej_dl_{key}",
+        )
+
+    if st.button(f"Import {valid:,} rows", type="primary", key=f"up_import_{key}"):
+        bar = st.progress(0.7, text="Writing…")
+        try:
+            result = ingest.write_import(engine, prepared, user=st.session_state.get("relq_user"))
+        except RelqError as exc:
+            bar.empty()
+            st.error(str(exc))
+            return
+        bar.progress(1.0, text="Done.")
+        components.bump_data_version()
+        st.session_state["up_last_result"] = (
+            f"Import {result.import_id}: {result.rows_imported:,} of {result.rows_total:,} rows imported as "
+            f"{result.kind}; {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already present, "
+            f"{result.rows_unmatched:,} not matched to a customer."
+        )
+        st.rerun()
+
+
+def _after_import(engine) -> None:
+    message = st.session_state.get("up_last_result")
+    if not message:
+        return
+    st.success(message)
+    if store.has_demo(engine):
+        st.info("Your own data is in. The demo company is still there and mixes into every number.")
+        if st.button("Remove the demo company", key="up_remove_demo"):
+            store.remove_demo(engine)
+            components.bump_data_version()
+            st.session_state["up_last_result"] = message + " The demo company was removed."
+            st.rerun()
+
+
+def _history(engine) -> None:
+    st.subheader("Import history")
+    history = ingest.import_history(engine)
+    if history.empty:
+        st.write("No imports yet.")
+        return
+    st.dataframe(history, hide_index=True, width="stretch")
+    own = [int(i) for i, demo in zip(history["import_id"], history["is_demo"], strict=False) if not demo]
+    if not own:
+        return
+    left, right = st.columns([3, 1])
+    chosen = left.selectbox("Undo an import (removes every row it added)", own, key="up_undo_choice")
+    if right.button("Undo import", key="up_undo"):
+        store.undo_import(engine, chosen)
+        components.bump_data_version()
+        st.session_state["up_last_result"] = None
+        st.success(f"Import {chosen} was undone.")
+        st.rerun()
+    rejected = ingest.stored_rejects(engine, chosen)
+    if not rejected.empty:
+        st.download_button(
+            f"Download the {len(rejected):,} rejected rows of import {chosen} (CSV)",
+            ingest.rejects_csv(rejected),
+            file_name=f"import-{chosen}-rejects.csv",
+            mime="text/csv",
+            key="up_hist_rej_dl",
+        )
+
+
+engine = components.get_engine()
+st.title("Upload survey and CRM exports")
+st.caption(
+    "Qualtrics, SurveyMonkey, Google Forms, Typeform, Microsoft Forms, HubSpot, Salesforce, Zendesk "
+    "or plain CSV/TSV/TXT/XLSX tables. Nothing you upload is silently dropped."
+)
+_after_import(engine)
+source = st.radio("File", ["Upload a file", "Try a sample export"], horizontal=True, key="up_source")
+try:
+    if source == "Upload a file":
+        uploaded = st.file_uploader("Survey or CRM export", type=["csv", "tsv", "txt", "xlsx"], key="up_file")
+        if uploaded is not None:
+            review_upload(uploaded.getvalue(), uploaded.name, engine)
+    else:
+        sample = st.selectbox("Sample export", _samples(), key="up_sample")
+        if sample:
+            review_upload((SAMPLES / sample).read_bytes(), sample, engine, _sample_mapping(sample))
+except RelqError as exc:
+    st.error(str(exc))
+except Exception as exc:  # noqa: BLE001 - an upload must never show a traceback
+    st.error(
+        f"This file could not be processed ({type(exc).__name__}: {exc}). Please report it with the file."
+    )
+_history(engine)

@@ -1,0 +1,82 @@
+"""The Upload page driven through AppTest: a sample export is checked, imported, then undone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from streamlit.testing.v1 import AppTest
+
+from relq import schema, store
+from relq.ingest import import_file
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = str(ROOT / "pages" / "upload.py")
+
+
+@pytest.fixture
+def upload_env(tmp_path, monkeypatch):
+    url = f"duckdb:///{tmp_path / 'relq.duckdb'}"
+    engine = store.get_engine(url)
+    store.create_schema(engine)
+    sample = ROOT / "data" / "samples" / "plain_customers.csv"
+    import_file(engine, sample.read_bytes(), file_name=sample.name)  # real data: no demo is built
+    engine.dispose()
+    monkeypatch.setenv("RELQ_DATABASE_URL", url)
+    return url
+
+
+def _responses(url: str) -> int:
+    engine = store.get_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(schema.survey_responses)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_a_sample_export_is_checked_imported_and_undone(upload_env):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert any("plain_customers.csv" in str(c.value) for c in at.dataframe)  # import history
+    at.radio(key="up_source").set_value("Try a sample export").run()
+    at.selectbox(key="up_sample").set_value("qualtrics_survey.csv").run()
+    assert not at.exception
+    assert any("Qualtrics (3 header rows)" in s.value for s in at.success)
+    assert [m.value for m in at.metric][:3] == ["4", "4", "0"]
+    import_button = next(b for b in at.button if b.label.startswith("Import 4 rows"))
+    import_button.click().run()
+    assert not at.exception
+    assert any("4 of 4 rows imported as survey" in s.value for s in at.success)
+    assert _responses(upload_env) == 4
+    at.selectbox(key="up_undo_choice").set_value(at.selectbox(key="up_undo_choice").options[0])
+    at.button(key="up_undo").click().run()
+    assert not at.exception
+    assert _responses(upload_env) == 0
+
+
+def test_problems_and_label_fixes_show_on_the_page(upload_env, tmp_path):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.radio(key="up_source").set_value("Try a sample export").run()
+    for name in (
+        "hubspot_deals.csv",
+        "ms_forms_survey.xlsx",
+        "transactions_semicolon_decimal_comma.csv",
+        "salesforce_accounts_report.csv",
+    ):
+        at.selectbox(key="up_sample").set_value(name).run()
+        assert not at.exception, name
+        assert not at.error, (name, [e.value for e in at.error])
+
+
+def test_review_upload_handles_junk_without_raising(upload_env):
+    def app():
+        from pages.components import get_engine
+        from pages.upload import review_upload
+
+        review_upload(b"\x00\x01\x02junk\xff" * 10, "junk.bin", get_engine())
+
+    at = AppTest.from_function(app, default_timeout=60).run()
+    assert not at.exception
+    assert any("not a text table" in e.value for e in at.error)
