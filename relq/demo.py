@@ -7,10 +7,16 @@ Everything follows from a few latent traits per customer, so the numbers tell a 
 - slow first responses to support tickets lower satisfaction and make effort (CES) worse;
 - the monthly churn hazard falls as trust and commitment rise (≈ 30% churned by the end);
 - purchases come at a rate set by commitment and plan, and stop at churn;
-- quarterly relationship surveys go to active customers; answers to the instrument items follow
+- each account has several contacts (more on bigger plans and bigger accounts: ≈2.4 on Starter,
+  ≈4.2 on Growth, ≈8 on Enterprise), each with their own address at the customer's domain; the
+  customer's own email is the primary contact's. Contacts share their account's traits, with
+  their own personal view on top (r ≈ 0.9 with the account);
+- quarterly relationship surveys go to every contact of active customers; answers to the instrument items follow
   the latent pillars (reverse-keyed items are answered low when the pillar is high); NPS, CSAT
   and CES follow the pillars too. Trust dips in one wave (a service incident) and satisfaction
   improves slowly over the period.
+
+The 200k-customer benchmark tier holds ≈1M survey responses, ≈5M purchases and ≈500k tickets.
 
 The data problems analysts meet are built in on purpose: ≈1% re-submitted duplicates, ≈1.5%
 straight-liners, ≈2% speeders and ≈1% responses whose email matches no customer. Their flags are
@@ -67,7 +73,8 @@ INDUSTRY_WORDS = (
 PLANS = ("Starter", "Growth", "Enterprise")
 PLAN_SHARES = (0.55, 0.33, 0.12)
 PLAN_ANNUAL_VALUE = (3_000.0, 18_000.0, 110_000.0)  # lognormal medians
-PLAN_PURCHASES_PER_MONTH = (1.25, 1.9, 3.0)
+PLAN_PURCHASES_PER_MONTH = (1.45, 2.2, 3.45)
+PLAN_CONTACTS = (2.4, 4.2, 8.0)  # mean surveyed contacts per account, at the plan's median value
 PLAN_TICKETS_PER_MONTH = (0.17, 0.25, 0.42)
 PLAN_FIRST_RESPONSE_FACTOR = (1.25, 0.85, 0.5)  # Enterprise has priority support
 PLAN_CHURN_LOG_HAZARD = (0.35, 0.0, -0.55)
@@ -150,6 +157,7 @@ class DemoCompany:
     tickets: pd.DataFrame  # TICKET_FIELDS
     responses: pd.DataFrame  # RESPONSE_FIELDS + pillar indices, rq and QUALITY_FLAGS
     answers: pd.DataFrame  # long: response_id, item_id, value (answered items only)
+    contacts: pd.DataFrame  # customer_id, name, email: the people surveyed at each account (not stored)
 
 
 def generate_demo(
@@ -177,8 +185,9 @@ def generate_demo(
     people = _customers(rng, customers, start, months, horizon)
     transactions = _transactions(rng, people, start)
     tickets = _tickets(rng, people, start, horizon)
-    responses, answers = _surveys(rng, people, start, end, horizon, instrument)
-    return DemoCompany(people.frame, transactions, tickets, responses, answers)
+    contacts = _contacts(rng, people)
+    responses, answers = _surveys(rng, people, contacts, start, end, horizon, instrument)
+    return DemoCompany(people.frame, transactions, tickets, responses, answers, contacts.frame)
 
 
 @dataclass(frozen=True)
@@ -353,27 +362,77 @@ def _waves(start: date, end: date, horizon: float) -> tuple[list[str], np.ndarra
     return names, np.array(sends, dtype=float)
 
 
+@dataclass(frozen=True)
+class _Contacts:
+    frame: pd.DataFrame  # customer_id, name, email
+    account: np.ndarray  # index of the contact's customer
+    latent: np.ndarray  # (m, 3): the contact's own trust, commitment, satisfaction
+
+
+def _contacts(rng: np.random.Generator, people: _People) -> _Contacts:
+    """The people surveyed at each account: the primary contact (the customer's email) and colleagues."""
+    n = len(people.plan)
+    size = (people.annual_value / np.array(PLAN_ANNUAL_VALUE)[people.plan]) ** 0.3
+    count = 1 + rng.poisson((np.array(PLAN_CONTACTS)[people.plan] - 1) * size)
+    account = np.repeat(np.arange(n), count)
+    primary = np.zeros(len(account), dtype=bool)
+    primary[np.cumsum(count) - count] = True
+    m = len(account)
+    first = rng.integers(0, len(FIRST_NAMES), m)
+    last = rng.integers(0, len(LAST_NAMES), m)
+    frame = people.frame
+    domain = frame["email"].str.split("@", n=1).str[1].to_numpy(object)[account]
+    local = (
+        _pick(tuple(name.lower() for name in FIRST_NAMES), first)
+        + "."
+        + _pick(tuple(name.lower() for name in LAST_NAMES), last)
+    )
+    # Namesakes at one account get a number; the primary contact keeps the customer's own address.
+    taken = pd.Series(np.where(primary, frame["email"].to_numpy(object)[account], local + "@" + domain))
+    repeat = taken.groupby(taken, sort=False).cumcount().to_numpy()
+    email = np.where(repeat > 0, local + (repeat + 1).astype(str).astype(object) + "@" + domain, taken)
+    name = np.where(
+        primary, frame["name"].to_numpy(object)[account], _pick(FIRST_NAMES, first) + " " + _pick(LAST_NAMES, last)
+    )
+    # Colleagues share their account's relationship, each with a personal view on top.
+    own = rng.standard_normal((m, 3)) @ np.linalg.cholesky(LATENT_CORRELATION).T
+    latent = np.sqrt(0.8) * people.latent[account] + np.sqrt(0.2) * own
+    contacts = pd.DataFrame(
+        {"customer_id": frame["customer_id"].to_numpy(object)[account], "name": name, "email": email}
+    )
+    return _Contacts(contacts, account, latent)
+
+
 def _surveys(
-    rng: np.random.Generator, people: _People, start: date, end: date, horizon: float, instrument: Instrument
+    rng: np.random.Generator,
+    people: _People,
+    contacts: _Contacts,
+    start: date,
+    end: date,
+    horizon: float,
+    instrument: Instrument,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     wave_names, sends = _waves(start, end, horizon)
     if not wave_names:
         raise ValueError("The period holds no complete survey quarter; ask for more months.")
     n_waves = len(wave_names)
-    latent = people.latent
 
-    # Active customers (acquired at least two weeks before the send) get the survey;
-    # committed ones answer a little more often.
-    eligible = (people.acquired[:, None] <= sends[None, :] - 14) & (people.until[:, None] > sends[None, :])
-    logit = np.log(RESPONSE_RATE / (1 - RESPONSE_RATE)) + 0.25 * latent[:, 1]
+    # Every contact of an active customer (acquired at least two weeks before the send) gets
+    # the survey; committed people answer a little more often.
+    account = contacts.account
+    eligible = (people.acquired[account, None] <= sends[None, :] - 14) & (
+        people.until[account, None] > sends[None, :]
+    )
+    logit = np.log(RESPONSE_RATE / (1 - RESPONSE_RATE)) + 0.25 * contacts.latent[:, 1]
     answered = eligible & (rng.random(eligible.shape) < 1 / (1 + np.exp(-logit[:, None])))
-    who, wave = np.nonzero(answered)
+    person, wave = np.nonzero(answered)
+    who = account[person]
     n_matched = len(who)
 
     # About 1% come from people whose email matches no customer: fresh traits, no support history.
     n_unknown = int(round(SHARE_UNMATCHED * n_matched))
     unknown_latent = rng.standard_normal((n_unknown, 3)) @ np.linalg.cholesky(LATENT_CORRELATION).T
-    state = np.vstack([latent[who], unknown_latent])
+    state = np.vstack([contacts.latent[person], unknown_latent])
     slowness = np.concatenate([people.slowness[who], np.zeros(n_unknown)])
     wave = np.concatenate([wave, rng.choice(wave, n_unknown)])  # same timing as everyone
     n = len(wave)
@@ -419,7 +478,9 @@ def _surveys(
     customer_id = np.concatenate(
         [people.frame["customer_id"].to_numpy(object)[who], np.full(n_unknown, None, dtype=object)]
     )
-    email = np.concatenate([people.frame["email"].to_numpy(object)[who], _unknown_emails(rng, n_unknown, people)])
+    email = np.concatenate(
+        [contacts.frame["email"].to_numpy(object)[person], _unknown_emails(rng, n_unknown, contacts.frame)]
+    )
     comment = _comments(rng, scores["nps"], slowness)
 
     # About 1% re-submit the same form a few minutes later (a double click, a second tab).
@@ -506,7 +567,7 @@ def _comments(rng: np.random.Generator, nps: np.ndarray, slowness: np.ndarray) -
     return np.where(writes, text, None).astype(object)
 
 
-def _unknown_emails(rng: np.random.Generator, n: int, people: _People) -> np.ndarray:
+def _unknown_emails(rng: np.random.Generator, n: int, contacts: pd.DataFrame) -> np.ndarray:
     """People no customer record knows: private addresses, or colleagues the CRM never saw."""
     first = _pick(tuple(name.lower() for name in FIRST_NAMES), rng.integers(0, len(FIRST_NAMES), n))
     last = _pick(tuple(name.lower() for name in LAST_NAMES), rng.integers(0, len(LAST_NAMES), n))
@@ -514,7 +575,7 @@ def _unknown_emails(rng: np.random.Generator, n: int, people: _People) -> np.nda
     domain = _pick(UNKNOWN_DOMAINS, rng.integers(0, len(UNKNOWN_DOMAINS), n))
     email = first + "." + last + number + "@" + domain
     # A private-mail address never equals a customer's company address, but keep the promise explicit.
-    clash = pd.Series(email).isin(people.frame["email"]).to_numpy()
+    clash = pd.Series(email).isin(contacts["email"]).to_numpy()
     email[clash] = email[clash] + ".invalid"
     return email
 

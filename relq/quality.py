@@ -34,8 +34,10 @@ def flag_responses(responses: pd.DataFrame, answers_wide: pd.DataFrame, instrume
 
     Rules:
 
-    - **flag_duplicate** — the respondent is the ``customer_id``, or the lower-cased ``email``
-      when the response matched no customer (a response with neither is never a duplicate).
+    - **flag_duplicate** — the respondent is the person: the lower-cased ``email``, else the
+      ``customer_id`` when the response carries no email (a response with neither is never a
+      duplicate). Colleagues at one customer account answer with their own addresses, so they
+      are different respondents.
       A response is a duplicate when (a) the same respondent already gave, in the same survey
       wave (``wave``; where it is missing, the calendar quarter of ``submitted_at``), identical
       item answers (unanswered counts as an answer) and identical nps, csat and ces; or (b) the
@@ -94,14 +96,14 @@ def _item_block(answers_wide: pd.DataFrame, item_ids: list[str]) -> pd.DataFrame
 
 
 def _respondent(responses: pd.DataFrame) -> pd.Series:
-    """customer_id, else the lower-cased email, else missing."""
+    """The lower-cased email (the person), else customer_id, else missing."""
     customer = responses["customer_id"].astype(object)
     customer = customer.where(customer.notna() & (customer.astype(str).str.strip() != ""))
     email = responses["email"].astype(object).where(responses["email"].notna())
     email = email.astype(str).str.strip().str.lower().where(email.notna())
     email = email.where(email != "")
     # Prefixes keep a customer id from ever equalling somebody's email.
-    return ("c:" + customer.astype(str)).where(customer.notna(), "e:" + email.astype(str)).where(
+    return ("e:" + email.astype(str)).where(email.notna(), "c:" + customer.astype(str)).where(
         customer.notna() | email.notna()
     )
 

@@ -101,7 +101,7 @@ def test_no_purchase_after_churn_or_before_acquisition(demo):
 def test_business_volumes_are_believable(demo):
     customers = len(demo.customers)
     assert 0.25 <= demo.customers["churned_at"].notna().mean() <= 0.35
-    assert 15 <= len(demo.transactions) / customers <= 25
+    assert 18 <= len(demo.transactions) / customers <= 30  # ≈5M purchases on the 200k benchmark tier
     assert 2.0 <= len(demo.tickets) / customers <= 3.0
     assert set(demo.customers["plan"]) == {"Starter", "Growth", "Enterprise"}
     medians = demo.customers.groupby("plan")["annual_value"].median()
@@ -221,20 +221,47 @@ def test_rejects_nonsense_arguments():
         generate_demo(customers=10, months=1)
 
 
-def test_response_rate_is_about_forty_percent_of_active_customers(demo):
+def test_response_rate_is_about_forty_percent_of_active_contacts(demo):
     matched = demo.responses.dropna(subset=["customer_id"])
     matched = matched[~matched["flag_duplicate"]]
     per_wave = matched.groupby("wave").size()
     # 2023-Q4 is sent a week after the first customers arrive: too new to be asked.
     assert list(per_wave.index) == [f"{year}-Q{q}" for year in (2024, 2025, 2026) for q in (1, 2, 3, 4)][:11]
-    customers = demo.customers
+    people = demo.contacts.merge(demo.customers[["customer_id", "acquired_at", "churned_at"]], on="customer_id")
     sends = pd.to_datetime([f"{w[:4]}-{3 * int(w[-1]) - 1:02d}-08" for w in per_wave.index])
     active = np.array(
         [
-            ((customers["acquired_at"] <= send - pd.Timedelta(days=14))
-             & (customers["churned_at"].isna() | (customers["churned_at"] > send))).sum()
+            ((people["acquired_at"] <= send - pd.Timedelta(days=14))
+             & (people["churned_at"].isna() | (people["churned_at"] > send))).sum()
             for send in sends
         ]
     )
     rate = per_wave.sum() / active.sum()
     assert 0.35 <= rate <= 0.45, rate
+
+
+def test_accounts_have_several_contacts_at_their_own_domain_more_on_bigger_plans(demo):
+    contacts = demo.contacts
+    assert list(contacts.columns) == ["customer_id", "name", "email"]
+    assert contacts["email"].is_unique
+    assert set(demo.customers["email"]) <= set(contacts["email"])  # the primary contact
+    per_account = contacts.groupby("customer_id").size()
+    assert per_account.min() >= 1
+    by_plan = per_account.groupby(demo.customers.set_index("customer_id")["plan"]).mean()
+    assert 1.8 <= by_plan["Starter"] < by_plan["Growth"] < by_plan["Enterprise"] <= 10
+    domain = contacts["email"].str.split("@").str[1]
+    primary_domain = demo.customers.set_index("customer_id")["email"].str.split("@").str[1]
+    assert (domain.to_numpy() == primary_domain.reindex(contacts["customer_id"]).to_numpy()).all()
+    # Every matched response comes from one of its account's contacts.
+    matched = demo.responses.dropna(subset=["customer_id"])
+    pairs = matched[["customer_id", "email"]].merge(contacts, how="left", indicator=True)
+    assert (pairs["_merge"] == "both").all()
+
+
+def test_colleagues_answering_the_same_wave_are_not_flagged_as_duplicates(demo):
+    matched = demo.responses.dropna(subset=["customer_id"])
+    colleagues = matched.groupby(["customer_id", "wave"])["email"].nunique()
+    assert (colleagues > 1).mean() > 0.2  # several people per account answer the same wave
+    clean = matched[~matched["flag_duplicate"]]
+    assert not clean.duplicated(["email", "wave"]).any()
+    assert clean.duplicated(["customer_id", "wave"]).any()

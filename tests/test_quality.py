@@ -79,6 +79,22 @@ def test_unmatched_responses_are_matched_on_email_case_insensitively_and_other_s
     )
 
 
+def test_colleagues_at_one_customer_are_different_respondents_and_email_decides_who_answered():
+    responses, wide = batch(
+        [
+            {"customer_id": "C1", "email": "ana@acme.io", "submitted_at": "2025-02-10 10:00"},
+            {"customer_id": "C1", "email": "ben@acme.io", "submitted_at": "2025-02-10 11:00"},  # colleague
+            {"customer_id": "C1", "email": "ANA@acme.io", "submitted_at": "2025-02-12 09:00", "nps": 7},
+            {"customer_id": "C1", "submitted_at": "2025-02-20 09:00"},  # no email: the customer id decides
+            {"customer_id": "C1", "submitted_at": "2025-02-22 09:00", "nps": 6},
+        ]
+    )
+    result = flag_responses(responses, wide, INSTRUMENT)
+    pd.testing.assert_frame_equal(
+        result, expected(responses.index, flag_duplicate=[False, False, True, False, True])
+    )
+
+
 def test_wave_column_decides_the_group_when_given():
     responses, wide = batch(
         [
