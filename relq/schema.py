@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Double,
     Float,
     Index,
     Integer,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.ext.compiler import compiles
 
 __all__ = [
     "metadata",
@@ -41,6 +43,13 @@ __all__ = [
 ]
 
 PILLARS: tuple[str, ...] = ("trust", "commitment", "satisfaction")
+
+
+@compiles(Float, "duckdb")
+def _float_is_double_on_duckdb(type_, compiler, **kw) -> str:
+    """DuckDB reads FLOAT as 4-byte REAL; PostgreSQL as 8-byte. RelQ wants the same figures on
+    both engines, so every Float (columns and casts in queries) is DOUBLE on DuckDB."""
+    return "DOUBLE"
 
 metadata = MetaData()
 
@@ -91,7 +100,7 @@ customers = Table(
     Column("owner", Text),
     Column("acquired_at", Date),
     Column("churned_at", Date),
-    Column("annual_value", Float),
+    Column("annual_value", Double),
     # Derived from transactions after every import (relq.store.refresh_derived).
     Column("cohort", Text),  # 'YYYY-MM' of acquired_at, else of the first transaction
     Column("value_tier", Text),
@@ -117,7 +126,7 @@ transactions = Table(
     Column("transaction_id", Text, primary_key=True),  # given, else a content hash
     Column("customer_id", Text, nullable=False),
     Column("occurred_at", DateTime, nullable=False),
-    Column("amount", Float, nullable=False),
+    Column("amount", Double, nullable=False),
     Column("import_id", Integer),
     Index("ix_transactions_customer", "customer_id", "occurred_at"),
 )
@@ -144,15 +153,15 @@ survey_responses = Table(
     Column("email", Text),
     Column("submitted_at", DateTime, nullable=False),
     Column("wave", Text),  # survey wave, e.g. '2025-Q3'
-    Column("duration", Float),  # seconds
+    Column("duration", Double),  # seconds
     Column("nps", Integer),
     Column("csat", Integer),
     Column("ces", Integer),
     Column("comment", Text),
-    Column("trust", Float),
-    Column("commitment", Float),
-    Column("satisfaction", Float),
-    Column("rq", Float),
+    Column("trust", Double),
+    Column("commitment", Double),
+    Column("satisfaction", Double),
+    Column("rq", Double),
     Column("flag_duplicate", Boolean, nullable=False, default=False),
     Column("flag_speeder", Boolean, nullable=False, default=False),
     Column("flag_straightliner", Boolean, nullable=False, default=False),
@@ -167,7 +176,7 @@ survey_answers = Table(
     metadata,
     Column("response_id", Text, nullable=False),
     Column("item_id", Text, nullable=False),
-    Column("value", Float),
+    Column("value", Double),
     Column("import_id", Integer),
     UniqueConstraint("response_id", "item_id", name="uq_survey_answers"),
 )
