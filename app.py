@@ -23,6 +23,16 @@ PAGES = {
             default=True,
         ),
     ],
+    "Analysts": [
+        st.Page(
+            "pages/measurement.py", title="Measurement", icon=":material/straighten:", url_path="measurement"
+        ),
+    ],
+    "About": [
+        st.Page(
+            "pages/methodology.py", title="Methodology", icon=":material/menu_book:", url_path="methodology"
+        ),
+    ],
 }
 
 st.navigation(PAGES).run()

@@ -27,6 +27,11 @@ __all__ = [
     "reverse_code",
     "min_answered",
     "pillar_indices",
+    "configured_instrument",
+    "instrument_to_toml",
+    "instrument_from_frame",
+    "instrument_frame",
+    "save_instrument",
 ]
 
 DEFAULT_INSTRUMENT_PATH = Path(__file__).resolve().parent.parent / "data" / "instrument.toml"
@@ -144,3 +149,104 @@ def pillar_indices(answers: pd.DataFrame, instrument: Instrument) -> pd.DataFram
         out[pillar] = index
     out["rq"] = out[list(PILLARS)].mean(axis=1, skipna=False)
     return out
+
+
+def configured_instrument() -> Instrument:
+    """The instrument RelQ uses: the file named by RELQ_INSTRUMENT (default data/instrument.toml)."""
+    from relq.settings import load_settings
+
+    return load_instrument(load_settings().instrument_path)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (quotes, backslashes and control characters escaped)."""
+    out = []
+    for ch in str(text):
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def instrument_to_toml(instrument: Instrument) -> str:
+    """The instrument as ``instrument.toml`` text; :func:`instrument_from_dict` reads it back.
+
+    >>> inst = load_instrument()
+    >>> instrument_from_dict(tomllib.loads(instrument_to_toml(inst))) == inst
+    True
+    """
+    lines = [
+        "# RelQ questionnaire: the three pillars of relationship quality (edited in RelQ).",
+        "# `reverse = true` items are coded min + max - x. Indices are recomputed from the stored",
+        "# raw answers when this file changes.",
+        "",
+        "[scale]",
+        f"min = {instrument.scale_min:g}",
+        f"max = {instrument.scale_max:g}",
+    ]
+    for item in instrument.items:
+        lines += [
+            "",
+            "[[items]]",
+            f"id = {_toml_string(item.id)}",
+            f"pillar = {_toml_string(item.pillar)}",
+            f"text = {_toml_string(item.text)}",
+            f"reverse = {'true' if item.reverse else 'false'}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def instrument_frame(instrument: Instrument) -> pd.DataFrame:
+    """One row per item (id, pillar, text, reverse): what the instrument editor shows."""
+    return pd.DataFrame(
+        [(i.id, i.pillar, i.text, i.reverse) for i in instrument.items],
+        columns=["id", "pillar", "text", "reverse"],
+    )
+
+
+def instrument_from_frame(frame: pd.DataFrame, scale_min: float = 1.0, scale_max: float = 7.0) -> Instrument:
+    """Validate an edited item table (as from :func:`instrument_frame`) into an Instrument.
+
+    Blank rows are dropped; anything else wrong raises InstrumentError with a sentence.
+    """
+    items = []
+    for record in frame.to_dict("records"):
+        values = {k: record.get(k) for k in ("id", "pillar", "text", "reverse")}
+        cleaned = {
+            k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in values.items()
+        }
+        if not any(str(cleaned[k]).strip() for k in ("id", "pillar", "text")):
+            continue
+        items.append(
+            {
+                "id": str(cleaned["id"]).strip(),
+                "pillar": str(cleaned["pillar"]).strip(),
+                "text": str(cleaned["text"]).strip(),
+                "reverse": bool(cleaned["reverse"]) if cleaned["reverse"] != "" else False,
+            }
+        )
+    return instrument_from_dict(
+        {"scale": {"min": scale_min, "max": scale_max}, "items": items}, source="the edited instrument"
+    )
+
+
+def save_instrument(instrument: Instrument, path: str | Path | None = None) -> Path:
+    """Write the instrument to ``path`` (default: the configured file) atomically; returns the path."""
+    if path is None:
+        from relq.settings import load_settings
+
+        path = load_settings().instrument_path
+    path = Path(path)
+    text = instrument_to_toml(instrument)
+    instrument_from_dict(tomllib.loads(text), source=str(path))  # never write a file RelQ cannot read
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

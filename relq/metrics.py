@@ -15,14 +15,22 @@ from relq import schema, stats
 from relq.filters import SegmentFilter
 from relq.schema import PILLARS
 
-__all__ = ["Headline", "headline", "sufficient_statistics", "headline_from_row", "trend"]
+__all__ = [
+    "Headline",
+    "STATISTIC_KEYS",
+    "headline",
+    "sufficient_statistics",
+    "statistics_difference",
+    "headline_from_row",
+    "trend",
+]
 
 R = schema.survey_responses
 
 
 def _moments(column) -> list:
     """n, Σx, Σx² of a column (NULLs ignored), labelled by the column's name."""
-    value = sa.cast(column, sa.Float)
+    value = sa.cast(column, sa.Double)  # DuckDB's FLOAT is single precision
     return [
         sa.func.count(column).label(f"{column.name}_n"),
         sa.func.coalesce(sa.func.sum(value), 0.0).label(f"{column.name}_sum"),
@@ -34,17 +42,43 @@ def _count_if(condition, label: str):
     return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0).label(label)
 
 
-def sufficient_statistics() -> list:
-    """The select list of every headline statistic over survey_responses."""
+def sufficient_statistics(responses=R) -> list:
+    """The select list of every headline statistic over survey_responses.
+
+    ``responses`` may be any selectable with survey_responses' score columns (e.g. a subquery
+    that adds a segment column).
+    """
+    c = responses.c
     return [
         sa.func.count().label("responses"),
-        *[col for name in (*PILLARS, "rq", "ces") for col in _moments(R.c[name])],
-        _count_if(R.c.nps >= 9, "promoters"),
-        _count_if(R.c.nps.between(7, 8), "passives"),
-        _count_if(R.c.nps <= 6, "detractors"),
-        sa.func.count(R.c.csat).label("csat_n"),
-        _count_if(R.c.csat >= 4, "csat_top2"),
+        *[col for name in (*PILLARS, "rq", "ces") for col in _moments(c[name])],
+        _count_if(c.nps >= 9, "promoters"),
+        _count_if(c.nps.between(7, 8), "passives"),
+        _count_if(c.nps <= 6, "detractors"),
+        sa.func.count(c.csat).label("csat_n"),
+        _count_if(c.csat >= 4, "csat_top2"),
     ]
+
+
+STATISTIC_KEYS: tuple[str, ...] = (
+    "responses",
+    *[f"{name}_{part}" for name in (*PILLARS, "rq", "ces") for part in ("n", "sum", "sumsq")],
+    "promoters",
+    "passives",
+    "detractors",
+    "csat_n",
+    "csat_top2",
+)
+
+
+def statistics_difference(total, part) -> dict:
+    """The sufficient statistics of ``total`` minus those of ``part`` (e.g. the rest of a segment).
+
+    Every statistic is a count or a sum, so the rest needs no query of its own.
+    """
+    t = total._mapping if hasattr(total, "_mapping") else total
+    p = part._mapping if hasattr(part, "_mapping") else part
+    return {key: t[key] - p[key] for key in STATISTIC_KEYS}
 
 
 @dataclass(frozen=True)

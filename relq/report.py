@@ -32,6 +32,11 @@ def build_report(engine: Engine, request: ReportRequest = ReportRequest()) -> di
     flt = SegmentFilter(since=request.since, until=request.until)
     with engine.connect() as conn:
         report = metrics.headline(conn, flt).as_dict()
+        _add_reliability(conn, flt, report)
+        if request.by:
+            from relq.comparisons import segment_breakdown
+
+            report["segments"] = segment_breakdown(conn, flt, request.by).as_report()
         report["quadrants"] = _quadrants(conn, flt, request)
         report["period"] = {
             "since": request.since.isoformat() if request.since else None,
@@ -45,3 +50,16 @@ def _quadrants(conn, flt: SegmentFilter, request: ReportRequest) -> dict:
     from relq.quadrants import report_section
 
     return report_section(conn, flt, request.x, request.y, request.threshold)
+
+
+def _add_reliability(conn, flt: SegmentFilter, report: dict) -> None:
+    """Each pillar's Cronbach's alpha (and its Feldt interval) from the stored answers."""
+    from relq.instrument import configured_instrument
+    from relq.reliability import reliability
+
+    result = reliability(conn, flt, configured_instrument())
+    for pillar, alpha in result.alpha.items():
+        detail = alpha.as_dict()
+        report["pillars"][pillar]["alpha"] = detail["alpha"]
+        report["pillars"][pillar]["alpha_ci"] = detail["ci"]
+        report["pillars"][pillar]["alpha_n"] = detail["n"]

@@ -1,0 +1,271 @@
+"""Measurement (analysts): how reliably the questionnaire measures trust, commitment and satisfaction."""
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages import components
+from relq import charts, store
+from relq.exceptions import RelqError
+from relq.filters import SegmentFilter
+from relq.instrument import (
+    configured_instrument,
+    instrument_frame,
+    instrument_from_frame,
+    save_instrument,
+)
+from relq.reliability import (
+    HTMT_WARNING,
+    answer_distribution,
+    pillar_correlations,
+    recompute_indices,
+    reliability,
+)
+from relq.schema import PILLARS
+
+engine = components.get_engine()
+flt = components.current_filter()
+LABELS = charts.METRIC_LABELS
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def _reliability(_engine, url: str, flt: SegmentFilter, instrument, version: int):
+    with _engine.connect() as conn:
+        return reliability(conn, flt, instrument)
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def _correlations(_engine, url: str, flt: SegmentFilter, version: int) -> pd.DataFrame:
+    with _engine.connect() as conn:
+        return pillar_correlations(conn, flt)
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def _distribution(_engine, url: str, flt: SegmentFilter, instrument, version: int) -> pd.DataFrame:
+    with _engine.connect() as conn:
+        return answer_distribution(conn, flt, instrument)
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _correlation_heatmap(corr: pd.DataFrame) -> go.Figure:
+    names = list(PILLARS)
+    z = [[1.0 if a == b else math.nan for b in names] for a in names]
+    text = [["1" if a == b else "" for b in names] for a in names]
+    for row in corr.itertuples():
+        i, j = names.index(row.a), names.index(row.b)
+        z[i][j] = z[j][i] = row.r
+        label = f"{_fmt(row.r)}<br>[{_fmt(row.low)}, {_fmt(row.high)}]<br>n = {row.n:,}"
+        text[i][j] = text[j][i] = label
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[LABELS[p] for p in names],
+            y=[LABELS[p] for p in names],
+            zmin=-1,
+            zmax=1,
+            colorscale=[[0, charts.BAD], [0.5, "#F5F7FA"], [1, charts.PILLAR_COLOURS["rq"]]],
+            text=text,
+            texttemplate="%{text}",
+            hovertemplate="%{y} × %{x}<br>r = %{z:.2f}<extra></extra>",
+            colorbar=dict(title="r"),
+        )
+    )
+    fig.update_layout(template=charts.TEMPLATE, title="Correlation of pillar indices (95% Fisher interval)")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def _distribution_bars(dist: pd.DataFrame, scale_min: float, scale_max: float) -> go.Figure:
+    """Stacked horizontal bars: share of each answer per item (1 = disagree … 7 = agree)."""
+    items = list(dict.fromkeys(dist["item_id"]))
+    values = sorted(dist["value"].unique())
+    span = max(scale_max - scale_min, 1)
+    fig = go.Figure()
+    for value in values:
+        part = dist[dist["value"] == value].set_index("item_id").reindex(items)
+        # disagree (low) in coral through neutral grey to agree (high) in teal
+        t = (value - scale_min) / span
+        colour = charts.BAD if t < 0.34 else (charts.NEUTRAL if t < 0.66 else charts.GOOD)
+        opacity = 0.35 + 0.65 * abs(t - 0.5) * 2
+        fig.add_trace(
+            go.Bar(
+                y=items,
+                x=part["share"] * 100,
+                orientation="h",
+                name=f"{value:g}",
+                marker=dict(color=colour, opacity=opacity),
+                customdata=part[["count"]].fillna(0).to_numpy(),
+                hovertemplate="%{y}: answer "
+                + f"{value:g}"
+                + " — %{x:.1f}% (%{customdata[0]:,})<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        template=charts.TEMPLATE,
+        barmode="stack",
+        title="Answers per item (raw, before reverse coding)",
+        xaxis_title="Share of answers (%)",
+        legend_title_text="Answer",
+        height=120 + 28 * len(items),
+    )
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+st.title("Measurement quality")
+st.caption(
+    "For analysts: how consistently the questionnaire's items measure each pillar, whether the "
+    "pillars are distinct, and how customers answered each item. Computed from the stored raw "
+    "answers of the responses in the current filters."
+)
+
+try:
+    instrument = configured_instrument()
+except RelqError as exc:
+    components.fail_clearly(exc)
+
+url, version = str(engine.url), components.data_version()
+rel = _reliability(engine, url, flt, instrument, version)
+dist = _distribution(engine, url, flt, instrument, version)
+
+if dist.empty:
+    st.warning(
+        "No item answers match the current filters, so reliability cannot be measured. "
+        "Widen the period or clear the filters; survey imports keep each answer for this page."
+    )
+else:
+    min_n = components.min_n()
+    st.subheader("Reliability of each pillar — Cronbach's α")
+    st.caption(
+        "α near 1 means a pillar's items move together. Above 0.70 is usually acceptable, above 0.80 good. "
+        "Computed over responses answering all of a pillar's items, after reverse coding; 95% Feldt interval."
+    )
+    cols = st.columns(len(PILLARS))
+    for col, pillar in zip(cols, PILLARS, strict=True):
+        a = rel.alpha[pillar]
+        small = a.n < min_n
+        col.metric(
+            f"{LABELS[pillar]} α",
+            _fmt(a.alpha) + (f" (n<{min_n})" if small else ""),
+            help=f"{a.k} items; n = {a.n:,} complete responses; 95% interval [{_fmt(a.low)}, {_fmt(a.high)}].",
+        )
+        col.caption(
+            f"n = {a.n:,} · {a.k} items · 95% CI [{_fmt(a.low)}, {_fmt(a.high)}]"
+            + (" · :grey[small sample]" if small else "")
+        )
+
+    st.subheader("Item statistics")
+    weak = rel.weak_items
+    if weak.empty:
+        st.success("Every item supports its pillar: none would raise α if deleted, all item–total r ≥ 0.30.")
+    else:
+        st.warning(
+            "**Items that weaken reliability** (α would rise without them, or item–total r < 0.30): "
+            + "; ".join(
+                f"`{r.item_id}` ({LABELS[r.pillar]}: α {_fmt(rel.alpha[r.pillar].alpha)} → "
+                f"{_fmt(r.alpha_if_deleted)} without it, item–total r {_fmt(r.item_total_r)})"
+                for r in weak.itertuples()
+            )
+            + ". Check their wording — a reverse-keyed item that customers misread is a common cause."
+        )
+    table = rel.items.rename(
+        columns={
+            "item_total_r": "item–total r",
+            "alpha_if_deleted": "α if deleted",
+            "weakens": "weakens α",
+        }
+    )
+    st.dataframe(
+        table.style.apply(
+            lambda row: ["background-color: #FCE8E2" if row["weakens α"] else "" for _ in row], axis=1
+        ).format({"mean": "{:.2f}", "sd": "{:.2f}", "item–total r": "{:.3f}", "α if deleted": "{:.3f}"}),
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(
+        "Mean and sd on the answer scale after reverse coding; item–total r is corrected (the item "
+        "against the sum of the pillar's other items); n = responses answering every item of the pillar."
+    )
+    components.download_csv(rel.items, "relq_item_statistics.csv", key="dl_items")
+
+    st.subheader("Are the pillars distinct?")
+    corr = _correlations(engine, url, flt, version)
+    left, right = st.columns([3, 2])
+    left.plotly_chart(_correlation_heatmap(corr), width="stretch")
+    htmt = rel.htmt.assign(a=lambda f: f["a"].map(LABELS), b=lambda f: f["b"].map(LABELS))
+    right.markdown("**HTMT** (heterotrait–monotrait ratio of item correlations)")
+    right.dataframe(
+        htmt[["a", "b", "htmt", "n"]].rename(columns={"a": "pillar", "b": "vs pillar"}),
+        hide_index=True,
+        width="stretch",
+        column_config={"htmt": st.column_config.NumberColumn("HTMT", format="%.3f")},
+    )
+    right.caption(
+        f"Below {HTMT_WARNING:.2f}: customers tell the two pillars apart. n = responses answering every item."
+    )
+    for message in rel.htmt["warning"]:
+        if message:
+            st.warning(message)
+    components.download_csv(
+        corr.merge(rel.htmt[["a", "b", "htmt"]], on=["a", "b"], how="left"),
+        "relq_pillar_correlations.csv",
+        key="dl_corr",
+    )
+
+    st.subheader("Answer distribution per item")
+    st.plotly_chart(_distribution_bars(dist, instrument.scale_min, instrument.scale_max), width="stretch")
+    components.download_csv(dist, "relq_answer_distribution.csv", key="dl_dist")
+
+st.subheader("The questionnaire")
+st.caption(
+    f"Answers on {instrument.scale_min:g}–{instrument.scale_max:g} "
+    f"({instrument.scale_min:g} = strongly disagree). Reverse-keyed items are coded min + max − x."
+)
+with st.expander("Edit the questionnaire (analysts)", expanded=False):
+    st.caption(
+        "Change an item's wording, pillar or reverse keying, add or remove items. Saving writes the "
+        "instrument file and recomputes every stored pillar index and RQ from the raw answers."
+    )
+    edited = st.data_editor(
+        instrument_frame(instrument),
+        key="instrument_editor",
+        num_rows="dynamic",
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "id": st.column_config.TextColumn("Item id", required=True),
+            "pillar": st.column_config.SelectboxColumn("Pillar", options=list(PILLARS), required=True),
+            "text": st.column_config.TextColumn("Question wording", width="large", required=True),
+            "reverse": st.column_config.CheckboxColumn("Reverse-keyed", default=False),
+        },
+    )
+    if st.button("Save and recompute indices", key="save_instrument", type="primary"):
+        try:
+            new = instrument_from_frame(edited, instrument.scale_min, instrument.scale_max)
+        except RelqError as exc:
+            st.error(str(exc))
+        else:
+            if new == instrument:
+                st.info("Nothing changed: the questionnaire is as saved.")
+            else:
+                with st.spinner("Saving the questionnaire and recomputing every stored index…"):
+                    path = save_instrument(new)
+                    updated = recompute_indices(engine, new)
+                    store.record_audit(
+                        engine,
+                        None,
+                        "edit_instrument",
+                        {"path": str(path), "items": new.item_ids, "responses_updated": updated},
+                    )
+                    components.bump_data_version()
+                st.session_state["instrument_saved"] = updated
+                st.rerun()
+    if "instrument_saved" in st.session_state:
+        st.success(
+            f"Questionnaire saved; indices recomputed for {st.session_state.pop('instrument_saved'):,} responses."
+        )

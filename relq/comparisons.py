@@ -1,0 +1,324 @@
+"""Segment vs rest and period vs previous, with the tests and small-sample rules of DESIGN.md.
+
+- NPS: z-test on the difference with the adjusted-Wald variances.
+- CSAT (top-2-box): Newcombe's interval for the difference of proportions.
+- Pillar indices, RQ and CES: Welch's t-test.
+- Many segments at once: Benjamini–Hochberg q-values across the segments, per score; a delta is
+  significant only at q < 0.05.
+- A score with n below the minimum (default 30) is flagged ``small``: it is shown greyed with its n,
+  never ranked and never marked significant.
+
+One ``GROUP BY ROLLUP`` query returns the sufficient statistics of every segment and of the
+total; "the rest" of a segment is the total minus the segment, so it needs no query.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from relq import catalog, metrics, schema, stats
+from relq.exceptions import RelqError
+from relq.filters import SegmentFilter, customer_dimension
+from relq.metrics import Headline
+from relq.schema import PILLARS
+
+__all__ = [
+    "METRICS",
+    "MEAN_METRICS",
+    "NO_VALUE",
+    "Segment",
+    "SegmentScores",
+    "compare_headlines",
+    "segment_breakdown",
+    "segment_scores",
+    "period_comparison",
+]
+
+R = schema.survey_responses
+MEAN_METRICS: tuple[str, ...] = (*PILLARS, "rq", "ces")
+METRICS: tuple[str, ...] = (*PILLARS, "rq", "nps", "csat", "ces")
+# Lower effort is better: CES ranks ascending.
+LOWER_IS_BETTER = frozenset({"ces"})
+NO_VALUE = "(no value)"
+
+
+def _min_n(min_n: int | None) -> int:
+    if min_n is not None:
+        return int(min_n)
+    from relq.settings import load_settings
+
+    return load_settings().min_n
+
+
+def score_of(head: Headline, metric: str) -> stats.Interval:
+    """One score of a headline as an Interval (NPS included)."""
+    if metric in PILLARS:
+        return head.pillars[metric]
+    if metric == "nps":
+        return stats.Interval(head.nps.score, head.nps.low, head.nps.high, head.nps.n)
+    return {"rq": head.rq, "csat": head.csat, "ces": head.ces}[metric]
+
+
+def _variance(m, name: str) -> float:
+    return stats.variance_from_sums(int(m[f"{name}_n"]), float(m[f"{name}_sum"]), float(m[f"{name}_sumsq"]))
+
+
+def compare_headlines(a: Headline, a_stats, b: Headline, b_stats) -> dict[str, stats.Comparison]:
+    """Every score of ``a`` minus ``b`` with the DESIGN.md test (deltas in the score's own points).
+
+    ``a_stats``/``b_stats`` are the sufficient-statistics rows behind the two headlines.
+    """
+    ma = a_stats._mapping if hasattr(a_stats, "_mapping") else a_stats
+    mb = b_stats._mapping if hasattr(b_stats, "_mapping") else b_stats
+    out: dict[str, stats.Comparison] = {}
+    for name in MEAN_METRICS:
+        sa_, sb_ = score_of(a, name), score_of(b, name)
+        if sa_.n < 2 or sb_.n < 2:
+            out[name] = stats.Comparison(math.nan, math.nan, math.nan, math.nan, "Welch")
+            continue
+        out[name] = stats.welch_difference(
+            sa_.n, sa_.estimate, _variance(ma, name), sb_.n, sb_.estimate, _variance(mb, name)
+        )
+    out["nps"] = stats.nps_difference(a.nps, b.nps)
+    share = stats.proportion_difference(
+        int(ma["csat_top2"]), int(ma["csat_n"]), int(mb["csat_top2"]), int(mb["csat_n"])
+    )
+    out["csat"] = replace(share, delta=100 * share.delta, low=100 * share.low, high=100 * share.high)
+    return out
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One value of a dimension: its scores and each score compared with the rest."""
+
+    value: str
+    stats_row: dict
+    headline: Headline
+    comparisons: dict[str, stats.Comparison]
+
+    def as_report(self) -> dict:
+        head = self.headline.as_dict()
+        return {
+            "value": self.value,
+            "n": self.headline.responses,
+            "nps": head["nps"],
+            "pillars": head["pillars"],
+            "rq": head["rq"],
+            "csat": head["csat"],
+            "ces": head["ces"],
+            "vs_rest": {name: c.as_dict() for name, c in self.comparisons.items()},
+        }
+
+
+@dataclass(frozen=True)
+class SegmentScores:
+    dimension: str
+    total: Headline
+    segments: tuple[Segment, ...]
+    min_n: int
+
+    def frame(self) -> pd.DataFrame:
+        """Tidy: one row per segment × score (see :func:`segment_scores`)."""
+        records = []
+        for seg in self.segments:
+            for metric in METRICS:
+                score = score_of(seg.headline, metric)
+                comp = seg.comparisons[metric]
+                small = stats.is_small(score.n, self.min_n)
+                records.append(
+                    {
+                        "value": seg.value,
+                        "responses": seg.headline.responses,
+                        "metric": metric,
+                        "estimate": score.estimate,
+                        "low": score.low,
+                        "high": score.high,
+                        "n": score.n,
+                        "small": small,
+                        "delta": comp.delta,
+                        "delta_low": comp.low,
+                        "delta_high": comp.high,
+                        "p_value": comp.p_value,
+                        "q_value": np.nan if comp.q_value is None else comp.q_value,
+                        "test": comp.test,
+                        "significant": comp.significant(),
+                    }
+                )
+        frame = pd.DataFrame(records, columns=_FRAME_COLUMNS)
+        if frame.empty:
+            return frame.assign(rank=pd.Series(dtype=float))
+        ranked = frame[~frame["small"] & frame["estimate"].notna()]
+        rank = pd.Series(np.nan, index=frame.index)
+        for metric, part in ranked.groupby("metric"):
+            rank.loc[part.index] = part["estimate"].rank(ascending=metric in LOWER_IS_BETTER, method="min")
+        frame["rank"] = rank
+        return frame
+
+    def as_report(self) -> list[dict]:
+        return [seg.as_report() for seg in self.segments]
+
+
+_FRAME_COLUMNS = [
+    "value",
+    "responses",
+    "metric",
+    "estimate",
+    "low",
+    "high",
+    "n",
+    "small",
+    "delta",
+    "delta_low",
+    "delta_high",
+    "p_value",
+    "q_value",
+    "test",
+    "significant",
+]
+
+
+def _check_dimension(conn: Connection, dimension: str) -> None:
+    known = catalog.dimensions(conn)
+    if dimension not in known:
+        raise RelqError(f"Unknown segment dimension {dimension!r}; choose one of: {', '.join(known)}.")
+
+
+def segment_breakdown(
+    conn: Connection, flt: SegmentFilter, dimension: str, min_n: int | None = None
+) -> SegmentScores:
+    """Scores per value of ``dimension``, each compared with the rest of the filtered responses.
+
+    The filter's own selection on ``dimension`` is dropped (comparing "EU" with a rest that the
+    filter already removed says nothing). Responses whose customer has no value for the dimension
+    (or that match no customer) form the segment ``"(no value)"``. Segments come largest first.
+    q-values: Benjamini–Hochberg per score across the segments that are not small.
+    """
+    _check_dimension(conn, dimension)
+    min_n = _min_n(min_n)
+    flt = flt.with_dimension(dimension, ())
+    customers = schema.customers
+    inner = (
+        sa.select(
+            *[R.c[name] for name in (*PILLARS, "rq", "nps", "csat", "ces")],
+            customer_dimension(dimension).label("segment"),
+        )
+        .select_from(R.outerjoin(customers, R.c.customer_id == customers.c.customer_id))
+        .where(flt.response_clause())
+        .subquery("by_segment")
+    )
+    is_total = sa.func.grouping(inner.c.segment).label("is_total")
+    rows = conn.execute(
+        sa.select(inner.c.segment, is_total, *metrics.sufficient_statistics(inner)).group_by(
+            sa.func.rollup(inner.c.segment)
+        )
+    ).all()
+    total_row = next((r._mapping for r in rows if int(r.is_total) == 1), None)
+    if total_row is None or int(total_row["responses"]) == 0:
+        empty = metrics.headline_from_row({k: 0 for k in metrics.STATISTIC_KEYS})
+        return SegmentScores(dimension, empty, (), min_n)
+    total_row = {k: total_row[k] for k in metrics.STATISTIC_KEYS}
+    total = metrics.headline_from_row(total_row)
+    parts = []
+    for r in rows:
+        if int(r.is_total) == 1:
+            continue
+        m = {k: r._mapping[k] for k in metrics.STATISTIC_KEYS}
+        head = metrics.headline_from_row(m)
+        rest_row = metrics.statistics_difference(total_row, m)
+        rest = metrics.headline_from_row(rest_row)
+        value = NO_VALUE if r.segment is None else str(r.segment)
+        parts.append(Segment(value, m, head, compare_headlines(head, m, rest, rest_row)))
+    parts.sort(key=lambda s: (-s.headline.responses, s.value))
+    return SegmentScores(dimension, total, tuple(_with_q_values(parts, min_n)), min_n)
+
+
+def _with_q_values(parts: list[Segment], min_n: int) -> list[Segment]:
+    """BH per score across the segments; a small segment gets no q and is never significant."""
+    comparisons = [dict(s.comparisons) for s in parts]
+    for metric in METRICS:
+        eligible = [
+            i for i, s in enumerate(parts) if not stats.is_small(score_of(s.headline, metric).n, min_n)
+        ]
+        q = stats.benjamini_hochberg([parts[i].comparisons[metric].p_value for i in eligible])
+        for i, s in enumerate(parts):
+            comparisons[i][metric] = replace(s.comparisons[metric], q_value=math.nan)
+        for i, qi in zip(eligible, q, strict=True):
+            comparisons[i][metric] = replace(parts[i].comparisons[metric], q_value=float(qi))
+    return [replace(s, comparisons=c) for s, c in zip(parts, comparisons, strict=True)]
+
+
+def segment_scores(
+    conn: Connection, flt: SegmentFilter, dimension: str, min_n: int | None = None
+) -> pd.DataFrame:
+    """Tidy frame, one row per segment value × score, each vs the rest of the filtered responses.
+
+    Columns: value, responses, metric (trust, commitment, satisfaction, rq, nps, csat, ces),
+    estimate, low, high, n, small, delta, delta_low, delta_high (segment − rest, in the score's
+    points), p_value, q_value (Benjamini–Hochberg across segments), test, significant (q < 0.05,
+    never when small), rank (1 = best among segments that are not small; NaN when small).
+    """
+    return segment_breakdown(conn, flt, dimension, min_n).frame()
+
+
+def _statistics(conn: Connection, flt: SegmentFilter) -> dict:
+    row = conn.execute(sa.select(*metrics.sufficient_statistics()).where(flt.response_clause())).one()
+    return {k: row._mapping[k] for k in metrics.STATISTIC_KEYS}
+
+
+def period_comparison(conn: Connection, flt: SegmentFilter, min_n: int | None = None) -> pd.DataFrame:
+    """Each headline score in the filter's period vs the previous period of equal length.
+
+    Returns metric, estimate, low, high, n, previous, previous_n, delta, delta_low, delta_high,
+    p_value, test, significant. Each score is one question, so q = p here; a delta where either
+    side is small is never significant. Empty when the filter has no closed period.
+    """
+    columns = [
+        "metric",
+        "estimate",
+        "low",
+        "high",
+        "n",
+        "previous",
+        "previous_n",
+        "delta",
+        "delta_low",
+        "delta_high",
+        "p_value",
+        "test",
+        "significant",
+    ]
+    before = flt.shifted_back()
+    if before is None:
+        return pd.DataFrame(columns=columns)
+    min_n = _min_n(min_n)
+    now_row, before_row = _statistics(conn, flt), _statistics(conn, before)
+    now, prev = metrics.headline_from_row(now_row), metrics.headline_from_row(before_row)
+    comps = compare_headlines(now, now_row, prev, before_row)
+    records = []
+    for metric in METRICS:
+        a, b, c = score_of(now, metric), score_of(prev, metric), comps[metric]
+        small = stats.is_small(a.n, min_n) or stats.is_small(b.n, min_n)
+        records.append(
+            {
+                "metric": metric,
+                "estimate": a.estimate,
+                "low": a.low,
+                "high": a.high,
+                "n": a.n,
+                "previous": b.estimate,
+                "previous_n": b.n,
+                "delta": c.delta,
+                "delta_low": c.low,
+                "delta_high": c.high,
+                "p_value": c.p_value,
+                "test": c.test,
+                "significant": (not small) and c.significant(),
+            }
+        )
+    return pd.DataFrame(records, columns=columns)

@@ -1,0 +1,116 @@
+"""The Measurement and Methodology pages, driven through Streamlit's AppTest on the demo company."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from streamlit.testing.v1 import AppTest
+
+from relq import store
+from relq.instrument import load_instrument
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _page(name: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / "pages" / name), default_timeout=60)
+
+
+def test_measurement_page_shows_alpha_with_interval_per_pillar_and_the_weak_items(demo_env):
+    at = _page("measurement.py").run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert labels == ["Trust α", "Commitment α", "Satisfaction α"]
+    assert all(0 < float(m.value.split()[0]) < 1 for m in at.metric)
+    assert sum("95% CI [" in c.value and "items" in c.value for c in at.caption) == 3
+    # the demo's reverse-keyed items are answered noisily: the page names them
+    assert any("Items that weaken reliability" in w.value and "trust_4" in w.value for w in at.warning)
+    assert len(at.dataframe) >= 2  # item statistics and HTMT
+    assert any("Edit the questionnaire" in e.label for e in at.expander)
+
+
+def test_measurement_page_with_filters_matching_nothing_says_so(demo_env):
+    from datetime import date
+
+    from relq.filters import SegmentFilter
+
+    at = _page("measurement.py")
+    at.session_state["relq_filter"] = SegmentFilter(since=date(1990, 1, 1), until=date(1990, 1, 31))
+    at.run()
+    assert not at.exception
+    assert any("No item answers match" in w.value for w in at.warning)
+
+
+def test_measurement_page_on_an_empty_store_says_so(tmp_path, monkeypatch):
+    url = f"duckdb:///{tmp_path / 'empty.duckdb'}"
+    engine = store.get_engine(url)
+    store.create_schema(engine)
+    with engine.begin() as conn:  # an import row so the page does not build the demo company
+        store.new_import(conn, file_name="nothing.csv", file_hash="x", kind="survey")
+    engine.dispose()
+    monkeypatch.setenv("RELQ_DATABASE_URL", url)
+    at = _page("measurement.py").run()
+    assert not at.exception
+    assert any("No item answers match" in w.value for w in at.warning)
+
+
+@pytest.fixture
+def editable_demo(tmp_path, demo_db_url, monkeypatch):
+    """A private copy of the demo database and of the instrument file, for the editor to change."""
+    db = tmp_path / "relq.duckdb"
+    shutil.copy(demo_db_url.removeprefix("duckdb:///"), db)
+    instrument = tmp_path / "instrument.toml"
+    shutil.copy(ROOT / "data" / "instrument.toml", instrument)
+    monkeypatch.setenv("RELQ_DATABASE_URL", f"duckdb:///{db}")
+    monkeypatch.setenv("RELQ_INSTRUMENT", str(instrument))
+    return f"duckdb:///{db}", instrument
+
+
+def test_instrument_editor_saves_the_file_and_recomputes_indices(editable_demo):
+    url, path = editable_demo
+    at = _page("measurement.py").run()
+    assert not at.exception
+    engine = store.get_engine(url)
+    with engine.connect() as conn:
+        before = conn.execute(sa.select(sa.func.avg(store.schema.survey_responses.c.trust))).scalar()
+    engine.dispose()
+    # flip trust_4's reverse keying in the editor (row 3 of the item table)
+    at.session_state["instrument_editor"] = {
+        "edited_rows": {3: {"reverse": False}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.button(key="save_instrument").click().run()
+    assert not at.exception
+    assert any("indices recomputed" in s.value for s in at.success)
+    assert load_instrument(path).item("trust_4").reverse is False
+    engine = store.get_engine(url)
+    with engine.connect() as conn:
+        after = conn.execute(sa.select(sa.func.avg(store.schema.survey_responses.c.trust))).scalar()
+        audit = conn.execute(sa.select(store.schema.audit_log.c.action)).scalars().all()
+    engine.dispose()
+    assert after != pytest.approx(before)
+    assert "edit_instrument" in audit
+
+
+def test_instrument_editor_rejects_an_item_without_a_pillar_and_writes_nothing(editable_demo):
+    _, path = editable_demo
+    original = path.read_text()
+    at = _page("measurement.py").run()
+    at.session_state["instrument_editor"] = {
+        "edited_rows": {},
+        "added_rows": [{"id": "trust_1", "pillar": "trust", "text": "A duplicate id", "reverse": False}],
+        "deleted_rows": [],
+    }
+    at.button(key="save_instrument").click().run()
+    assert not at.exception
+    assert any("appears twice" in e.value for e in at.error)
+    assert path.read_text() == original
+
+
+def test_methodology_page_explains_every_number(demo_env):
+    at = _page("methodology.py").run()
+    assert not at.exception

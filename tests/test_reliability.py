@@ -1,0 +1,327 @@
+"""Reliability from the database's sufficient statistics, checked against pandas, SciPy and stats.
+
+The demo company is loaded once per backend (DuckDB and a real PostgreSQL server); every figure
+computed by relq.reliability's SQL is compared with the same figure computed in pandas from the
+raw answers the generator produced.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from scipy import stats as sps
+
+from relq import comparisons, metrics, stats, store
+from relq.filters import SegmentFilter
+from relq.instrument import Instrument, Item, load_instrument, pillar_indices
+from relq.reliability import (
+    answer_distribution,
+    item_sums,
+    pillar_correlations,
+    recompute_indices,
+    reliability,
+)
+from relq.schema import PILLARS
+
+INSTRUMENT = load_instrument()
+_numbers = itertools.count()
+
+
+def _pg_database(postgres_url: str):
+    name = f"relq_rel_{os.getpid()}_{next(_numbers)}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return sa.create_engine(postgres_url.rsplit("/", 1)[0] + f"/{name}")
+
+
+@pytest.fixture(scope="module")
+def duckdb_demo(tmp_path_factory, demo_company):
+    engine = store.get_engine(f"duckdb:///{tmp_path_factory.mktemp('rel') / 'relq.duckdb'}")
+    store.load_demo(engine, demo_company)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres_demo(postgres_url, demo_company):
+    engine = _pg_database(postgres_url)
+    store.load_demo(engine, demo_company)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def demo_store(request):
+    """The demo company in DuckDB and in PostgreSQL (loaded once per module, read only)."""
+    return request.getfixturevalue(f"{request.param}_demo")
+
+
+def _recoded_wide(answers: pd.DataFrame, instrument: Instrument = INSTRUMENT) -> pd.DataFrame:
+    """The pandas reference: one row per response, reverse-keyed items recoded, out-of-scale NaN."""
+    wide = answers.pivot(index="response_id", columns="item_id", values="value")
+    lo, hi = instrument.scale_min, instrument.scale_max
+    out = pd.DataFrame(index=wide.index)
+    for item in instrument.items:
+        col = wide[item.id].where(wide[item.id].between(lo, hi)) if item.id in wide else np.nan
+        out[item.id] = lo + hi - col if item.reverse else col
+    return out
+
+
+def _reference_alpha(block: pd.DataFrame) -> stats.AlphaResult:
+    complete = block.dropna()
+    return stats.cronbach_alpha(complete.cov().to_numpy(), len(complete))
+
+
+def test_alpha_from_sql_matches_stats_cronbach_alpha_on_pandas_covariance(demo_store, demo_company):
+    wide = _recoded_wide(demo_company.answers)
+    with demo_store.connect() as conn:
+        rel = reliability(conn, SegmentFilter(), INSTRUMENT)
+    for pillar in PILLARS:
+        ref = _reference_alpha(wide[[i.id for i in INSTRUMENT.items_of(pillar)]])
+        got = rel.alpha[pillar]
+        assert got.n == ref.n and got.k == ref.k
+        assert got.alpha == pytest.approx(ref.alpha, abs=1e-9)
+        assert (got.low, got.high) == pytest.approx((ref.low, ref.high), abs=1e-9)
+
+
+def test_alpha_by_hand_formula_on_pandas_variances_matches_sql(duckdb_demo, demo_company):
+    # α = k/(k−1)·(1 − Σσᵢ²/σ²_total) written out in pandas, independent of relq.stats
+    wide = _recoded_wide(demo_company.answers)
+    with duckdb_demo.connect() as conn:
+        rel = reliability(conn, SegmentFilter(), INSTRUMENT)
+    for pillar in PILLARS:
+        block = wide[[i.id for i in INSTRUMENT.items_of(pillar)]].dropna()
+        k = block.shape[1]
+        by_hand = k / (k - 1) * (1 - block.var(ddof=1).sum() / block.sum(axis=1).var(ddof=1))
+        assert rel.alpha[pillar].alpha == pytest.approx(by_hand, abs=1e-9)
+
+
+def test_item_statistics_match_pandas_item_rest_correlation_and_alpha_if_deleted(demo_store, demo_company):
+    wide = _recoded_wide(demo_company.answers)
+    with demo_store.connect() as conn:
+        items = reliability(conn, SegmentFilter(), INSTRUMENT).items.set_index("item_id")
+    for pillar in PILLARS:
+        ids = [i.id for i in INSTRUMENT.items_of(pillar)]
+        block = wide[ids].dropna()
+        for item_id in ids:
+            rest = block.drop(columns=item_id)
+            r = np.corrcoef(block[item_id], rest.sum(axis=1))[0, 1]
+            alpha_without = stats.cronbach_alpha(rest.cov().to_numpy(), len(rest)).alpha
+            assert items.loc[item_id, "item_total_r"] == pytest.approx(r, abs=1e-9)
+            assert items.loc[item_id, "alpha_if_deleted"] == pytest.approx(alpha_without, abs=1e-9)
+            assert items.loc[item_id, "mean"] == pytest.approx(block[item_id].mean(), abs=1e-9)
+            assert items.loc[item_id, "sd"] == pytest.approx(block[item_id].std(ddof=1), abs=1e-9)
+        weakens = items.loc[ids, "weakens"]
+        expected = (items.loc[ids, "alpha_if_deleted"] > _reference_alpha(block).alpha) | (
+            items.loc[ids, "item_total_r"] < 0.30
+        )
+        assert weakens.tolist() == expected.tolist()
+
+
+def test_alpha_over_a_period_uses_only_that_periods_responses(duckdb_demo, demo_company):
+    since, until = date(2026, 1, 1), date(2026, 6, 30)
+    responses = demo_company.responses
+    day = pd.to_datetime(responses["submitted_at"]).dt.date
+    keep = responses.loc[(day >= since) & (day <= until), "response_id"]
+    wide = _recoded_wide(demo_company.answers[demo_company.answers["response_id"].isin(keep)])
+    with duckdb_demo.connect() as conn:
+        rel = reliability(conn, SegmentFilter(since=since, until=until), INSTRUMENT)
+    ref = _reference_alpha(wide[[i.id for i in INSTRUMENT.items_of("trust")]])
+    assert 0 < rel.alpha["trust"].n == ref.n < len(demo_company.responses)
+    assert rel.alpha["trust"].alpha == pytest.approx(ref.alpha, abs=1e-9)
+
+
+def test_item_cross_products_equal_numpy_sums(duckdb_demo, demo_company):
+    wide = _recoded_wide(demo_company.answers)
+    with duckdb_demo.connect() as conn:
+        sums = item_sums(conn, SegmentFilter(), INSTRUMENT)
+    block = wide[INSTRUMENT.item_ids].dropna().to_numpy()
+    assert sums["all"]["n"] == len(block)
+    np.testing.assert_allclose(sums["all"]["sums"], block.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(sums["all"]["cross"], block.T @ block, rtol=1e-12)
+
+
+def test_pillar_correlations_match_scipy_pearsonr_with_fisher_interval(demo_store, demo_company):
+    with demo_store.connect() as conn:
+        got = pillar_correlations(conn).set_index(["a", "b"])
+        # the stored indices, as the database holds them (DuckDB's FLOAT column is single precision)
+        responses = pd.read_sql(sa.select(*[store.schema.survey_responses.c[p] for p in PILLARS]), conn)
+    for a, b in itertools.combinations(PILLARS, 2):
+        both = responses[[a, b]].dropna()
+        ref = sps.pearsonr(both[a], both[b])
+        ci = ref.confidence_interval(0.95)
+        row = got.loc[(a, b)]
+        assert row["n"] == len(both)
+        assert row["r"] == pytest.approx(ref.statistic, abs=1e-9)
+        assert (row["low"], row["high"]) == pytest.approx((ci.low, ci.high), abs=1e-9)
+
+
+def test_htmt_matches_pandas_item_correlations_reference(duckdb_demo, demo_company):
+    wide = _recoded_wide(demo_company.answers)[INSTRUMENT.item_ids].dropna()
+    corr = wide.corr()
+    with duckdb_demo.connect() as conn:
+        got = reliability(conn, SegmentFilter(), INSTRUMENT).htmt.set_index(["a", "b"])["htmt"]
+
+    def mono(ids):
+        return np.mean([corr.loc[i, j] for i, j in itertools.combinations(ids, 2)])
+
+    for a, b in itertools.combinations(PILLARS, 2):
+        ia = [i.id for i in INSTRUMENT.items_of(a)]
+        ib = [i.id for i in INSTRUMENT.items_of(b)]
+        hetero = corr.loc[ia, ib].to_numpy().mean()
+        assert got[(a, b)] == pytest.approx(hetero / math.sqrt(mono(ia) * mono(ib)), abs=1e-9)
+
+
+def test_htmt_warning_appears_above_090_for_pillars_customers_cannot_tell_apart(duckdb_engine):
+    # Trust and satisfaction items all answer the same latent value: HTMT ≈ 1.
+    rng = np.random.default_rng(5)
+    n = 200
+    trust_sat = rng.integers(1, 8, n)
+    other = rng.integers(1, 8, n)
+    rows = []
+    for r in range(n):
+        for item in INSTRUMENT.items:
+            base = other[r] if item.pillar == "commitment" else trust_sat[r]
+            value = float(np.clip(base + rng.integers(-1, 2), 1, 7))
+            rows.append((f"R{r}", item.id, 8 - value if item.reverse else value))
+    answers = pd.DataFrame(rows, columns=["response_id", "item_id", "value"])
+    responses = pd.DataFrame(
+        {"response_id": [f"R{r}" for r in range(n)], "submitted_at": pd.Timestamp("2025-01-01")}
+    )
+    with duckdb_engine.begin() as conn:
+        store.bulk_insert(conn, store.schema.survey_responses, responses)
+        store.bulk_insert(conn, store.schema.survey_answers, answers)
+    with duckdb_engine.connect() as conn:
+        htmt = reliability(conn, SegmentFilter(), INSTRUMENT).htmt.set_index(["a", "b"])
+    assert htmt.loc[("trust", "satisfaction"), "htmt"] > 0.9
+    assert (
+        "hard" in htmt.loc[("trust", "satisfaction"), "warning"]
+        or "hardly" in htmt.loc[("trust", "satisfaction"), "warning"]
+    )
+    assert htmt.loc[("trust", "commitment"), "warning"] == ""
+
+
+def test_answer_distribution_matches_pandas_value_counts(duckdb_demo, demo_company):
+    with duckdb_demo.connect() as conn:
+        dist = answer_distribution(conn, SegmentFilter(), INSTRUMENT)
+    answers = demo_company.answers.dropna(subset=["value"])
+    ref = answers.groupby(["item_id", "value"]).size()
+    got = dist.set_index(["item_id", "value"])["count"]
+    pd.testing.assert_series_equal(got.sort_index(), ref.sort_index().astype(got.dtype), check_names=False)
+    assert dist.groupby("item_id")["share"].sum().to_numpy() == pytest.approx(1.0)
+    assert list(dict.fromkeys(dist["item_id"])) == INSTRUMENT.item_ids
+
+
+def test_empty_store_gives_nan_alpha_and_empty_tables(engine):
+    with engine.connect() as conn:
+        rel = reliability(conn, SegmentFilter(), INSTRUMENT)
+        dist = answer_distribution(conn, SegmentFilter(), INSTRUMENT)
+        corr = pillar_correlations(conn)
+    assert all(math.isnan(a.alpha) and a.n == 0 for a in rel.alpha.values())
+    assert dist.empty
+    assert corr["n"].tolist() == [0, 0, 0] and corr["r"].isna().all()
+
+
+def test_recompute_after_instrument_change_matches_pillar_indices_in_pandas(engine, demo_company):
+    store.load_demo(engine, demo_company)
+    changed = Instrument(
+        tuple(
+            Item(
+                i.id,
+                "satisfaction" if i.id == "commitment_3" else i.pillar,
+                i.text,
+                not i.reverse if i.id == "trust_4" else i.reverse,
+            )
+            for i in INSTRUMENT.items
+            if i.id != "satisfaction_2"
+        ),
+        INSTRUMENT.scale_min,
+        INSTRUMENT.scale_max,
+    )
+    updated = recompute_indices(engine, changed)
+    assert updated == demo_company.answers["response_id"].nunique()
+    wide = demo_company.answers.pivot(index="response_id", columns="item_id", values="value")
+    expected = pillar_indices(wide, changed)
+    with engine.connect() as conn:
+        got = pd.read_sql(
+            sa.select(
+                store.schema.survey_responses.c.response_id,
+                *[store.schema.survey_responses.c[p] for p in (*PILLARS, "rq")],
+            ),
+            conn,
+        ).set_index("response_id")
+    got = got.loc[expected.index]
+    # rtol 1e-6: DuckDB stores the indices in a single-precision FLOAT column
+    for column in (*PILLARS, "rq"):
+        np.testing.assert_allclose(
+            got[column].to_numpy(float), expected[column].to_numpy(float), rtol=1e-6, atol=0
+        )
+    assert got["trust"].isna().tolist() == expected["trust"].isna().tolist()
+    # and the headline follows the new indices
+    with engine.connect() as conn:
+        head = metrics.headline(conn)
+    assert head.pillars["trust"].estimate == pytest.approx(expected["trust"].mean(), rel=1e-6)
+    assert head.pillars["trust"].n == expected["trust"].notna().sum()
+
+
+def test_recompute_with_the_same_instrument_leaves_indices_unchanged(duckdb_engine, demo_company):
+    store.load_demo(duckdb_engine, demo_company)
+    with duckdb_engine.connect() as conn:
+        before = metrics.headline(conn)
+    recompute_indices(duckdb_engine, INSTRUMENT)
+    with duckdb_engine.connect() as conn:
+        after = metrics.headline(conn)
+    for p in PILLARS:
+        assert after.pillars[p].estimate == pytest.approx(before.pillars[p].estimate, abs=1e-9)
+        assert after.pillars[p].n == before.pillars[p].n
+
+
+def test_duckdb_and_postgres_give_the_same_headline_alpha_and_segments(duckdb_demo, postgres_demo):
+    flt = SegmentFilter(since=date(2025, 7, 1), until=date(2026, 9, 30))
+    figures = []
+    for engine in (duckdb_demo, postgres_demo):
+        with engine.connect() as conn:
+            head = metrics.headline(conn, flt).as_dict()
+            alpha = {p: a.as_dict() for p, a in reliability(conn, flt, INSTRUMENT).alpha.items()}
+            segments = comparisons.segment_scores(conn, flt, "region", min_n=30)
+            corr = pillar_correlations(conn, flt)
+        figures.append((head, alpha, segments, corr))
+    (h1, a1, s1, c1), (h2, a2, s2, c2) = figures
+    assert h1["responses"] == h2["responses"] > 0
+    # Figures from answers and counts (α, NPS, CSAT, CES, every n) agree to 1e-9. The stored
+    # pillar indices are a SQLAlchemy Float column: single precision in DuckDB, double in
+    # PostgreSQL, so index means agree to float32 rounding (relative 1e-6) until that column is
+    # declared double precision.
+    flat1, flat2 = _flat(h1), _flat(h2)
+    exact = [k for k in flat1 if k.split(".")[0] in ("responses", "nps", "csat", "ces")]
+    assert {k: flat1[k] for k in exact} == pytest.approx({k: flat2[k] for k in exact}, abs=1e-9)
+    assert flat1 == pytest.approx(flat2, rel=1e-6)
+    assert _flat(a1) == pytest.approx(_flat(a2), abs=1e-9)
+    s1 = s1.sort_values(["value", "metric"]).reset_index(drop=True)
+    s2 = s2.sort_values(["value", "metric"]).reset_index(drop=True)
+    answered = s1["metric"].isin(["nps", "csat", "ces"])
+    pd.testing.assert_frame_equal(s1[answered], s2[answered], rtol=0, atol=1e-9)
+    pd.testing.assert_frame_equal(s1, s2, rtol=1e-5)
+    assert (s1["n"] == s2["n"]).all() and (s1["significant"] == s2["significant"]).all()
+    pd.testing.assert_frame_equal(c1, c2, rtol=1e-6)
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif isinstance(v, list):
+            out.update({f"{prefix}{k}.{i}": x for i, x in enumerate(v)})
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
