@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -25,6 +26,7 @@ __all__ = [
     "create_schema",
     "bulk_insert",
     "new_import",
+    "serialise_imports",
     "refresh_derived",
     "data_end",
     "load_demo",
@@ -35,6 +37,8 @@ __all__ = [
     "undo_import",
     "import_history",
     "record_audit",
+    "audit_log",
+    "explain_connection_error",
     "DATA_TABLES",
 ]
 
@@ -59,12 +63,40 @@ def get_engine(url: str | None = None) -> Engine:
             url = f"duckdb:///{path}"
         (PROJECT_ROOT / "data").mkdir(exist_ok=True)
     try:
-        return sa.create_engine(url)
+        engine = sa.create_engine(url, **_engine_options(url))
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise StoreUnavailable(
             f"RELQ_DATABASE_URL {url!r} is not a database URL RelQ can use ({exc}); "
             "expected e.g. duckdb:///data/relq.duckdb or postgresql+psycopg://user@host/db."
         ) from None
+    if engine.dialect.name == "duckdb" and engine.url.database not in (None, "", ":memory:"):
+        sa.event.listen(engine, "do_connect", _wait_for_duckdb_lock)
+    return engine
+
+
+# A DuckDB file takes one writing process at a time. The dashboard's connections are short-lived
+# (no pool) so a CLI import can run while it is open; a process that finds the file busy waits
+# this long for the other one to finish its statement before saying so.
+DUCKDB_LOCK_WAIT_SECONDS = 5.0
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("duckdb:///") and not url.startswith("duckdb:///:memory:"):
+        return {"poolclass": sa.pool.NullPool}
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        return {"connect_args": {"connect_timeout": 10}}  # a server that is down answers in seconds
+    return {}
+
+
+def _wait_for_duckdb_lock(dialect, conn_rec, cargs, cparams):
+    deadline = time.monotonic() + DUCKDB_LOCK_WAIT_SECONDS
+    while True:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def create_schema(engine: Engine) -> None:
@@ -164,6 +196,18 @@ def _native_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> No
             conn.execute(table.insert(), records[start : start + 10_000])
 
 
+# Any fixed 64-bit number: the PostgreSQL advisory lock every import takes for its transaction.
+_IMPORT_LOCK_KEY = 0x52454C51  # "RELQ"
+
+
+def serialise_imports(conn: Connection) -> None:
+    """Make concurrent imports take turns (PostgreSQL): each one decides which rows are new only
+    after the previous one committed, so overlapping files neither collide nor duplicate. DuckDB
+    already admits one writing transaction at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", _IMPORT_LOCK_KEY))))
+
+
 def new_import(conn: Connection, **fields) -> int:
     """Write an ``imports`` row and return its id."""
     fields.setdefault("imported_at", datetime.now())
@@ -259,6 +303,7 @@ def load_demo(engine: Engine, company) -> LoadCounts:
     """Replace any demo data with ``company`` (a relq.demo.DemoCompany), in one transaction."""
     create_schema(engine)
     with engine.begin() as conn:
+        serialise_imports(conn)
         _remove_imports(conn, _demo_import_ids(conn))
         import_id = new_import(
             conn,
@@ -342,6 +387,15 @@ def undo_import(engine: Engine, import_id: int) -> None:
 def import_history(engine: Engine) -> pd.DataFrame:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(schema.imports).order_by(schema.imports.c.import_id.desc()))
+        return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+
+
+def audit_log(engine: Engine, limit: int = 500) -> pd.DataFrame:
+    """The latest audit records (exports, imports, undo, instrument edits), newest first."""
+    a = schema.audit_log.c
+    query = sa.select(a.logged_at, a.user_email, a.action, a.detail).order_by(a.logged_at.desc()).limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(query)
         return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
 
 

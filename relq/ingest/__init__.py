@@ -45,6 +45,7 @@ from relq.ingest.write import (
     write_rows,
 )
 from relq.instrument import Instrument, load_instrument
+from relq.store import serialise_imports
 
 __all__ = [
     "ImportResult",
@@ -250,6 +251,7 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
     rejects = v.rejects
     messages = list(prepared.messages)
     with engine.begin() as conn:
+        serialise_imports(conn)  # concurrent imports take turns, so none collides or duplicates
         dup_in_file = valid[id_name].duplicated(keep="first")
         stored = existing_ids(conn, _ID_COLUMN[kind], valid[id_name])
         duplicate = dup_in_file | valid[id_name].isin(stored)
