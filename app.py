@@ -23,6 +23,9 @@ PAGES = {
             default=True,
         ),
     ],
+    "CX leads": [
+        st.Page("pages/retention.py", title="Retention and churn", icon=":material/autorenew:", url_path="retention"),
+    ],
     "Analysts": [
         st.Page(
             "pages/measurement.py", title="Measurement", icon=":material/straighten:", url_path="measurement"

@@ -121,3 +121,6 @@ def score_bars(frame: pd.DataFrame, title: str = "", y_title: str = "", range_y=
     if range_y:
         fig.update_yaxes(range=range_y)
     return fig
+
+
+

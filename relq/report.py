@@ -38,6 +38,7 @@ def build_report(engine: Engine, request: ReportRequest = ReportRequest()) -> di
 
             report["segments"] = segment_breakdown(conn, flt, request.by).as_report()
         report["quadrants"] = _quadrants(conn, flt, request)
+        report["cohorts"] = _cohorts(conn, flt)
         report["period"] = {
             "since": request.since.isoformat() if request.since else None,
             "until": request.until.isoformat() if request.until else None,
@@ -63,3 +64,10 @@ def _add_reliability(conn, flt: SegmentFilter, report: dict) -> None:
         report["pillars"][pillar]["alpha"] = detail["alpha"]
         report["pillars"][pillar]["alpha_ci"] = detail["ci"]
         report["pillars"][pillar]["alpha_n"] = detail["n"]
+
+
+def _cohorts(conn, flt: SegmentFilter) -> dict:
+    """Acquisition cohorts and their monthly active shares (DESIGN.md §Cohorts)."""
+    from relq.retention import cohort_activity, cohort_report
+
+    return cohort_report(cohort_activity(conn, flt))
