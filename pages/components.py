@@ -287,3 +287,33 @@ def demo_notice(engine) -> None:
             "`python -m relq import FILE`; the first real import offers to remove the demo company.",
             icon=":material/science:",
         )
+
+
+# --------------------------------------------------------------------------- dashboards (issue 7)
+
+
+@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
+def _query(_engine, _func, url: str, name: str, flt: SegmentFilter, version: int, options: tuple):
+    with _engine.connect() as conn:
+        return _func(conn, flt, **dict(options))
+
+
+def cached_query(engine, func, flt: SegmentFilter, **options):
+    """``func(conn, flt, **options)`` cached on the filter, the options and the data version.
+
+    ``func`` is a relq function taking a connection and a SegmentFilter; options must be hashable.
+    """
+    name = f"{func.__module__}.{func.__qualname__}"
+    return _query(engine, func, str(engine.url), name, flt, data_version(), tuple(sorted(options.items())))
+
+
+def nothing_matches(message: str = "") -> None:
+    """The sentence shown when the filters select no survey response; stops the page."""
+    st.warning(message or "No survey responses match the current filters. Widen the period or clear the filters.")
+    st.stop()
+
+
+def table_with_download(frame: pd.DataFrame, file_name: str, key: str, **dataframe_args) -> None:
+    """A sortable table and its formula-safe CSV download, side by side as on every page."""
+    st.dataframe(frame, hide_index=True, width="stretch", **dataframe_args)
+    download_csv(frame, file_name, label=f"Download {file_name}", key=key)

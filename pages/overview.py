@@ -1,48 +1,131 @@
-"""Overview: relationship quality, its three pillars and NPS for the filtered period, with n."""
+"""Executive overview: the headline scores with their change vs the previous period, trends with
+interval bands, the quadrant mix, the segments that moved most and a one-click board report."""
+
+from datetime import datetime
 
 import pandas as pd
 import streamlit as st
 
 from pages import components
-from relq import charts
+from relq import board_report, charts, quadrants
 
 engine = components.get_engine()
 flt = components.current_filter()
 
-st.title("Relationship quality overview")
+st.title("Executive overview")
 head = components.cached_headline(engine, flt)
 if head.responses == 0:
-    st.warning("No survey responses match the current filters. Widen the period or clear the filters.")
-    st.stop()
+    components.nothing_matches()
 
-st.caption(f"{head.responses:,} survey responses in view. Every score shows its n and 95% interval.")
-cols = st.columns(5)
-cards = [
-    ("Relationship quality (RQ)", head.rq),
-    ("Trust", head.pillars["trust"]),
-    ("Commitment", head.pillars["commitment"]),
-    ("Satisfaction", head.pillars["satisfaction"]),
-]
-for col, (label, score) in zip(cols, cards, strict=False):
-    components.score_card(label, score.estimate, score.low, score.high, score.n, container=col)
-components.score_card(
-    "NPS", head.nps.score, head.nps.low, head.nps.high, head.nps.n, digits=0, container=cols[4]
+with st.spinner("Computing the headline scores…"):
+    kpis, periods, retention_quarter = components.cached_query(engine, board_report.overview_kpis, flt)
+
+st.caption(
+    f"{head.responses:,} survey responses in view. Cards: {periods.description}. Every score shows its n and "
+    "95% interval; ✱ marks a change that is significant (q < 0.05)."
 )
+
+
+def card(row, container) -> None:
+    components.score_card(
+        row.label,
+        row.estimate,
+        row.low,
+        row.high,
+        int(row.n),
+        digits=0 if row.metric == "nps" else (2 if row.metric == "ces" else 1),
+        delta=None if pd.isna(row.delta) else float(row.delta),
+        significant=bool(row.significant),
+        lower_is_better=row.metric in board_report.LOWER_IS_BETTER,
+        container=container,
+    )
+
+
+rows = {r.metric: r for r in kpis.itertuples()}
+first = st.columns(5)
+for col, metric in zip(first, ("rq", "trust", "commitment", "satisfaction", "nps"), strict=True):
+    card(rows[metric], col)
+second = st.columns(5)
+for col, metric in zip(second, ("csat", "ces", "retention", "churn"), strict=False):
+    if metric in rows:
+        card(rows[metric], col)
+if retention_quarter is not None:
+    second[4].caption(
+        f"Retention and churn: customers at the start of the quarter beginning {retention_quarter:%d %b %Y} "
+        "(DESIGN: (at end − new) / at start), vs the quarter before."
+    )
+
+
+def build_report() -> str:
+    with engine.connect() as conn:
+        return board_report.board_report_html(conn, flt, datetime.now())
+
+
+second[4].download_button(
+    "Board report (HTML)",
+    build_report,
+    file_name=f"relq-board-report-{datetime.now():%Y-%m-%d}.html",
+    mime="text/html",
+    icon=":material/summarize:",
+    help="One self-contained HTML file with these scores, the charts and the segment moves; it opens "
+    "offline and prints to PDF from any browser.",
+    key="board_report",
+)
+
+trend = components.cached_trend(engine, flt)
+left, right = st.columns(2)
+left.plotly_chart(
+    charts.trend_with_band(
+        trend, ["rq", "trust", "commitment", "satisfaction"], "Relationship quality by month", "Index (0–100)"
+    ),
+    width="stretch",
+)
+right.plotly_chart(charts.trend_with_band(trend, ["nps"], "NPS by month", "NPS"), width="stretch")
 
 left, right = st.columns(2)
-bars = pd.DataFrame(
-    [
-        {"label": name, "estimate": s.estimate, "low": s.low, "high": s.high, "n": s.n}
-        for name, s in [("rq", head.rq), *head.pillars.items()]
-    ]
-)
-left.plotly_chart(
-    charts.score_bars(bars, title="Pillar indices (0–100)", y_title="Index", range_y=[0, 100]),
-    width="stretch",
-)
-trend = components.cached_trend(engine, flt)
-right.plotly_chart(
-    charts.trend_with_band(trend, ["trust", "commitment", "satisfaction"], "Pillars by month", "Index"),
-    width="stretch",
-)
-st.plotly_chart(charts.trend_with_band(trend, ["nps"], "NPS by month", "NPS"), width="stretch")
+counts = components.cached_query(engine, quadrants.quadrant_counts, periods.current)
+total = sum(counts.values())
+with left:
+    st.subheader("Quadrant mix")
+    if total:
+        mix = board_report.quadrant_shares(counts)
+        st.plotly_chart(
+            charts.quadrant_share_bars(mix, "Customers by trust × satisfaction (threshold 50)"),
+            width="stretch",
+        )
+        st.caption(f"n = {total:,} customers (latest response in the period) · 95% CI (Wilson) in the hover.")
+    else:
+        st.info("No customer in view has both trust and satisfaction answered in this period.")
+
+with right:
+    st.subheader("Segments that moved most")
+    if periods.previous is None:
+        st.info("There is no previous period to compare with.")
+    else:
+        with st.spinner("Testing every segment against the previous period…"):
+            moves = components.cached_query(
+                engine, board_report.segment_moves, periods.current, previous=periods.previous
+            )
+        if moves.empty:
+            st.info(
+                "No segment moved significantly between the two periods (Benjamini–Hochberg q < 0.05 across "
+                "every segment and score tested; segments under the minimum n are not tested)."
+            )
+        else:
+            shown = moves.head(10)[
+                ["dimension", "value", "label", "before", "now", "delta", "n_now", "q_value"]
+            ]
+            components.table_with_download(
+                shown.rename(columns={"label": "score", "n_now": "n"}),
+                "segment-moves.csv",
+                key="moves_csv",
+                column_config={
+                    "before": st.column_config.NumberColumn(format="%.1f"),
+                    "now": st.column_config.NumberColumn(format="%.1f"),
+                    "delta": st.column_config.NumberColumn(format="%+.1f"),
+                    "q_value": st.column_config.NumberColumn("q", format="%.4f"),
+                },
+            )
+
+with st.expander("All headline numbers as a table"):
+    components.table_with_download(kpis, "headline-scores.csv", key="kpis_csv")

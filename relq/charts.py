@@ -123,4 +123,129 @@ def score_bars(frame: pd.DataFrame, title: str = "", y_title: str = "", range_y=
     return fig
 
 
+# --------------------------------------------------------------------------- dashboards (issue 7)
 
+def quadrant_share_bars(frame: pd.DataFrame, title: str = "") -> go.Figure:
+    """Share of customers per quadrant with Wilson 95% error bars.
+
+    ``frame`` has quadrant (key), label, customers, share, low, high, n (all customers placed).
+    """
+    fig = go.Figure(
+        go.Bar(
+            x=frame["label"],
+            y=frame["share"],
+            marker_color=[QUADRANT_COLOURS.get(k, NEUTRAL) for k in frame["quadrant"]],
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=(frame["high"] - frame["share"]).tolist(),
+                arrayminus=(frame["share"] - frame["low"]).tolist(),
+                color="#52606D",
+            ),
+            customdata=frame[["customers", "low", "high", "n"]].to_numpy(),
+            hovertemplate="%{x}: %{y:.1f}% (%{customdata[0]:,} customers)<br>95% CI "
+            "%{customdata[1]:.1f}–%{customdata[2]:.1f}%<br>n = %{customdata[3]:,}<extra></extra>",
+        )
+    )
+    fig.update_layout(template=TEMPLATE, title=title, yaxis_title="% of customers", showlegend=False)
+    return fig
+
+
+def segment_bars(frame: pd.DataFrame, metric: str, title: str = "", x_title: str = "") -> go.Figure:
+    """Horizontal bars per segment with 95% error bars; small segments greyed.
+
+    ``frame`` has segment, estimate, low, high, n, small (one row per segment, one metric).
+    """
+    frame = frame.sort_values("estimate", na_position="first")
+    colour = METRIC_COLOURS.get(metric, PILLAR_COLOURS["rq"])
+    fig = go.Figure(
+        go.Bar(
+            y=frame["segment"].astype(str),
+            x=frame["estimate"],
+            orientation="h",
+            marker_color=[NEUTRAL if s else colour for s in frame["small"]],
+            marker_opacity=[0.5 if s else 1.0 for s in frame["small"]],
+            error_x=dict(
+                type="data",
+                symmetric=False,
+                array=(frame["high"] - frame["estimate"]).fillna(0).tolist(),
+                arrayminus=(frame["estimate"] - frame["low"]).fillna(0).tolist(),
+                color="#52606D",
+            ),
+            customdata=frame[["low", "high", "n"]].to_numpy(),
+            hovertemplate="%{y}: %{x:.1f}<br>95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}"
+            "<br>n = %{customdata[2]:,}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        template=TEMPLATE, title=title, xaxis_title=x_title, showlegend=False, height=max(260, 28 * len(frame) + 90)
+    )
+    return fig
+
+
+def driver_bars(frame: pd.DataFrame, title: str = "") -> go.Figure:
+    """Shapley/LMG share of R² per pillar with bootstrap 95% error bars.
+
+    ``frame`` has predictor, lmg, lmg_low, lmg_high, n (one row per pillar).
+    """
+    fig = go.Figure(
+        go.Bar(
+            x=[METRIC_LABELS.get(p, p) for p in frame["predictor"]],
+            y=frame["lmg"],
+            marker_color=[METRIC_COLOURS.get(p, NEUTRAL) for p in frame["predictor"]],
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=(frame["lmg_high"] - frame["lmg"]).fillna(0).tolist(),
+                arrayminus=(frame["lmg"] - frame["lmg_low"]).fillna(0).tolist(),
+                color="#52606D",
+            ),
+            customdata=frame[["lmg_low", "lmg_high", "n"]].to_numpy(),
+            hovertemplate="%{x}: R² share %{y:.3f}<br>95% bootstrap CI %{customdata[0]:.3f}–"
+            "%{customdata[1]:.3f}<br>n = %{customdata[2]:,}<extra></extra>",
+        )
+    )
+    fig.update_layout(template=TEMPLATE, title=title, yaxis_title="Share of R² (LMG)", showlegend=False)
+    return fig
+
+
+def importance_performance(frame: pd.DataFrame, title: str = "") -> go.Figure:
+    """Importance (correlation with NPS) × performance (mean, 0–100) for pillars and items.
+
+    ``frame`` has name, pillar, level ('pillar' or 'item'), importance, performance, n.
+    Dashed lines at the means split the chart into the usual four action zones.
+    """
+    fig = go.Figure()
+    for level, size, symbol in (("item", 9, "circle-open"), ("pillar", 18, "circle")):
+        part = frame[frame["level"] == level]
+        if part.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=part["performance"],
+                y=part["importance"],
+                mode="markers+text" if level == "pillar" else "markers",
+                text=[METRIC_LABELS.get(n, n) for n in part["name"]] if level == "pillar" else None,
+                textposition="top center",
+                name="Pillars" if level == "pillar" else "Items",
+                marker=dict(
+                    size=size,
+                    symbol=symbol,
+                    color=[METRIC_COLOURS.get(p, NEUTRAL) for p in part["pillar"]],
+                    line=dict(width=2, color=[METRIC_COLOURS.get(p, NEUTRAL) for p in part["pillar"]]),
+                ),
+                customdata=part[["name", "n"]].to_numpy(),
+                hovertemplate="%{customdata[0]}<br>performance %{x:.1f}<br>importance r = %{y:.2f}"
+                "<br>n = %{customdata[1]:,}<extra></extra>",
+            )
+        )
+    if not frame.empty:
+        fig.add_vline(x=float(frame["performance"].mean()), line_dash="dot", line_color=NEUTRAL)
+        fig.add_hline(y=float(frame["importance"].mean()), line_dash="dot", line_color=NEUTRAL)
+    fig.update_layout(
+        template=TEMPLATE,
+        title=title,
+        xaxis_title="Performance (mean, 0–100)",
+        yaxis_title="Importance (correlation with NPS)",
+    )
+    return fig
