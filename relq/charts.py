@@ -249,3 +249,169 @@ def importance_performance(frame: pd.DataFrame, title: str = "") -> go.Figure:
         yaxis_title="Importance (correlation with NPS)",
     )
     return fig
+
+
+# --------------------------------------------------------------------------- retention and churn
+
+
+def cohort_heatmap(frame: pd.DataFrame, mode: str = "percent", title: str = "") -> go.Figure:
+    """Acquisition month × months since acquisition; ``frame`` is relq.retention.cohort_activity.
+
+    ``mode`` "percent" colours by the share active, "counts" shows active customers; the row
+    labels carry each cohort's size.
+    """
+    if mode not in ("percent", "counts"):
+        raise ValueError(f"mode must be 'percent' or 'counts', not {mode!r}")
+    sizes = frame.groupby("cohort")["size"].first()
+    labels = {c: f"{c} (n={n:,})" for c, n in sizes.items()}
+    value = "share" if mode == "percent" else "active"
+    grid = frame.pivot(index="cohort", columns="k", values=value).sort_index(ascending=False)
+    z = grid.to_numpy(float) * (100 if mode == "percent" else 1)
+    text = [["" if pd.isna(v) else (f"{v:.0f}%" if mode == "percent" else f"{v:,.0f}") for v in row] for row in z]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(grid.columns),
+            y=[labels[c] for c in grid.index],
+            text=text if z.size <= 2000 else None,
+            texttemplate="%{text}" if z.size <= 2000 else None,
+            colorscale=[[0, "#F5F7FA"], [1, GOOD]],
+            zmin=0,
+            zmax=100 if mode == "percent" else None,
+            colorbar=dict(title="% active" if mode == "percent" else "active"),
+            hovertemplate="Cohort %{y}<br>month %{x} after joining<br>"
+            + ("%{z:.1f}% active" if mode == "percent" else "%{z:,.0f} active")
+            + "<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        template=TEMPLATE,
+        title=title,
+        xaxis_title="Months since acquisition",
+        yaxis_title="Acquisition month (cohort size)",
+        height=max(320, 18 * len(grid) + 120),
+    )
+    return fig
+
+
+SEGMENT_PALETTE = ["#3566A8", "#E0A030", "#2A9D8F", "#8E5BB5", "#E76F51", "#4DA3C7", "#7A7A7A", "#1F3B57"]
+
+
+def km_curves(curves: pd.DataFrame, title: str = "", y_title: str = "Still a customer") -> go.Figure:
+    """Kaplan–Meier survival curves (step lines) with shaded 95% bands, one colour per segment.
+
+    ``curves``: segment, months, survival, low, high, at_risk (relq.survival.kaplan_meier).
+    """
+    fig = go.Figure()
+    for i, (segment, part) in enumerate(curves.groupby("segment", sort=False)):
+        colour = SEGMENT_PALETTE[i % len(SEGMENT_PALETTE)]
+        fig.add_trace(
+            go.Scatter(
+                x=pd.concat([part["months"], part["months"][::-1]]),
+                y=pd.concat([part["high"], part["low"][::-1]]) * 100,
+                fill="toself",
+                fillcolor=_rgba(colour, 0.15),
+                line=dict(width=0, shape="hv"),
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=part["months"],
+                y=part["survival"] * 100,
+                mode="lines",
+                line=dict(color=colour, width=2, shape="hv"),
+                name=str(segment),
+                customdata=part[["low", "high", "at_risk"]].to_numpy() * [100, 100, 1],
+                hovertemplate="%{x:.1f} months: %{y:.1f}% still customers<br>95% CI %{customdata[0]:.1f}–"
+                "%{customdata[1]:.1f}%<br>%{customdata[2]:,} still followed<extra>" + str(segment) + "</extra>",
+            )
+        )
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title="Months since acquisition", yaxis_title=y_title)
+    fig.update_yaxes(range=[0, 101], ticksuffix="%")
+    return fig
+
+
+def hazard_ratio_forest(frame: pd.DataFrame, title: str = "") -> go.Figure:
+    """Hazard ratios with 95% intervals on a log axis; a line at 1 (no effect).
+
+    ``frame``: pillar, hr, low, high, p. Below 1 (good colour) = customers higher on the pillar
+    churn less.
+    """
+    labels = [f"{METRIC_LABELS.get(p, p)} (+10 points)" for p in frame["pillar"]]
+    colours = [GOOD if h < 1 and hi < 1 else BAD if h > 1 and lo > 1 else NEUTRAL
+               for h, lo, hi in zip(frame["hr"], frame["low"], frame["high"], strict=True)]
+    fig = go.Figure(
+        go.Scatter(
+            x=frame["hr"],
+            y=labels,
+            mode="markers",
+            marker=dict(size=12, color=colours),
+            error_x=dict(
+                type="data",
+                symmetric=False,
+                array=(frame["high"] - frame["hr"]).tolist(),
+                arrayminus=(frame["hr"] - frame["low"]).tolist(),
+                color="#52606D",
+            ),
+            customdata=frame[["low", "high", "p"]].to_numpy(),
+            hovertemplate="%{y}: churn risk ×%{x:.2f}<br>95% CI %{customdata[0]:.2f}–%{customdata[1]:.2f}"
+            "<br>p = %{customdata[2]:.3g}<extra></extra>",
+            showlegend=False,
+        )
+    )
+    fig.add_vline(x=1, line=dict(color="#52606D", dash="dash"))
+    fig.update_layout(
+        template=TEMPLATE,
+        title=title,
+        xaxis_title="Hazard ratio of churn (below 1 = lowers churn)",
+        height=260,
+    )
+    fig.update_xaxes(type="log")
+    return fig
+
+
+def rate_trend(frame: pd.DataFrame, title: str = "") -> go.Figure:
+    """Retention and churn rates (percent) over periods with 95% bands.
+
+    ``frame``: period, metric ("retention" | "churn"), estimate, low, high, n.
+    """
+    fig = go.Figure()
+    for metric, colour, label in (("retention", GOOD, "Retention"), ("churn", BAD, "Churn")):
+        part = frame[frame["metric"] == metric].sort_values("period")
+        if part.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=pd.concat([part["period"], part["period"][::-1]]),
+                y=pd.concat([part["high"], part["low"][::-1]]),
+                fill="toself",
+                fillcolor=_rgba(colour, 0.15),
+                line=dict(width=0),
+                hoverinfo="skip",
+                showlegend=False,
+                yaxis="y" if metric == "retention" else "y2",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=part["period"],
+                y=part["estimate"],
+                mode="lines+markers",
+                name=label + (" (left axis)" if metric == "retention" else " (right axis)"),
+                line=dict(color=colour, width=2),
+                yaxis="y" if metric == "retention" else "y2",
+                customdata=part[["low", "high", "n"]].to_numpy(),
+                hovertemplate="%{x|%b %Y}: %{y:.1f}%<br>95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}%"
+                "<br>n = %{customdata[2]:,} customers at the start<extra>" + label + "</extra>",
+            )
+        )
+    fig.update_layout(
+        template=TEMPLATE,
+        title=title,
+        yaxis=dict(title="Retention %", ticksuffix="%"),
+        yaxis2=dict(title="Churn %", overlaying="y", side="right", ticksuffix="%", showgrid=False),
+        hovermode="x unified",
+    )
+    return fig
