@@ -25,6 +25,7 @@ PAGES = {
     ],
     "CX leads": [
         st.Page("pages/retention.py", title="Retention and churn", icon=":material/autorenew:", url_path="retention"),
+        st.Page("pages/quadrants.py", title="Gap quadrants", icon=":material/grid_view:", url_path="quadrants"),
     ],
     "Analysts": [
         st.Page(

@@ -415,3 +415,164 @@ def rate_trend(frame: pd.DataFrame, title: str = "") -> go.Figure:
         hovermode="x unified",
     )
     return fig
+
+
+# --------------------------------------------------------------------------- gap quadrants
+
+QUADRANT_COLOURS = {
+    "x_high_y_high": GOOD,
+    "x_high_y_low": "#E0A030",
+    "x_low_y_high": "#4DA3C7",
+    "x_low_y_low": BAD,
+}
+_QUADRANT_ORDER = ("x_high_y_high", "x_high_y_low", "x_low_y_high", "x_low_y_low")
+
+
+def _quadrant_frame(
+    fig: go.Figure, x: str, y: str, x_threshold: float, y_threshold: float, names: dict[str, str]
+) -> go.Figure:
+    """Threshold lines, the four quadrant names in the corners, 0–100 axes."""
+    fig.add_vline(x=x_threshold, line=dict(color="#52606D", dash="dash", width=1))
+    fig.add_hline(y=y_threshold, line=dict(color="#52606D", dash="dash", width=1))
+    corners = {
+        "x_high_y_high": (100, 100, "right", "top"),
+        "x_high_y_low": (100, 0, "right", "bottom"),
+        "x_low_y_high": (0, 100, "left", "top"),
+        "x_low_y_low": (0, 0, "left", "bottom"),
+    }
+    for key, (cx, cy, xanchor, yanchor) in corners.items():
+        fig.add_annotation(
+            x=cx,
+            y=cy,
+            text=f"<b>{names.get(key, key)}</b>",
+            showarrow=False,
+            xanchor=xanchor,
+            yanchor=yanchor,
+            font=dict(color=QUADRANT_COLOURS[key], size=13),
+            bgcolor="rgba(255,255,255,0.75)",
+        )
+    fig.update_layout(
+        template=TEMPLATE,
+        xaxis_title=f"{METRIC_LABELS.get(x, x)} index",
+        yaxis_title=f"{METRIC_LABELS.get(y, y)} index",
+    )
+    fig.update_xaxes(range=[-2, 102], showgrid=True, gridcolor="#E4E7EB")
+    fig.update_yaxes(range=[-2, 102])
+    return fig
+
+
+def quadrant_scatter(
+    points: pd.DataFrame,
+    x: str,
+    y: str,
+    x_threshold: float,
+    y_threshold: float,
+    names: dict[str, str],
+    title: str = "",
+) -> go.Figure:
+    """One dot per customer (``points``: customer_id, x, y, quadrant), coloured by quadrant.
+
+    Answers sit on a grid, so dots are translucent: darker spots hold more customers.
+    """
+    fig = go.Figure()
+    for key in _QUADRANT_ORDER:
+        part = points[points["quadrant"] == key]
+        fig.add_trace(
+            go.Scattergl(
+                x=part["x"],
+                y=part["y"],
+                mode="markers",
+                name=f"{names.get(key, key)} ({len(part):,})",
+                marker=dict(color=QUADRANT_COLOURS[key], size=6, opacity=0.45),
+                customdata=part[["customer_id"]].to_numpy(),
+                hovertemplate="%{customdata[0]}<br>"
+                + METRIC_LABELS.get(x, x)
+                + " %{x:.1f} · "
+                + METRIC_LABELS.get(y, y)
+                + " %{y:.1f}<extra></extra>",
+            )
+        )
+    fig.update_layout(title=title)
+    return _quadrant_frame(fig, x, y, x_threshold, y_threshold, names)
+
+
+def quadrant_density(
+    density: pd.DataFrame,
+    x: str,
+    y: str,
+    x_threshold: float,
+    y_threshold: float,
+    names: dict[str, str],
+    bin_width: float = 2.5,
+    title: str = "",
+) -> go.Figure:
+    """Customers per cell (``density``: x, y lower cell edges, customers), binned in SQL."""
+    fig = go.Figure(
+        go.Heatmap(
+            x=density["x"] + bin_width / 2,
+            y=density["y"] + bin_width / 2,
+            z=density["customers"],
+            colorscale=[[0, "#F5F7FA"], [1, METRIC_COLOURS["rq"]]],
+            colorbar=dict(title="Customers"),
+            xgap=0,
+            ygap=0,
+            hovertemplate=METRIC_LABELS.get(x, x)
+            + " %{x:.1f} · "
+            + METRIC_LABELS.get(y, y)
+            + " %{y:.1f}<br>%{z:,} customers<extra></extra>",
+        )
+    )
+    fig.update_layout(title=title)
+    return _quadrant_frame(fig, x, y, x_threshold, y_threshold, names)
+
+
+def transition_heatmap(moves: pd.DataFrame, names: dict[str, str], title: str = "") -> go.Figure:
+    """Customers moving between quadrants (``moves``: from, to, customers) as a labelled matrix;
+    hover shows the share of the row (where customers came from)."""
+    matrix = (
+        moves.pivot(index="from", columns="to", values="customers")
+        .reindex(index=list(_QUADRANT_ORDER), columns=list(_QUADRANT_ORDER))
+        .fillna(0)
+    )
+    rows = matrix.sum(axis=1).replace(0, float("nan"))
+    share = matrix.div(rows, axis=0) * 100
+    labels = [names.get(k, k) for k in _QUADRANT_ORDER]
+    fig = go.Figure(
+        go.Heatmap(
+            x=labels,
+            y=labels,
+            z=matrix.to_numpy(),
+            text=matrix.astype(int).to_numpy(),
+            texttemplate="%{text:,}",
+            customdata=share.to_numpy(),
+            colorscale=[[0, "#F5F7FA"], [1, METRIC_COLOURS["rq"]]],
+            showscale=False,
+            hovertemplate="From %{y}<br>to %{x}: %{z:,} customers (%{customdata:.0f}% of the row)<extra></extra>",
+        )
+    )
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title="Now", yaxis_title="Before")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def quadrant_mix_bars(mix: pd.DataFrame, names: dict[str, str], title: str = "") -> go.Figure:
+    """Stacked shares of the quadrants within each segment (``mix``: segment, quadrant,
+    customers, segment_customers, share, low, high); hover shows n and the 95% interval."""
+    fig = go.Figure()
+    for key in _QUADRANT_ORDER:
+        part = mix[mix["quadrant"] == key]
+        fig.add_trace(
+            go.Bar(
+                x=part["segment"],
+                y=part["share"],
+                name=names.get(key, key),
+                marker_color=QUADRANT_COLOURS[key],
+                customdata=part[["customers", "segment_customers", "low", "high"]].to_numpy(),
+                hovertemplate=f"{names.get(key, key)}<br>"
+                "%{x}: %{y:.1f}% (%{customdata[0]:,} of %{customdata[1]:,})"
+                "<br>95% CI %{customdata[2]:.1f}–%{customdata[3]:.1f}%<extra></extra>",
+            )
+        )
+    fig.update_layout(template=TEMPLATE, title=title, barmode="stack", yaxis_title="Share of customers (%)")
+    fig.update_yaxes(range=[0, 100])
+    return fig

@@ -1,0 +1,333 @@
+"""Gap quadrants: trust without satisfaction, satisfaction without commitment — and what to do."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import streamlit as st
+
+from pages import components
+from relq import catalog, charts, quadrants
+from relq.filters import SegmentFilter
+from relq.quadrants import QUADRANT_KEYS, QuadrantSpec
+
+MAX_POINTS = 20_000
+BIN_WIDTH = 2.5
+MODES = {
+    "midpoint": "Scale midpoint (50)",
+    "target": "Business target",
+    "median": "Median of each pillar",
+}
+
+
+# --------------------------------------------------------------------------- cached queries
+
+
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def _spec(_engine, url: str, flt: SegmentFilter, x: str, y: str, mode: str, target, version: int):
+    with _engine.connect() as conn:
+        return quadrants.resolve_spec(conn, flt, x, y, mode, target)
+
+
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def _summary(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int):
+    with _engine.connect() as conn:
+        return quadrants.quadrant_summary(conn, flt, spec)
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def _picture(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int):
+    with _engine.connect() as conn:
+        return quadrants.quadrant_picture(conn, flt, spec, MAX_POINTS, BIN_WIDTH)
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def _customers(_engine, url, flt: SegmentFilter, spec: QuadrantSpec, key: str, sems, version: int):
+    with _engine.connect() as conn:
+        return quadrants.quadrant_customers(conn, flt, spec, key, *sems)
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def _mix(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, dimension: str, version: int):
+    with _engine.connect() as conn:
+        return quadrants.quadrant_mix(conn, flt, spec, dimension)
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def _migration(
+    _engine, url: str, before: SegmentFilter, after: SegmentFilter, spec: QuadrantSpec, version: int
+):
+    with _engine.connect() as conn:
+        return quadrants.quadrant_migration(conn, before, after, spec)
+
+
+@st.cache_data(ttl=600, max_entries=8, show_spinner=False)
+def _waves(_engine, url: str, version: int) -> list[str]:
+    with _engine.connect() as conn:
+        return catalog.waves(conn)
+
+
+@st.cache_data(ttl=600, max_entries=8, show_spinner=False)
+def _dimensions(_engine, url: str, version: int) -> list[str]:
+    with _engine.connect() as conn:
+        return catalog.dimensions(conn)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _pct(value: float, digits: int = 0) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}%"
+
+
+def _num(value: float, digits: int = 0) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _money(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:,.1f} M"
+    if value >= 1e3:
+        return f"{value / 1e3:,.0f} k"
+    return f"{value:,.0f}"
+
+
+def _quadrant_card(box, row, small_n: int) -> None:
+    """One quadrant: name, count and share, NPS, CSAT, churn, revenue at stake, action."""
+    n = int(row.customers)
+    box.markdown(f"#### {row.name}")
+    box.caption(row.label)
+    box.markdown(
+        f"**{n:,} customers** · {_pct(row.share, 1)} of those in view "
+        f"(95% CI {_pct(row.share_low, 1)}–{_pct(row.share_high, 1)})"
+    )
+    if n < 5:
+        box.caption(":grey[Fewer than 5 customers: scores are not shown.]")
+    else:
+        grey = n < small_n
+        lines = [
+            f"NPS **{_num(row.nps)}** (95% CI {_num(row.nps_low)} to {_num(row.nps_high)}, n = {row.nps_n:,})",
+            f"CSAT **{_pct(row.csat)}** (95% CI {_pct(row.csat_low)}–{_pct(row.csat_high)}, n = {row.csat_n:,})",
+            f"Churned **{_pct(row.churn_share)}** (95% CI {_pct(row.churn_low)}–{_pct(row.churn_high)}); "
+            f"retained {_pct(row.retention_share)}",
+            f"Revenue at stake **{_money(row.revenue_at_stake)}** (annual value, else last 12 months' purchases)",
+            f"Borderline: {int(row.borderline):,} of {n:,}",
+        ]
+        text = "  \n".join(lines)
+        box.markdown(f":grey[{text}]" if grey else text)
+        if grey:
+            box.caption(f":grey[Fewer than {small_n} customers: too few to trust or rank.]")
+    box.info(row.action, icon=":material/lightbulb:")
+
+
+def _may_see_customer_lists() -> bool:
+    """Executives see aggregates only (relq.auth); local single-user mode sees everything."""
+    check = getattr(components, "personal_columns_visible", None)
+    return True if check is None else check()
+
+
+# --------------------------------------------------------------------------- the page
+
+engine = components.get_engine()
+flt = components.current_filter()
+url, version = str(engine.url), components.data_version()
+
+st.title("Gap quadrants")
+st.caption(
+    "Each customer sits in a quadrant by their latest survey response in the period that answers both "
+    "pillars. *High* means an index at or above the threshold. Where the pillars disagree lies the "
+    "action: trust without satisfaction, satisfaction without commitment."
+)
+
+pair_labels = {f"{x}×{y}": f"{x.capitalize()} × {y}" for x, y in quadrants.PAIRS}
+left, middle, right = st.columns([2, 3, 1])
+pair = left.selectbox("Pillar pair (x × y)", list(pair_labels), format_func=pair_labels.get, key="q_pair")
+x, y = pair.split("×")
+mode = middle.radio("Threshold", list(MODES), format_func=MODES.get, horizontal=True, key="q_mode")
+target = right.number_input(
+    "Target index",
+    min_value=0.0,
+    max_value=100.0,
+    value=60.0,
+    step=1.0,
+    key="q_target",
+    disabled=mode != "target",
+)
+spec = _spec(engine, url, flt, x, y, mode, float(target) if mode == "target" else None, version)
+summary = _summary(engine, url, flt, spec, version)
+
+if summary.customers == 0:
+    st.warning(
+        f"No customer in view has a survey response answering both {x} and {y}. "
+        "Widen the period, clear the filters or choose another pillar pair."
+    )
+    st.stop()
+
+threshold_text = (
+    f"{spec.x_threshold:.1f}"
+    if spec.x_threshold == spec.y_threshold
+    else f"{x} {spec.x_threshold:.1f}, {y} {spec.y_threshold:.1f}"
+)
+st.caption(
+    f"{summary.customers:,} customers · threshold {threshold_text} — {MODES[spec.mode].lower()} · "
+    "shares with Wilson 95% intervals, NPS with adjusted-Wald intervals."
+)
+
+table = summary.table.set_index("quadrant")
+rows = {row.quadrant: row for row in summary.table.itertuples(index=False)}
+small_n = components.min_n()
+top = st.columns(2)
+bottom = st.columns(2)
+# Laid out like the chart: high y on top, high x on the right.
+for box, key in zip(
+    (top[0], top[1], bottom[0], bottom[1]),
+    ("x_low_y_high", "x_high_y_high", "x_low_y_low", "x_high_y_low"),
+    strict=True,
+):
+    with box.container(border=True):
+        _quadrant_card(st, rows[key], small_n)
+
+# Honesty: measurement error and the threshold's arbitrariness.
+sem_parts = []
+for pillar, sem, alpha in ((x, summary.x_sem, summary.x_alpha), (y, summary.y_sem, summary.y_alpha)):
+    sem_parts.append(
+        f"{pillar} ± {sem:.1f} points (α = {alpha.alpha:.2f})"
+        if not math.isnan(sem)
+        else f"{pillar}: unknown"
+    )
+st.markdown(
+    f"**Borderline:** {summary.borderline:,} customers ({100 * summary.borderline / summary.customers:.0f}%) "
+    f"lie within one standard error of measurement of a threshold ({'; '.join(sem_parts)}): "
+    "a retest could put them in the neighbouring quadrant. They are marked in the customer list.  \n"
+    f"**Sensitivity:** moving the threshold up by 5 points moves {summary.moved_up:,} customers to another "
+    f"quadrant; moving it down by 5 moves {summary.moved_down:,}."
+)
+
+names = {key: spec.name(key) for key in QUADRANT_KEYS}
+kind, picture = _picture(engine, url, flt, spec, version)
+if kind == "points":
+    fig = charts.quadrant_scatter(
+        picture, x, y, spec.x_threshold, spec.y_threshold, names, title="One dot per customer"
+    )
+else:
+    fig = charts.quadrant_density(
+        picture,
+        x,
+        y,
+        spec.x_threshold,
+        spec.y_threshold,
+        names,
+        BIN_WIDTH,
+        title=f"Customers per {BIN_WIDTH:g}-point cell (more than {MAX_POINTS:,} customers: binned)",
+    )
+st.plotly_chart(fig, width="stretch")
+components.download_csv(
+    summary.table.drop(columns=["action"]),
+    f"quadrants-{x}-{y}.csv",
+    "Download quadrant table",
+    key="q_dl_table",
+)
+
+# --------------------------------------------------------------------------- customer list
+st.subheader("Customers in a quadrant")
+selected = st.selectbox(
+    "Quadrant",
+    list(QUADRANT_KEYS),
+    format_func=lambda k: f"{names[k]} — {spec.label(k)} ({int(table.loc[k, 'customers']):,})",
+    key="q_selected",
+)
+listing = _customers(engine, url, flt, spec, selected, (summary.x_sem, summary.y_sem), version)
+if not _may_see_customer_lists():
+    components.customer_list_hidden_notice()
+elif listing.empty:
+    st.info("No customer in this quadrant for the current filters.")
+else:
+    st.caption(
+        f"{len(listing):,} customers, lowest combined {x} + {y} first; click a column to sort. "
+        "Borderline: within one standard error of measurement of a threshold."
+    )
+    st.dataframe(
+        listing,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            x: st.column_config.NumberColumn(x.capitalize(), format="%.1f"),
+            y: st.column_config.NumberColumn(y.capitalize(), format="%.1f"),
+            "annual_value": st.column_config.NumberColumn("Annual value", format="%.0f"),
+            "surveyed_at": st.column_config.DatetimeColumn("Surveyed", format="YYYY-MM-DD"),
+            "last_purchase": st.column_config.DatetimeColumn("Last purchase", format="YYYY-MM-DD"),
+            "latest_comment": st.column_config.TextColumn("Latest comment", width="large"),
+        },
+    )
+    components.download_csv(
+        listing, f"quadrant-{selected}-{x}-{y}.csv", "Download these customers (CSV)", key="q_dl_customers"
+    )
+
+# --------------------------------------------------------------------------- segment split
+st.subheader("Quadrant mix by segment")
+dimensions = [d for d in _dimensions(engine, url, version) if d != "owner"]
+dimension = st.selectbox(
+    "Split by", dimensions, format_func=lambda d: d.replace("_", " ").capitalize(), key="q_dimension"
+)
+mix = _mix(engine, url, flt, spec, dimension, version)
+if mix.empty:
+    st.info("No customer in view has a value for this dimension.")
+else:
+    st.plotly_chart(
+        charts.quadrant_mix_bars(mix, names, title=f"Quadrant shares by {dimension.replace('_', ' ')}"),
+        width="stretch",
+    )
+    few = mix.groupby("segment")["segment_customers"].first()
+    few = few[few < small_n]
+    if len(few):
+        st.caption(
+            f":grey[Segments with fewer than {small_n} customers ({', '.join(map(str, few.index))}) "
+            "have wide intervals: do not rank them.]"
+        )
+    components.download_csv(mix, f"quadrant-mix-{dimension}.csv", "Download the mix", key="q_dl_mix")
+
+# --------------------------------------------------------------------------- migration
+st.subheader("Migration between quadrants")
+waves = _waves(engine, url, version)
+options = ["waves", "periods"] if len(waves) >= 2 else ["periods"]
+basis = st.radio(
+    "Compare",
+    options,
+    format_func={"waves": "Two survey waves", "periods": "Previous period → this period"}.get,
+    horizontal=True,
+    key="q_basis",
+)
+before = after = None
+if basis == "waves":
+    c1, c2 = st.columns(2)
+    first = c1.selectbox("From wave", waves, index=len(waves) - 2, key="q_wave_from")
+    second = c2.selectbox("To wave", waves, index=len(waves) - 1, key="q_wave_to")
+    if first == second:
+        st.info("Choose two different waves.")
+    else:
+        before, after = replace(flt, waves=(first,)), replace(flt, waves=(second,))
+else:
+    before, after = flt.shifted_back(), flt
+    if before is None:
+        st.info("Choose a period in the sidebar to compare it with the previous period of equal length.")
+if before is not None:
+    moves = _migration(engine, url, before, after, spec, version)
+    total = int(moves["customers"].sum())
+    if total == 0:
+        st.info("No customer answered both pillars in both — nothing to compare.")
+    else:
+        stayed = int(moves.loc[moves["from"] == moves["to"], "customers"].sum())
+        st.plotly_chart(
+            charts.transition_heatmap(
+                moves,
+                names,
+                title=f"{total:,} customers answered in both; {total - stayed:,} changed quadrant",
+            ),
+            width="stretch",
+        )
+        st.caption(
+            "Caution: scores regress to the mean — customers picked for an extreme quadrant tend to "
+            "drift towards the middle on the next survey even when nothing changed."
+        )
+        components.download_csv(moves, "quadrant-migration.csv", "Download the matrix", key="q_dl_moves")

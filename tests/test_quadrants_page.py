@@ -1,0 +1,136 @@
+"""The Gap quadrants page (AppTest on the demo company): pair, threshold, a quadrant's list, download."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from relq import quadrants, schema, store
+from relq.filters import SegmentFilter
+from relq.quadrants import QuadrantSpec
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "quadrants.py")
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Every file handed to a download button, by file name (the bytes the browser would get)."""
+    files: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename and isinstance(path_or_data, bytes):
+            files[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return files
+
+
+def _caption_with(at, text: str) -> str:
+    return next(c.value for c in at.caption if text in c.value)
+
+
+def test_page_shows_four_quadrants_with_names_and_actions(demo_env):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert sorted(headings) == sorted(f"#### {name}" for name in quadrants.QUADRANT_NAMES.values())
+    assert any("still trust you" in i.value for i in at.info)
+    engine = store.get_engine(demo_env)
+    with engine.connect() as conn:
+        counts = quadrants.quadrant_counts(conn, SegmentFilter())
+    engine.dispose()
+    text = " ".join(m.value for m in at.markdown)
+    for n in counts.values():
+        assert f"**{n:,} customers**" in text
+    assert "Borderline:" in text and "Sensitivity:" in text
+
+
+def test_changing_pair_and_threshold_updates_the_quadrants(demo_env):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox(key="q_pair").set_value("satisfaction×commitment").run()
+    assert not at.exception
+    assert any("Deepen the emotional connection" in i.value for i in at.info)
+    at.radio(key="q_mode").set_value("target").run()
+    at.number_input(key="q_target").set_value(70.0).run()
+    assert not at.exception
+    assert "threshold 70.0" in _caption_with(at, "customers · threshold")
+    engine = store.get_engine(demo_env)
+    with engine.connect() as conn:
+        counts = quadrants.quadrant_counts(
+            conn, SegmentFilter(), QuadrantSpec.at("satisfaction", "commitment", 70)
+        )
+        median = quadrants.resolve_spec(conn, SegmentFilter(), "satisfaction", "commitment", "median")
+    engine.dispose()
+    text = " ".join(m.value for m in at.markdown)
+    assert all(f"**{n:,} customers**" in text for n in counts.values())
+    at.radio(key="q_mode").set_value("median").run()
+    assert not at.exception
+    assert f"satisfaction {median.x_threshold:.1f}" in _caption_with(at, "customers · threshold")
+
+
+def test_selecting_a_quadrant_lists_its_customers_with_a_formula_safe_download(
+    demo_db_url, tmp_path, monkeypatch, downloads
+):
+    # A private copy of the demo, where one customer's name is a spreadsheet formula.
+    path = tmp_path / "relq.duckdb"
+    shutil.copy(demo_db_url.removeprefix("duckdb:///"), path)
+    url = f"duckdb:///{path}"
+    monkeypatch.setenv("RELQ_DATABASE_URL", url)
+    engine = store.get_engine(url)
+    spec = QuadrantSpec()
+    with engine.begin() as conn:
+        target = quadrants.quadrant_customers(conn, SegmentFilter(), spec, "x_low_y_low")["customer_id"].iloc[
+            0
+        ]
+        conn.execute(
+            sa.update(schema.customers)
+            .where(schema.customers.c.customer_id == target)
+            .values(name="=HYPERLINK(1)")
+        )
+        expected = quadrants.quadrant_customers(conn, SegmentFilter(), spec, "x_low_y_low")
+    engine.dispose()
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox(key="q_selected").set_value("x_low_y_low").run()
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert set(shown["customer_id"]) == set(expected["customer_id"])
+    assert (shown["trust"] < 50).all() and (shown["satisfaction"] < 50).all()
+    assert any(b.label == "Download these customers (CSV)" for b in at.get("download_button"))
+    data = downloads["quadrant-x_low_y_low-trust-satisfaction.csv"]
+    csv = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
+    assert len(csv) == len(expected)
+    assert csv.loc[csv["customer_id"] == target, "name"].item() == "'=HYPERLINK(1)"
+    assert {"last_purchase", "open_tickets", "latest_comment", "borderline"} <= set(csv.columns)
+
+
+def test_segment_split_and_migration_render(demo_env):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox(key="q_dimension").set_value("plan").run()
+    assert not at.exception
+    assert any("regress to the mean" in c.value for c in at.caption)
+    at.radio(key="q_basis").set_value("periods").run()
+    assert not at.exception
+    assert any("Choose a period in the sidebar" in i.value for i in at.info)
+
+
+def test_empty_store_says_so_without_a_traceback(tmp_path, monkeypatch):
+    url = f"duckdb:///{tmp_path / 'empty.duckdb'}"
+    engine = store.get_engine(url)
+    store.create_schema(engine)
+    with engine.begin() as conn:  # an import with no survey answers: the store "has data"
+        store.new_import(conn, file_name="crm.csv", file_hash="h", kind="customers")
+    engine.dispose()
+    monkeypatch.setenv("RELQ_DATABASE_URL", url)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert any("No customer in view" in w.value for w in at.warning)
