@@ -111,6 +111,36 @@ def test_instrument_editor_rejects_an_item_without_a_pillar_and_writes_nothing(e
     assert path.read_text() == original
 
 
-def test_methodology_page_explains_every_number(demo_env):
+def test_methodology_page_explains_every_number_with_formula_and_when_to_trust_it(demo_env):
     at = _page("methodology.py").run()
     assert not at.exception
+    headers = " | ".join(h.value for h in at.header)
+    for topic in (
+        "Pillar index",
+        "Relationship quality (RQ)",
+        "t-interval",
+        "Cronbach",
+        "Feldt",
+        "item–total",
+        "HTMT",
+        "NPS",
+        "adjusted-Wald",
+        "CSAT",
+        "Wilson",
+        "CES",
+        "Comparisons",
+        "Benjamini–Hochberg",
+        "Small-sample",
+        "quadrants",
+        "Cohorts",
+        "Retention rate",
+        "Kaplan–Meier",
+        "Cox",
+        "At risk",
+        "Data-quality flags",
+    ):
+        assert topic in headers, topic
+    assert len(at.latex) >= 15
+    text = " ".join(m.value for m in at.markdown)
+    assert text.count("When to trust it.") == len(at.header)
+    assert "[14, 44]" in text  # the published NPS example
