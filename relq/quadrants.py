@@ -15,9 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
-from itertools import combinations_with_replacement
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -44,6 +42,7 @@ __all__ = [
     "quadrant_counts",
     "quadrant_summary",
     "pillar_alpha",
+    "pillar_alphas",
     "quadrant_picture",
     "quadrant_customers",
     "quadrant_migration",
@@ -326,54 +325,31 @@ def quadrant_counts(
 # --------------------------------------------------------------------------- reliability for SEM
 
 
-def _item_sums(conn: Connection, flt: SegmentFilter, pillar: str, instrument) -> dict:
-    """n, Σxᵢ and Σxᵢxⱼ of a pillar's reverse-coded items over listwise-complete responses."""
-    items = instrument.items_of(pillar)
-    k = len(items)
-    A = schema.survey_answers
-    lo, hi = float(instrument.scale_min), float(instrument.scale_max)
-    value = sa.cast(A.c.value, sa.Float)
-    coded = []
-    for i, item in enumerate(items):
-        answer = (lo + hi) - value if item.reverse else value
-        in_scale = sa.and_(A.c.item_id == item.id, value.between(lo, hi))
-        coded.append(sa.func.max(sa.case((in_scale, answer), else_=None)).label(f"c{i}"))
-    wide = (
-        sa.select(A.c.response_id, *coded)
-        .where(
-            A.c.item_id.in_([item.id for item in items]),
-            A.c.response_id.in_(sa.select(R.c.response_id).where(flt.response_clause())),
-        )
-        .group_by(A.c.response_id)
-        .subquery("wide")
-    )
-    cols = [wide.c[f"c{i}"] for i in range(k)]
-    complete = sa.and_(*[c.is_not(None) for c in cols])
-    select_list = [sa.func.count().label("n")]
-    select_list += [sa.func.sum(c).label(f"s{i}") for i, c in enumerate(cols)]
-    pairs = list(combinations_with_replacement(range(k), 2))
-    select_list += [sa.func.sum(cols[a] * cols[b]).label(f"x{a}_{b}") for a, b in pairs]
-    row = conn.execute(sa.select(*select_list).where(complete)).one()._mapping
-    cross = np.zeros((k, k))
-    for a, b in pairs:
-        cross[a, b] = cross[b, a] = float(row[f"x{a}_{b}"] or 0.0)
-    sums = np.array([float(row[f"s{i}"] or 0.0) for i in range(k)])
-    return {"n": int(row["n"]), "sums": sums, "cross": cross}
+def pillar_alphas(
+    conn: Connection, flt: SegmentFilter, pillars, instrument=None
+) -> dict[str, stats.AlphaResult]:
+    """Cronbach's α of each pillar over the filtered responses (listwise, reverse-coded), from
+    :func:`relq.reliability.item_sums` — one aggregate query for all pillars."""
+    from relq.instrument import configured_instrument
+    from relq.reliability import item_sums
+
+    instrument = instrument or configured_instrument()
+    sums = item_sums(conn, flt, instrument)
+    out = {}
+    for pillar in pillars:
+        block = sums[pillar]
+        k = len(block["item_ids"])
+        if k < 2:
+            out[pillar] = stats.AlphaResult(float("nan"), float("nan"), float("nan"), block["n"], k)
+            continue
+        cov = stats.covariance_from_sums(block["n"], block["sums"], block["cross"])
+        out[pillar] = stats.cronbach_alpha(cov, block["n"])
+    return out
 
 
 def pillar_alpha(conn: Connection, flt: SegmentFilter, pillar: str, instrument=None) -> stats.AlphaResult:
-    """Cronbach's α of a pillar's items over the filtered responses (listwise, reverse-coded)."""
-    if instrument is None:
-        from relq.instrument import load_instrument
-        from relq.settings import load_settings
-
-        instrument = load_instrument(load_settings().instrument_path)
-    k = len(instrument.items_of(pillar))
-    if k < 2:
-        return stats.AlphaResult(float("nan"), float("nan"), float("nan"), 0, k)
-    block = _item_sums(conn, flt, pillar, instrument)
-    cov = stats.covariance_from_sums(block["n"], block["sums"], block["cross"])
-    return stats.cronbach_alpha(cov, block["n"])
+    """Cronbach's α of one pillar (see :func:`pillar_alphas`)."""
+    return pillar_alphas(conn, flt, (pillar,), instrument)[pillar]
 
 
 def _sem(sd: float, alpha: float) -> float:
@@ -460,8 +436,8 @@ def quadrant_summary(
     """Everything the quadrant cards show, from a handful of aggregate queries."""
     latest = latest_scores(flt, spec.x, spec.y)
     moments = _moments(conn, latest)
-    x_alpha = pillar_alpha(conn, flt, spec.x, instrument)
-    y_alpha = pillar_alpha(conn, flt, spec.y, instrument)
+    alphas = pillar_alphas(conn, flt, (spec.x, spec.y), instrument)
+    x_alpha, y_alpha = alphas[spec.x], alphas[spec.y]
     x_sem, y_sem = _sem(moments["sd_x"], x_alpha.alpha), _sem(moments["sd_y"], y_alpha.alpha)
 
     key = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold)

@@ -134,3 +134,17 @@ def test_empty_store_says_so_without_a_traceback(tmp_path, monkeypatch):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert any("No customer in view" in w.value for w in at.warning)
+
+
+def test_frame_quadrant_filter_narrows_the_page_to_that_quadrant(demo_env):
+    engine = store.get_engine(demo_env)
+    with engine.connect() as conn:
+        counts = quadrants.quadrant_counts(conn, SegmentFilter())
+    engine.dispose()
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["relq_filter"] = SegmentFilter(quadrant="x_high_y_low")
+    at.run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert f"**{counts['x_high_y_low']:,} customers** · 100.0% of those in view" in text
+    assert "**0 customers**" in text
