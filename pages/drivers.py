@@ -1,0 +1,142 @@
+"""Drivers: how much each pillar explains NPS (Shapley/LMG share of R² with bootstrap intervals, next
+to plain correlations), overall and per segment; importance × performance; pillars and churn."""
+
+import streamlit as st
+
+from pages import components
+from relq import catalog, charts, drivers
+
+engine = components.get_engine()
+flt = components.current_filter()
+
+st.title("What drives NPS")
+st.caption(
+    "Shapley (LMG) decomposition: each pillar's average gain in R² over the 3! orders of entering a "
+    "regression of NPS (0–10) on the three pillars — exact, from the correlation matrix computed in the "
+    "database. 95% intervals: percentile bootstrap (200 resamples of at most 20,000 rows, fixed seed). "
+    "Correlations carry Fisher-z intervals."
+)
+
+with st.spinner("Decomposing R² and bootstrapping its intervals…"):
+    overall = components.cached_query(engine, drivers.driver_importance, flt)
+if overall.empty or overall["n"].max() < 10:
+    components.nothing_matches(
+        "Too few survey responses with all three pillars and an NPS answer match the current filters "
+        "(at least 10 are needed). Widen the period or clear the filters."
+    )
+
+n = int(overall["n"].iloc[0])
+r2 = overall.iloc[0]
+metric_cols = st.columns(4)
+metric_cols[0].metric(
+    "R² of NPS on the pillars",
+    f"{r2['r2']:.2f}",
+    help=f"n = {n:,}; 95% bootstrap interval {components.format_interval(r2['r2_low'], r2['r2_high'], 2)}",
+)
+metric_cols[0].caption(f"n = {n:,} · 95% CI {components.format_interval(r2['r2_low'], r2['r2_high'], 2)}")
+for col, row in zip(metric_cols[1:], overall.itertuples(), strict=False):
+    col.metric(
+        f"{row.predictor.capitalize()}: share of R²",
+        f"{100 * row.share:.0f}%",
+        help=f"LMG {row.lmg:.3f}, 95% CI [{row.lmg_low:.3f}, {row.lmg_high:.3f}]; n = {row.n:,}",
+    )
+    col.caption(
+        f"n = {row.n:,} · 95% CI {components.format_interval(row.lmg_low, row.lmg_high, 3)} · r = {row.r:.2f}"
+    )
+
+left, right = st.columns(2)
+left.plotly_chart(charts.driver_bars(overall, "Share of R² explained by each pillar (LMG)"), width="stretch")
+with right:
+    st.subheader("Plain correlations with NPS")
+    corr = overall[["predictor", "n", "r", "r_low", "r_high", "lmg", "lmg_low", "lmg_high"]]
+    components.table_with_download(
+        corr,
+        "drivers-overall.csv",
+        key="drivers_overall_csv",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.3f")
+            for c in corr.columns
+            if c not in ("predictor", "n")
+        },
+    )
+
+st.subheader("Per segment")
+dimensions = components.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt)
+dimension = st.selectbox("Segment by", dimensions, index=0, key="drivers_dimension")
+with st.spinner(f"Decomposing R² in every {dimension.replace('_', ' ')}…"):
+    by_segment = components.cached_query(
+        engine, drivers.driver_importance, flt, dimension=dimension, resamples=100
+    )
+shown = (
+    components.suppress_small_groups(by_segment)
+    if hasattr(components, "suppress_small_groups")
+    else by_segment
+)
+st.caption(
+    f"Segments with fewer than {components.min_n()} responses are greyed (marked small): their shares are "
+    "shown without intervals and never ranked."
+)
+components.table_with_download(
+    shown,
+    f"drivers-by-{dimension}.csv",
+    key="drivers_segment_csv",
+    column_config={
+        c: st.column_config.NumberColumn(format="%.3f")
+        for c in shown.columns
+        if c not in ("segment", "predictor", "n", "small")
+    },
+)
+
+st.subheader("Importance × performance")
+with st.spinner("Correlating every item with NPS…"):
+    ip = components.cached_query(engine, drivers.importance_performance, flt)
+left, right = st.columns([3, 2])
+left.plotly_chart(
+    charts.importance_performance(ip, "Pillars (large) and their items (rings)"), width="stretch"
+)
+with right:
+    st.caption(
+        "Top-left (important, low performance): fix first. Top-right: keep up. Reverse-keyed items are "
+        "recoded so higher is always better."
+    )
+    components.table_with_download(
+        ip[
+            [
+                "name",
+                "pillar",
+                "level",
+                "n",
+                "performance",
+                "importance",
+                "importance_low",
+                "importance_high",
+                "text",
+            ]
+        ],
+        "importance-performance.csv",
+        key="ip_csv",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.2f")
+            for c in ("performance", "importance", "importance_low", "importance_high")
+        },
+    )
+
+st.subheader("Pillars and churn")
+with st.spinner("Fitting a Cox model of churn on the pillars…"):
+    cox = components.cached_query(engine, drivers.churn_hazard_ratios, flt)
+if cox is None:
+    st.info(
+        "Too few surveyed customers churned in view to estimate hazard ratios (at least 10 churns needed)."
+    )
+else:
+    left, right = st.columns([3, 2])
+    left.plotly_chart(
+        charts.hazard_ratio_forest(cox.hazard_ratios, "Churn hazard per 10 points of each pillar"),
+        width="stretch",
+    )
+    with right:
+        st.caption(
+            f"Cox proportional hazards on {cox.customers:,} surveyed customers ({cox.churned:,} churned), "
+            f"concordance {cox.concordance:.2f}. {cox.ph_sentence}"
+        )
+        components.table_with_download(cox.hazard_ratios, "churn-hazard-ratios.csv", key="hr_csv")

@@ -1,0 +1,142 @@
+"""Drivers of NPS: Shapley/LMG decomposition, correlations, bootstrap, importance × performance."""
+
+from itertools import combinations
+from math import factorial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy import stats as sp
+
+from relq import drivers, schema, store
+from relq.filters import SegmentFilter
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 7
+
+
+def _responses(n: int = 400, seed: int = SEED) -> pd.DataFrame:
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    trust = rng.normal(60, 15, n)
+    commitment = 0.5 * trust + rng.normal(30, 12, n)
+    satisfaction = 0.3 * trust + 0.3 * commitment + rng.normal(25, 10, n)
+    nps = np.clip(
+        np.round((0.03 * trust + 0.04 * commitment + 0.06 * satisfaction) + rng.normal(0, 1.5, n)), 0, 10
+    )
+    return pd.DataFrame(
+        {
+            "response_id": [f"R{i:05d}" for i in range(n)],
+            "customer_id": [f"C{i % 50:03d}" for i in range(n)],
+            "submitted_at": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D"),
+            "trust": trust,
+            "commitment": commitment,
+            "satisfaction": satisfaction,
+            "nps": nps.astype(int),
+            "rq": (trust + commitment + satisfaction) / 3,
+        }
+    )
+
+
+def _brute_force_shapley(
+    frame: pd.DataFrame, predictors: list[str], outcome: str = "nps"
+) -> dict[str, float]:
+    """Shapley values of R² from statsmodels OLS fitted on every subset of the raw rows."""
+    r2 = {(): 0.0}
+    for size in range(1, len(predictors) + 1):
+        for subset in combinations(predictors, size):
+            fit = sm.OLS(frame[outcome], sm.add_constant(frame[list(subset)])).fit()
+            r2[subset] = fit.rsquared
+    p = len(predictors)
+    out = {}
+    for var in predictors:
+        others = [v for v in predictors if v != var]
+        total = 0.0
+        for size in range(p):
+            for subset in combinations(others, size):
+                with_var = tuple(v for v in predictors if v in subset or v == var)
+                total += (
+                    factorial(size) * factorial(p - size - 1) / factorial(p) * (r2[with_var] - r2[subset])
+                )
+        out[var] = total
+    return out
+
+
+def test_shapley_r2_matches_brute_force_statsmodels_ols_over_all_subsets(engine):
+    frame = _responses()
+    with engine.begin() as conn:
+        store.bulk_insert(conn, schema.survey_responses, frame)
+    with engine.connect() as conn:
+        result = drivers.driver_importance(conn, SegmentFilter(), resamples=50, min_n=30)
+    reference = _brute_force_shapley(frame, ["trust", "commitment", "satisfaction"])
+    full = (
+        sm.OLS(frame["nps"], sm.add_constant(frame[["trust", "commitment", "satisfaction"]])).fit().rsquared
+    )
+    got = result.set_index("predictor")
+    for pillar, value in reference.items():
+        assert got.loc[pillar, "lmg"] == pytest.approx(value, rel=1e-6)
+    assert got["r2"].iloc[0] == pytest.approx(full, rel=1e-6)
+    assert got["lmg"].sum() == pytest.approx(full, rel=1e-6)
+    assert (got["lmg_low"] <= got["lmg"]).all() and (got["lmg"] <= got["lmg_high"]).all()
+
+
+def test_correlations_and_fisher_intervals_match_scipy_pearsonr(duckdb_engine):
+    frame = _responses(200, seed=3)
+    with duckdb_engine.begin() as conn:
+        store.bulk_insert(conn, schema.survey_responses, frame)
+    with duckdb_engine.connect() as conn:
+        result = drivers.driver_importance(conn, SegmentFilter(), resamples=0).set_index("predictor")
+    for pillar in ("trust", "commitment", "satisfaction"):
+        ref = sp.pearsonr(frame[pillar], frame["nps"])
+        ci = ref.confidence_interval(0.95)
+        assert result.loc[pillar, "r"] == pytest.approx(ref.statistic, rel=1e-9)
+        assert result.loc[pillar, "r_low"] == pytest.approx(ci.low, rel=1e-6)
+        assert result.loc[pillar, "r_high"] == pytest.approx(ci.high, rel=1e-6)
+
+
+def test_bootstrap_is_seeded_and_the_sample_is_capped(duckdb_engine):
+    with duckdb_engine.begin() as conn:
+        store.bulk_insert(conn, schema.survey_responses, _responses(300))
+    with duckdb_engine.connect() as conn:
+        a = drivers.driver_importance(conn, SegmentFilter(), resamples=40, seed=1)
+        b = drivers.driver_importance(conn, SegmentFilter(), resamples=40, seed=1)
+        sample = drivers.sample_rows(conn, SegmentFilter(), limit=100)
+        with pytest.raises(ValueError, match="at most 20,000"):
+            drivers.sample_rows(conn, SegmentFilter(), limit=50_000)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(sample) == 100
+
+
+def test_per_segment_decomposition_flags_small_segments(demo_db_url):
+    engine = store.get_engine(demo_db_url)
+    with engine.connect() as conn:
+        frame = drivers.driver_importance(conn, SegmentFilter(), "region", resamples=20, min_n=30)
+    engine.dispose()
+    assert {"EMEA", "APAC"} <= set(frame["segment"])
+    small = frame[frame["small"]]
+    assert small["lmg_low"].isna().all()
+    big = frame[~frame["small"]]
+    assert big["lmg_low"].notna().all()
+
+
+def test_item_importance_recodes_reverse_items_like_pandas(demo_db_url, demo_company):
+    engine = store.get_engine(demo_db_url)
+    with engine.connect() as conn:
+        frame = drivers.importance_performance(conn, SegmentFilter()).set_index("name")
+    engine.dispose()
+    answers = demo_company.answers.merge(demo_company.responses[["response_id", "nps"]], on="response_id")
+    part = answers[(answers["item_id"] == "trust_4") & answers["nps"].notna()]
+    recoded = 8 - part["value"]
+    assert frame.loc["trust_4", "importance"] == pytest.approx(
+        np.corrcoef(recoded, part["nps"])[0, 1], rel=1e-6
+    )
+    assert frame.loc["trust_4", "performance"] == pytest.approx(100 * (recoded.mean() - 1) / 6, rel=1e-6)
+    assert set(frame["level"]) == {"pillar", "item"}
+
+
+def test_an_empty_store_gives_an_empty_frame(engine):
+    with engine.connect() as conn:
+        assert drivers.driver_importance(conn, SegmentFilter()).empty
+        assert drivers.importance_performance(conn, SegmentFilter()).empty
