@@ -185,12 +185,21 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
     if st.button(f"Import {valid:,} rows", type="primary", key=f"up_import_{key}"):
         bar = st.progress(0.7, text="Writing…")
         try:
-            result = ingest.write_import(engine, prepared, user=st.session_state.get("relq_user"))
+            result = ingest.write_import(engine, prepared, user=components.current_user_email())
         except RelqError as exc:
             bar.empty()
             st.error(str(exc))
             return
         bar.progress(1.0, text="Done.")
+        components.audit(
+            "import",
+            {
+                "import_id": result.import_id,
+                "file": file_name,
+                "kind": result.kind,
+                "rows": result.rows_imported,
+            },
+        )
         components.bump_data_version()
         st.session_state["up_last_result"] = (
             f"Import {result.import_id}: {result.rows_imported:,} of {result.rows_total:,} rows imported as "
@@ -228,6 +237,7 @@ def _history(engine) -> None:
     chosen = left.selectbox("Undo an import (removes every row it added)", own, key="up_undo_choice")
     if right.button("Undo import", key="up_undo"):
         store.undo_import(engine, chosen)
+        components.audit("undo_import", {"import_id": chosen})
         components.bump_data_version()
         st.session_state["up_last_result"] = None
         st.success(f"Import {chosen} was undone.")
@@ -244,6 +254,7 @@ def _history(engine) -> None:
 
 
 engine = components.get_engine()
+components.require_action("import")  # analysts and admins only
 st.title("Upload survey and CRM exports")
 st.caption(
     "Qualtrics, SurveyMonkey, Google Forms, Typeform, Microsoft Forms, HubSpot, Salesforce, Zendesk "

@@ -6,12 +6,15 @@ Errors a user can fix end with one clear line on stderr and a non-zero exit, nev
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import math
 import sys
 import time
 from datetime import date
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from relq import store
 from relq.exceptions import RelqError
@@ -103,6 +106,18 @@ def _import(args) -> int:
         kind=args.kind,
         mapping=mapping,
         date_order=args.date_order,
+        user=_cli_user(),
+    )
+    store.record_audit(
+        engine,
+        _cli_user(),
+        "import",
+        {
+            "import_id": result.import_id,
+            "file": args.path.name,
+            "kind": result.kind,
+            "rows": result.rows_imported,
+        },
     )
     print(
         f"{args.path.name}: imported {result.rows_imported:,} of {result.rows_total:,} rows as {result.kind} "
@@ -124,10 +139,21 @@ def _report(args) -> int:
     return 0
 
 
+def _cli_user() -> str:
+    """Who ran the command, for the imports record and the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"demo": _demo, "import": _import, "report": _report}[args.command](args)
     except RelqError as exc:
         print(f"relq: {exc}", file=sys.stderr)
+        return 2
+    except sa.exc.OperationalError as exc:  # the database went away or is held by another process
+        print(f"relq: {store.explain_connection_error(exc, store.get_engine())}", file=sys.stderr)
         return 2

@@ -1,0 +1,53 @@
+"""Admin: who has which role, and the audit log of every export and import (who, what, when)."""
+
+import streamlit as st
+
+from pages import components
+from relq import auth
+from relq.settings import load_settings
+
+engine = components.get_engine()
+components.require_action("view_audit")
+
+st.title("Access and audit")
+
+st.subheader("Who has which role")
+roles_path = load_settings().roles_path
+if not components.auth_configured():
+    st.info(
+        "RelQ runs in **local single-user mode**: no sign-in, and whoever opens it on this machine is "
+        "an admin. To require sign-in, configure `[auth]` in `.streamlit/secrets.toml` (see "
+        "`.streamlit/secrets.example.toml`) and give people roles in the roles file."
+    )
+members = components.role_map().members()
+if members.empty:
+    st.warning(
+        f"The roles file {roles_path} is missing or empty, so nobody who signs in has a role. "
+        "Copy data/roles.example.toml to data/roles.toml and add your team."
+    )
+else:
+    st.caption(f"From {roles_path}. An exact email wins over its domain. Edit the file to change roles.")
+    st.dataframe(members, hide_index=True, width="stretch")
+st.caption(
+    " · ".join(
+        f"**{auth.ROLE_LABELS[r]}**: "
+        + (", ".join(a.replace("_", " ") for a in auth.ACTIONS if auth.action_allowed(r, a)) or "view")
+        + ("; names and emails" if auth.can_see_personal_data(r) else "; aggregates only")
+        for r in auth.ROLES
+    )
+)
+
+st.subheader("Audit log")
+log = components.cached_audit_log(engine, str(engine.url), 1000, components.data_version())
+if log.empty:
+    st.write("Nothing recorded yet: every export and import will appear here with who did it and when.")
+    st.stop()
+actions = sorted(log["action"].dropna().unique())
+chosen = st.multiselect("Actions", actions, default=actions, key="admin_audit_actions")
+shown = log[log["action"].isin(chosen)]
+if shown.empty:
+    st.write("No audit records match the chosen actions.")
+    st.stop()
+st.caption(f"The latest {len(shown):,} records, newest first.")
+st.dataframe(shown, hide_index=True, width="stretch")
+components.download_csv(shown, "relq-audit-log.csv", key="admin_audit_download")
