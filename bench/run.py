@@ -1,0 +1,592 @@
+"""RelQ benchmarks (DESIGN.md §Targets): relq side by side with hand-written DuckDB SQL and pandas.
+
+    python bench/run.py                 # large tier (200k customers), every section
+    python bench/run.py --quick         # small tier (12k customers), queries only, < 2 min
+    python bench/run.py --sections queries,import,memory,postgres --repeat 7
+
+Results go to bench/cache/<tier>-results.json and .md; bench/RESULTS.md quotes them.
+Not part of the test suite: timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CACHE = ROOT / "bench" / "cache"
+PYTHON = sys.executable
+
+TIERS = {"large": 200_000, "small": 12_000}
+SQL_TARGET, PANDAS_TARGET = 1.5, 3.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def db_path(tier: str) -> Path:
+    return CACHE / f"{tier}.duckdb"
+
+
+def build_tier(tier: str, force: bool = False) -> float | None:
+    """Build the demo company of ``tier`` into bench/cache/<tier>.duckdb (once)."""
+    path = db_path(tier)
+    if path.exists() and not force:
+        return None
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for stale in (path, path.with_suffix(".duckdb.wal")):
+        stale.unlink(missing_ok=True)
+    log(f"building the {tier} tier ({TIERS[tier]:,} customers) into {path}")
+    started = time.perf_counter()
+    env = {**os.environ, "RELQ_DATABASE_URL": f"duckdb:///{path}", "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [PYTHON, "-m", "relq", "demo", "--customers", str(TIERS[tier])], check=True, env=env, cwd=ROOT
+    )
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _timed(fn, arg) -> tuple[float, dict]:
+    started = time.perf_counter()
+    out = fn(arg)
+    return time.perf_counter() - started, out
+
+
+def _agree(a: dict, b: dict, rel: float = 1e-6) -> list[str]:
+    """Keys where two figure dicts differ (missing keys included)."""
+    problems = []
+    for key in sorted(set(a) | set(b)):
+        if key not in a or key not in b:
+            problems.append(f"{key}: only in {'relq' if key in a else 'other'}")
+            continue
+        x, y = a[key], b[key]
+        try:
+            x, y = float(x), float(y)
+        except (TypeError, ValueError):
+            if x != y:
+                problems.append(f"{key}: {x!r} vs {y!r}")
+            continue
+        if not (abs(x - y) <= rel * max(1.0, abs(x), abs(y)) or (x != x and y != y)):
+            problems.append(f"{key}: {x!r} vs {y!r}")
+    return problems
+
+
+def run_queries(tier: str, repeat: int, only: set[str] | None) -> dict:
+    """Median warm timings of every workload: relq, hand-written DuckDB SQL, pandas."""
+    from bench.workloads import WORKLOADS
+    from relq import store
+
+    engine = store.get_engine(f"duckdb:///{db_path(tier)}")
+    raw = engine.raw_connection()
+    con = raw.driver_connection
+    loads = {}
+    frames = {}
+    log("loading the tables into pandas (timed separately)")
+    from bench.workloads import FRAME_TABLES
+
+    for name, query in FRAME_TABLES.items():
+        started = time.perf_counter()
+        frames[name] = con.execute(query).df()
+        loads[name] = {"seconds": time.perf_counter() - started, "rows": len(frames[name])}
+    results = []
+    for w in WORKLOADS:
+        if only and w.name not in only:
+            continue
+        log(f"{w.name}: warm-up and agreement check")
+        _, relq_out = _timed(w.relq, engine)
+        _, sql_out = _timed(w.sql, con)
+        _, pandas_out = _timed(w.pandas, frames)
+        disagreements = {"sql": _agree(relq_out, sql_out), "pandas": _agree(relq_out, pandas_out)}
+        times: dict[str, list[float]] = {"relq": [], "sql": [], "pandas": []}
+        for _ in range(repeat):  # interleaved, so a noisy neighbour hits all three alike
+            times["relq"].append(_timed(w.relq, engine)[0])
+            times["sql"].append(_timed(w.sql, con)[0])
+            times["pandas"].append(_timed(w.pandas, frames)[0])
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        row = {
+            "workload": w.name,
+            "page": w.page,
+            **{f"{k}_s": v for k, v in medians.items()},
+            "runs": repeat,
+            "relq_over_sql": medians["relq"] / medians["sql"],
+            "pandas_over_relq": medians["pandas"] / medians["relq"],
+            "figures": len(relq_out),
+            "disagree_sql": disagreements["sql"][:5],
+            "disagree_pandas": disagreements["pandas"][:5],
+        }
+        row["verdict"] = _verdict(row)
+        log(
+            f"  relq {medians['relq']:.3f}s  sql {medians['sql']:.3f}s  pandas {medians['pandas']:.3f}s  "
+            f"→ {row['relq_over_sql']:.2f}× SQL, pandas {row['pandas_over_relq']:.1f}× slower  {row['verdict']}"
+        )
+        for side in ("sql", "pandas"):
+            if disagreements[side]:
+                log(f"  !! relq and {side} disagree: {disagreements[side][:3]}")
+        results.append(row)
+    raw.close()
+    engine.dispose()
+    return {"loads": loads, "workloads": results}
+
+
+def _verdict(row: dict) -> str:
+    if row["disagree_sql"] or row["disagree_pandas"]:
+        return "numbers differ"
+    misses = []
+    if row["relq_over_sql"] > SQL_TARGET:
+        misses.append(f"> {SQL_TARGET}× SQL")
+    if row["pandas_over_relq"] < PANDAS_TARGET:
+        misses.append(f"< {PANDAS_TARGET}× pandas")
+    return "meets both" if not misses else "misses: " + ", ".join(misses)
+
+
+# --------------------------------------------------------------------------- import
+
+
+QUALTRICS_ITEMS = (  # Qualtrics column → instrument item (the layout of data/samples/qualtrics_survey.csv)
+    ("Q1_1", "trust_1"),
+    ("Q1_2", "trust_2"),
+    ("Q1_3", "trust_3"),
+    ("Q1_4", "trust_4"),
+    ("Q2_1", "commitment_1"),
+    ("Q2_2", "commitment_2"),
+    ("Q2_3", "commitment_3"),
+    ("Q2_4", "commitment_4"),
+    ("Q3_1", "satisfaction_1"),
+    ("Q3_2", "satisfaction_2"),
+    ("Q3_3", "satisfaction_3"),
+)
+
+
+def qualtrics_csv(rows: int, tier: str) -> Path:
+    """A Qualtrics-layout export (3 header rows) of ``rows`` responses from the tier's customers."""
+    import numpy as np
+    import pandas as pd
+
+    path = CACHE / f"qualtrics_{rows}.csv"
+    if path.exists():
+        return path
+    log(f"generating a {rows:,}-row Qualtrics export at {path}")
+    import duckdb
+
+    con = duckdb.connect(str(db_path(tier)), read_only=True)
+    customers = con.execute("SELECT customer_id, email FROM customers ORDER BY customer_id").df()
+    con.close()
+    rng = np.random.default_rng(11)
+    pick = rng.integers(0, len(customers), rows)
+    start = pd.Timestamp("2025-01-06 08:00") + pd.to_timedelta(rng.integers(0, 300 * 86400, rows), unit="s")
+    duration = np.round(rng.lognormal(np.log(240), 0.35, rows)).astype(int)
+    end = start + pd.to_timedelta(duration, unit="s")
+    trait = rng.normal(0, 1, rows)
+    frame = pd.DataFrame(
+        {
+            "StartDate": start.strftime("%Y-%m-%d %H:%M:%S"),
+            "EndDate": end.strftime("%Y-%m-%d %H:%M:%S"),
+            "Status": "IP Address",
+            "Progress": 100,
+            "Duration (in seconds)": duration,
+            "Finished": "True",
+            "RecordedDate": end.strftime("%Y-%m-%d %H:%M:%S"),
+            "ResponseId": [f"R_bench{i:09d}" for i in range(rows)],
+            "RecipientEmail": customers["email"].to_numpy()[pick],
+            "ExternalReference": customers["customer_id"].to_numpy()[pick],
+            "UserLanguage": "EN",
+        }
+    )
+    for column, item in QUALTRICS_ITEMS:
+        reverse = item in ("trust_4", "commitment_4", "satisfaction_3")
+        value = 5 + (-1.2 if reverse else 1.2) * trait + rng.normal(0, 1, rows)
+        frame[column] = np.clip(np.round(value), 1, 7).astype(int)
+    frame["Q4"] = np.clip(np.round(8 + 1.6 * trait + rng.normal(0, 1, rows)), 0, 10).astype(int)
+    frame["Q5"] = np.where(rng.random(rows) < 0.2, "Helpful team, fair price", "")
+    sample = (ROOT / "data" / "samples" / "qualtrics_survey.csv").read_text(encoding="utf-8-sig").splitlines()
+    with path.open("w", encoding="utf-8") as out:
+        out.write("\n".join(sample[:3]) + "\n")  # the three header rows of a real export
+        frame.to_csv(out, index=False, header=False)
+    return path
+
+
+IMPORT_SCRIPT = """
+import sys, time, json
+from relq import store
+from relq.ingest import import_file
+engine = store.get_engine(sys.argv[1])
+started = time.perf_counter()
+result = import_file(engine, sys.argv[2], file_name="qualtrics_bench.csv")
+elapsed = time.perf_counter() - started
+print(json.dumps({"seconds": elapsed, "imported": int(getattr(result, "rows_imported", 0) or 0),
+                  "summary": str(result)[:400]}))
+"""
+
+
+def run_import(tier: str, rows: int) -> dict:
+    """Import a generated Qualtrics export into a copy of the tier: wall time and peak RSS."""
+    csv = qualtrics_csv(rows, tier)
+    target = CACHE / f"import-{tier}.duckdb"
+    target.unlink(missing_ok=True)
+    shutil.copy(db_path(tier), target)
+    log(f"importing {csv.name} into a copy of the {tier} tier")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-v", PYTHON, "-c", IMPORT_SCRIPT, f"duckdb:///{target}", str(csv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    wall = time.perf_counter() - started
+    peak_kb = next(
+        (int(line.split(":")[1]) for line in proc.stderr.splitlines() if "Maximum resident set size" in line),
+        0,
+    )
+    out = {
+        "rows": rows,
+        "csv_mb": csv.stat().st_size / 1e6,
+        "process_wall_s": wall,
+        "peak_rss_mb": peak_kb / 1024,
+    }
+    try:
+        out.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    except (IndexError, json.JSONDecodeError):
+        out["error"] = (proc.stderr.strip().splitlines() or ["?"])[-1][:300]
+    target.unlink(missing_ok=True)
+    log(f"  import: {out}")
+    return out
+
+
+# --------------------------------------------------------------------------- dashboard memory
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """RSS of ``pid`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        stack.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def page_paths() -> list[str]:
+    """url_path of every page listed in app.py (the default page answers at /)."""
+    import re
+
+    text = (ROOT / "app.py").read_text()
+    return re.findall(r'url_path="([^"]+)"', text)
+
+
+def run_memory(tier: str) -> dict:
+    """Peak RSS of the streamlit process (and children) while a browser visits every page."""
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RELQ_DATABASE_URL": f"duckdb:///{db_path(tier)}", "PYTHONPATH": str(ROOT)}
+    cmd = [
+        PYTHON,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = {"kb": 0}
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak["kb"] = max(peak["kb"], _tree_rss_kb(server.pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    pages = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.3)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for path in page_paths():
+                started = time.perf_counter()
+                page.goto(f"http://127.0.0.1:{port}/{path}", wait_until="domcontentloaded")
+                page.wait_for_selector("[data-testid='stMain']", timeout=120_000)
+                time.sleep(0.5)
+                # Streamlit shows a running indicator while the script runs; wait for it to go.
+                page.wait_for_function(
+                    "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=300_000
+                )
+                errors = page.locator("[data-testid='stException']").count()
+                pages.append(
+                    {
+                        "page": path,
+                        "seconds": time.perf_counter() - started,
+                        "exceptions": errors,
+                        "tree_rss_mb": _tree_rss_kb(server.pid) / 1024,
+                    }
+                )
+                log(f"  {path}: {pages[-1]}")
+            browser.close()
+    finally:
+        stop.set()
+        sampler.join()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    out = {"peak_rss_mb": peak["kb"] / 1024, "pages": pages}
+    log(f"  dashboard peak RSS {out['peak_rss_mb']:.0f} MB")
+    return out
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_bin(name: str) -> str:
+    import glob
+
+    return sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1]
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def run_postgres(tier: str, repeat: int, only: set[str] | None) -> dict:
+    """The relq side of each workload on PostgreSQL 15 holding the same demo company (reported only)."""
+    from bench.workloads import WORKLOADS
+    from relq import store
+    from relq.demo import generate_demo
+
+    base = Path(tempfile.mkdtemp(prefix="relq-bench-pg-"))
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        shutil.chown(sock, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(
+        _as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "relq", "-A", "trust", "--no-sync"]),
+        check=True,
+        capture_output=True,
+    )
+    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=1GB -c work_mem=64MB"
+    subprocess.run(
+        _as_postgres(
+            [_pg_bin("pg_ctl"), "-D", str(data), "-o", opts, "-w", "-l", str(base / "log"), "start"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    results = []
+    try:
+        engine = store.get_engine(f"postgresql+psycopg://relq@127.0.0.1:{port}/postgres")
+        log(f"PostgreSQL: generating and loading the {tier} tier")
+        started = time.perf_counter()
+        store.load_demo(engine, generate_demo(customers=TIERS[tier]))
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+        load_s = time.perf_counter() - started
+        log(f"  loaded in {load_s:.0f}s")
+        for w in WORKLOADS:
+            if only and w.name not in only:
+                continue
+            try:
+                w.relq(engine)
+                runs = [_timed(w.relq, engine)[0] for _ in range(max(3, repeat // 2))]
+                results.append({"workload": w.name, "relq_s": statistics.median(runs), "runs": len(runs)})
+            except Exception as exc:  # noqa: BLE001 - reported, the run goes on
+                results.append({"workload": w.name, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+            log(f"  {results[-1]}")
+        engine.dispose()
+    finally:
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
+        shutil.rmtree(base, ignore_errors=True)
+    return {"load_s": load_s, "workloads": results}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine() -> dict:
+    import duckdb
+    import pandas
+    import sqlalchemy
+
+    return {
+        "nproc": os.cpu_count(),
+        "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "pandas": pandas.__version__,
+        "sqlalchemy": sqlalchemy.__version__,
+        "platform": platform.platform(),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = [f"### {results['tier']} tier — {results['machine']['when']}", ""]
+    m = results["machine"]
+    lines.append(
+        f"nproc {m['nproc']}, {m['mem_gb']} GB RAM, Python {m['python']}, DuckDB {m['duckdb']}, "
+        f"pandas {m['pandas']}, SQLAlchemy {m['sqlalchemy']}; medians of {results.get('repeat')} warm runs."
+    )
+    q = results.get("queries")
+    if q:
+        lines += [
+            "",
+            "| workload | page | relq s | DuckDB SQL s | pandas s | relq/SQL (≤1.5×) | pandas/relq (≥3×) | verdict |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in q["workloads"]:
+            lines.append(
+                f"| {r['workload']} | {r['page']} | {r['relq_s']:.3f} | {r['sql_s']:.3f} | {r['pandas_s']:.3f} | "
+                f"{r['relq_over_sql']:.2f}× | {r['pandas_over_relq']:.1f}× | {r['verdict']} |"
+            )
+        loads = ", ".join(f"{k} {v['rows']:,} rows {v['seconds']:.1f}s" for k, v in q["loads"].items())
+        lines += ["", f"pandas load (excluded from the pandas column): {loads}."]
+        bad = [r for r in q["workloads"] if r["disagree_sql"] or r["disagree_pandas"]]
+        lines.append(
+            "All three sides computed the same figures for every workload."
+            if not bad
+            else "Disagreements: "
+            + "; ".join(f"{r['workload']}: {r['disagree_sql'] + r['disagree_pandas']}" for r in bad)
+        )
+    if "import" in results:
+        i = results["import"]
+        lines += [
+            "",
+            f"Import of a {i['rows']:,}-row Qualtrics export ({i.get('csv_mb', 0):.0f} MB): "
+            f"{i.get('seconds', float('nan')):.1f} s in import_file ({i['process_wall_s']:.1f} s with Python "
+            f"start-up), peak RSS {i['peak_rss_mb']:.0f} MB. {i.get('error', '')}",
+        ]
+    if "memory" in results:
+        mem = results["memory"]
+        pages = ", ".join(
+            f"{p['page']} {p['seconds']:.1f}s" + (" (exception!)" if p["exceptions"] else "")
+            for p in mem["pages"]
+        )
+        lines += [
+            "",
+            f"Dashboard peak RSS (streamlit + children) over every page: {mem['peak_rss_mb']:.0f} MB "
+            f"(target < 2048 MB). First visit per page: {pages}.",
+        ]
+    if "postgres" in results:
+        pg = results["postgres"]
+        lines += [
+            "",
+            f"PostgreSQL 15 (load {pg['load_s']:.0f} s), relq side only:",
+            "",
+            "| workload | relq on PostgreSQL s |",
+            "|---|---:|",
+        ]
+        for r in pg["workloads"]:
+            lines.append(
+                f"| {r['workload']} | {r['relq_s']:.3f} |"
+                if "relq_s" in r
+                else f"| {r['workload']} | {r['error']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small tier, queries only (a smoke check)")
+    parser.add_argument("--tier", choices=sorted(TIERS), default=None)
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="timed runs per side (default 5; 3 with --quick)"
+    )
+    parser.add_argument("--sections", default=None, help="comma list: queries,import,memory,postgres")
+    parser.add_argument("--only", default=None, help="comma list of workload names")
+    parser.add_argument("--import-rows", type=int, default=1_000_000)
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the tier's database")
+    args = parser.parse_args(argv)
+    tier = args.tier or ("small" if args.quick else "large")
+    repeat = args.repeat or (3 if args.quick else 5)
+    sections = set(
+        (args.sections or ("queries" if args.quick else "queries,import,memory,postgres")).split(",")
+    )
+    only = set(args.only.split(",")) if args.only else None
+
+    build_s = build_tier(tier, force=args.rebuild)
+    results: dict = {"tier": tier, "customers": TIERS[tier], "repeat": repeat, "machine": machine()}
+    if build_s:
+        results["build_s"] = build_s
+    if "queries" in sections:
+        results["queries"] = run_queries(tier, repeat, only)
+    if "import" in sections:
+        results["import"] = run_import(tier, args.import_rows)
+    if "memory" in sections:
+        results["memory"] = run_memory(tier)
+    if "postgres" in sections:
+        results["postgres"] = run_postgres(tier, repeat, only)
+    stamp = "-".join(sorted(sections))
+    (CACHE / f"{tier}-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
+    text = markdown(results)
+    (CACHE / f"{tier}-{stamp}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
