@@ -1,0 +1,79 @@
+"""The Retention and churn page (AppTest on the demo company): controls, survival split, at-risk
+list and its download."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from relq import retention, store
+from relq.filters import SegmentFilter
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "retention.py")
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Every file handed to a download button, by file name (the bytes the browser would get)."""
+    files: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename and isinstance(path_or_data, bytes):
+            files[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return files
+
+
+def _text(at) -> str:
+    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+
+
+def test_page_renders_every_section_and_controls_change_the_view(demo_env):
+    at = AppTest.from_file(PAGE, default_timeout=90).run()
+    assert not at.exception
+    assert "churn dates" in _text(at)  # the demo has churned_at: contract basis, said in words
+    heatmap = at.get("plotly_chart")[0]
+    assert "% active" in heatmap.proto.spec
+    at.radio(key="ret_cohort_mode").set_value("Active customers").run()
+    assert not at.exception
+    assert '"title":{"text":"active"}' in at.get("plotly_chart")[0].proto.spec.replace(" ", "")
+    at.radio(key="ret_freq").set_value("quarter").run()
+    assert not at.exception and "Retention and churn by quarter" in " ".join(
+        c.proto.spec for c in at.get("plotly_chart")
+    )
+    at.selectbox(key="ret_split").set_value("plan").run()
+    assert not at.exception
+    assert "**Log-rank test:** the curves differ" in _text(at)
+    assert "hazard ratio" in _text(at) and "proportional" in _text(at)
+
+
+def test_at_risk_days_control_and_download_match_relq(demo_env, downloads):
+    at = AppTest.from_file(PAGE, default_timeout=90).run()
+    at.number_input(key="ret_days").set_value(30).run()
+    assert not at.exception
+    engine = store.get_engine(demo_env)
+    with engine.connect() as conn:
+        expected = retention.at_risk_customers(conn, SegmentFilter(), days=30, rq_drop=5.0)
+    engine.dispose()
+    assert f"**{len(expected):,} active customers at risk**" in _text(at)
+    assert any(b.label == "Download the at-risk list" for b in at.get("download_button"))
+    csv = pd.read_csv(io.BytesIO(downloads["at_risk_customers.csv"]), encoding="utf-8-sig")
+    assert len(csv) == len(expected)
+    assert list(csv["customer_id"]) == list(expected["customer_id"])
+    assert csv["reasons"].str.len().gt(0).all() and {"owner", "annual_value"} <= set(csv.columns)
+
+
+def test_page_says_so_when_no_customer_matches(demo_env):
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    at.session_state["relq_filter"] = SegmentFilter(customer=(("region", ("Atlantis",)),))
+    at.run()
+    assert not at.exception
+    assert any("No customers match" in w.value for w in at.warning)
