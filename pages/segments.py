@@ -1,5 +1,89 @@
-"""Placeholder while the page is being built."""
+"""Segment explorer: every segment of one or two dimensions with n, pillars, NPS, CSAT, CES and
+retention, each with its 95% interval and its difference from the rest (Benjamini–Hochberg)."""
 
 import streamlit as st
 
-st.title("Coming in a moment")
+from pages import components
+from relq import catalog, charts, explorer
+
+engine = components.get_engine()
+flt = components.current_filter()
+
+st.title("Segment explorer")
+head = components.cached_headline(engine, flt)
+if head.responses == 0:
+    components.nothing_matches()
+
+dimensions = components.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt)
+left, mid, right = st.columns(3)
+first = left.selectbox(
+    "Segment by", dimensions, key="seg_first", format_func=lambda d: d.replace("_", " ").capitalize()
+)
+second = mid.selectbox(
+    "Then by (optional)",
+    ["", *[d for d in dimensions if d != first]],
+    key="seg_second",
+    format_func=lambda d: "— one dimension —" if not d else d.replace("_", " ").capitalize(),
+)
+metric = right.selectbox(
+    "Chart",
+    ["rq", "trust", "commitment", "satisfaction", "nps", "csat", "ces", "retention"],
+    key="seg_metric",
+    format_func=lambda m: charts.METRIC_LABELS.get(m, m.capitalize()),
+)
+dims = (first, second) if second else (first,)
+
+with st.spinner("Scoring every segment and testing it against the rest…"):
+    scores = components.cached_query(engine, explorer.segment_table, flt, dimensions=dims)
+    kept = components.cached_query(engine, explorer.segment_retention, flt, dimensions=dims)
+if scores.empty:
+    components.nothing_matches("No segment of this dimension has survey responses under the current filters.")
+
+st.caption(
+    f"Each score: estimate, 95% interval, n, and its difference from the rest of the responses in view "
+    f"(NPS z-test, CSAT Newcombe, indices and CES Welch; ✱ = Benjamini–Hochberg q < 0.05). Segments with "
+    f"fewer than {components.min_n()} answers are greyed and never ranked. Retention: the last whole quarter."
+    + (
+        f" Two dimensions: each {first.replace('_', ' ')} is compared with the rest of its {second.replace('_', ' ')}."
+        if second
+        else ""
+    )
+)
+
+if metric == "retention":
+    bars = kept
+else:
+    bars = scores[scores["metric"] == metric]
+if bars.empty:
+    st.info("No segment has a value for this score.")
+else:
+    st.plotly_chart(
+        charts.segment_bars(
+            bars, metric, f"{charts.METRIC_LABELS.get(metric, metric.capitalize())} by segment"
+        ),
+        width="stretch",
+    )
+
+wide = explorer.wide_segment_table(scores, kept)
+wide = (
+    components.suppress_small_groups(wide, "responses")
+    if hasattr(components, "suppress_small_groups")
+    else wide
+)
+
+
+def grey_small(row):
+    return ["color: #9AA5B1" if row["small"] else "" for _ in row]
+
+
+st.dataframe(wide.style.apply(grey_small, axis=1), hide_index=True, width="stretch")
+name = "-".join(dims)
+c1, c2 = st.columns(2)
+with c1:
+    components.download_csv(
+        wide, f"segments-{name}.csv", label="Download this table (CSV)", key="seg_wide_csv"
+    )
+with c2:
+    components.download_csv(
+        scores, f"segments-{name}-tidy.csv", label="Download every test (tidy CSV)", key="seg_tidy_csv"
+    )
