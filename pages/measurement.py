@@ -226,6 +226,10 @@ st.caption(
     f"Answers on {instrument.scale_min:g}–{instrument.scale_max:g} "
     f"({instrument.scale_min:g} = strongly disagree). Reverse-keyed items are coded min + max − x."
 )
+st.dataframe(instrument_frame(instrument), hide_index=True, width="stretch")
+if not components.can("edit_instrument"):
+    st.caption("Analysts and admins can edit the questionnaire here.")
+    st.stop()
 with st.expander("Edit the questionnaire (analysts)", expanded=False):
     st.caption(
         "Change an item's wording, pillar or reverse keying, add or remove items. Saving writes the "
@@ -258,7 +262,7 @@ with st.expander("Edit the questionnaire (analysts)", expanded=False):
                     updated = recompute_indices(engine, new)
                     store.record_audit(
                         engine,
-                        None,
+                        components.current_user_email(),
                         "edit_instrument",
                         {"path": str(path), "items": new.item_ids, "responses_updated": updated},
                     )
