@@ -244,10 +244,15 @@ with tabs[4]:
             "detractor": int(risk["reasons"].str.contains("detractor").sum()),
         }
         st.caption(" · ".join(f"{k}: {v:,}" for k, v in counts.items()))
-        st.dataframe(risk.head(500), hide_index=True, width="stretch")
-        if len(risk) > 500:
-            st.caption(f"Showing the 500 most valuable of {len(risk):,}; the download has them all.")
-        components.download_csv(risk, "at_risk_customers.csv", "Download the at-risk list", key="dl_at_risk")
+        if not components.personal_columns_visible():  # executives see aggregates only
+            components.customer_list_hidden_notice()
+        else:
+            st.dataframe(risk.head(500), hide_index=True, width="stretch")
+            if len(risk) > 500:
+                st.caption(f"Showing the 500 most valuable of {len(risk):,}; the download has them all.")
+            components.download_csv(
+                risk, "at_risk_customers.csv", "Download the at-risk list", key="dl_at_risk"
+            )
     st.caption(
         f"At risk = an active customer with no purchase in the last {int(days)} days, an RQ that fell by at "
         f"least {drop:g} points between their last two survey answers, or a detractor (NPS 0–6) latest answer."

@@ -271,8 +271,11 @@ def refresh_derived(conn: Connection, at_risk_days: int | None = None) -> None:
               LEFT JOIN (
                 SELECT customer_id, min(occurred_at) AS first_at, max(occurred_at) AS last_at,
                        sum(CASE WHEN occurred_at > :year_ago THEN amount ELSE 0 END) AS revenue_12m,
-                       percent_rank() OVER (ORDER BY sum(CASE WHEN occurred_at > :year_ago
-                                                        THEN amount ELSE 0 END) DESC) AS rank_share
+                       -- ranked among the customers who bought in those 12 months only
+                       percent_rank() OVER (
+                         PARTITION BY sum(CASE WHEN occurred_at > :year_ago THEN amount ELSE 0 END) > 0
+                         ORDER BY sum(CASE WHEN occurred_at > :year_ago THEN amount ELSE 0 END) DESC
+                       ) AS rank_share
                 FROM transactions GROUP BY customer_id
               ) t ON t.customer_id = c.customer_id
             ) d
