@@ -4,6 +4,7 @@ list and its download."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from relq import retention, store
+from relq import quadrants, retention, store
 from relq.filters import SegmentFilter
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "retention.py")
@@ -53,6 +54,12 @@ def test_page_renders_every_section_and_controls_change_the_view(demo_env):
     assert not at.exception
     assert "**Log-rank test:** the curves differ" in _text(at)
     assert "hazard ratio" in _text(at) and "proportional" in _text(at)
+    at.selectbox(key="ret_split").set_value("quadrant").run()  # relq.quadrants' four named quadrants
+    assert not at.exception
+    legend = {
+        t["name"] for c in at.get("plotly_chart") for t in json.loads(c.proto.spec)["data"] if t.get("name")
+    }
+    assert set(quadrants.QUADRANT_NAMES.values()) & legend
 
 
 def test_at_risk_days_control_and_download_match_relq(demo_env, downloads):
