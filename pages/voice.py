@@ -1,5 +1,90 @@
-"""Placeholder while the page is being built."""
+"""Voice of the customer: search and filter comments, see their sentiment and the words and phrases
+that set one group of customers apart from another."""
 
 import streamlit as st
 
-st.title("Coming in a moment")
+from pages import components
+from relq import charts, voice
+
+engine = components.get_engine()
+flt = components.current_filter()
+
+st.title("Voice of the customer")
+head = components.cached_headline(engine, flt)
+if head.responses == 0:
+    components.nothing_matches()
+
+try:
+    from relq.quadrants import QUADRANT_NAMES
+except ImportError:  # quadrants are optional
+    QUADRANT_NAMES = {}
+
+left, mid, right = st.columns([2, 2, 2])
+search = left.text_input("Search comments", key="voice_search", placeholder="e.g. support, invoice, price")
+groups = mid.multiselect("NPS group", list(voice.NPS_GROUPS), key="voice_groups")
+quadrant = right.selectbox(
+    "Quadrant (trust × satisfaction)",
+    ["", *QUADRANT_NAMES],
+    format_func=lambda k: "All customers" if not k else QUADRANT_NAMES[k],
+    key="voice_quadrant",
+)
+st.caption("Segments: use the filters in the sidebar. Search is a case-insensitive substring match.")
+
+with st.spinner("Searching the comments and scoring their sentiment…"):
+    scored = components.cached_query(
+        engine,
+        voice.scored_comments,
+        flt,
+        search=search,
+        groups=tuple(groups),
+        quadrant=quadrant or None,
+        limit=2000,
+    )
+if scored.empty:
+    st.info("No comment matches this search and these filters. Try a shorter word or clear the filters.")
+    st.stop()
+summary = voice.sentiment_summary(scored)
+cols = st.columns(4)
+cols[0].metric("Comments shown", f"{len(scored):,}", help="The newest 2,000 at most.")
+cols[0].caption(f"n = {len(scored):,}")
+for col, row in zip(cols[1:], summary.itertuples(), strict=True):
+    col.metric(
+        f"{row.sentiment.capitalize()} sentiment",
+        f"{row.share:.0f}%",
+        help="VADER compound ≥ 0.05 is positive, ≤ −0.05 negative (Hutto & Gilbert 2014).",
+    )
+    col.caption(f"n = {row.n:,} · 95% CI {components.format_interval(row.low, row.high, 0)}")
+
+st.dataframe(
+    scored[["submitted_at", "group", "nps", "sentiment", "compound", "comment"]],
+    hide_index=True,
+    width="stretch",
+    column_config={"compound": st.column_config.NumberColumn("VADER compound", format="%.2f")},
+)
+components.download_csv(scored, "comments.csv", label="Download comments (CSV)", key="voice_csv")
+
+st.subheader("Words and phrases that set groups apart")
+a, b = st.columns(2)
+group_a = a.selectbox("Group", list(voice.NPS_GROUPS), index=2, key="voice_group_a")
+group_b = b.selectbox(
+    "Compared with", ["everyone else", *[g for g in voice.NPS_GROUPS if g != group_a]], key="voice_group_b"
+)
+with st.spinner("Comparing word use (log-odds with an informative Dirichlet prior)…"):
+    terms = components.cached_query(
+        engine,
+        voice.group_terms,
+        flt,
+        group_a=group_a,
+        group_b=None if group_b == "everyone else" else group_b,
+    )
+if terms.empty:
+    st.info("Too few comments in one of the two groups to compare their words.")
+else:
+    st.plotly_chart(charts.term_bars(terms, f"{group_a.capitalize()} vs {group_b}"), width="stretch")
+    st.caption(
+        "z of the log-odds ratio with an informative Dirichlet prior (Monroe, Colaresi & Quinn 2008), over at "
+        f"most {voice.MAX_COMMENTS:,} comments in view; |z| > 1.96 is the usual line."
+    )
+    components.download_csv(
+        terms, "distinguishing-terms.csv", label="Download the terms (CSV)", key="terms_csv"
+    )

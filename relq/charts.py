@@ -576,3 +576,30 @@ def quadrant_mix_bars(mix: pd.DataFrame, names: dict[str, str], title: str = "")
     fig.update_layout(template=TEMPLATE, title=title, barmode="stack", yaxis_title="Share of customers (%)")
     fig.update_yaxes(range=[0, 100])
     return fig
+
+
+def term_bars(frame: pd.DataFrame, title: str = "") -> go.Figure:
+    """Distinguishing terms as horizontal bars of z (log-odds with a Dirichlet prior); ``frame`` has
+    term, leans_to, count_a, count_b, z. Bars leaning to the first group are coral when it is the
+    detractors, teal otherwise; the other side takes the other colour."""
+    frame = frame.sort_values("z")
+    first = frame.loc[frame["z"] > 0, "leans_to"].iloc[0] if (frame["z"] > 0).any() else ""
+    bad_first = first == "detractor"
+    colours = [(BAD if bad_first else GOOD) if z > 0 else (GOOD if bad_first else BAD) for z in frame["z"]]
+    fig = go.Figure(
+        go.Bar(
+            y=frame["term"],
+            x=frame["z"],
+            orientation="h",
+            marker_color=colours,
+            customdata=frame[["leans_to", "count_a", "count_b"]].to_numpy(),
+            hovertemplate="%{y}: z = %{x:.2f} (leans to %{customdata[0]})<br>counts %{customdata[1]} vs "
+            "%{customdata[2]}<extra></extra>",
+        )
+    )
+    fig.add_vline(x=0, line_color=NEUTRAL)
+    fig.update_layout(
+        template=TEMPLATE, title=title, xaxis_title="z (log-odds, Dirichlet prior)", showlegend=False,
+        height=max(300, 20 * len(frame) + 100),
+    )
+    return fig
