@@ -21,6 +21,25 @@ from relq.exports import to_safe_csv
 from relq.filters import SegmentFilter
 from relq.settings import load_settings
 
+
+def _run_through_the_frame() -> None:
+    """Serve every page through app.py's st.navigation, even on a server's very first request.
+
+    Until st.navigation has run once, Streamlit (1.67, pinned) treats a folder named pages/ next
+    to the entry script as legacy auto-discovered pages: a first request for a direct URL such as
+    /measurement would run that page alone, without the frame, its filters and role checks.
+    RelQ's pages live in pages/ by design, so switch the legacy mode off and rerun through the
+    frame; the browser test opens a direct URL first to cover this.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_run_through_the_frame()
+
 __all__ = [
     "get_engine",
     "current_filter",
