@@ -260,16 +260,15 @@ def test_recompute_after_instrument_change_matches_pillar_indices_in_pandas(engi
             conn,
         ).set_index("response_id")
     got = got.loc[expected.index]
-    # rtol 1e-6: DuckDB stores the indices in a single-precision FLOAT column
     for column in (*PILLARS, "rq"):
         np.testing.assert_allclose(
-            got[column].to_numpy(float), expected[column].to_numpy(float), rtol=1e-6, atol=0
+            got[column].to_numpy(float), expected[column].to_numpy(float), rtol=1e-12, atol=1e-12
         )
     assert got["trust"].isna().tolist() == expected["trust"].isna().tolist()
     # and the headline follows the new indices
     with engine.connect() as conn:
         head = metrics.headline(conn)
-    assert head.pillars["trust"].estimate == pytest.approx(expected["trust"].mean(), rel=1e-6)
+    assert head.pillars["trust"].estimate == pytest.approx(expected["trust"].mean(), rel=1e-9)
     assert head.pillars["trust"].n == expected["trust"].notna().sum()
 
 
@@ -297,22 +296,14 @@ def test_duckdb_and_postgres_give_the_same_headline_alpha_and_segments(duckdb_de
         figures.append((head, alpha, segments, corr))
     (h1, a1, s1, c1), (h2, a2, s2, c2) = figures
     assert h1["responses"] == h2["responses"] > 0
-    # Figures from answers and counts (α, NPS, CSAT, CES, every n) agree to 1e-9. The stored
-    # pillar indices are a SQLAlchemy Float column: single precision in DuckDB, double in
-    # PostgreSQL, so index means agree to float32 rounding (relative 1e-6) until that column is
-    # declared double precision.
-    flat1, flat2 = _flat(h1), _flat(h2)
-    exact = [k for k in flat1 if k.split(".")[0] in ("responses", "nps", "csat", "ces")]
-    assert {k: flat1[k] for k in exact} == pytest.approx({k: flat2[k] for k in exact}, abs=1e-9)
-    assert flat1 == pytest.approx(flat2, rel=1e-6)
+    # Both engines store double precision, so every figure agrees to 1e-9.
+    assert _flat(h1) == pytest.approx(_flat(h2), abs=1e-9)
     assert _flat(a1) == pytest.approx(_flat(a2), abs=1e-9)
     s1 = s1.sort_values(["value", "metric"]).reset_index(drop=True)
     s2 = s2.sort_values(["value", "metric"]).reset_index(drop=True)
-    answered = s1["metric"].isin(["nps", "csat", "ces"])
-    pd.testing.assert_frame_equal(s1[answered], s2[answered], rtol=0, atol=1e-9)
-    pd.testing.assert_frame_equal(s1, s2, rtol=1e-5)
+    pd.testing.assert_frame_equal(s1, s2, rtol=0, atol=1e-9)
     assert (s1["n"] == s2["n"]).all() and (s1["significant"] == s2["significant"]).all()
-    pd.testing.assert_frame_equal(c1, c2, rtol=1e-6)
+    pd.testing.assert_frame_equal(c1, c2, rtol=0, atol=1e-9)
 
 
 def _flat(d, prefix=""):
