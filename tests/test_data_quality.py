@@ -1,0 +1,88 @@
+"""Data-quality counts in SQL against pandas on the demo company."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from relq import dataquality, store
+from relq.filters import SegmentFilter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def summary_and_rows(demo_db_url):
+    engine = store.get_engine(demo_db_url)
+    with engine.connect() as conn:
+        summary = dataquality.quality_summary(conn, SegmentFilter(), stale_days=60).set_index("check")
+        rows = {
+            k: dataquality.quality_rows(conn, SegmentFilter(), k, stale_days=60) for k in dataquality.CHECKS
+        }
+        missing = dataquality.missingness(conn, SegmentFilter()).set_index(["table", "column"])
+        end = store.data_end(conn)
+    engine.dispose()
+    return summary, rows, missing, end
+
+
+def test_data_quality_counts_match_pandas_on_demo_company(summary_and_rows, demo_company):
+    summary, rows, _, _ = summary_and_rows
+    r, a = demo_company.responses, demo_company.answers
+    duration = r["duration"].astype(float)
+    per_response = a.dropna(subset=["value"]).groupby("response_id")["value"].agg(["count", "min", "max"])
+    straight = per_response[(per_response["count"] >= 6) & (per_response["min"] == per_response["max"])]
+    expected = {
+        "duplicates": int(r["flag_duplicate"].sum()),
+        "speeders": int((duration < duration.median() / 2).sum()),
+        "unmatched": int(r["customer_id"].isna().sum()),
+        "straight-lining": len(straight),
+        "out-of-range": int(
+            (~r["nps"].between(0, 10) & r["nps"].notna()).sum()
+            + (~r["csat"].between(1, 5) & r["csat"].notna()).sum()
+        ),
+    }
+    for check, count in expected.items():
+        assert summary.loc[check, "count"] == count, check
+        assert len(rows[check]) == count, check
+    assert summary.loc["duplicates", "out_of"] == len(r)
+    assert set(rows["unmatched"]["customer_id"].isna()) <= {True}
+
+
+def test_stale_customers_match_pandas(summary_and_rows, demo_company):
+    summary, rows, _, end = summary_and_rows
+    c = demo_company.customers
+    activity = pd.concat(
+        [
+            demo_company.transactions[["customer_id", "occurred_at"]].rename(columns={"occurred_at": "at"}),
+            demo_company.responses[["customer_id", "submitted_at"]].rename(columns={"submitted_at": "at"}),
+            demo_company.tickets[["customer_id", "opened_at"]].rename(columns={"opened_at": "at"}),
+        ]
+    ).dropna(subset=["customer_id"])
+    last = pd.to_datetime(activity["at"]).groupby(activity["customer_id"]).max()
+    cutoff = pd.Timestamp(end - timedelta(days=60))
+    churned = pd.to_datetime(c["churned_at"])
+    alive = churned.isna() | (churned > pd.Timestamp(end))
+    stale = alive & (c["customer_id"].map(last).isna() | (c["customer_id"].map(last) < cutoff))
+    assert summary.loc["stale customers", "count"] == int(stale.sum())
+    assert set(rows["stale customers"]["customer_id"]) == set(c.loc[stale, "customer_id"])
+
+
+def test_missingness_matches_pandas_isna(summary_and_rows, demo_company):
+    _, _, missing, _ = summary_and_rows
+    r = demo_company.responses
+    for column in ("customer_id", "comment", "trust", "rq"):
+        assert missing.loc[("survey_responses", column), "missing"] == int(r[column].isna().sum())
+    answered = demo_company.answers.dropna(subset=["value"]).groupby("item_id").size()
+    assert missing.loc[("survey_answers", "trust_1"), "missing"] == len(r) - int(answered["trust_1"])
+
+
+def test_data_quality_page_shows_counts_and_rows(demo_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/data_quality.py").run()
+    assert not at.exception
+    assert {"Duplicates", "Speeders", "Unmatched"} <= {m.label for m in at.metric}
+    at.selectbox(key="dq_check").select("speeders").run()
+    assert not at.exception
+    assert any("rows" in c.value for c in at.caption)
