@@ -20,12 +20,12 @@ if not components.auth_configured():
         "`.streamlit/secrets.example.toml`) and give people roles in the roles file."
     )
 members = components.role_map().members()
-if members.empty:
+if members.empty and components.auth_configured():
     st.warning(
         f"The roles file {roles_path} is missing or empty, so nobody who signs in has a role. "
         "Copy data/roles.example.toml to data/roles.toml and add your team."
     )
-else:
+elif not members.empty:
     st.caption(f"From {roles_path}. An exact email wins over its domain. Edit the file to change roles.")
     st.dataframe(members, hide_index=True, width="stretch")
 st.caption(
@@ -38,7 +38,7 @@ st.caption(
 )
 
 st.subheader("Audit log")
-log = components.cached_audit_log(engine, str(engine.url), 1000, components.data_version())
+log = components.audit_records(engine)
 if log.empty:
     st.write("Nothing recorded yet: every export and import will appear here with who did it and when.")
     st.stop()

@@ -507,9 +507,9 @@ def _record_export(file_name: str, rows: int, columns: list[str]) -> None:
     audit("export", {"file": file_name, "rows": rows, "columns": columns, "role": current_role()})
 
 
-@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
-def cached_audit_log(_engine, url: str, limit: int, version: int) -> pd.DataFrame:
-    return store.audit_log(_engine, limit)
+def audit_records(engine, limit: int = 1000) -> pd.DataFrame:
+    """The latest audit records; not cached, so an export shows up at once."""
+    return store.audit_log(engine, limit)
 
 
 @contextlib.contextmanager

@@ -29,4 +29,6 @@ def to_safe_csv(frame: pd.DataFrame) -> bytes:
         if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
             safe[column] = safe[column].map(formula_safe)
     safe.columns = [formula_safe(str(c)) for c in safe.columns]
-    return safe.to_csv(index=False).encode("utf-8-sig")
+    # CRLF rows (RFC 4180): Python's csv module then quotes any cell holding a CR or LF, so a
+    # carriage return inside a cell cannot start a new row in a spreadsheet.
+    return safe.to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")
