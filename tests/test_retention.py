@@ -293,6 +293,9 @@ def test_cox_hazard_ratios_from_sql_table_equal_coxphfitter_on_pandas_table(engi
     np.testing.assert_allclose(result.hazard_ratios["low"], reference["exp(coef) lower 95%"], rtol=1e-6)
     assert (result.hazard_ratios["hr"] < 1).all()  # the demo's churn hazard falls as the pillars rise
     assert result.ph_sentence.endswith(".") and len(result.ph_p) == 3
+    sampled = survival.cox_pillars(table, ph_sample=500)  # the large-store path: check on a sample
+    np.testing.assert_allclose(sampled.hazard_ratios["hr"], result.hazard_ratios["hr"])
+    assert "random 500 of the" in sampled.ph_sentence
 
 
 # --------------------------------------------------------------------------- at risk
