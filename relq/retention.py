@@ -410,6 +410,8 @@ def at_risk_customers(
     ]
     if frame.empty:
         return pd.DataFrame(columns=columns)
+    for name in ("annual_value", "revenue_12m", "rq_previous", "rq_last", "nps_last", "days_since_purchase"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce")  # all-NULL columns arrive as objects
     parts = pd.DataFrame(index=frame.index)
     never = frame["last_purchase"].isna()
     parts["quiet"] = np.where(

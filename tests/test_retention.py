@@ -370,6 +370,18 @@ def test_at_risk_reasons_on_hand_built_data(engine):
         assert set(retention.at_risk_customers(conn, days=110, rq_drop=50)["customer_id"]) == {"U", "Z"}
 
 
+def test_at_risk_on_a_transactions_only_shop_hand_computed(engine):
+    # Days since the last purchase at the end (2024-04-30): A 29, B 58, C 90, D 46, E 0, F 20.
+    _load(engine, transactions=_csv("transactions.csv"))
+    with engine.connect() as conn:
+        risk = retention.at_risk_customers(conn, days=45)
+    assert dict(zip(risk["customer_id"], risk["reasons"], strict=True)) == {
+        "C": "no purchase in 90 days",
+        "B": "no purchase in 58 days",
+        "D": "no purchase in 46 days",
+    }
+
+
 # --------------------------------------------------------------------------- rates, segments, service, CLV
 
 

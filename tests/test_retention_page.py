@@ -12,7 +12,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from relq import quadrants, retention, store
+from relq import quadrants, retention, schema, store
 from relq.filters import SegmentFilter
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "retention.py")
@@ -84,3 +84,21 @@ def test_page_says_so_when_no_customer_matches(demo_env):
     at.run()
     assert not at.exception
     assert any("No customers match" in w.value for w in at.warning)
+
+
+def test_page_works_for_a_transactions_only_shop(tmp_path, monkeypatch):
+    url = f"duckdb:///{tmp_path / 'shop.duckdb'}"
+    engine = store.get_engine(url)
+    store.create_schema(engine)
+    orders = pd.read_csv(Path(__file__).parent / "fixtures" / "retention" / "transactions.csv")
+    with engine.begin() as conn:
+        iid = store.new_import(conn, file_name="orders.csv", file_hash="x", kind="transactions")
+        store.bulk_insert(conn, schema.transactions, orders.assign(import_id=iid))
+        store.refresh_derived(conn)
+    engine.dispose()
+    monkeypatch.setenv("RELQ_DATABASE_URL", url)
+    at = AppTest.from_file(PAGE, default_timeout=90).run()
+    assert not at.exception
+    assert "no churn dates" in _text(at)
+    at.number_input(key="ret_days").set_value(45).run()
+    assert not at.exception and "**3 active customers at risk**" in _text(at)
