@@ -157,52 +157,69 @@ def headline_filtered_pandas(f) -> dict:
 # --------------------------------------------------------------------------- trend (Overview)
 
 
+def _grouped_sql(con, group: str, source: str, params=()) -> pd.DataFrame:
+    """Every headline score (n, mean/score, sd) per group, in one hand-written query."""
+    return con.execute(
+        f"SELECT {group} AS grp, {HEADLINE_SELECT} FROM {source} GROUP BY 1 ORDER BY 1",  # noqa: S608
+        list(params),
+    ).df()
+
+
+def _grouped_pandas(frame: pd.DataFrame, key) -> pd.DataFrame:
+    """The same per-group scores with pandas."""
+    g = frame.assign(
+        promoter=frame["nps"] >= 9, detractor=frame["nps"] <= 6, top2=frame["csat"] >= 4
+    ).groupby(key, dropna=False)
+    agg = g.agg(
+        responses=("nps", "size"),
+        promoters=("promoter", "sum"),
+        detractors=("detractor", "sum"),
+        nps_n=("nps", "count"),
+        top2=("top2", "sum"),
+        csat_n=("csat", "count"),
+        **{f"{name}_mean": (name, "mean") for name in SCORES},
+        **{f"{name}_n": (name, "count") for name in SCORES},
+        **{f"{name}_sd": (name, "std") for name in SCORES},
+    )
+    agg["nps"] = 100.0 * (agg["promoters"] - agg["detractors"]) / agg["nps_n"]
+    agg["csat"] = 100.0 * agg["top2"] / agg["csat_n"]
+    return agg.reset_index(names="grp")
+
+
+def _group_figures(frame: pd.DataFrame, label) -> dict:
+    out = {}
+    for row in frame.itertuples():
+        name = label(row.grp)
+        out[f"{name}_trust"], out[f"{name}_trust_n"] = row.trust_mean, row.trust_n
+        out[f"{name}_nps"], out[f"{name}_nps_n"] = row.nps, row.nps_n
+        out[f"{name}_rq"], out[f"{name}_csat"] = row.rq_mean, row.csat
+    return out
+
+
+def trend_sql(con) -> dict:
+    frame = _grouped_sql(con, "date_trunc('month', submitted_at)", "survey_responses")
+    return {"periods": len(frame), **_group_figures(frame, lambda p: f"{p:%Y-%m}")}
+
+
+def trend_pandas(f) -> dict:
+    r = f["responses"]
+    frame = _grouped_pandas(r, r["submitted_at"].dt.to_period("M"))
+    return {"periods": len(frame), **_group_figures(frame, str)}
+
+
 def _trend_figures(frame: pd.DataFrame) -> dict:
-    """Per month: n and estimate of trust and NPS."""
+    """Per month: n and estimate of trust, NPS, RQ and CSAT."""
     out = {"periods": frame["period"].nunique()}
-    for row in frame[frame["metric"].isin(["trust", "nps"])].itertuples():
+    for row in frame[frame["metric"].isin(["trust", "nps", "rq", "csat"])].itertuples():
         out[f"{row.period:%Y-%m}_{row.metric}"] = row.estimate
-        out[f"{row.period:%Y-%m}_{row.metric}_n"] = row.n
+        if row.metric in ("trust", "nps"):
+            out[f"{row.period:%Y-%m}_{row.metric}_n"] = row.n
     return out
 
 
 def trend_relq(engine) -> dict:
     with engine.connect() as conn:
         return _trend_figures(metrics.trend(conn, SegmentFilter()))
-
-
-def trend_sql(con) -> dict:
-    rows = con.execute(
-        "SELECT date_trunc('month', submitted_at) AS period, avg(trust), count(trust), "
-        "100.0 * (count(*) FILTER (WHERE nps >= 9) - count(*) FILTER (WHERE nps <= 6)) / count(nps), "
-        "count(nps), stddev_samp(trust) FROM survey_responses GROUP BY 1 ORDER BY 1"
-    ).fetchall()
-    out = {"periods": len(rows)}
-    for period, trust, trust_n, nps, nps_n, _ in rows:
-        out[f"{period:%Y-%m}_trust"], out[f"{period:%Y-%m}_trust_n"] = trust, trust_n
-        out[f"{period:%Y-%m}_nps"], out[f"{period:%Y-%m}_nps_n"] = nps, nps_n
-    return out
-
-
-def trend_pandas(f) -> dict:
-    r = f["responses"]
-    month = r["submitted_at"].dt.to_period("M")
-    g = r.assign(promoter=r["nps"] >= 9, detractor=r["nps"] <= 6).groupby(month)
-    agg = g.agg(
-        trust=("trust", "mean"),
-        trust_n=("trust", "count"),
-        trust_sd=("trust", "std"),
-        promoters=("promoter", "sum"),
-        detractors=("detractor", "sum"),
-        nps_n=("nps", "count"),
-    )
-    out = {"periods": len(agg)}
-    for period, row in agg.iterrows():
-        month = str(period)
-        out[f"{month}_trust"], out[f"{month}_trust_n"] = row.trust, row.trust_n
-        out[f"{month}_nps"] = 100.0 * (row.promoters - row.detractors) / row.nps_n
-        out[f"{month}_nps_n"] = row.nps_n
-    return out
 
 
 # --------------------------------------------------------------------------- segments (region, plan)
@@ -217,27 +234,23 @@ def segments_relq(engine) -> dict:
     with engine.connect() as conn:
         for dim in SEGMENT_DIMENSIONS:
             frame = segment_scores(conn, SegmentFilter(), dim)
-            for row in frame[frame["metric"].isin(["trust", "nps"])].itertuples():
+            for row in frame[frame["metric"].isin(["trust", "nps", "rq", "csat"])].itertuples():
                 out[f"{dim}={row.value}_{row.metric}"] = row.estimate
-                out[f"{dim}={row.value}_{row.metric}_n"] = row.n
+                if row.metric in ("trust", "nps"):
+                    out[f"{dim}={row.value}_{row.metric}_n"] = row.n
     return out
 
 
 def segments_sql(con) -> dict:
     out = {}
     for dim in SEGMENT_DIMENSIONS:
-        rows = con.execute(
-            f"""SELECT coalesce(c.{dim}, '(no value)') AS value, grouping(c.{dim}) AS total,
-                   avg(trust), count(trust), stddev_samp(trust),
-                   count(*) FILTER (WHERE nps >= 9), count(*) FILTER (WHERE nps <= 6), count(nps)
-                FROM survey_responses r LEFT JOIN customers c USING (customer_id)
-                GROUP BY ROLLUP (c.{dim})"""  # noqa: S608
-        ).fetchall()
-        for value, total, trust, trust_n, _, p, d, n in rows:
-            if total:
-                continue  # the rest of each segment = total − segment, as relq does
-            out[f"{dim}={value}_trust"], out[f"{dim}={value}_trust_n"] = trust, trust_n
-            out[f"{dim}={value}_nps"], out[f"{dim}={value}_nps_n"] = 100.0 * (p - d) / n, n
+        # The rest of each segment is the total minus the segment, as relq does: one query each.
+        frame = _grouped_sql(
+            con,
+            f"coalesce(c.{dim}, '(no value)')",
+            "survey_responses r LEFT JOIN customers c USING (customer_id)",
+        )
+        out.update(_group_figures(frame, lambda v, dim=dim: f"{dim}={v}"))
     return out
 
 
@@ -246,20 +259,8 @@ def segments_pandas(f) -> dict:
     out = {}
     for dim in SEGMENT_DIMENSIONS:
         joined = r.merge(c[["customer_id", dim]], on="customer_id", how="left")
-        joined[dim] = joined[dim].fillna("(no value)")
-        g = joined.assign(promoter=joined["nps"] >= 9, detractor=joined["nps"] <= 6).groupby(dim)
-        agg = g.agg(
-            trust=("trust", "mean"),
-            trust_n=("trust", "count"),
-            trust_sd=("trust", "std"),
-            promoters=("promoter", "sum"),
-            detractors=("detractor", "sum"),
-            nps_n=("nps", "count"),
-        )
-        for value, row in agg.iterrows():
-            out[f"{dim}={value}_trust"], out[f"{dim}={value}_trust_n"] = row.trust, row.trust_n
-            out[f"{dim}={value}_nps"] = 100.0 * (row.promoters - row.detractors) / row.nps_n
-            out[f"{dim}={value}_nps_n"] = row.nps_n
+        frame = _grouped_pandas(joined, joined[dim].fillna("(no value)"))
+        out.update(_group_figures(frame, lambda v, dim=dim: f"{dim}={v}"))
     return out
 
 
@@ -383,34 +384,40 @@ def _data_end_pandas(f) -> date:
 # --------------------------------------------------------------------------- survival (Retention)
 
 
-def lifetimes_relq(engine) -> dict:
-    """The durations and events Kaplan–Meier needs (contract basis), fetched as relq fetches them."""
-    from relq.retention import churn_basis, lifetimes
+def _duration_figures(frame: pd.DataFrame) -> dict:
+    return {
+        "cells": len(frame),
+        "customers": int(frame["weight"].sum()),
+        "churned": int((frame["weight"] * frame["event"]).sum()),
+        "days": int((frame["weight"] * frame["duration"]).sum()),
+    }
+
+
+def durations_relq(engine) -> dict:
+    """The weighted duration/event table Kaplan–Meier is fitted on (relq.survival.duration_table)."""
+    from relq.survival import duration_table
 
     with engine.connect() as conn:
-        basis = churn_basis(conn)
-        frame = pd.DataFrame(conn.execute(lifetimes(SegmentFilter(), basis)).fetchall())
-    days = (pd.to_datetime(frame["end_day"]) - pd.to_datetime(frame["start_day"])).dt.days
-    return {"customers": len(frame), "churned": int(frame["churned"].sum()), "days": int(days.sum())}
+        return _duration_figures(duration_table(conn, SegmentFilter()))
 
 
-def lifetimes_sql(con) -> dict:
+def durations_sql(con) -> dict:
     end = _data_end_sql(con)
-    row = con.execute(
+    frame = con.execute(
         """WITH first AS (SELECT customer_id, min(occurred_at)::DATE AS first_at FROM transactions GROUP BY 1),
             life AS (
               SELECT coalesce(c.acquired_at, f.first_at) AS start_day,
-                     c.churned_at IS NOT NULL AND c.churned_at <= ? AS churned,
+                     CASE WHEN c.churned_at <= ? THEN 1 ELSE 0 END AS event,
                      CASE WHEN c.churned_at <= ? THEN c.churned_at ELSE ? END AS end_day
               FROM customers c FULL JOIN first f USING (customer_id))
-           SELECT count(*), count(*) FILTER (WHERE churned), sum(end_day - start_day)
-           FROM life WHERE start_day <= ?""",
+           SELECT end_day - start_day AS duration, event, count(*) AS weight
+           FROM life WHERE start_day <= ? AND end_day >= start_day GROUP BY 1, 2""",
         [end, end, end, end],
-    ).fetchone()
-    return {"customers": row[0], "churned": row[1], "days": int(row[2])}
+    ).df()
+    return _duration_figures(frame)
 
 
-def lifetimes_pandas(f) -> dict:
+def durations_pandas(f) -> dict:
     c, t = f["customers"], f["transactions"]
     end = pd.Timestamp(_data_end_pandas(f))
     first = t.groupby("customer_id")["occurred_at"].min().dt.normalize()
@@ -420,12 +427,75 @@ def lifetimes_pandas(f) -> dict:
     start = life["acquired_at"].fillna(first.reindex(life.index))
     churned = life["churned_at"].notna() & (life["churned_at"] <= end)
     end_day = life["churned_at"].where(churned, end)
-    keep = start <= end
-    return {
-        "customers": int(keep.sum()),
-        "churned": int(churned[keep].sum()),
-        "days": int((end_day[keep] - start[keep]).dt.days.sum()),
-    }
+    table = pd.DataFrame({"duration": (end_day - start).dt.days, "event": churned.astype(int)})
+    table = table[(start <= end) & (table["duration"] >= 0)]
+    return _duration_figures(table.groupby(["duration", "event"]).size().rename("weight").reset_index())
+
+
+# --------------------------------------------------------------------------- drivers
+
+
+DRIVER_VARIABLES = (*PILLARS, "nps")
+SAMPLE_SEED, SAMPLE_ROWS = "20240601", 20_000
+
+
+def _driver_figures(moments: pd.DataFrame, sample: pd.DataFrame) -> dict:
+    out = {"sample_rows": len(sample), "sample_trust_sum": float(sample["trust"].sum())}
+    for row in moments.itertuples():
+        out[f"{row.segment}_n"] = row.n
+        out[f"{row.segment}_s0"] = row.s_0
+        out[f"{row.segment}_c0_3"] = row.c_0_3
+    return out
+
+
+def drivers_relq(engine) -> dict:
+    """The drivers page's inputs: item moments by region and the bootstrap sample."""
+    from relq.drivers import moments, sample_rows
+
+    with engine.connect() as conn:
+        return _driver_figures(moments(conn, SegmentFilter(), "region"), sample_rows(conn, SegmentFilter()))
+
+
+def drivers_sql(con) -> dict:
+    cols = list(DRIVER_VARIABLES)
+    complete = " AND ".join(f"r.{c} IS NOT NULL" for c in cols)
+    sums = ", ".join(f"sum(r.{c}::DOUBLE) AS s_{i}" for i, c in enumerate(cols))
+    cross = ", ".join(
+        f"sum(r.{a}::DOUBLE * r.{b}) AS c_{i}_{j}"
+        for i, a in enumerate(cols)
+        for j, b in enumerate(cols)
+        if j >= i
+    )
+    moments = con.execute(
+        f"""SELECT coalesce(c.region, '(no value)') AS segment, count(*) AS n, {sums}, {cross}
+            FROM survey_responses r LEFT JOIN customers c USING (customer_id) WHERE {complete}
+            GROUP BY 1"""  # noqa: S608
+    ).df()
+    sample = con.execute(
+        f"""SELECT {", ".join(f"r.{c}" for c in cols)} FROM survey_responses r WHERE {complete}
+            ORDER BY md5(r.response_id || ?) LIMIT ?""",  # noqa: S608
+        [SAMPLE_SEED, SAMPLE_ROWS],
+    ).df()
+    return _driver_figures(moments, sample)
+
+
+def drivers_pandas(f) -> dict:
+    import hashlib
+
+    r, c = f["responses"], f["customers"]
+    cols = list(DRIVER_VARIABLES)
+    r = r.dropna(subset=cols)
+    joined = r.merge(c[["customer_id", "region"]], on="customer_id", how="left")
+    joined["segment"] = joined["region"].fillna("(no value)")
+    parts = {"n": joined.groupby("segment").size()}
+    for i, a in enumerate(cols):
+        parts[f"s_{i}"] = joined.groupby("segment")[a].sum()
+        for j in range(i, len(cols)):
+            parts[f"c_{i}_{j}"] = (joined[a] * joined[cols[j]]).groupby(joined["segment"]).sum()
+    moments = pd.DataFrame(parts).reset_index(names="segment")
+    key = [hashlib.md5((rid + SAMPLE_SEED).encode()).hexdigest() for rid in r["response_id"]]
+    sample = r.assign(_key=key).sort_values("_key").head(SAMPLE_ROWS)
+    return _driver_figures(moments, sample)
 
 
 # --------------------------------------------------------------------------- reliability (Measurement)
@@ -501,38 +571,49 @@ def report_relq(engine) -> dict:
     out = {"responses": report["responses"], "nps": report["nps"]["score"]}
     out.update({f"{p}_alpha": report["pillars"][p]["alpha"] for p in PILLARS})
     out.update(report["quadrants"]["counts"])
+    cohorts = report["cohorts"]
+    out["cohorts"] = len(cohorts)
+    out["cohort_customers"] = sum(c["size"] for c in cohorts.values())
+    out["cohort_share_cells"] = sum(len(c["active_share"]) for c in cohorts.values())
     return out
 
 
-def _report_from(headline: dict, reliability: dict, quadrants: dict) -> dict:
+def _report_from(headline: dict, reliability: dict, quadrants: dict, cohorts: dict) -> dict:
     out = {"responses": headline["responses"], "nps": headline["nps"]}
     out.update({f"{p}_alpha": reliability[f"{p}_alpha"] for p in PILLARS})
     out.update(quadrants)
+    sizes = [v for k, v in cohorts.items() if k.endswith("_size")]
+    out["cohorts"], out["cohort_customers"], out["cohort_share_cells"] = (
+        len(sizes),
+        sum(sizes),
+        cohorts["cells"],
+    )
     return out
 
 
 def report_sql(con) -> dict:
-    return _report_from(headline_sql(con), reliability_sql(con), quadrants_sql(con))
+    return _report_from(headline_sql(con), reliability_sql(con), quadrants_sql(con), cohorts_sql(con))
 
 
 def report_pandas(f) -> dict:
-    return _report_from(headline_pandas(f), reliability_pandas(f), quadrants_pandas(f))
+    return _report_from(headline_pandas(f), reliability_pandas(f), quadrants_pandas(f), cohorts_pandas(f))
 
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload("headline", "Overview / report", headline_relq, headline_sql, headline_pandas),
     Workload(
-        "headline, filtered",
+        "headline filtered",
         "Overview (12 months, EMEA, Growth+Enterprise)",
         headline_filtered_relq,
         headline_filtered_sql,
         headline_filtered_pandas,
     ),
     Workload("trend by month", "Overview", trend_relq, trend_sql, trend_pandas),
-    Workload("segments: region, plan", "Segments", segments_relq, segments_sql, segments_pandas),
+    Workload("segments by region and plan", "Segments", segments_relq, segments_sql, segments_pandas),
     Workload("quadrant counts", "Quadrants / report", quadrants_relq, quadrants_sql, quadrants_pandas),
     Workload("cohorts", "Retention / report", cohorts_relq, cohorts_sql, cohorts_pandas),
-    Workload("KM durations", "Retention", lifetimes_relq, lifetimes_sql, lifetimes_pandas),
+    Workload("KM duration table", "Retention", durations_relq, durations_sql, durations_pandas),
+    Workload("drivers inputs", "Drivers", drivers_relq, drivers_sql, drivers_pandas),
     Workload(
         "reliability (alpha)", "Measurement / report", reliability_relq, reliability_sql, reliability_pandas
     ),
