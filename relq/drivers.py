@@ -63,11 +63,12 @@ _COLUMNS = [
 
 
 def r_squared(corr: np.ndarray, predictors: tuple[int, ...], outcome: int) -> float:
-    """R² of the regression of ``outcome`` on ``predictors``: ``r_yS R_SS⁻¹ r_Sy``.
+    """R² of the regression of ``outcome`` on ``predictors``: ``r_yS R_SS⁻¹ r_Sy``; for two
+    predictors ``(r₁² + r₂² − 2r₁r₂r₁₂) / (1 − r₁₂²)``.
 
     >>> corr = np.array([[1.0, 0.5, 0.6], [0.5, 1.0, 0.7], [0.6, 0.7, 1.0]])
     >>> round(r_squared(corr, (0, 1), 2), 4)
-    0.5067
+    0.5733
     """
     if not predictors:
         return 0.0
