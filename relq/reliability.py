@@ -62,14 +62,12 @@ def _pivot(instrument: Instrument, flt: SegmentFilter):
     columns = [
         sa.func.max(_recoded(item, instrument)).label(f"c{i}") for i, item in enumerate(instrument.items)
     ]
-    query = (
-        sa.select(A.c.response_id, *columns)
-        .select_from(A.join(R, A.c.response_id == R.c.response_id))
-        .where(A.c.item_id.in_(instrument.item_ids))
-        .group_by(A.c.response_id)
-    )
+    query = sa.select(A.c.response_id, *columns).where(A.c.item_id.in_(instrument.item_ids))
     if not flt.is_empty:
-        query = query.where(flt.response_clause())
+        # Joining 11M answers to 1M responses costs twice the pivot itself (bench/RESULTS.md):
+        # pay for the join only when there is something to filter on.
+        query = query.select_from(A.join(R, A.c.response_id == R.c.response_id)).where(flt.response_clause())
+    query = query.group_by(A.c.response_id)
     return query.subquery("answers_wide")
 
 
