@@ -270,7 +270,7 @@ dimensions = [d for d in _dimensions(engine, url, version) if d != "owner"]
 dimension = st.selectbox(
     "Split by", dimensions, format_func=lambda d: d.replace("_", " ").capitalize(), key="q_dimension"
 )
-mix = _mix(engine, url, flt, spec, dimension, version)
+mix = components.suppress_small_groups(_mix(engine, url, flt, spec, dimension, version), "segment_customers")
 if mix.empty:
     st.info("No customer in view has a value for this dimension.")
 else:

@@ -242,3 +242,19 @@ def test_exports_mask_personal_data_by_role_and_are_audited(tmp_path, monkeypatc
     assert export["user_email"].tolist() == [EMAIL[role]]
     assert "customers.csv" in export["detail"].iloc[0]
     assert ('"name"' in export["detail"].iloc[0]) == (role != "executive")
+
+
+@pytest.mark.parametrize("page", ["pages/quadrants.py", "pages/retention.py"])
+def test_customer_lists_are_hidden_from_executives_and_shown_to_cx_leads(demo_env, roles_file, page):
+    hidden = "Customer lists are hidden for your role"
+    executive = signed_in(EMAIL["executive"]).run()
+    executive.switch_page(page).run()
+    assert not executive.exception
+    assert any(hidden in i.value for i in executive.info)
+    assert not any({"email"} & set(d.value.columns) for d in executive.dataframe)
+
+    lead = signed_in(EMAIL["cx_lead"]).run()
+    lead.switch_page(page).run()
+    assert not lead.exception
+    assert not any(hidden in i.value for i in lead.info)
+    assert any("customer_id" in d.value.columns for d in lead.dataframe)  # the list to act on
