@@ -26,13 +26,21 @@ PAGES = {
         ),
     ],
     "CX leads": [
-        st.Page("pages/retention.py", title="Retention and churn", icon=":material/autorenew:", url_path="retention"),
-        st.Page("pages/quadrants.py", title="Gap quadrants", icon=":material/grid_view:", url_path="quadrants"),
+        st.Page(
+            "pages/retention.py",
+            title="Retention and churn",
+            icon=":material/autorenew:",
+            url_path="retention",
+        ),
+        st.Page(
+            "pages/quadrants.py", title="Gap quadrants", icon=":material/grid_view:", url_path="quadrants"
+        ),
         st.Page("pages/segments.py", title="Segment explorer", icon=":material/groups:", url_path="segments"),
         st.Page("pages/drivers.py", title="Drivers", icon=":material/insights:", url_path="drivers"),
         st.Page("pages/voice.py", title="Voice of the customer", icon=":material/forum:", url_path="voice"),
     ],
     "Analysts": [
+        st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:", url_path="upload"),
         st.Page(
             "pages/measurement.py", title="Measurement", icon=":material/straighten:", url_path="measurement"
         ),
@@ -47,7 +55,10 @@ PAGES = {
     ],
     "Admin": [
         st.Page(
-            "pages/admin.py", title="Access and audit", icon=":material/admin_panel_settings:", url_path="admin"
+            "pages/admin.py",
+            title="Access and audit",
+            icon=":material/admin_panel_settings:",
+            url_path="admin",
         ),
     ],
 }
