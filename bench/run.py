@@ -363,7 +363,10 @@ def run_memory(tier: str) -> dict:
                 started = time.perf_counter()
                 page.goto(f"http://127.0.0.1:{port}/{path}", wait_until="domcontentloaded")
                 page.wait_for_selector("[data-testid='stMain']", timeout=120_000)
-                time.sleep(0.5)
+                try:  # the script may still be starting: let the running indicator appear first
+                    page.wait_for_selector("[data-testid='stStatusWidget']", timeout=3_000)
+                except Exception:  # noqa: BLE001 - a fast page may have finished already
+                    pass
                 # Streamlit shows a running indicator while the script runs; wait for it to go.
                 page.wait_for_function(
                     "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=300_000

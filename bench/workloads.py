@@ -334,10 +334,11 @@ def cohorts_sql(con) -> dict:
             cohort AS (SELECT customer_id, year(start_day) * 12 + month(start_day) - 1 AS cohort
                        FROM life WHERE start_day <= ?),
             sizes AS (SELECT cohort, count(*) AS size FROM cohort GROUP BY 1),
+            months AS (SELECT DISTINCT customer_id, year(occurred_at) * 12 + month(occurred_at) - 1 AS m
+                       FROM transactions),
             active AS (
-              SELECT c.cohort, year(t.occurred_at) * 12 + month(t.occurred_at) - 1 - c.cohort AS k,
-                     count(DISTINCT t.customer_id) AS active
-              FROM transactions t JOIN cohort c USING (customer_id) GROUP BY 1, 2 HAVING k >= 0)
+              SELECT c.cohort, m.m - c.cohort AS k, count(*) AS active
+              FROM months m JOIN cohort c USING (customer_id) WHERE m.m >= c.cohort GROUP BY 1, 2)
            SELECT s.cohort, a.k, s.size, a.active FROM sizes s LEFT JOIN active a USING (cohort)""",
         [end],
     ).df()
