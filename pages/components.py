@@ -49,6 +49,7 @@ __all__ = [
     "score_card",
     "format_interval",
     "download_csv",
+    "record_export",
     "fail_clearly",
     "min_n",
     "FILTER_DIMENSIONS",
@@ -313,7 +314,7 @@ def download_csv(
         file_name=file_name,
         mime="text/csv",
         key=key,
-        on_click=_record_export,
+        on_click=record_export,
         args=(file_name, len(frame), [str(c) for c in frame.columns]),
     )
 
@@ -503,7 +504,8 @@ def audit(action: str, detail: str | dict = "") -> None:
         st.toast(f"The audit log could not record this {action}: {exc}")
 
 
-def _record_export(file_name: str, rows: int, columns: list[str]) -> None:
+def record_export(file_name: str, rows: int, columns: list[str]) -> None:
+    """Record a download in the audit log (who, what, when); use as a download button's on_click."""
     audit("export", {"file": file_name, "rows": rows, "columns": columns, "role": current_role()})
 
 
@@ -544,7 +546,9 @@ def cached_query(engine, func, flt: SegmentFilter, **options):
 
 def nothing_matches(message: str = "") -> None:
     """The sentence shown when the filters select no survey response; stops the page."""
-    st.warning(message or "No survey responses match the current filters. Widen the period or clear the filters.")
+    st.warning(
+        message or "No survey responses match the current filters. Widen the period or clear the filters."
+    )
     st.stop()
 
 

@@ -70,6 +70,8 @@ second[4].download_button(
     help="One self-contained HTML file with these scores, the charts and the segment moves; it opens "
     "offline and prints to PDF from any browser.",
     key="board_report",
+    on_click=components.record_export,
+    args=("board report (HTML)", 0, []),
 )
 
 trend = components.cached_trend(engine, flt)

@@ -180,6 +180,8 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             file_name=f"{Path(file_name).stem}-problems.csv",
             mime="text/csv",
             key=f"up_rej_dl_{key}",
+            on_click=components.record_export,
+            args=(f"{Path(file_name).stem}-problems.csv", len(rejects), [str(c) for c in rejects.columns]),
         )
 
     if st.button(f"Import {valid:,} rows", type="primary", key=f"up_import_{key}"):
@@ -250,6 +252,8 @@ def _history(engine) -> None:
             file_name=f"import-{chosen}-rejects.csv",
             mime="text/csv",
             key="up_hist_rej_dl",
+            on_click=components.record_export,
+            args=(f"import-{chosen}-rejects.csv", len(rejected), [str(c) for c in rejected.columns]),
         )
 
 
