@@ -286,8 +286,9 @@ def score_card(
     value = _fmt(estimate, digits)
     delta_text = None
     if delta is not None and not (isinstance(delta, float) and math.isnan(delta)):
-        mark = " ✱ significant" if significant else " (not significant)"
-        delta_text = f"{delta:+.{digits}f} vs previous{mark}"
+        # short enough for a card: the caption above the cards names the two periods
+        mark = " ✱ significant" if significant else ", not significant"
+        delta_text = f"{delta:+.{digits}f}{mark}"
     box.metric(
         label,
         value if not small else f"{value} (n<{min_n()})",

@@ -34,7 +34,7 @@ def test_overview_has_every_kpi_with_a_delta_and_a_board_report(demo_env):
         "Retention",
         "Churn",
     } <= labels
-    assert all("vs previous" in str(m.proto.delta) for m in at.metric)
+    assert all("significant" in str(m.proto.delta) for m in at.metric)
     assert any("last full quarter" in c.value for c in at.caption)
 
 
