@@ -363,19 +363,23 @@ def run_memory(tier: str) -> dict:
                 started = time.perf_counter()
                 page.goto(f"http://127.0.0.1:{port}/{path}", wait_until="domcontentloaded")
                 page.wait_for_selector("[data-testid='stMain']", timeout=120_000)
-                try:  # the script may still be starting: let the running indicator appear first
-                    page.wait_for_selector("[data-testid='stStatusWidget']", timeout=3_000)
-                except Exception:  # noqa: BLE001 - a fast page may have finished already
-                    pass
-                # Streamlit shows a running indicator while the script runs; wait for it to go.
-                page.wait_for_function(
-                    "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=300_000
-                )
+                # The app root carries the script state: wait until this page's run has finished,
+                # then once more after a short settle (a page may rerun itself once).
+                done = None
+                for _ in range(2):
+                    page.wait_for_function(
+                        """() => { const app = document.querySelector('[data-testid="stApp"]');
+                                   const state = app && app.getAttribute('data-test-script-state');
+                                   return state && !['initial', 'running', 'rerunRequested'].includes(state); }""",
+                        timeout=300_000,
+                    )
+                    done = done or time.perf_counter() - started
+                    time.sleep(1.0)
                 errors = page.locator("[data-testid='stException']").count()
                 pages.append(
                     {
                         "page": path,
-                        "seconds": time.perf_counter() - started,
+                        "seconds": done,
                         "exceptions": errors,
                         "tree_rss_mb": _tree_rss_kb(server.pid) / 1024,
                     }
