@@ -56,6 +56,35 @@ def _rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
 
 
+def _error_bars(centre: pd.Series, low: pd.Series, high: pd.Series) -> dict:
+    """Asymmetric 95% error bars (``error_y``/``error_x``) from an estimate and its bounds.
+
+    A missing bound draws no whisker (0) rather than breaking the figure.
+    """
+    return dict(
+        type="data",
+        symmetric=False,
+        array=(high - centre).fillna(0).tolist(),
+        arrayminus=(centre - low).fillna(0).tolist(),
+        color="#52606D",
+    )
+
+
+def _band(x: pd.Series, low: pd.Series, high: pd.Series, colour: str, **trace) -> go.Scatter:
+    """A shaded 95% interval band (high forward, low back) without its own hover or legend entry."""
+    line = dict(width=0, **trace.pop("line", {}))
+    return go.Scatter(
+        x=pd.concat([x, x[::-1]]),
+        y=pd.concat([high, low[::-1]]),
+        fill="toself",
+        fillcolor=_rgba(colour, 0.15),
+        line=line,
+        hoverinfo="skip",
+        showlegend=False,
+        **trace,
+    )
+
+
 def trend_with_band(frame: pd.DataFrame, metrics: list[str], title: str = "", y_title: str = "") -> go.Figure:
     """Lines of estimates with shaded 95% interval bands; hover shows n and the interval.
 
@@ -67,18 +96,7 @@ def trend_with_band(frame: pd.DataFrame, metrics: list[str], title: str = "", y_
         if part.empty:
             continue
         colour = METRIC_COLOURS.get(metric, NEUTRAL)
-        fig.add_trace(
-            go.Scatter(
-                x=pd.concat([part["period"], part["period"][::-1]]),
-                y=pd.concat([part["high"], part["low"][::-1]]),
-                fill="toself",
-                fillcolor=_rgba(colour, 0.15),
-                line=dict(width=0),
-                hoverinfo="skip",
-                showlegend=False,
-                name=f"{metric} 95% interval",
-            )
-        )
+        fig.add_trace(_band(part["period"], part["low"], part["high"], colour, name=f"{metric} 95% interval"))
         fig.add_trace(
             go.Scatter(
                 x=part["period"],
@@ -105,13 +123,7 @@ def score_bars(frame: pd.DataFrame, title: str = "", y_title: str = "", range_y=
             x=frame["label"].map(lambda x: METRIC_LABELS.get(x, x)),
             y=frame["estimate"],
             marker_color=list(colours),
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=(frame["high"] - frame["estimate"]).tolist(),
-                arrayminus=(frame["estimate"] - frame["low"]).tolist(),
-                color="#52606D",
-            ),
+            error_y=_error_bars(frame["estimate"], frame["low"], frame["high"]),
             customdata=frame[["low", "high", "n"]].to_numpy(),
             hovertemplate="%{x}: %{y:.1f}<br>95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}"
             "<br>n = %{customdata[2]:,}<extra></extra>",
@@ -125,6 +137,7 @@ def score_bars(frame: pd.DataFrame, title: str = "", y_title: str = "", range_y=
 
 # --------------------------------------------------------------------------- dashboards (issue 7)
 
+
 def quadrant_share_bars(frame: pd.DataFrame, title: str = "") -> go.Figure:
     """Share of customers per quadrant with Wilson 95% error bars.
 
@@ -135,13 +148,7 @@ def quadrant_share_bars(frame: pd.DataFrame, title: str = "") -> go.Figure:
             x=frame["label"],
             y=frame["share"],
             marker_color=[QUADRANT_COLOURS.get(k, NEUTRAL) for k in frame["quadrant"]],
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=(frame["high"] - frame["share"]).tolist(),
-                arrayminus=(frame["share"] - frame["low"]).tolist(),
-                color="#52606D",
-            ),
+            error_y=_error_bars(frame["share"], frame["low"], frame["high"]),
             customdata=frame[["customers", "low", "high", "n"]].to_numpy(),
             hovertemplate="%{x}: %{y:.1f}% (%{customdata[0]:,} customers)<br>95% CI "
             "%{customdata[1]:.1f}–%{customdata[2]:.1f}%<br>n = %{customdata[3]:,}<extra></extra>",
@@ -165,20 +172,18 @@ def segment_bars(frame: pd.DataFrame, metric: str, title: str = "", x_title: str
             orientation="h",
             marker_color=[NEUTRAL if s else colour for s in frame["small"]],
             marker_opacity=[0.5 if s else 1.0 for s in frame["small"]],
-            error_x=dict(
-                type="data",
-                symmetric=False,
-                array=(frame["high"] - frame["estimate"]).fillna(0).tolist(),
-                arrayminus=(frame["estimate"] - frame["low"]).fillna(0).tolist(),
-                color="#52606D",
-            ),
+            error_x=_error_bars(frame["estimate"], frame["low"], frame["high"]),
             customdata=frame[["low", "high", "n"]].to_numpy(),
             hovertemplate="%{y}: %{x:.1f}<br>95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}"
             "<br>n = %{customdata[2]:,}<extra></extra>",
         )
     )
     fig.update_layout(
-        template=TEMPLATE, title=title, xaxis_title=x_title, showlegend=False, height=max(260, 28 * len(frame) + 90)
+        template=TEMPLATE,
+        title=title,
+        xaxis_title=x_title,
+        showlegend=False,
+        height=max(260, 28 * len(frame) + 90),
     )
     return fig
 
@@ -193,13 +198,7 @@ def driver_bars(frame: pd.DataFrame, title: str = "") -> go.Figure:
             x=[METRIC_LABELS.get(p, p) for p in frame["predictor"]],
             y=frame["lmg"],
             marker_color=[METRIC_COLOURS.get(p, NEUTRAL) for p in frame["predictor"]],
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=(frame["lmg_high"] - frame["lmg"]).fillna(0).tolist(),
-                arrayminus=(frame["lmg"] - frame["lmg_low"]).fillna(0).tolist(),
-                color="#52606D",
-            ),
+            error_y=_error_bars(frame["lmg"], frame["lmg_low"], frame["lmg_high"]),
             customdata=frame[["lmg_low", "lmg_high", "n"]].to_numpy(),
             hovertemplate="%{x}: R² share %{y:.3f}<br>95% bootstrap CI %{customdata[0]:.3f}–"
             "%{customdata[1]:.3f}<br>n = %{customdata[2]:,}<extra></extra>",
@@ -267,7 +266,9 @@ def cohort_heatmap(frame: pd.DataFrame, mode: str = "percent", title: str = "") 
     value = "share" if mode == "percent" else "active"
     grid = frame.pivot(index="cohort", columns="k", values=value).sort_index(ascending=False)
     z = grid.to_numpy(float) * (100 if mode == "percent" else 1)
-    text = [["" if pd.isna(v) else (f"{v:.0f}%" if mode == "percent" else f"{v:,.0f}") for v in row] for row in z]
+    text = [
+        ["" if pd.isna(v) else (f"{v:.0f}%" if mode == "percent" else f"{v:,.0f}") for v in row] for row in z
+    ]
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -306,15 +307,7 @@ def km_curves(curves: pd.DataFrame, title: str = "", y_title: str = "Still a cus
     for i, (segment, part) in enumerate(curves.groupby("segment", sort=False)):
         colour = SEGMENT_PALETTE[i % len(SEGMENT_PALETTE)]
         fig.add_trace(
-            go.Scatter(
-                x=pd.concat([part["months"], part["months"][::-1]]),
-                y=pd.concat([part["high"], part["low"][::-1]]) * 100,
-                fill="toself",
-                fillcolor=_rgba(colour, 0.15),
-                line=dict(width=0, shape="hv"),
-                hoverinfo="skip",
-                showlegend=False,
-            )
+            _band(part["months"], part["low"] * 100, part["high"] * 100, colour, line=dict(shape="hv"))
         )
         fig.add_trace(
             go.Scatter(
@@ -325,10 +318,14 @@ def km_curves(curves: pd.DataFrame, title: str = "", y_title: str = "Still a cus
                 name=str(segment),
                 customdata=part[["low", "high", "at_risk"]].to_numpy() * [100, 100, 1],
                 hovertemplate="%{x:.1f} months: %{y:.1f}% still customers<br>95% CI %{customdata[0]:.1f}–"
-                "%{customdata[1]:.1f}%<br>%{customdata[2]:,} still followed<extra>" + str(segment) + "</extra>",
+                "%{customdata[1]:.1f}%<br>%{customdata[2]:,} still followed<extra>"
+                + str(segment)
+                + "</extra>",
             )
         )
-    fig.update_layout(template=TEMPLATE, title=title, xaxis_title="Months since acquisition", yaxis_title=y_title)
+    fig.update_layout(
+        template=TEMPLATE, title=title, xaxis_title="Months since acquisition", yaxis_title=y_title
+    )
     fig.update_yaxes(range=[0, 101], ticksuffix="%")
     return fig
 
@@ -340,21 +337,17 @@ def hazard_ratio_forest(frame: pd.DataFrame, title: str = "") -> go.Figure:
     churn less.
     """
     labels = [f"{METRIC_LABELS.get(p, p)} (+10 points)" for p in frame["pillar"]]
-    colours = [GOOD if h < 1 and hi < 1 else BAD if h > 1 and lo > 1 else NEUTRAL
-               for h, lo, hi in zip(frame["hr"], frame["low"], frame["high"], strict=True)]
+    colours = [
+        GOOD if h < 1 and hi < 1 else BAD if h > 1 and lo > 1 else NEUTRAL
+        for h, lo, hi in zip(frame["hr"], frame["low"], frame["high"], strict=True)
+    ]
     fig = go.Figure(
         go.Scatter(
             x=frame["hr"],
             y=labels,
             mode="markers",
             marker=dict(size=12, color=colours),
-            error_x=dict(
-                type="data",
-                symmetric=False,
-                array=(frame["high"] - frame["hr"]).tolist(),
-                arrayminus=(frame["hr"] - frame["low"]).tolist(),
-                color="#52606D",
-            ),
+            error_x=_error_bars(frame["hr"], frame["low"], frame["high"]),
             customdata=frame[["low", "high", "p"]].to_numpy(),
             hovertemplate="%{y}: churn risk ×%{x:.2f}<br>95% CI %{customdata[0]:.2f}–%{customdata[1]:.2f}"
             "<br>p = %{customdata[2]:.3g}<extra></extra>",
@@ -382,18 +375,8 @@ def rate_trend(frame: pd.DataFrame, title: str = "") -> go.Figure:
         part = frame[frame["metric"] == metric].sort_values("period")
         if part.empty:
             continue
-        fig.add_trace(
-            go.Scatter(
-                x=pd.concat([part["period"], part["period"][::-1]]),
-                y=pd.concat([part["high"], part["low"][::-1]]),
-                fill="toself",
-                fillcolor=_rgba(colour, 0.15),
-                line=dict(width=0),
-                hoverinfo="skip",
-                showlegend=False,
-                yaxis="y" if metric == "retention" else "y2",
-            )
-        )
+        axis = "y" if metric == "retention" else "y2"
+        fig.add_trace(_band(part["period"], part["low"], part["high"], colour, yaxis=axis))
         fig.add_trace(
             go.Scatter(
                 x=part["period"],
@@ -401,7 +384,7 @@ def rate_trend(frame: pd.DataFrame, title: str = "") -> go.Figure:
                 mode="lines+markers",
                 name=label + (" (left axis)" if metric == "retention" else " (right axis)"),
                 line=dict(color=colour, width=2),
-                yaxis="y" if metric == "retention" else "y2",
+                yaxis=axis,
                 customdata=part[["low", "high", "n"]].to_numpy(),
                 hovertemplate="%{x|%b %Y}: %{y:.1f}%<br>95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}%"
                 "<br>n = %{customdata[2]:,} customers at the start<extra>" + label + "</extra>",
@@ -599,7 +582,10 @@ def term_bars(frame: pd.DataFrame, title: str = "") -> go.Figure:
     )
     fig.add_vline(x=0, line_color=NEUTRAL)
     fig.update_layout(
-        template=TEMPLATE, title=title, xaxis_title="z (log-odds, Dirichlet prior)", showlegend=False,
+        template=TEMPLATE,
+        title=title,
+        xaxis_title="z (log-odds, Dirichlet prior)",
+        showlegend=False,
         height=max(300, 20 * len(frame) + 100),
     )
     return fig
