@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from relq import charts, metrics, schema, stats, store
-from relq.comparisons import compare_headlines, score_of
+from relq.comparisons import compare_headlines, delta_record, score_of, statistics_row
 from relq.filters import SegmentFilter, customer_dimension
+from relq.settings import resolve_min_n
 
 __all__ = [
     "KPI_METRICS",
@@ -70,14 +71,6 @@ _KPI_COLUMNS = [
     "significant",
     "small",
 ]
-
-
-def _min_n(min_n: int | None) -> int:
-    if min_n is not None:
-        return int(min_n)
-    from relq.settings import load_settings
-
-    return load_settings().min_n
 
 
 def quarter_of(day: date) -> tuple[date, date]:
@@ -128,11 +121,6 @@ def overview_periods(conn: Connection, flt: SegmentFilter) -> Periods:
     )
 
 
-def _statistics(conn: Connection, flt: SegmentFilter) -> dict:
-    row = conn.execute(sa.select(*metrics.sufficient_statistics()).where(flt.response_clause())).one()
-    return {k: row._mapping[k] for k in metrics.STATISTIC_KEYS}
-
-
 def _nan_comparison() -> stats.Comparison:
     return stats.Comparison(math.nan, math.nan, math.nan, math.nan, "")
 
@@ -144,11 +132,11 @@ def kpi_comparison(
 
     Columns as :data:`_KPI_COLUMNS`; without ``previous`` the delta columns are NaN.
     """
-    min_n = _min_n(min_n)
-    now_row = _statistics(conn, current)
+    min_n = resolve_min_n(min_n)
+    now_row = statistics_row(conn, current)
     now = metrics.headline_from_row(now_row)
     if previous is not None:
-        prev_row = _statistics(conn, previous)
+        prev_row = statistics_row(conn, previous)
         prev = metrics.headline_from_row(prev_row)
         comps = compare_headlines(now, now_row, prev, prev_row)
     records = []
@@ -160,26 +148,7 @@ def kpi_comparison(
             else stats.Interval(math.nan, math.nan, math.nan, 0)
         )
         c = comps[metric] if previous is not None else _nan_comparison()
-        small = stats.is_small(a.n, min_n)
-        records.append(
-            {
-                "metric": metric,
-                "label": KPI_LABELS[metric],
-                "estimate": a.estimate,
-                "low": a.low,
-                "high": a.high,
-                "n": a.n,
-                "previous": b.estimate,
-                "previous_n": b.n,
-                "delta": c.delta,
-                "delta_low": c.low,
-                "delta_high": c.high,
-                "p_value": c.p_value,
-                "test": c.test,
-                "significant": bool(not small and not stats.is_small(b.n, min_n) and c.significant()),
-                "small": small,
-            }
-        )
+        records.append({**delta_record(metric, a, b, c, min_n), "label": KPI_LABELS[metric]})
     return pd.DataFrame(records, columns=_KPI_COLUMNS)
 
 
@@ -189,7 +158,7 @@ def retention_comparison(conn: Connection, flt: SegmentFilter, until: date | Non
     (frame like :func:`kpi_comparison`, quarter start or None)."""
     from relq import retention
 
-    min_n = _min_n(min_n)
+    min_n = resolve_min_n(min_n)
     rates = retention.retention_rates(
         conn, SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), "quarter"
     )
@@ -221,27 +190,13 @@ def retention_comparison(conn: Connection, flt: SegmentFilter, until: date | Non
                 x_now, int(now["at_start"]), _successes(prev, metric), int(prev["at_start"])
             )
             c = replace(c, delta=100 * c.delta, low=100 * c.low, high=100 * c.high)
-        small = stats.is_small(int(now["n"]), min_n)
-        prev_small = prev is None or stats.is_small(int(prev["n"]), min_n)
-        records.append(
-            {
-                "metric": metric,
-                "label": KPI_LABELS[metric],
-                "estimate": float(now["estimate"]),
-                "low": float(now["low"]),
-                "high": float(now["high"]),
-                "n": int(now["n"]),
-                "previous": math.nan if prev is None else float(prev["estimate"]),
-                "previous_n": 0 if prev is None else int(prev["n"]),
-                "delta": c.delta,
-                "delta_low": c.low,
-                "delta_high": c.high,
-                "p_value": c.p_value,
-                "test": c.test,
-                "significant": bool(not small and not prev_small and c.significant()),
-                "small": small,
-            }
+        a = stats.Interval(float(now["estimate"]), float(now["low"]), float(now["high"]), int(now["n"]))
+        b = (
+            stats.Interval(math.nan, math.nan, math.nan, 0)
+            if prev is None
+            else stats.Interval(float(prev["estimate"]), math.nan, math.nan, int(prev["n"]))
         )
+        records.append({**delta_record(metric, a, b, c, min_n), "label": KPI_LABELS[metric]})
     return pd.DataFrame(records, columns=_KPI_COLUMNS), pd.Timestamp(now_p).date()
 
 
@@ -277,7 +232,7 @@ def segment_moves(
     Benjamini–Hochberg runs across every segment × score tested; segments small in either
     period are not tested. Sorted by the size of the move.
     """
-    min_n = _min_n(min_n)
+    min_n = resolve_min_n(min_n)
     columns = [
         "dimension",
         "value",

@@ -27,6 +27,7 @@ from relq.exceptions import RelqError
 from relq.filters import SegmentFilter, customer_dimension
 from relq.metrics import Headline
 from relq.schema import PILLARS
+from relq.settings import resolve_min_n
 
 __all__ = [
     "METRICS",
@@ -35,6 +36,8 @@ __all__ = [
     "Segment",
     "SegmentScores",
     "compare_headlines",
+    "delta_record",
+    "statistics_row",
     "segment_breakdown",
     "segment_scores",
     "period_comparison",
@@ -46,14 +49,6 @@ METRICS: tuple[str, ...] = (*PILLARS, "rq", "nps", "csat", "ces")
 # Lower effort is better: CES ranks ascending.
 LOWER_IS_BETTER = frozenset({"ces"})
 NO_VALUE = "(no value)"
-
-
-def _min_n(min_n: int | None) -> int:
-    if min_n is not None:
-        return int(min_n)
-    from relq.settings import load_settings
-
-    return load_settings().min_n
 
 
 def score_of(head: Headline, metric: str) -> stats.Interval:
@@ -200,7 +195,7 @@ def segment_breakdown(
     q-values: Benjamini–Hochberg per score across the segments that are not small.
     """
     _check_dimension(conn, dimension)
-    min_n = _min_n(min_n)
+    min_n = resolve_min_n(min_n)
     flt = flt.with_dimension(dimension, ())
     customers = schema.customers
     inner = (
@@ -266,9 +261,34 @@ def segment_scores(
     return segment_breakdown(conn, flt, dimension, min_n).frame()
 
 
-def _statistics(conn: Connection, flt: SegmentFilter) -> dict:
+def statistics_row(conn: Connection, flt: SegmentFilter) -> dict:
+    """The sufficient statistics of the filtered responses, as a plain dict (one query)."""
     row = conn.execute(sa.select(*metrics.sufficient_statistics()).where(flt.response_clause())).one()
     return {k: row._mapping[k] for k in metrics.STATISTIC_KEYS}
+
+
+def delta_record(
+    metric: str, now: stats.Interval, previous: stats.Interval, comp: stats.Comparison, min_n: int
+) -> dict:
+    """One score now vs before: estimate, interval, n, the previous value, the delta with its interval
+    and test. ``small`` is the current side's flag; ``significant`` never when either side is small."""
+    small = stats.is_small(now.n, min_n)
+    return {
+        "metric": metric,
+        "estimate": now.estimate,
+        "low": now.low,
+        "high": now.high,
+        "n": now.n,
+        "previous": previous.estimate,
+        "previous_n": previous.n,
+        "delta": comp.delta,
+        "delta_low": comp.low,
+        "delta_high": comp.high,
+        "p_value": comp.p_value,
+        "test": comp.test,
+        "significant": bool(not small and not stats.is_small(previous.n, min_n) and comp.significant()),
+        "small": small,
+    }
 
 
 def period_comparison(conn: Connection, flt: SegmentFilter, min_n: int | None = None) -> pd.DataFrame:
@@ -296,29 +316,12 @@ def period_comparison(conn: Connection, flt: SegmentFilter, min_n: int | None = 
     before = flt.shifted_back()
     if before is None:
         return pd.DataFrame(columns=columns)
-    min_n = _min_n(min_n)
-    now_row, before_row = _statistics(conn, flt), _statistics(conn, before)
+    min_n = resolve_min_n(min_n)
+    now_row, before_row = statistics_row(conn, flt), statistics_row(conn, before)
     now, prev = metrics.headline_from_row(now_row), metrics.headline_from_row(before_row)
     comps = compare_headlines(now, now_row, prev, before_row)
-    records = []
-    for metric in METRICS:
-        a, b, c = score_of(now, metric), score_of(prev, metric), comps[metric]
-        small = stats.is_small(a.n, min_n) or stats.is_small(b.n, min_n)
-        records.append(
-            {
-                "metric": metric,
-                "estimate": a.estimate,
-                "low": a.low,
-                "high": a.high,
-                "n": a.n,
-                "previous": b.estimate,
-                "previous_n": b.n,
-                "delta": c.delta,
-                "delta_low": c.low,
-                "delta_high": c.high,
-                "p_value": c.p_value,
-                "test": c.test,
-                "significant": (not small) and c.significant(),
-            }
-        )
+    records = [
+        delta_record(metric, score_of(now, metric), score_of(prev, metric), comps[metric], min_n)
+        for metric in METRICS
+    ]
     return pd.DataFrame(records, columns=columns)

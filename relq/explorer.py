@@ -12,19 +12,12 @@ from sqlalchemy.engine import Connection
 from relq import catalog, stats
 from relq.comparisons import segment_scores
 from relq.filters import SegmentFilter
+from relq.settings import resolve_min_n
 
 __all__ = ["MAX_SECOND_VALUES", "segment_table", "segment_retention", "wide_segment_table"]
 
 MAX_SECOND_VALUES = 12
 SEPARATOR = " · "
-
-
-def _min_n(min_n: int | None) -> int:
-    if min_n is not None:
-        return int(min_n)
-    from relq.settings import load_settings
-
-    return load_settings().min_n
 
 
 def segment_table(
@@ -34,7 +27,7 @@ def segment_table(
     for the crossing of two: each value of the first within each of the (up to 12 most common)
     values of the second, compared with the rest of that second value. q-values are recomputed
     by Benjamini–Hochberg per metric across every segment shown; small segments get none."""
-    min_n = _min_n(min_n)
+    min_n = resolve_min_n(min_n)
     if not 1 <= len(dimensions) <= 2:
         raise ValueError("Choose one or two dimensions.")
     first = dimensions[0]
@@ -75,7 +68,7 @@ def segment_retention(
     q_value, significant, small, quarter."""
     from relq import retention
 
-    min_n = _min_n(min_n)
+    min_n = resolve_min_n(min_n)
     columns = [
         "segment",
         "estimate",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from relq.exceptions import SettingError
 
-__all__ = ["PROJECT_ROOT", "Setting", "SETTINGS", "Settings", "load_settings"]
+__all__ = ["PROJECT_ROOT", "Setting", "SETTINGS", "Settings", "load_settings", "resolve_min_n"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,3 +82,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         else:
             values[name] = raw
     return Settings(**values)
+
+
+def resolve_min_n(min_n: int | None = None) -> int:
+    """``min_n`` when given, else the configured small-sample minimum (RELQ_MIN_N)."""
+    return int(min_n) if min_n is not None else load_settings().min_n
