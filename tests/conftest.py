@@ -154,6 +154,36 @@ def demo_env(demo_db_url, monkeypatch):
     return demo_db_url
 
 
+@pytest.fixture
+def empty_store_env(tmp_path, monkeypatch):
+    """Point RelQ at a store with one import and no rows: it "has data", so no demo is built."""
+    url = f"duckdb:///{tmp_path / 'empty.duckdb'}"
+    engine = store.get_engine(url)
+    store.create_schema(engine)
+    with engine.begin() as conn:
+        store.new_import(conn, file_name="nothing.csv", file_hash="x", kind="survey")
+    engine.dispose()
+    monkeypatch.setenv("RELQ_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Every file a page hands to a download button, by file name (the bytes the browser would get)."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename and isinstance(path_or_data, bytes):
+            files[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return files
+
+
 @pytest.fixture(autouse=True)
 def _app_test_runs_the_frame(monkeypatch):
     """Make AppTest rerun app.py the way the server does.

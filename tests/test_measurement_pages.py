@@ -44,14 +44,7 @@ def test_measurement_page_with_filters_matching_nothing_says_so(demo_env):
     assert any("No item answers match" in w.value for w in at.warning)
 
 
-def test_measurement_page_on_an_empty_store_says_so(tmp_path, monkeypatch):
-    url = f"duckdb:///{tmp_path / 'empty.duckdb'}"
-    engine = store.get_engine(url)
-    store.create_schema(engine)
-    with engine.begin() as conn:  # an import row so the page does not build the demo company
-        store.new_import(conn, file_name="nothing.csv", file_hash="x", kind="survey")
-    engine.dispose()
-    monkeypatch.setenv("RELQ_DATABASE_URL", url)
+def test_measurement_page_on_an_empty_store_says_so(empty_store_env):
     at = _page("measurement.py").run()
     assert not at.exception
     assert any("No item answers match" in w.value for w in at.warning)

@@ -7,9 +7,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import sqlalchemy as sa
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from relq import quadrants, schema, store
@@ -17,21 +15,6 @@ from relq.filters import SegmentFilter
 from relq.quadrants import QuadrantSpec
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "quadrants.py")
-
-
-@pytest.fixture
-def downloads(monkeypatch):
-    """Every file handed to a download button, by file name (the bytes the browser would get)."""
-    files: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def record(self, path_or_data, mimetype, kind, filename=None):
-        if filename and isinstance(path_or_data, bytes):
-            files[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
-    return files
 
 
 def _caption_with(at, text: str) -> str:
@@ -123,14 +106,7 @@ def test_segment_split_and_migration_render(demo_env):
     assert any("Choose a period in the sidebar" in i.value for i in at.info)
 
 
-def test_empty_store_says_so_without_a_traceback(tmp_path, monkeypatch):
-    url = f"duckdb:///{tmp_path / 'empty.duckdb'}"
-    engine = store.get_engine(url)
-    store.create_schema(engine)
-    with engine.begin() as conn:  # an import with no survey answers: the store "has data"
-        store.new_import(conn, file_name="crm.csv", file_hash="h", kind="customers")
-    engine.dispose()
-    monkeypatch.setenv("RELQ_DATABASE_URL", url)
+def test_empty_store_says_so_without_a_traceback(empty_store_env):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert any("No customer in view" in w.value for w in at.warning)

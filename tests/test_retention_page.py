@@ -8,29 +8,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from relq import quadrants, retention, schema, store
 from relq.filters import SegmentFilter
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "retention.py")
-
-
-@pytest.fixture
-def downloads(monkeypatch):
-    """Every file handed to a download button, by file name (the bytes the browser would get)."""
-    files: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def record(self, path_or_data, mimetype, kind, filename=None):
-        if filename and isinstance(path_or_data, bytes):
-            files[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
-    return files
 
 
 def _text(at) -> str:
