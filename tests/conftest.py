@@ -147,6 +147,15 @@ def demo_db_url(tmp_path_factory, demo_company):
     return f"duckdb:///{path}"
 
 
+@pytest.fixture(scope="module")
+def duckdb_demo(tmp_path_factory, demo_company):
+    """A DuckDB engine on a private copy of the demo company, one per test module."""
+    engine = store.get_engine(f"duckdb:///{tmp_path_factory.mktemp('demo_module') / 'relq.duckdb'}")
+    store.load_demo(engine, demo_company)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def demo_env(demo_db_url, monkeypatch):
     """Point RelQ (pages, CLI) at the shared demo database for one test."""

@@ -19,14 +19,6 @@ from relq.filters import SegmentFilter
 from relq.schema import PILLARS
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory, demo_company):
-    engine = store.get_engine(f"duckdb:///{tmp_path_factory.mktemp('cmp') / 'relq.duckdb'}")
-    store.load_demo(engine, demo_company)
-    yield engine
-    engine.dispose()
-
-
 def _raw(engine, dimension: str = "region") -> pd.DataFrame:
     """Every response with its scores and its customer's segment, as stored (the reference's input)."""
     R, C = schema.survey_responses, schema.customers
@@ -48,10 +40,10 @@ def _adjusted_wald(scores: pd.Series) -> tuple[float, float]:
     return 100 * (p - d) / n, (ps + ds - (ps - ds) ** 2) / ns
 
 
-def test_segment_mean_p_values_match_scipy_welch_ttest_ind_on_raw_rows(demo):
-    with demo.connect() as conn:
+def test_segment_mean_p_values_match_scipy_welch_ttest_ind_on_raw_rows(duckdb_demo):
+    with duckdb_demo.connect() as conn:
         frame = comparisons.segment_scores(conn, SegmentFilter(), "region", min_n=30)
-    raw = _raw(demo)
+    raw = _raw(duckdb_demo)
     checked = 0
     for row in frame[frame["metric"].isin([*PILLARS, "rq", "ces"])].itertuples():
         inside = raw.loc[raw["region"] == row.value, row.metric].dropna()
@@ -66,10 +58,10 @@ def test_segment_mean_p_values_match_scipy_welch_ttest_ind_on_raw_rows(demo):
     assert checked == 5 * frame["value"].nunique()
 
 
-def test_segment_csat_difference_matches_statsmodels_newcombe_and_ztest(demo):
-    with demo.connect() as conn:
+def test_segment_csat_difference_matches_statsmodels_newcombe_and_ztest(duckdb_demo):
+    with duckdb_demo.connect() as conn:
         frame = comparisons.segment_scores(conn, SegmentFilter(), "region", min_n=30)
-    raw = _raw(demo)
+    raw = _raw(duckdb_demo)
     for row in frame[frame["metric"] == "csat"].itertuples():
         inside = raw.loc[raw["region"] == row.value, "csat"].dropna()
         rest = raw.loc[raw["region"] != row.value, "csat"].dropna()
@@ -81,10 +73,10 @@ def test_segment_csat_difference_matches_statsmodels_newcombe_and_ztest(demo):
         assert row.p_value == pytest.approx(p, rel=1e-9)
 
 
-def test_segment_nps_z_test_matches_adjusted_wald_written_out_in_pandas(demo):
-    with demo.connect() as conn:
+def test_segment_nps_z_test_matches_adjusted_wald_written_out_in_pandas(duckdb_demo):
+    with duckdb_demo.connect() as conn:
         frame = comparisons.segment_scores(conn, SegmentFilter(), "region", min_n=30)
-    raw = _raw(demo)
+    raw = _raw(duckdb_demo)
     for row in frame[frame["metric"] == "nps"].itertuples():
         s1, v1 = _adjusted_wald(raw.loc[raw["region"] == row.value, "nps"])
         s2, v2 = _adjusted_wald(raw.loc[raw["region"] != row.value, "nps"])
@@ -93,8 +85,8 @@ def test_segment_nps_z_test_matches_adjusted_wald_written_out_in_pandas(demo):
         assert row.p_value == pytest.approx(2 * sps.norm.sf(abs(z)), rel=1e-9)
 
 
-def test_q_values_match_statsmodels_multipletests_fdr_bh_across_segments(demo):
-    with demo.connect() as conn:
+def test_q_values_match_statsmodels_multipletests_fdr_bh_across_segments(duckdb_demo):
+    with duckdb_demo.connect() as conn:
         frame = comparisons.segment_scores(conn, SegmentFilter(), "owner", min_n=30)
     for metric, part in frame.groupby("metric"):
         big = part[~part["small"]]
@@ -104,8 +96,8 @@ def test_q_values_match_statsmodels_multipletests_fdr_bh_across_segments(demo):
         assert big["significant"].tolist() == list(q < 0.05)
 
 
-def test_small_segments_are_flagged_never_ranked_and_never_significant(demo):
-    with demo.connect() as conn:
+def test_small_segments_are_flagged_never_ranked_and_never_significant(duckdb_demo):
+    with duckdb_demo.connect() as conn:
         frame = comparisons.segment_scores(conn, SegmentFilter(), "region", min_n=400)
     small = frame[frame["small"]]
     assert not small.empty and not frame[~frame["small"]].empty
@@ -119,33 +111,33 @@ def test_small_segments_are_flagged_never_ranked_and_never_significant(demo):
     assert best == ranked["estimate"].max()
 
 
-def test_ces_ranks_lowest_effort_first(demo):
-    with demo.connect() as conn:
+def test_ces_ranks_lowest_effort_first(duckdb_demo):
+    with duckdb_demo.connect() as conn:
         frame = comparisons.segment_scores(conn, SegmentFilter(), "plan", min_n=30)
     ces = frame[(frame["metric"] == "ces") & ~frame["small"]]
     assert ces.loc[ces["rank"] == 1, "estimate"].item() == ces["estimate"].min()
 
 
-def test_all_segments_come_from_one_group_by_query(demo):
+def test_all_segments_come_from_one_group_by_query(duckdb_demo):
     statements = []
 
     def count(conn, cursor, statement, *args):
         statements.append(statement)
 
-    sa.event.listen(demo, "before_cursor_execute", count)
+    sa.event.listen(duckdb_demo, "before_cursor_execute", count)
     try:
-        with demo.connect() as conn:
+        with duckdb_demo.connect() as conn:
             frame = comparisons.segment_scores(conn, SegmentFilter(), "owner", min_n=30)
     finally:
-        sa.event.remove(demo, "before_cursor_execute", count)
+        sa.event.remove(duckdb_demo, "before_cursor_execute", count)
     assert frame["value"].nunique() > 10
     grouped = [s for s in statements if "GROUP BY" in s.upper()]
     assert len(grouped) == 1 and "ROLLUP" in grouped[0].upper()
     assert len(statements) <= 2  # the dimension check and the one aggregate
 
 
-def test_segment_totals_add_up_and_the_filter_on_the_dimension_is_dropped(demo):
-    with demo.connect() as conn:
+def test_segment_totals_add_up_and_the_filter_on_the_dimension_is_dropped(duckdb_demo):
+    with duckdb_demo.connect() as conn:
         everything = comparisons.segment_breakdown(conn, SegmentFilter(), "region", min_n=30)
         filtered = comparisons.segment_breakdown(
             conn, SegmentFilter().with_dimension("region", ["EMEA"]), "region", min_n=30
@@ -169,8 +161,8 @@ def test_an_imported_crm_field_is_a_segment_dimension(duckdb_engine, demo_compan
     assert {"Gold", "Silver"} <= set(frame["value"])
 
 
-def test_unknown_dimension_is_a_clear_relq_error(demo):
-    with demo.connect() as conn, pytest.raises(RelqError, match="Unknown segment dimension 'planet'"):
+def test_unknown_dimension_is_a_clear_relq_error(duckdb_demo):
+    with duckdb_demo.connect() as conn, pytest.raises(RelqError, match="Unknown segment dimension 'planet'"):
         comparisons.segment_scores(conn, SegmentFilter(), "planet")
 
 
@@ -184,11 +176,11 @@ def test_filters_matching_nothing_give_an_empty_frame(engine):
     assert period["n"].eq(0).all() and not period["significant"].any()
 
 
-def test_period_comparison_matches_scipy_welch_on_the_two_periods(demo):
+def test_period_comparison_matches_scipy_welch_on_the_two_periods(duckdb_demo):
     flt = SegmentFilter(since=date(2026, 4, 1), until=date(2026, 9, 30))
-    with demo.connect() as conn:
+    with duckdb_demo.connect() as conn:
         frame = comparisons.period_comparison(conn, flt, min_n=30).set_index("metric")
-    raw = _raw(demo)
+    raw = _raw(duckdb_demo)
     day = pd.to_datetime(raw["submitted_at"]).dt.date
     now = raw[(day >= date(2026, 4, 1)) & (day <= date(2026, 9, 30))]
     # the previous period has the same 183 days, ending the day before the period starts
@@ -205,6 +197,6 @@ def test_period_comparison_matches_scipy_welch_on_the_two_periods(demo):
     assert frame.loc["nps", "delta"] == pytest.approx(s1 - s0, abs=1e-9)
 
 
-def test_period_comparison_without_a_closed_period_is_empty(demo):
-    with demo.connect() as conn:
+def test_period_comparison_without_a_closed_period_is_empty(duckdb_demo):
+    with duckdb_demo.connect() as conn:
         assert comparisons.period_comparison(conn, SegmentFilter(since=date(2026, 1, 1))).empty

@@ -44,14 +44,6 @@ def _pg_database(postgres_url: str):
 
 
 @pytest.fixture(scope="module")
-def duckdb_demo(tmp_path_factory, demo_company):
-    engine = store.get_engine(f"duckdb:///{tmp_path_factory.mktemp('rel') / 'relq.duckdb'}")
-    store.load_demo(engine, demo_company)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
 def postgres_demo(postgres_url, demo_company):
     engine = _pg_database(postgres_url)
     store.load_demo(engine, demo_company)
