@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from relq import store
+from relq import schema, store
 
 os.environ.setdefault("RELQ_DEMO_CUSTOMERS", "1500")
 
@@ -161,6 +161,20 @@ def demo_env(demo_db_url, monkeypatch):
     """Point RelQ (pages, CLI) at the shared demo database for one test."""
     monkeypatch.setenv("RELQ_DATABASE_URL", demo_db_url)
     return demo_db_url
+
+
+@pytest.fixture
+def table_counts():
+    """``table_counts(engine)``: rows in every table an import writes, by table name."""
+    tables = (*store.DATA_TABLES, schema.imports, schema.import_rejects)
+
+    def counts(engine) -> dict[str, int]:
+        with engine.connect() as conn:
+            return {
+                t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in tables
+            }
+
+    return counts
 
 
 @pytest.fixture

@@ -14,21 +14,6 @@ from relq.exceptions import ImportRejected
 from relq.ingest import import_file
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
-TABLES = (
-    schema.customers,
-    schema.customer_fields,
-    schema.transactions,
-    schema.tickets,
-    schema.survey_responses,
-    schema.survey_answers,
-    schema.imports,
-    schema.import_rejects,
-)
-
-
-def counts(engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in TABLES}
 
 
 def fetch(engine, table, order_by) -> pd.DataFrame:
@@ -111,26 +96,26 @@ def test_plain_files_of_every_kind_land_with_their_values(engine):
     assert json.loads(rejects[0]["raw"])["response_id"] == "R4"
 
 
-def test_reimport_adds_nothing_and_undo_removes_everything(engine):
+def test_reimport_adds_nothing_and_undo_removes_everything(engine, table_counts):
     store.create_schema(engine)
-    before = counts(engine)
+    before = table_counts(engine)
     first = load(engine, "plain_survey.csv")
-    after_first = counts(engine)
+    after_first = table_counts(engine)
     again = load(engine, "plain_survey.csv")
     assert again.rows_imported == 0 and again.rows_duplicate == first.rows_imported
-    after_again = counts(engine)
+    after_again = table_counts(engine)
     for table in ("survey_responses", "survey_answers"):
         assert after_again[table] == after_first[table]
     store.undo_import(engine, again.import_id)
     store.undo_import(engine, first.import_id)
-    assert counts(engine) == before
+    assert table_counts(engine) == before
 
 
-def test_a_rejected_file_leaves_the_database_unchanged(engine):
+def test_a_rejected_file_leaves_the_database_unchanged(engine, table_counts):
     load(engine, "plain_customers.csv")
-    before = counts(engine)
+    before = table_counts(engine)
     with pytest.raises(ImportRejected, match="no column holds occurred_at"):
         import_file(
             engine, b"transaction_id,customer_id,amount\nT9,C1,5\n", file_name="t.csv", kind="transactions"
         )
-    assert counts(engine) == before
+    assert table_counts(engine) == before
