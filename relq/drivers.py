@@ -26,6 +26,7 @@ from relq import schema, stats
 from relq.filters import SegmentFilter, customer_dimension
 from relq.instrument import Instrument, configured_instrument
 from relq.schema import PILLARS
+from relq.settings import resolve_min_n
 
 __all__ = [
     "OUTCOME",
@@ -60,6 +61,13 @@ _COLUMNS = [
     "r2_low",
     "r2_high",
 ]
+
+
+def _fisher(r: float, n: int) -> stats.Interval:
+    """Pearson r with its Fisher-z 95% interval; all NaN (with n) when r is undefined."""
+    if math.isnan(r):
+        return stats.Interval(math.nan, math.nan, math.nan, n)
+    return stats.pearson_interval(float(r), n)
 
 
 def r_squared(corr: np.ndarray, predictors: tuple[int, ...], outcome: int) -> float:
@@ -246,10 +254,7 @@ def driver_importance(
     LMG share of R² with a bootstrap percentile interval, the share of the explained variance and
     the full R² with its interval. Small segments (n < min_n) are flagged and get no bootstrap.
     """
-    if min_n is None:
-        from relq.settings import load_settings
-
-        min_n = load_settings().min_n
+    min_n = resolve_min_n(min_n)
     k = len(pillars) + 1
     mom = moments(conn, flt, dimension, pillars)
     rng = np.random.default_rng(seed)
@@ -271,11 +276,7 @@ def driver_importance(
             (r2_lo,), (r2_hi,) = _percentiles(r2)
         for j, pillar in enumerate(pillars):
             r = corr[j, -1]
-            fisher = (
-                stats.pearson_interval(float(r), n)
-                if not math.isnan(r)
-                else stats.Interval(math.nan, math.nan, math.nan, n)
-            )
+            fisher = _fisher(r, n)
             records.append(
                 {
                     "segment": row["segment"],
@@ -347,11 +348,7 @@ def item_importance(
             sx = n * a - sx
         cov = stats.covariance_from_sums(n, np.array([sx, sy]), np.array([[sxx, sxy], [sxy, syy]]))
         corr = stats.correlation_from_cov(cov)[0, 1]
-        fisher = (
-            stats.pearson_interval(float(corr), n)
-            if not math.isnan(corr)
-            else stats.Interval(math.nan, math.nan, math.nan, n)
-        )
+        fisher = _fisher(corr, n)
         records.append(
             {
                 "name": item.id,
@@ -393,11 +390,7 @@ def importance_performance(
         n, corr = _correlation(row, len(PILLARS) + 1)
         for j, pillar in enumerate(PILLARS):
             r = corr[j, -1]
-            fisher = (
-                stats.pearson_interval(float(r), n)
-                if not math.isnan(r)
-                else stats.Interval(math.nan, math.nan, math.nan, n)
-            )
+            fisher = _fisher(r, n)
             records.append(
                 {
                     "name": pillar,
