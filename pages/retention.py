@@ -97,6 +97,17 @@ def _split_label(x: str) -> str:
     return x if x.startswith("(") else x.replace("_", " ").capitalize()
 
 
+def _customer_split(key: str) -> str | None:
+    """A "By" select over the customer dimensions (no quadrant): the dimension, or None for all."""
+    choice = st.selectbox(
+        "By",
+        SPLITS[:-1] if SPLITS[-1] == survival.QUADRANT else SPLITS,
+        key=key,
+        format_func=_split_label,
+    )
+    return None if choice.startswith("(") else choice
+
+
 tabs = st.tabs(
     [
         "Cohorts",
@@ -278,13 +289,7 @@ with tabs[5]:
     )
 
     st.subheader("Service quality from support tickets")
-    service_by = st.selectbox(
-        "By",
-        SPLITS[:-1] if SPLITS[-1] == survival.QUADRANT else SPLITS,
-        key="ret_service_by",
-        format_func=_split_label,
-    )
-    quality, bands = _service(engine, url, flt, None if service_by.startswith("(") else service_by, version)
+    quality, bands = _service(engine, url, flt, _customer_split("ret_service_by"), version)
     if quality.empty:
         st.info("No support tickets in view.")
     else:
@@ -307,13 +312,7 @@ with tabs[5]:
 
 # ---- lifetime value
 with tabs[6]:
-    clv_split = st.selectbox(
-        "By",
-        SPLITS[:-1] if SPLITS[-1] == survival.QUADRANT else SPLITS,
-        key="ret_clv_by",
-        format_func=_split_label,
-    )
-    clv = _clv(engine, url, flt, None if clv_split.startswith("(") else clv_split, version)
+    clv = _clv(engine, url, flt, _customer_split("ret_clv_by"), version)
     if clv.empty:
         st.info("No customers in view.")
     else:
