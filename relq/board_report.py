@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from relq import charts, metrics, schema, stats, store
-from relq.comparisons import compare_headlines, delta_record, score_of, statistics_row
+from relq.comparisons import DELTA_COLUMNS, compare_headlines, delta_record, score_of, statistics_row
 from relq.filters import SegmentFilter, customer_dimension
 from relq.settings import resolve_min_n
 
@@ -54,23 +54,7 @@ KPI_METRICS: tuple[str, ...] = (
 KPI_LABELS = {**charts.METRIC_LABELS, "retention": "Retention", "churn": "Churn"}
 LOWER_IS_BETTER = frozenset({"ces", "churn"})
 MOVER_DIMENSIONS: tuple[str, ...] = ("region", "industry", "plan", "value_tier", "lifecycle_stage")
-_KPI_COLUMNS = [
-    "metric",
-    "label",
-    "estimate",
-    "low",
-    "high",
-    "n",
-    "previous",
-    "previous_n",
-    "delta",
-    "delta_low",
-    "delta_high",
-    "p_value",
-    "test",
-    "significant",
-    "small",
-]
+_KPI_COLUMNS = ["metric", "label", *DELTA_COLUMNS[1:]]
 
 
 def quarter_of(day: date) -> tuple[date, date]:

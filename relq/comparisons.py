@@ -267,10 +267,28 @@ def statistics_row(conn: Connection, flt: SegmentFilter) -> dict:
     return {k: row._mapping[k] for k in metrics.STATISTIC_KEYS}
 
 
+DELTA_COLUMNS = [
+    "metric",
+    "estimate",
+    "low",
+    "high",
+    "n",
+    "previous",
+    "previous_n",
+    "delta",
+    "delta_low",
+    "delta_high",
+    "p_value",
+    "test",
+    "significant",
+    "small",
+]
+
+
 def delta_record(
     metric: str, now: stats.Interval, previous: stats.Interval, comp: stats.Comparison, min_n: int
 ) -> dict:
-    """One score now vs before: estimate, interval, n, the previous value, the delta with its interval
+    """One score now vs before (the keys of :data:`DELTA_COLUMNS`): estimate, interval, n, the previous value, the delta with its interval
     and test. ``small`` is the current side's flag; ``significant`` never when either side is small."""
     small = stats.is_small(now.n, min_n)
     return {
@@ -298,21 +316,7 @@ def period_comparison(conn: Connection, flt: SegmentFilter, min_n: int | None = 
     p_value, test, significant. Each score is one question, so q = p here; a delta where either
     side is small is never significant. Empty when the filter has no closed period.
     """
-    columns = [
-        "metric",
-        "estimate",
-        "low",
-        "high",
-        "n",
-        "previous",
-        "previous_n",
-        "delta",
-        "delta_low",
-        "delta_high",
-        "p_value",
-        "test",
-        "significant",
-    ]
+    columns = [c for c in DELTA_COLUMNS if c != "small"]
     before = flt.shifted_back()
     if before is None:
         return pd.DataFrame(columns=columns)
