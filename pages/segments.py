@@ -65,18 +65,22 @@ else:
     )
 
 wide = explorer.wide_segment_table(scores, kept)
-wide = (
-    components.suppress_small_groups(wide, "responses")
-    if hasattr(components, "suppress_small_groups")
-    else wide
-)
+wide = components.suppress_small_groups(wide, "responses")
 
 
 def grey_small(row):
     return ["color: #9AA5B1" if row["small"] else "" for _ in row]
 
 
-st.dataframe(wide.style.apply(grey_small, axis=1), hide_index=True, width="stretch")
+estimates = [c for c in wide.columns if wide[c].dtype.kind == "f"]
+ces = [c for c in estimates if str(c).startswith("ces")]  # a 1–7 mean needs two decimals
+st.dataframe(
+    wide.style.apply(grey_small, axis=1)
+    .format("{:.1f}", subset=[c for c in estimates if c not in ces], na_rep="–")
+    .format("{:.2f}", subset=ces, na_rep="–"),
+    hide_index=True,
+    width="stretch",
+)
 name = "-".join(dims)
 c1, c2 = st.columns(2)
 with c1:
