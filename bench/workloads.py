@@ -515,6 +515,8 @@ def reliability_relq(engine) -> dict:
     out = {}
     for pillar, a in result.alpha.items():
         out[f"{pillar}_alpha"], out[f"{pillar}_n"] = a.alpha, a.n
+    out["items_n"] = int(result.htmt["n"].iloc[0])
+    out["r_trust_4_satisfaction_3"] = result.item_correlations.loc["trust_4", "satisfaction_3"]
     return out
 
 
@@ -535,6 +537,13 @@ def reliability_sql(con) -> dict:
         select.append(f"count(*) FILTER (WHERE {complete})")
         select += [f"var_samp({x}) FILTER (WHERE {complete})" for x in recoded]
         select.append(f"var_samp({' + '.join(recoded)}) FILTER (WHERE {complete})")
+    # The Measurement page also shows item statistics and HTMT: every item correlation over the
+    # responses answering every item (reverse-coded), as relq's same query gives them.
+    everything = " AND ".join(f'"{item.id}" IS NOT NULL' for item in INSTRUMENT.items)
+    recoded_all = [_recoded_sql(item) for item in INSTRUMENT.items]
+    select.append(f"count(*) FILTER (WHERE {everything})")
+    pairs = [(i, j) for i in range(len(recoded_all)) for j in range(i + 1, len(recoded_all))]
+    select += [f"corr({recoded_all[i]}, {recoded_all[j]}) FILTER (WHERE {everything})" for i, j in pairs]
     row = con.execute(
         f"WITH wide AS (SELECT response_id, {pivot} FROM survey_answers GROUP BY response_id) "  # noqa: S608
         f"SELECT {', '.join(select)} FROM wide"
@@ -545,6 +554,11 @@ def reliability_sql(con) -> dict:
         n, variances, total = row[at], row[at + 1 : at + 1 + k], row[at + 1 + k]
         out[f"{pillar}_alpha"], out[f"{pillar}_n"] = _alpha(list(variances), total), n
         at += k + 2
+    out["items_n"] = row[at]
+    ids = INSTRUMENT.item_ids
+    out["r_trust_4_satisfaction_3"] = row[
+        at + 1 + pairs.index((ids.index("trust_4"), ids.index("satisfaction_3")))
+    ]
     return out
 
 
@@ -559,6 +573,13 @@ def reliability_pandas(f) -> dict:
                 block[item.id] = INSTRUMENT.scale_min + INSTRUMENT.scale_max - block[item.id]
         out[f"{pillar}_alpha"] = _alpha(list(block.var()), block.sum(axis=1).var())
         out[f"{pillar}_n"] = len(block)
+    every = wide[INSTRUMENT.item_ids].dropna()
+    for item in INSTRUMENT.items:
+        if item.reverse:
+            every[item.id] = INSTRUMENT.scale_min + INSTRUMENT.scale_max - every[item.id]
+    corr = every.corr()
+    out["items_n"] = len(every)
+    out["r_trust_4_satisfaction_3"] = corr.loc["trust_4", "satisfaction_3"]
     return out
 
 
@@ -616,7 +637,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("KM duration table", "Retention", durations_relq, durations_sql, durations_pandas),
     Workload("drivers inputs", "Drivers", drivers_relq, drivers_sql, drivers_pandas),
     Workload(
-        "reliability (alpha)", "Measurement / report", reliability_relq, reliability_sql, reliability_pandas
+        "reliability and item correlations", "Measurement / report", reliability_relq, reliability_sql, reliability_pandas
     ),
     Workload("report --json", "CLI", report_relq, report_sql, report_pandas),
 )
