@@ -258,3 +258,19 @@ def test_every_sample_imports_and_surveys_match_customers(engine):
     assert by_customer == {"C001": 5, "C002": 5, "C003": 5, "C004": 5}
     assert zendesk["301"] == "C001" and zendesk["302"] == "C002"  # email (any case), external id
     assert trust == pytest.approx(100 * (7 + 6 + 7 + 6 - 4) / 4 / 6, abs=1e-3)
+
+
+def test_a_file_whose_only_known_column_is_the_customer_id_asks_for_its_kind():
+    # Without its mapping, the German invoice list shares only customer_id with RelQ's targets:
+    # filing it as customers (with invoice number, date and amount as customer fields) would be
+    # a silent misreading, so the importer asks for the kind and the mapping instead.
+    data = (SAMPLES / "transactions_semicolon_decimal_comma.csv").read_bytes()
+    with pytest.raises(ImportRejected, match="choose the kind and map the columns"):
+        prepare_import(data, file_name="invoices.csv")
+    explicit = prepare_import(
+        data,
+        file_name="invoices.csv",
+        kind="transactions",
+        mapping=json.loads((SAMPLES / "transactions_semicolon_decimal_comma.mapping.json").read_text()),
+    )
+    assert explicit.validated.valid["amount"].tolist() == [1250.5, 980.0, 75.25]

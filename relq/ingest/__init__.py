@@ -151,6 +151,10 @@ def _choose_kind(table: Table, instrument, mapping: Mapping | None, file_name: s
     for kind in KINDS:
         applied, _, _ = resolve_mapping(table, kind, mapping, instrument)
         real = [t for t in applied.values() if not t.startswith("extra:")]
+        if len(real) < 2:
+            # one recognised column (say customer_id) says nothing about what the rest are:
+            # guessing would file an invoice list as customer fields, so ask instead
+            continue
         try:
             validate_requirements(table, kind, applied, instrument, file_name)
         except ImportRejected:
