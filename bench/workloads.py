@@ -637,7 +637,11 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("KM duration table", "Retention", durations_relq, durations_sql, durations_pandas),
     Workload("drivers inputs", "Drivers", drivers_relq, drivers_sql, drivers_pandas),
     Workload(
-        "reliability and item correlations", "Measurement / report", reliability_relq, reliability_sql, reliability_pandas
+        "reliability and item correlations",
+        "Measurement / report",
+        reliability_relq,
+        reliability_sql,
+        reliability_pandas,
     ),
     Workload("report --json", "CLI", report_relq, report_sql, report_pandas),
 )

@@ -83,60 +83,222 @@ CHANNEL_SHARES = (0.5, 0.32, 0.18)
 CHANNEL_FIRST_RESPONSE_FACTOR = (1.8, 0.25, 0.35)
 
 BRAND_STARTS = (
-    "Blue", "North", "Iron", "Silver", "Bright", "Red", "Green", "Stone", "Oak", "Pine", "Clear", "Swift",
-    "High", "Sun", "Star", "Cedar", "River", "Lake", "Gold", "West", "East", "South", "Maple", "Summit",
-    "Crystal", "Falcon", "Harbor", "Eagle", "Copper", "Granite", "Willow", "Aspen", "Nova", "Orbit",
-    "Atlas", "Vertex", "Polar", "Coral", "Amber", "Echo",
+    "Blue",
+    "North",
+    "Iron",
+    "Silver",
+    "Bright",
+    "Red",
+    "Green",
+    "Stone",
+    "Oak",
+    "Pine",
+    "Clear",
+    "Swift",
+    "High",
+    "Sun",
+    "Star",
+    "Cedar",
+    "River",
+    "Lake",
+    "Gold",
+    "West",
+    "East",
+    "South",
+    "Maple",
+    "Summit",
+    "Crystal",
+    "Falcon",
+    "Harbor",
+    "Eagle",
+    "Copper",
+    "Granite",
+    "Willow",
+    "Aspen",
+    "Nova",
+    "Orbit",
+    "Atlas",
+    "Vertex",
+    "Polar",
+    "Coral",
+    "Amber",
+    "Echo",
 )
 BRAND_ENDS = (
-    "peak", "field", "stone", "bridge", "wave", "point", "line", "gate", "ridge", "wood", "path", "crest",
-    "light", "haven", "works", "view", "port", "shore", "vale", "forge", "spring", "mark", "way", "brook",
+    "peak",
+    "field",
+    "stone",
+    "bridge",
+    "wave",
+    "point",
+    "line",
+    "gate",
+    "ridge",
+    "wood",
+    "path",
+    "crest",
+    "light",
+    "haven",
+    "works",
+    "view",
+    "port",
+    "shore",
+    "vale",
+    "forge",
+    "spring",
+    "mark",
+    "way",
+    "brook",
 )
 FIRST_NAMES = (
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
-    "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Daniel", "Karen",
-    "Lucas", "Emma", "Noah", "Olivia", "Mateo", "Sofia", "Hiroshi", "Yuki", "Arjun", "Ananya", "Wei",
-    "Mei", "Lars", "Ingrid", "Pierre", "Camille", "Marco", "Giulia", "Diego", "Valentina", "Tomasz",
-    "Katarzyna", "Ahmed", "Fatima", "Kwame", "Amara", "Felix", "Hannah",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Daniel",
+    "Karen",
+    "Lucas",
+    "Emma",
+    "Noah",
+    "Olivia",
+    "Mateo",
+    "Sofia",
+    "Hiroshi",
+    "Yuki",
+    "Arjun",
+    "Ananya",
+    "Wei",
+    "Mei",
+    "Lars",
+    "Ingrid",
+    "Pierre",
+    "Camille",
+    "Marco",
+    "Giulia",
+    "Diego",
+    "Valentina",
+    "Tomasz",
+    "Katarzyna",
+    "Ahmed",
+    "Fatima",
+    "Kwame",
+    "Amara",
+    "Felix",
+    "Hannah",
 )
 LAST_NAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Martinez", "Lopez",
-    "Wilson", "Anderson", "Taylor", "Thomas", "Moore", "Martin", "Lee", "Clark", "Lewis", "Walker",
-    "Schmidt", "Muller", "Dubois", "Rossi", "Silva", "Santos", "Tanaka", "Sato", "Kim", "Chen", "Wang",
-    "Patel", "Sharma", "Nowak", "Hansen", "Larsen", "Novak", "Costa", "Fischer", "Weber", "Okafor",
-    "Mensah", "Haddad", "Nguyen", "Murphy", "Kelly", "Evans", "Hughes",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Martinez",
+    "Lopez",
+    "Wilson",
+    "Anderson",
+    "Taylor",
+    "Thomas",
+    "Moore",
+    "Martin",
+    "Lee",
+    "Clark",
+    "Lewis",
+    "Walker",
+    "Schmidt",
+    "Muller",
+    "Dubois",
+    "Rossi",
+    "Silva",
+    "Santos",
+    "Tanaka",
+    "Sato",
+    "Kim",
+    "Chen",
+    "Wang",
+    "Patel",
+    "Sharma",
+    "Nowak",
+    "Hansen",
+    "Larsen",
+    "Novak",
+    "Costa",
+    "Fischer",
+    "Weber",
+    "Okafor",
+    "Mensah",
+    "Haddad",
+    "Nguyen",
+    "Murphy",
+    "Kelly",
+    "Evans",
+    "Hughes",
 )
 UNKNOWN_DOMAINS = ("gmail.com", "outlook.com", "yahoo.com", "proton.me", "icloud.com")
 
 PROMOTER_OPENERS = (
-    "Great partner for our team.", "Really happy with the service.", "Excellent experience overall.",
-    "We would recommend you to anyone.", "Very reliable so far.", "Keep up the good work.",
+    "Great partner for our team.",
+    "Really happy with the service.",
+    "Excellent experience overall.",
+    "We would recommend you to anyone.",
+    "Very reliable so far.",
+    "Keep up the good work.",
 )
 PROMOTER_DETAILS = (
-    "Support answers quickly and actually fixes things.", "Onboarding was smooth and well organised.",
-    "Our account manager really knows our business.", "The product just works for us.",
-    "The reporting saves us hours every week.", "Every release makes our work a little easier.",
+    "Support answers quickly and actually fixes things.",
+    "Onboarding was smooth and well organised.",
+    "Our account manager really knows our business.",
+    "The product just works for us.",
+    "The reporting saves us hours every week.",
+    "Every release makes our work a little easier.",
 )
 PASSIVE_OPENERS = (
-    "Solid product overall.", "Mostly fine.", "Does the job.", "Good, with room to improve.",
+    "Solid product overall.",
+    "Mostly fine.",
+    "Does the job.",
+    "Good, with room to improve.",
     "Decent value.",
 )
 PASSIVE_DETAILS = (
-    "Pricing feels a bit high for what we use.", "Some features we need are still missing.",
-    "Support is good but can be slow at times.", "The interface could be simpler.",
+    "Pricing feels a bit high for what we use.",
+    "Some features we need are still missing.",
+    "Support is good but can be slow at times.",
+    "The interface could be simpler.",
     "Onboarding new colleagues takes longer than it should.",
 )
 DETRACTOR_OPENERS = (
-    "Disappointed lately.", "Not happy with the service.", "We are reconsidering our contract.",
-    "Frustrating experience this quarter.", "Expected a lot more.",
+    "Disappointed lately.",
+    "Not happy with the service.",
+    "We are reconsidering our contract.",
+    "Frustrating experience this quarter.",
+    "Expected a lot more.",
 )
 DETRACTOR_DETAILS = (
-    "Too many bugs since the last release.", "The price went up and the value did not.",
-    "Nobody follows up on our issues.", "Invoices keep having errors.",
+    "Too many bugs since the last release.",
+    "The price went up and the value did not.",
+    "Nobody follows up on our issues.",
+    "Invoices keep having errors.",
     "The product is down too often.",
 )
 SLOW_SUPPORT_COMPLAINTS = (
-    "Tickets take days to get a first answer.", "Response times from support are far too slow.",
+    "Tickets take days to get a first answer.",
+    "Response times from support are far too slow.",
     "We wait hours on chat before anyone replies.",
 )
 
@@ -225,10 +387,9 @@ def _customers(rng: np.random.Generator, n: int, start: date, months: int, horiz
     latent = rng.standard_normal((n, 3)) @ np.linalg.cholesky(LATENT_CORRELATION).T
     latent[:, 0] += owner_effect[owner] + np.array([0.0, 0.05, 0.15])[plan] + (industry == 3) * 0.15
     latent[:, 1] += np.array([-0.15, 0.05, 0.3])[plan] - (industry == 2) * 0.2
-    log_first_response = (
-        np.log(np.array(REGION_FIRST_RESPONSE_HOURS)[region] * np.array(PLAN_FIRST_RESPONSE_FACTOR)[plan])
-        + rng.normal(0.0, 0.35, size=n)
-    )
+    log_first_response = np.log(
+        np.array(REGION_FIRST_RESPONSE_HOURS)[region] * np.array(PLAN_FIRST_RESPONSE_FACTOR)[plan]
+    ) + rng.normal(0.0, 0.35, size=n)
     slowness = (log_first_response - log_first_response.mean()) / max(log_first_response.std(), 1e-9)
     latent[:, 2] -= 0.35 * slowness
 
@@ -258,7 +419,9 @@ def _customers(rng: np.random.Generator, n: int, start: date, months: int, horiz
         industry * 5 + word_index
     ]
     company = brand + " " + industry_word
-    tld = np.array([t for tlds in REGION_TLDS for t in tlds], dtype=object)[region * 4 + rng.integers(0, 4, n)]
+    tld = np.array([t for tlds in REGION_TLDS for t in tlds], dtype=object)[
+        region * 4 + rng.integers(0, 4, n)
+    ]
     slug = pd.Series(brand + industry_word).str.lower()
     # Two customers may share a company name, never a domain: later ones get a number.
     repeat = pd.DataFrame({"slug": slug, "tld": tld}).groupby(["slug", "tld"], sort=False).cumcount()
@@ -291,8 +454,16 @@ def _customers(rng: np.random.Generator, n: int, start: date, months: int, horiz
             "annual_value": annual_value,
         }
     )
-    return _People(frame[list(CUSTOMER_FIELDS)], latent, slowness, log_first_response, plan, annual_value,
-                   acquired, until)
+    return _People(
+        frame[list(CUSTOMER_FIELDS)],
+        latent,
+        slowness,
+        log_first_response,
+        plan,
+        annual_value,
+        acquired,
+        until,
+    )
 
 
 def _transactions(rng: np.random.Generator, people: _People, start: date) -> pd.DataFrame:
@@ -342,7 +513,9 @@ def _tickets(rng: np.random.Generator, people: _People, start: date, horizon: fl
             "ticket_id": _ids("K", np.arange(1, m + 1), 7),
             "customer_id": people.frame["customer_id"].to_numpy(object)[who[order]],
             "opened_at": _datetimes(start, opened[order]),
-            "first_response_at": _datetimes(start, np.where(first_response < horizon, first_response, np.nan)[order]),
+            "first_response_at": _datetimes(
+                start, np.where(first_response < horizon, first_response, np.nan)[order]
+            ),
             "resolved_at": _datetimes(start, np.where(unresolved, np.nan, resolved)[order]),
             "channel": _pick(CHANNELS, channel[order]),
             "status": status[order],
@@ -392,7 +565,9 @@ def _contacts(rng: np.random.Generator, people: _People) -> _Contacts:
     repeat = taken.groupby(taken, sort=False).cumcount().to_numpy()
     email = np.where(repeat > 0, local + (repeat + 1).astype(str).astype(object) + "@" + domain, taken)
     name = np.where(
-        primary, frame["name"].to_numpy(object)[account], _pick(FIRST_NAMES, first) + " " + _pick(LAST_NAMES, last)
+        primary,
+        frame["name"].to_numpy(object)[account],
+        _pick(FIRST_NAMES, first) + " " + _pick(LAST_NAMES, last),
     )
     # Colleagues share their account's relationship, each with a personal view on top.
     own = rng.standard_normal((m, 3)) @ np.linalg.cholesky(LATENT_CORRELATION).T
@@ -448,7 +623,9 @@ def _surveys(
     state[:, 0] += incident[wave]
     state[:, 2] += 0.3 * progress[wave] - 0.15 + 0.5 * incident[wave]
 
-    submitted = sends[wave] + np.minimum(np.floor(rng.exponential(4.0, n)), 20) + rng.uniform(7 / 24, 20 / 24, n)
+    submitted = (
+        sends[wave] + np.minimum(np.floor(rng.exponential(4.0, n)), 20) + rng.uniform(7 / 24, 20 / 24, n)
+    )
     submitted = np.minimum(submitted, horizon - 1 / 86400)
 
     items = instrument.items
@@ -488,7 +665,9 @@ def _surveys(
     take = np.concatenate([np.arange(n), copy])
     submitted = np.concatenate([submitted, submitted[copy] + rng.uniform(2, 30, len(copy)) / 1440])
     submitted = np.minimum(submitted, horizon - 1 / 86400)
-    duration = np.concatenate([duration, np.round(rng.lognormal(np.log(MEDIAN_DURATION_S), 0.3, len(copy)), 1)])
+    duration = np.concatenate(
+        [duration, np.round(rng.lognormal(np.log(MEDIAN_DURATION_S), 0.3, len(copy)), 1)]
+    )
     order = np.lexsort((take, submitted))
     take, submitted, duration = take[order], submitted[order], duration[order]
 
@@ -556,13 +735,17 @@ def _comments(rng: np.random.Generator, nps: np.ndarray, slowness: np.ndarray) -
     def phrase(options: tuple[str, ...]) -> np.ndarray:
         return _pick(options, rng.integers(0, len(options), n))
 
-    opener = np.where(promoter, phrase(PROMOTER_OPENERS), np.where(detractor, phrase(DETRACTOR_OPENERS),
-                                                                     phrase(PASSIVE_OPENERS)))
+    opener = np.where(
+        promoter,
+        phrase(PROMOTER_OPENERS),
+        np.where(detractor, phrase(DETRACTOR_OPENERS), phrase(PASSIVE_OPENERS)),
+    )
     detractor_detail = np.where(
         (slowness > 0.5) & (rng.random(n) < 0.7), phrase(SLOW_SUPPORT_COMPLAINTS), phrase(DETRACTOR_DETAILS)
     )
-    detail = np.where(promoter, phrase(PROMOTER_DETAILS), np.where(detractor, detractor_detail,
-                                                                     phrase(PASSIVE_DETAILS)))
+    detail = np.where(
+        promoter, phrase(PROMOTER_DETAILS), np.where(detractor, detractor_detail, phrase(PASSIVE_DETAILS))
+    )
     text = np.where(rng.random(n) < 0.25, detail, opener + " " + detail)
     return np.where(writes, text, None).astype(object)
 

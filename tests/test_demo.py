@@ -36,7 +36,9 @@ def test_same_seed_gives_identical_frames(demo):
 def test_another_seed_gives_another_company(demo):
     other = generate_demo(customers=CUSTOMERS, seed=SEED + 1)
     assert not demo.customers["acquired_at"].equals(other.customers["acquired_at"])
-    assert not demo.responses["nps"].reset_index(drop=True).equals(other.responses["nps"].reset_index(drop=True))
+    assert (
+        not demo.responses["nps"].reset_index(drop=True).equals(other.responses["nps"].reset_index(drop=True))
+    )
 
 
 @pytest.mark.parametrize(
@@ -91,7 +93,9 @@ def test_acquisition_spans_36_monthly_cohorts_and_grows(demo):
 
 
 def test_no_purchase_after_churn_or_before_acquisition(demo):
-    joined = demo.transactions.merge(demo.customers[["customer_id", "acquired_at", "churned_at"]], on="customer_id")
+    joined = demo.transactions.merge(
+        demo.customers[["customer_id", "acquired_at", "churned_at"]], on="customer_id"
+    )
     assert (joined["occurred_at"] >= joined["acquired_at"]).all()
     churned = joined.dropna(subset=["churned_at"])
     assert (churned["occurred_at"] < churned["churned_at"]).all()
@@ -227,12 +231,16 @@ def test_response_rate_is_about_forty_percent_of_active_contacts(demo):
     per_wave = matched.groupby("wave").size()
     # 2023-Q4 is sent a week after the first customers arrive: too new to be asked.
     assert list(per_wave.index) == [f"{year}-Q{q}" for year in (2024, 2025, 2026) for q in (1, 2, 3, 4)][:11]
-    people = demo.contacts.merge(demo.customers[["customer_id", "acquired_at", "churned_at"]], on="customer_id")
+    people = demo.contacts.merge(
+        demo.customers[["customer_id", "acquired_at", "churned_at"]], on="customer_id"
+    )
     sends = pd.to_datetime([f"{w[:4]}-{3 * int(w[-1]) - 1:02d}-08" for w in per_wave.index])
     active = np.array(
         [
-            ((people["acquired_at"] <= send - pd.Timedelta(days=14))
-             & (people["churned_at"].isna() | (people["churned_at"] > send))).sum()
+            (
+                (people["acquired_at"] <= send - pd.Timedelta(days=14))
+                & (people["churned_at"].isna() | (people["churned_at"] > send))
+            ).sum()
             for send in sends
         ]
     )
