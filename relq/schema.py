@@ -51,6 +51,7 @@ def _float_is_double_on_duckdb(type_, compiler, **kw) -> str:
     both engines, so every Float (columns and casts in queries) is DOUBLE on DuckDB."""
     return "DOUBLE"
 
+
 metadata = MetaData()
 
 import_id_seq = Sequence("import_id_seq", metadata=metadata)
@@ -178,7 +179,12 @@ survey_answers = Table(
     Column("item_id", Text, nullable=False),
     Column("value", Double),
     Column("import_id", Integer),
-    UniqueConstraint("response_id", "item_id", name="uq_survey_answers"),
+    # No UNIQUE (response_id, item_id): an answer is written only in the transaction that inserts
+    # its response, and survey_responses' primary key admits each response once, so answers
+    # cannot repeat. On DuckDB the constraint kept an in-memory ART index over every stored
+    # answer (≈10 s and most of the memory of a 1M-response import, bench/RESULTS.md); the
+    # analytical scans never use it. PostgreSQL keeps an ordinary index for joins on few responses.
+    Index("ix_survey_answers_response", "response_id").ddl_if(dialect="postgresql"),
 )
 
 audit_log = Table(

@@ -103,8 +103,47 @@ def create_schema(engine: Engine) -> None:
     """Create every RelQ table that does not exist yet."""
     try:
         schema.metadata.create_all(engine)
+        _drop_answer_constraint(engine)
     except sa.exc.OperationalError as exc:
         raise StoreUnavailable(explain_connection_error(exc, engine)) from None
+
+
+def _drop_answer_constraint(engine: Engine) -> None:
+    """Stores made before the constraint went: drop UNIQUE (response_id, item_id) from
+    survey_answers (schema.survey_answers says why); one catalog query when there is none."""
+    dialect = engine.dialect.name
+    if dialect == "duckdb":
+        probe = (
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'survey_answers' "
+            "AND constraint_type = 'UNIQUE'"
+        )
+    elif dialect == "postgresql":
+        probe = "SELECT count(*) FROM pg_constraint WHERE conname = 'uq_survey_answers'"
+    else:
+        return
+    with engine.connect() as conn:
+        if not conn.execute(sa.text(probe)).scalar():
+            return
+    with engine.begin() as conn:
+        serialise_imports(conn)  # not while an import writes answers
+        if not conn.execute(sa.text(probe)).scalar():
+            return
+        if dialect == "postgresql":
+            conn.execute(sa.text("ALTER TABLE survey_answers DROP CONSTRAINT IF EXISTS uq_survey_answers"))
+            conn.execute(
+                sa.text(
+                    "CREATE INDEX IF NOT EXISTS ix_survey_answers_response ON survey_answers (response_id)"
+                )
+            )
+            return
+        # DuckDB cannot drop a constraint: move the rows into a table made without it
+        conn.execute(sa.text("SET enable_progress_bar = false"))
+        conn.execute(sa.text("ALTER TABLE survey_answers RENAME TO _relq_survey_answers_old"))
+        schema.survey_answers.create(conn)
+        cols = ", ".join(c.name for c in schema.survey_answers.columns)
+        copy = f"INSERT INTO survey_answers ({cols}) SELECT {cols} FROM _relq_survey_answers_old"  # noqa: S608
+        conn.execute(sa.text(copy))
+        conn.execute(sa.text("DROP TABLE _relq_survey_answers_old"))
 
 
 def explain_connection_error(exc: Exception, engine: Engine) -> str:
@@ -163,7 +202,9 @@ def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
         raise
     except Exception as exc:
         text = str(exc).lower()
-        kind = sa.exc.IntegrityError if ("constraint" in text or "duplicate key" in text) else sa.exc.DBAPIError
+        kind = (
+            sa.exc.IntegrityError if ("constraint" in text or "duplicate key" in text) else sa.exc.DBAPIError
+        )
         raise kind(f"bulk insert into {table.name}", None, exc) from exc
     return len(frame)
 

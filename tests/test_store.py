@@ -152,3 +152,34 @@ def test_unreachable_database_gets_a_sentence_not_a_traceback():
     engine = store.get_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
     with pytest.raises(StoreUnavailable, match="Check that the server is running"):
         store.create_schema(engine)
+
+
+def test_a_store_made_with_the_old_answer_constraint_loses_it_and_keeps_its_answers(engine):
+    # Stores created before survey_answers dropped UNIQUE (response_id, item_id) are migrated by
+    # create_schema; the answers stay, and the table takes repeated answers no more than before
+    # because answers are only written with their (primary-keyed) response.
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE survey_answers"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE survey_answers (response_id TEXT NOT NULL, item_id TEXT NOT NULL, "
+                "value DOUBLE PRECISION, import_id INTEGER, "
+                "CONSTRAINT uq_survey_answers UNIQUE (response_id, item_id))"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO survey_answers VALUES ('r1', 'trust_1', 6, 1), ('r1', 'trust_2', 5, 1)")
+        )
+    store.create_schema(engine)
+    store.create_schema(engine)  # a second call finds nothing to do
+    if engine.dialect.name == "duckdb":
+        probe = "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'survey_answers' AND constraint_type = 'UNIQUE'"
+    else:
+        probe = "SELECT count(*) FROM pg_constraint WHERE conname = 'uq_survey_answers'"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(probe)).scalar() == 0
+        rows = conn.execute(sa.select(schema.survey_answers).order_by("item_id")).all()
+    assert [(r.response_id, r.item_id, r.value, r.import_id) for r in rows] == [
+        ("r1", "trust_1", 6.0, 1),
+        ("r1", "trust_2", 5.0, 1),
+    ]
