@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -160,31 +161,49 @@ def explain_connection_error(exc: Exception, engine: Engine) -> str:
 
 
 def _prepared(table: sa.Table, df: pd.DataFrame) -> pd.DataFrame:
-    """Coerce a frame to the table's column types so both native paths accept it."""
+    """Coerce a frame to the table's column types so both native paths accept it.
+
+    Columns already in their type are passed through uncopied (the result shares their memory
+    and is only read by the insert); only the others are converted.
+    """
     unknown = [c for c in df.columns if c not in table.c]
     if unknown:
         raise ValueError(f"{table.name} has no column(s) {', '.join(map(str, unknown))}")
-    df = df.copy()
-    for column in table.columns:  # the native paths skip SQLAlchemy's client-side defaults
-        if column.name not in df.columns and column.default is not None and column.default.is_scalar:
-            df[column.name] = column.default.arg
-    out = pd.DataFrame(index=df.index)
+    out: dict[str, object] = {}
     for name in df.columns:
-        col = df[name]
-        kind = table.c[name].type
-        if isinstance(kind, sa.Boolean):
-            out[name] = col.fillna(False).astype(bool)
-        elif isinstance(kind, sa.Integer):
-            out[name] = pd.to_numeric(col, errors="coerce").round().astype("Int64")
-        elif isinstance(kind, sa.Float):
-            out[name] = pd.to_numeric(col, errors="coerce").astype(float)
-        elif isinstance(kind, (sa.DateTime, sa.Date)):
-            out[name] = pd.to_datetime(col, errors="coerce")
-            if isinstance(kind, sa.Date) and not isinstance(kind, sa.DateTime):
-                out[name] = out[name].dt.normalize()
-        else:
-            out[name] = col.astype(object).where(col.notna(), None)
-    return out.reset_index(drop=True)
+        out[name] = _coerced(df[name], table.c[name].type).array
+    for column in table.columns:  # the native paths skip SQLAlchemy's client-side defaults
+        if column.name not in out and column.default is not None and column.default.is_scalar:
+            value = column.default.arg
+            const = pd.Series(np.full(len(df), value))
+            out[column.name] = _coerced(const, column.type).array
+    return pd.DataFrame(out, copy=False)
+
+
+def _coerced(col: pd.Series, kind) -> pd.Series:
+    """``col`` as the pandas type that stores ``kind``: itself when it already is one."""
+    dtype = col.dtype
+    if isinstance(kind, sa.Boolean):
+        return col if dtype == "bool" else col.where(col.notna(), False).astype(bool)
+    if isinstance(kind, sa.Integer):
+        if pd.api.types.is_integer_dtype(dtype):
+            return col
+        return pd.to_numeric(col, errors="coerce").round().astype("Int64")
+    if isinstance(kind, sa.Float):
+        if dtype == "float64":
+            return col
+        return pd.to_numeric(col, errors="coerce").astype(float)
+    if isinstance(kind, (sa.DateTime, sa.Date)):
+        stamps = col if pd.api.types.is_datetime64_dtype(dtype) else pd.to_datetime(col, errors="coerce")
+        if isinstance(kind, sa.Date) and not isinstance(kind, sa.DateTime):
+            stamps = stamps.dt.normalize()
+        return stamps
+    if isinstance(dtype, pd.CategoricalDtype) and pd.api.types.is_object_dtype(dtype.categories.dtype):
+        return col  # texts stored once each (both native paths write the texts)
+    if pd.api.types.is_object_dtype(dtype):
+        missing = col.isna()
+        return col.where(~missing, None) if missing.any() else col
+    return col.astype(object).where(col.notna(), None)
 
 
 def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:

@@ -150,7 +150,7 @@ def write_rows(
             if instrument is not None and len(answers.columns)
             else (pd.DataFrame({p: np.nan for p in (*schema.PILLARS, "rq")}, index=rows.index))
         )
-        out = rows.reindex(columns=[c for c in schema.RESPONSE_FIELDS]).copy()
+        out = rows.reindex(columns=list(schema.RESPONSE_FIELDS))
         for p in (*schema.PILLARS, "rq"):
             out[p] = indices[p].astype(float)
         flags, note = quality_flags(out, answers, instrument)
@@ -162,15 +162,9 @@ def write_rows(
         for c in ("nps", "csat", "ces"):
             out[c] = out[c].astype("Int64")
         out["duration"] = out["duration"].astype(float)
-        insert_frame(conn, table, out[[c for c in columns if c in out.columns]].reset_index(drop=True))
+        insert_frame(conn, table, out[[c for c in columns if c in out.columns]])
         if len(answers.columns):
-            long = (
-                answers.assign(response_id=rows["response_id"])
-                .melt(id_vars="response_id", var_name="item_id", value_name="value")
-                .dropna(subset=["value"])
-            )
-            long["import_id"] = import_id
-            insert_frame(conn, schema.survey_answers, long.reset_index(drop=True))
+            insert_frame(conn, schema.survey_answers, long_answers(rows["response_id"], answers, import_id))
         return messages
     out = rows.reindex(columns=[c for c in columns if c != "import_id"]).copy()
     out["import_id"] = import_id
@@ -195,6 +189,25 @@ def write_rows(
         if refresh_derived is not None:
             refresh_derived(conn)
     return messages
+
+
+def long_answers(response_ids: pd.Series, answers: pd.DataFrame, import_id: int) -> pd.DataFrame:
+    """survey_answers rows (response_id, item_id, value, import_id) of the answered cells of
+    ``answers`` (one column per item, rows aligned with ``response_ids``), item by item.
+
+    Built from arrays: item ids as a categorical (11 texts, not 11M), no melt copies."""
+    values = answers.to_numpy(dtype=float, copy=False).T  # item-major, as a melt would give
+    answered = ~np.isnan(values)
+    items, rows = np.nonzero(answered)
+    return pd.DataFrame(
+        {
+            "response_id": response_ids.to_numpy(dtype=object)[rows],
+            "item_id": pd.Categorical.from_codes(items, categories=[str(c) for c in answers.columns]),
+            "value": values[answered],
+            "import_id": np.full(len(rows), import_id, dtype=np.int64),
+        },
+        copy=False,
+    )
 
 
 def imports_row(**values) -> dict:
