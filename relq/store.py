@@ -7,6 +7,7 @@ lands whole or not at all.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import time
@@ -28,6 +29,7 @@ __all__ = [
     "bulk_insert",
     "new_import",
     "serialise_imports",
+    "stored_keys",
     "refresh_derived",
     "data_end",
     "load_demo",
@@ -141,9 +143,12 @@ def _drop_answer_constraint(engine: Engine) -> None:
         conn.execute(sa.text("SET enable_progress_bar = false"))
         conn.execute(sa.text("ALTER TABLE survey_answers RENAME TO _relq_survey_answers_old"))
         schema.survey_answers.create(conn)
-        cols = ", ".join(c.name for c in schema.survey_answers.columns)
-        copy = f"INSERT INTO survey_answers ({cols}) SELECT {cols} FROM _relq_survey_answers_old"  # noqa: S608
-        conn.execute(sa.text(copy))
+        conn.execute(
+            sa.text(
+                "INSERT INTO survey_answers (response_id, item_id, value, import_id) "
+                "SELECT response_id, item_id, value, import_id FROM _relq_survey_answers_old"
+            )
+        )
         conn.execute(sa.text("DROP TABLE _relq_survey_answers_old"))
 
 
@@ -254,6 +259,54 @@ def _native_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> No
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         for start in range(0, len(records), 10_000):
             conn.execute(table.insert(), records[start : start + 10_000])
+
+
+# Up to this many keys a plain IN list asks for them; more go to the database as a table.
+_IN_LIST_KEYS = 5_000
+
+
+def stored_keys(conn: Connection, column: sa.Column, keys) -> set:
+    """Which of ``keys`` are already stored in ``column``, decided in the database.
+
+    Many keys travel as a table (DuckDB: a registered frame; PostgreSQL: a temporary table
+    filled by COPY) and are semi-joined to ``column``; only the keys found come back, however
+    many rows are stored. Runs in ``conn``'s transaction, so an import that took
+    :func:`serialise_imports` sees every import committed before it.
+    """
+    values = keys if isinstance(keys, pd.Series) else pd.Series(list(keys), dtype=object)
+    wanted = pd.unique(values.dropna())
+    if len(wanted) == 0:
+        return set()
+    dialect = conn.dialect.name
+    if len(wanted) <= _IN_LIST_KEYS or dialect not in ("duckdb", "postgresql"):
+        found: set = set()
+        for start in range(0, len(wanted), _IN_LIST_KEYS):
+            chunk = [str(k) for k in wanted[start : start + _IN_LIST_KEYS]]
+            found |= set(conn.execute(sa.select(column).where(column.in_(chunk))).scalars())
+        return found
+    probe = sa.table("_relq_keys", sa.column("key", sa.Text))
+    query = sa.select(probe.c.key).where(sa.exists().where(column == probe.c.key))
+    frame = pd.DataFrame({"key": pd.Series(wanted, dtype=object).astype(str)})
+    raw = conn.connection.driver_connection
+    if dialect == "duckdb":
+        raw.register("_relq_keys", frame)
+        try:
+            return set(conn.execute(query).scalars())
+        finally:
+            raw.unregister("_relq_keys")
+    conn.execute(sa.text("CREATE TEMPORARY TABLE _relq_keys (key TEXT NOT NULL) ON COMMIT DROP"))
+    with raw.cursor() as cur:
+        with cur.copy("COPY _relq_keys (key) FROM STDIN (FORMAT csv)") as copy:
+            for start in range(0, len(frame), 200_000):
+                copy.write(
+                    frame.iloc[start : start + 200_000].to_csv(
+                        index=False, header=False, quoting=csv.QUOTE_ALL
+                    )
+                )
+    try:
+        return set(conn.execute(query).scalars())
+    finally:
+        conn.execute(sa.text("DROP TABLE _relq_keys"))
 
 
 # Any fixed 64-bit number: the PostgreSQL advisory lock every import takes for its transaction.

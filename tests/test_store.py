@@ -183,3 +183,15 @@ def test_a_store_made_with_the_old_answer_constraint_loses_it_and_keeps_its_answ
         ("r1", "trust_1", 6.0, 1),
         ("r1", "trust_2", 5.0, 1),
     ]
+
+
+@pytest.mark.parametrize("asked", [3, 12_000])  # an IN list, and a key table semi-joined in SQL
+def test_stored_keys_finds_exactly_the_stored_ones_like_a_python_set(engine, asked):
+    stored = [f"R_{i:06d}" for i in range(0, 20_000, 2)]
+    frame = pd.DataFrame({"response_id": stored, "submitted_at": pd.Timestamp("2025-01-01")})
+    keys = pd.Series([f"R_{i:06d}" for i in range(asked)] + [None, 'quote " and, comma'], dtype=object)
+    with engine.begin() as conn:
+        store.bulk_insert(conn, schema.survey_responses, frame)
+        found = store.stored_keys(conn, schema.survey_responses.c.response_id, keys)
+        again = store.stored_keys(conn, schema.survey_responses.c.response_id, keys)  # same transaction
+    assert found == again == set(keys.dropna()) & set(stored)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from relq import schema
 from relq.instrument import Instrument, pillar_indices
@@ -60,20 +60,10 @@ def insert_frame(conn, table, df: pd.DataFrame) -> None:
 
 
 def existing_ids(conn, column, ids: Iterable[str]) -> set[str]:
-    """Which of ``ids`` are already stored in ``column``."""
-    ids = list(dict.fromkeys(i for i in ids if i is not None))
-    if not ids:
-        return set()
-    stored = conn.execute(select(func.count()).select_from(column.table)).scalar_one()
-    if stored == 0:
-        return set()
-    if stored <= 2_000_000:
-        wanted = set(ids)
-        return {r[0] for r in conn.execute(select(column)) if r[0] in wanted}
-    found: set[str] = set()
-    for start in range(0, len(ids), 5000):
-        found |= {r[0] for r in conn.execute(select(column).where(column.in_(ids[start : start + 5000])))}
-    return found
+    """Which of ``ids`` are already stored in ``column`` (a semi-join in the database)."""
+    from relq.store import stored_keys
+
+    return stored_keys(conn, column, ids)
 
 
 def customer_lookup(conn) -> tuple[set[str], dict[str, str], dict[str, str]]:
