@@ -124,6 +124,30 @@ class _Problems:
         )
 
 
+def _factorized(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(codes, unique texts): each cell's text ('' for empty) as a code into its unique texts.
+
+    An export repeats a handful of answer texts over a million rows; parsing the unique texts
+    once and spreading the results by code replaces a million-cell string pass per column."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    texts = pd.Series(uniques, dtype=object).astype(str)
+    if (codes < 0).any():  # missing cells read as empty text
+        codes = np.where(codes < 0, len(texts), codes)
+        texts = pd.concat([texts, pd.Series([""], dtype=object)], ignore_index=True)
+    return codes, texts
+
+
+def _spread(per_text: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """Per-unique-text results back to one per cell."""
+    return pd.Series(per_text.to_numpy()[codes], index=index)
+
+
+def _stripped(values: pd.Series) -> pd.Series:
+    """The cells' texts without surrounding space ('' for empty), stripped once per unique text."""
+    codes, texts = _factorized(values)
+    return _spread(texts.str.strip(), codes, values.index)
+
+
 def _year(y: pd.Series) -> pd.Series:
     y = pd.to_numeric(y, errors="coerce")
     return y.where(y >= 100, np.where(y < 69, 2000 + y, 1900 + y))
@@ -177,16 +201,28 @@ def decide_date_order(columns: dict[str, pd.Series]) -> tuple[str | None, str | 
     return None, example
 
 
-def parse_dates(values: pd.Series, order: str | None) -> tuple[pd.Series, pd.Series]:
-    """(datetimes, bad mask): ISO dates, d/m/y or m/d/y as ``order`` says, then any form pandas reads."""
-    values = values.fillna("").astype(str).str.strip()
-    # Fast path: exports usually write one ISO form throughout; pandas' C parser reads a
-    # million of them in well under a second, where the regex path below takes ~8 s.
+def _iso_dates(values: pd.Series) -> pd.Series | None:
+    """Every filled cell in one ISO form, read by pandas' C parser; None when they are not.
+
+    Exports usually write one ISO form throughout: a million are read in well under a second,
+    where the regex path of parse_dates takes ~8 s; and no day/month order needs deciding."""
+    values = _stripped(values)
     filled = values != ""
+    if not filled.any():
+        return None
     for form in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
         quick = pd.to_datetime(values.where(filled), format=form, errors="coerce")
-        if filled.any() and quick[filled].notna().all():
-            return quick.astype("datetime64[ns]"), pd.Series(False, index=values.index)
+        if quick[filled].notna().all():
+            return quick.astype("datetime64[ns]")
+    return None
+
+
+def parse_dates(values: pd.Series, order: str | None) -> tuple[pd.Series, pd.Series]:
+    """(datetimes, bad mask): ISO dates, d/m/y or m/d/y as ``order`` says, then any form pandas reads."""
+    quick = _iso_dates(values)
+    if quick is not None:
+        return quick, pd.Series(False, index=values.index)
+    values = _stripped(values)
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
     iso = values.str.extract(_ISO)
     has_iso = iso["y"].notna()
@@ -221,13 +257,27 @@ def parse_dates(values: pd.Series, order: str | None) -> tuple[pd.Series, pd.Ser
 
 def parse_numbers(values: pd.Series, comma_decimal_hint: bool = False) -> tuple[pd.Series, pd.Series, str]:
     """(floats, bad mask, reason) reading 1,234.5 / 1.234,5 / 12,5 / $1,200 / 1e3 forms."""
-    text = values.fillna("").astype(str).str.strip()
+    codes, texts = _factorized(values)
+    weight = np.bincount(codes, minlength=len(texts))  # how many cells hold each unique text
+    number, bad, reasons = _parse_number_texts(texts, weight, comma_decimal_hint)
+    return (
+        _spread(number, codes, values.index).astype(float),
+        _spread(bad, codes, values.index).astype(bool),
+        _spread(reasons, codes, values.index).astype(object),
+    )
+
+
+def _parse_number_texts(
+    text: pd.Series, weight: np.ndarray, comma_decimal_hint: bool
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """parse_numbers on unique texts; ``weight`` counts the cells holding each text."""
+    text = text.str.strip()
     text = text.str.replace(_STRIP_NUMBER, "", regex=True)
     filled = text != ""
     dot = text.str.fullmatch(_DOT_NUMBER) & filled
     comma = text.str.fullmatch(_COMMA_NUMBER) & filled
-    comma_only = int((comma & ~dot).sum())
-    dot_only = int((dot & ~comma).sum())
+    comma_only = int(weight[(comma & ~dot).to_numpy()].sum())
+    dot_only = int(weight[(dot & ~comma).to_numpy()].sum())
     use_comma = comma_only > dot_only or (comma_only == dot_only == 0 and comma_decimal_hint)
     if use_comma:
         converted = text.where(
@@ -243,7 +293,7 @@ def parse_numbers(values: pd.Series, comma_decimal_hint: bool = False) -> tuple[
         number[overflow] = converted[overflow].map(_float_or_nan)
     bad_form = filled & number.isna()
     too_big = filled & number.notna() & ~(number.abs() <= MAX_NUMBER)
-    reasons = pd.Series("not a number", index=values.index, dtype=object)
+    reasons = pd.Series("not a number", index=text.index, dtype=object)
     reasons[too_big] = f"number too large (more than {MAX_NUMBER:.0e} in size)"
     number = number.where(~too_big)
     return number.astype(float), bad_form | too_big, reasons
@@ -287,13 +337,10 @@ def parse_scale(
     integer: bool = False,
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
     """(numbers, bad mask, reasons) for answers on a lo–hi scale given as numbers or words."""
-    text = values.fillna("").astype(str)
-    uniq = pd.unique(text)
-    known, number = {}, {}
-    for u in uniq:
-        known[u], number[u] = _scale_value(u, labels, defaults)
-    ok = text.map(known).astype(bool)
-    out = text.map(number).astype(float)
+    codes, texts = _factorized(values)
+    read = [_scale_value(u, labels, defaults) for u in texts]
+    ok = pd.Series(np.array([k for k, _ in read], dtype=bool)[codes], index=values.index)
+    out = pd.Series(np.array([v for _, v in read], dtype=float)[codes], index=values.index)
     span = f"{lo:g}–{hi:g}"
     reasons = pd.Series("", index=values.index, dtype=object)
     not_read = ~ok
@@ -367,7 +414,8 @@ def validate(
         raise ImportRejected(
             f"{file_name}: date_order {date_order!r} is not 'dmy' (day-first), 'mdy' (month-first) or 'ymd'."
         )
-    if order is None and date_cols:
+    iso = {t: _iso_dates(v) for t, v in date_cols.items()}
+    if order is None and date_cols and any(v is None for v in iso.values()):
         order, example = decide_date_order(date_cols)
         if order is None and example is not None:
             raise AmbiguousDates(
@@ -375,6 +423,9 @@ def validate(
                 "value in the file tells which; choose date_order 'dmy' (day-first) or 'mdy' (month-first)."
             )
     for target, values in date_cols.items():
+        if iso[target] is not None:
+            rows[target] = iso[target]
+            continue
         parsed, bad = parse_dates(values, order)
         problems.add(
             bad,
@@ -428,7 +479,7 @@ def validate(
 
     text_targets = [t for t in by_target if t not in rows.columns and t not in answers.columns]
     for target in text_targets:
-        values = frame[by_target[target]].fillna("").astype(str).str.strip()
+        values = _stripped(frame[by_target[target]])
         rows[target] = values.where(values != "", None)
     if kind == "customers" and "name" not in rows and ("first_name" in rows or "last_name" in rows):
         first = rows.get("first_name", pd.Series(None, index=frame.index)).fillna("")
@@ -442,10 +493,8 @@ def validate(
 
     # required per-row values
     for target in _row_required(kind):
-        if target in rows:
-            missing = rows[target].isna() & ~frame[by_target[target]].fillna("").astype(str).str.strip().ne(
-                ""
-            )
+        if target in rows and rows[target].isna().any():
+            missing = rows[target].isna() & ~_stripped(frame[by_target[target]]).ne("")
             problems.add(missing, by_target[target], frame[by_target[target]], f"{target} is empty")
     if kind in ("transactions", "tickets"):
         has_cust = pd.Series(False, index=frame.index)
