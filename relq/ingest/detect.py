@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from relq.exceptions import ImportRejected
@@ -190,16 +191,21 @@ def build_table(rows: list[list[str]], file_name: str) -> Table:
     if not data:
         raise ImportRejected(f"{file_name}: the file has column names but no data rows.")
     wide = {}
-    cells = []
-    for n, row in enumerate(data, start=1):
-        if len(row) > width and any(c.strip() for c in row[width:]):
-            wide[n] = len(row)
-        cells.append(row[:width] + [""] * (width - len(row)) if len(row) < width else row[:width])
+    lengths = np.fromiter(map(len, data), dtype=np.int64, count=len(data))
+    cells = data
+    if (lengths != width).any():  # only the rows of another width are cut or padded
+        cells = list(data)
+        for i in np.flatnonzero(lengths != width):
+            row = data[i]
+            if len(row) > width and any(c.strip() for c in row[width:]):
+                wide[int(i) + 1] = len(row)
+            cells[i] = row[:width] + [""] * (width - len(row)) if len(row) < width else row[:width]
     frame = pd.DataFrame(
         cells, columns=[c.name for c in columns], index=pd.RangeIndex(1, len(cells) + 1), dtype=object
     )
-    blank = ~(frame != "").any(axis=1) if len(frame.columns) else pd.Series(True, index=frame.index)
-    frame = frame[~blank]
+    blank = ~np.fromiter(map(any, cells), dtype=bool, count=len(cells))  # every cell ''
+    if blank.any():
+        frame = frame[~blank]
     if frame.empty:
         raise ImportRejected(f"{file_name}: the file has column names but no data rows.")
     return Table(frame, tuple(columns), layout, n_header, wide, footer)

@@ -178,7 +178,7 @@ def sniff_delimiter(text: str) -> str:
 def _parse_csv(text: str, delimiter: str, file_name: str) -> list[list[str]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        return [row for row in reader]
+        return list(reader)
     except csv.Error as exc:
         raise ImportRejected(
             f"{file_name}: line {reader.line_num} cannot be read as {_delimiter_name(delimiter)}-separated "
