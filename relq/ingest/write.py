@@ -88,12 +88,19 @@ def match_customers(rows: pd.DataFrame, lookup) -> pd.Series:
     if "customer_id" in rows:
         given = rows["customer_id"].astype(object)
         out = given.where(given.isin(ids), None).astype(object)
-        by_ref = given.map(lambda v: refs.get(str(v).strip()) if v is not None else None)
+        by_ref = _map_unique(given, lambda v: refs.get(str(v).strip()))
         out = out.where(out.notna(), by_ref)
     if "email" in rows:
-        by_email = rows["email"].map(lambda v: emails.get(str(v).strip().lower()) if v is not None else None)
+        by_email = _map_unique(rows["email"], lambda v: emails.get(str(v).strip().lower()))
         out = out.where(out.notna(), by_email)
     return out.where(out.notna(), None)
+
+
+def _map_unique(values: pd.Series, fn) -> pd.Series:
+    """``fn`` of each distinct non-missing value, computed once per value (None where missing)."""
+    codes, uniques = pd.factorize(values)
+    looked_up = np.array([*(fn(u) for u in uniques), None], dtype=object)
+    return pd.Series(looked_up[codes], index=values.index)  # code -1 (missing) takes the None
 
 
 def quality_flags(
