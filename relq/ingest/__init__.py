@@ -251,7 +251,7 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
     v = prepared.validated
     id_name = ID_TARGETS[kind]
     valid = v.valid
-    answers = v.answers.loc[valid.index] if len(v.answers.columns) else v.answers.iloc[0:0]
+    answers = _rows_of(v.answers, valid.index) if len(v.answers.columns) else v.answers.iloc[0:0]
     rejects = v.rejects
     messages = list(prepared.messages)
     with engine.begin() as conn:
@@ -325,7 +325,7 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
             kind=kind,
             import_id=import_id,
             rows=new,
-            answers=answers.loc[new.index] if len(answers.columns) else answers,
+            answers=_rows_of(answers, new.index) if len(answers.columns) else answers,
             extras=v.extras[v.extras["row"].isin(new.index)] if not v.extras.empty else v.extras,
             instrument=prepared.instrument,
         )
@@ -346,6 +346,11 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
         rejects=rejects.reset_index(drop=True),
         messages=tuple(messages),
     )
+
+
+def _rows_of(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    """``frame``'s rows at ``index`` (the frame itself when that is all of them, uncopied)."""
+    return frame if frame.index.equals(index) else frame.loc[index]
 
 
 def import_file(

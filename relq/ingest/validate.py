@@ -86,6 +86,8 @@ class Validated:
 
     @property
     def valid(self) -> pd.DataFrame:
+        if not self.rejected_rows:
+            return self.rows  # read-only use by every caller; no million-row copy
         return self.rows[~self.rows.index.isin(list(self.rejected_rows))]
 
 
