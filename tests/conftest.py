@@ -156,6 +156,22 @@ def duckdb_demo(tmp_path_factory, demo_company):
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def demo_postgres_url(postgres_url, demo_company):
+    """A PostgreSQL database holding the small demo company, shared read-mostly by page tests."""
+    name = f"relq_demo_{os.getpid()}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    engine = sa.create_engine(url)
+    store.load_demo(engine, demo_company)
+    engine.dispose()
+    return url
+
+
 @pytest.fixture
 def demo_env(demo_db_url, monkeypatch):
     """Point RelQ (pages, CLI) at the shared demo database for one test."""

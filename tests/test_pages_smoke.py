@@ -1,4 +1,5 @@
-"""Every page in app.py's PAGES opens without an exception, and the shared filter reaches its numbers."""
+"""Every page in app.py's PAGES opens without an exception or error on DuckDB and on PostgreSQL, and the
+shared filter reaches its numbers."""
 
 import re
 from pathlib import Path
@@ -29,16 +30,21 @@ def test_app_lists_the_dashboard_pages():
     } <= set(PAGES)
 
 
+@pytest.mark.parametrize("store", ["duckdb", "postgres"])
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_opens_and_a_segment_filter_changes_its_numbers(demo_env, page):
+def test_every_page_opens_and_a_segment_filter_changes_its_numbers(request, monkeypatch, page, store):
+    url = request.getfixturevalue("demo_db_url" if store == "duckdb" else "demo_postgres_url")
+    monkeypatch.setenv("RELQ_DATABASE_URL", url)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
     before = _fingerprint(at)
     # Industry, not region: the segment explorer opens on region, whose own selection it drops on purpose
     # (a segment is compared with the rest).
     industry = at.multiselect(key="flt_dim_industry")
     industry.select(industry.options[0]).run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
     if page not in NO_FILTERED_NUMBERS:
         assert _fingerprint(at) != before
