@@ -65,7 +65,7 @@ else:
     )
 
 wide = explorer.wide_segment_table(scores, kept)
-wide = components.suppress_small_groups(wide, "responses")
+wide = components.suppress_small_groups(wide, "customers")  # DESIGN: groups under 5 customers
 
 
 def grey_small(row):

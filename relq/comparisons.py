@@ -96,6 +96,7 @@ class Segment:
     stats_row: dict
     headline: Headline
     comparisons: dict[str, stats.Comparison]
+    customers: int = 0  # distinct customers behind the responses (executives never see < 5)
 
     def as_report(self) -> dict:
         head = self.headline.as_dict()
@@ -130,6 +131,7 @@ class SegmentScores:
                     {
                         "value": seg.value,
                         "responses": seg.headline.responses,
+                        "customers": seg.customers,
                         "metric": metric,
                         "estimate": score.estimate,
                         "low": score.low,
@@ -162,6 +164,7 @@ class SegmentScores:
 _FRAME_COLUMNS = [
     "value",
     "responses",
+    "customers",
     "metric",
     "estimate",
     "low",
@@ -201,6 +204,7 @@ def segment_breakdown(
     inner = (
         sa.select(
             *[R.c[name] for name in (*PILLARS, "rq", "nps", "csat", "ces")],
+            R.c.customer_id,
             customer_dimension(dimension).label("segment"),
         )
         .select_from(R.outerjoin(customers, R.c.customer_id == customers.c.customer_id))
@@ -209,9 +213,12 @@ def segment_breakdown(
     )
     is_total = sa.func.grouping(inner.c.segment).label("is_total")
     rows = conn.execute(
-        sa.select(inner.c.segment, is_total, *metrics.sufficient_statistics(inner)).group_by(
-            sa.func.rollup(inner.c.segment)
-        )
+        sa.select(
+            inner.c.segment,
+            is_total,
+            sa.func.count(sa.distinct(inner.c.customer_id)).label("customers"),
+            *metrics.sufficient_statistics(inner),
+        ).group_by(sa.func.rollup(inner.c.segment))
     ).all()
     total_row = next((r._mapping for r in rows if int(r.is_total) == 1), None)
     if total_row is None or int(total_row["responses"]) == 0:
@@ -228,7 +235,7 @@ def segment_breakdown(
         rest_row = metrics.statistics_difference(total_row, m)
         rest = metrics.headline_from_row(rest_row)
         value = NO_VALUE if r.segment is None else str(r.segment)
-        parts.append(Segment(value, m, head, compare_headlines(head, m, rest, rest_row)))
+        parts.append(Segment(value, m, head, compare_headlines(head, m, rest, rest_row), int(r.customers)))
     parts.sort(key=lambda s: (-s.headline.responses, s.value))
     return SegmentScores(dimension, total, tuple(_with_q_values(parts, min_n)), min_n)
 

@@ -150,6 +150,7 @@ def wide_segment_table(scores: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame
         row = {
             "segment": segment,
             "responses": int(part["responses"].iloc[0]),
+            "customers": int(part["customers"].iloc[0]),
             "small": bool(part["small"].all()),
         }
         for r in part.itertuples():

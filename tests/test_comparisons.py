@@ -200,3 +200,16 @@ def test_period_comparison_matches_scipy_welch_on_the_two_periods(duckdb_demo):
 def test_period_comparison_without_a_closed_period_is_empty(duckdb_demo):
     with duckdb_demo.connect() as conn:
         assert comparisons.period_comparison(conn, SegmentFilter(since=date(2026, 1, 1))).empty
+
+
+def test_segment_customer_counts_match_pandas_distinct_customers(duckdb_demo, demo_company):
+    # Executives never see a group under 5 customers, so each segment carries its distinct
+    # customers; the reference counts them in pandas from the demo company's own frames.
+    with duckdb_demo.connect() as conn:
+        got = comparisons.segment_scores(conn, SegmentFilter(), "plan").drop_duplicates("value")
+    responses = demo_company.responses.merge(
+        demo_company.customers[["customer_id", "plan"]], on="customer_id", how="left"
+    )
+    expected = responses.dropna(subset=["customer_id"]).groupby("plan")["customer_id"].nunique()
+    got = got[got["value"] != comparisons.NO_VALUE].set_index("value")["customers"]
+    assert got.sort_index().to_dict() == expected.sort_index().to_dict()
