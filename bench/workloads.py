@@ -444,6 +444,7 @@ def _driver_figures(moments: pd.DataFrame, sample: pd.DataFrame) -> dict:
     out = {"sample_rows": len(sample), "sample_trust_sum": float(sample["trust"].sum())}
     for row in moments.itertuples():
         out[f"{row.segment}_n"] = row.n
+        out[f"{row.segment}_customers"] = row.customers
         out[f"{row.segment}_s0"] = row.s_0
         out[f"{row.segment}_c0_3"] = row.c_0_3
     return out
@@ -468,7 +469,8 @@ def drivers_sql(con) -> dict:
         if j >= i
     )
     moments = con.execute(
-        f"""SELECT coalesce(c.region, '(no value)') AS segment, count(*) AS n, {sums}, {cross}
+        f"""SELECT coalesce(c.region, '(no value)') AS segment, count(*) AS n,
+                   count(DISTINCT r.customer_id) AS customers, {sums}, {cross}
             FROM survey_responses r LEFT JOIN customers c USING (customer_id) WHERE {complete}
             GROUP BY 1"""  # noqa: S608
     ).df()
@@ -488,7 +490,10 @@ def drivers_pandas(f) -> dict:
     r = r.dropna(subset=cols)
     joined = r.merge(c[["customer_id", "region"]], on="customer_id", how="left")
     joined["segment"] = joined["region"].fillna("(no value)")
-    parts = {"n": joined.groupby("segment").size()}
+    parts = {
+        "n": joined.groupby("segment").size(),
+        "customers": joined.groupby("segment")["customer_id"].nunique(),
+    }
     for i, a in enumerate(cols):
         parts[f"s_{i}"] = joined.groupby("segment")[a].sum()
         for j in range(i, len(cols)):

@@ -67,11 +67,7 @@ with st.spinner(f"Decomposing R² in every {dimension.replace('_', ' ')}…"):
     by_segment = components.cached_query(
         engine, drivers.driver_importance, flt, dimension=dimension, resamples=100
     )
-shown = (
-    components.suppress_small_groups(by_segment)
-    if hasattr(components, "suppress_small_groups")
-    else by_segment
-)
+shown = components.suppress_small_groups(by_segment, "customers")  # DESIGN: groups under 5 customers
 st.caption(
     f"Segments with fewer than {components.min_n()} responses are greyed (marked small): their shares are "
     "shown without intervals and never ranked."

@@ -34,7 +34,11 @@ metric = right.selectbox(
 dims = (first, second) if second else (first,)
 
 with st.spinner("Scoring every segment and testing it against the rest…"):
-    scores = components.cached_query(engine, explorer.segment_table, flt, dimensions=dims)
+    # distinct customers are counted only where the small-group rule needs them (executives)
+    executive = components.current_role() == "executive"
+    scores = components.cached_query(
+        engine, explorer.segment_table, flt, dimensions=dims, count_customers=executive
+    )
     kept = components.cached_query(engine, explorer.segment_retention, flt, dimensions=dims)
 if scores.empty:
     components.nothing_matches("No segment of this dimension has survey responses under the current filters.")
@@ -65,7 +69,10 @@ else:
     )
 
 wide = explorer.wide_segment_table(scores, kept)
-wide = components.suppress_small_groups(wide, "customers")  # DESIGN: groups under 5 customers
+if executive:  # DESIGN: executives never see a group under 5 customers
+    wide = components.suppress_small_groups(wide, "customers")
+else:
+    wide = wide.drop(columns="customers", errors="ignore")
 
 
 def grey_small(row):

@@ -96,7 +96,7 @@ class Segment:
     stats_row: dict
     headline: Headline
     comparisons: dict[str, stats.Comparison]
-    customers: int = 0  # distinct customers behind the responses (executives never see < 5)
+    customers: int | None = None  # distinct customers, when counted (executives never see < 5)
 
     def as_report(self) -> dict:
         head = self.headline.as_dict()
@@ -188,7 +188,11 @@ def _check_dimension(conn: Connection, dimension: str) -> None:
 
 
 def segment_breakdown(
-    conn: Connection, flt: SegmentFilter, dimension: str, min_n: int | None = None
+    conn: Connection,
+    flt: SegmentFilter,
+    dimension: str,
+    min_n: int | None = None,
+    count_customers: bool = False,
 ) -> SegmentScores:
     """Scores per value of ``dimension``, each compared with the rest of the filtered responses.
 
@@ -212,13 +216,16 @@ def segment_breakdown(
         .subquery("by_segment")
     )
     is_total = sa.func.grouping(inner.c.segment).label("is_total")
+    # Distinct customers per segment cost a DISTINCT over every response (≈1.6× the query on the
+    # 1M-response tier), so they are counted only when asked: for executives, who never see a
+    # group under 5 customers.
+    customers_count = (
+        sa.func.count(sa.distinct(inner.c.customer_id)) if count_customers else sa.null()
+    ).label("customers")
     rows = conn.execute(
-        sa.select(
-            inner.c.segment,
-            is_total,
-            sa.func.count(sa.distinct(inner.c.customer_id)).label("customers"),
-            *metrics.sufficient_statistics(inner),
-        ).group_by(sa.func.rollup(inner.c.segment))
+        sa.select(inner.c.segment, is_total, customers_count, *metrics.sufficient_statistics(inner)).group_by(
+            sa.func.rollup(inner.c.segment)
+        )
     ).all()
     total_row = next((r._mapping for r in rows if int(r.is_total) == 1), None)
     if total_row is None or int(total_row["responses"]) == 0:
@@ -235,7 +242,8 @@ def segment_breakdown(
         rest_row = metrics.statistics_difference(total_row, m)
         rest = metrics.headline_from_row(rest_row)
         value = NO_VALUE if r.segment is None else str(r.segment)
-        parts.append(Segment(value, m, head, compare_headlines(head, m, rest, rest_row), int(r.customers)))
+        customers_n = None if r.customers is None else int(r.customers)
+        parts.append(Segment(value, m, head, compare_headlines(head, m, rest, rest_row), customers_n))
     parts.sort(key=lambda s: (-s.headline.responses, s.value))
     return SegmentScores(dimension, total, tuple(_with_q_values(parts, min_n)), min_n)
 
@@ -256,16 +264,20 @@ def _with_q_values(parts: list[Segment], min_n: int) -> list[Segment]:
 
 
 def segment_scores(
-    conn: Connection, flt: SegmentFilter, dimension: str, min_n: int | None = None
+    conn: Connection,
+    flt: SegmentFilter,
+    dimension: str,
+    min_n: int | None = None,
+    count_customers: bool = False,
 ) -> pd.DataFrame:
     """Tidy frame, one row per segment value × score, each vs the rest of the filtered responses.
 
-    Columns: value, responses, metric (trust, commitment, satisfaction, rq, nps, csat, ces),
-    estimate, low, high, n, small, delta, delta_low, delta_high (segment − rest, in the score's
+    Columns: value, responses, customers (distinct; only with ``count_customers``), metric (trust,
+    commitment, satisfaction, rq, nps, csat, ces), estimate, low, high, n, small, delta, delta_low, delta_high (segment − rest, in the score's
     points), p_value, q_value (Benjamini–Hochberg across segments), test, significant (q < 0.05,
     never when small), rank (1 = best among segments that are not small; NaN when small).
     """
-    return segment_breakdown(conn, flt, dimension, min_n).frame()
+    return segment_breakdown(conn, flt, dimension, min_n, count_customers).frame()
 
 
 def statistics_row(conn: Connection, flt: SegmentFilter) -> dict:

@@ -49,6 +49,7 @@ _COLUMNS = [
     "segment",
     "predictor",
     "n",
+    "customers",
     "small",
     "r",
     "r_low",
@@ -142,6 +143,7 @@ def moments(
     select = [
         segment,
         sa.func.count().label("n"),
+        sa.func.count(sa.distinct(R.c.customer_id)).label("customers"),
         *[sa.func.sum(c).label(f"s_{i}") for i, c in enumerate(cols)],
         *[
             sa.func.sum(cols[i] * cols[j]).label(f"c_{i}_{j}")
@@ -282,6 +284,7 @@ def driver_importance(
                     "segment": row["segment"],
                     "predictor": pillar,
                     "n": n,
+                    "customers": int(row["customers"] or 0),
                     "small": small,
                     "r": fisher.estimate,
                     "r_low": fisher.low,

@@ -21,7 +21,11 @@ SEPARATOR = " · "
 
 
 def segment_table(
-    conn: Connection, flt: SegmentFilter, dimensions: tuple[str, ...], min_n: int | None = None
+    conn: Connection,
+    flt: SegmentFilter,
+    dimensions: tuple[str, ...],
+    min_n: int | None = None,
+    count_customers: bool = False,
 ) -> pd.DataFrame:
     """Tidy scores per segment × metric (relq.comparisons.segment_scores) for one dimension, or
     for the crossing of two: each value of the first within each of the (up to 12 most common)
@@ -32,7 +36,7 @@ def segment_table(
         raise ValueError("Choose one or two dimensions.")
     first = dimensions[0]
     if len(dimensions) == 1:
-        frame = segment_scores(conn, flt, first, min_n)
+        frame = segment_scores(conn, flt, first, min_n, count_customers)
         return frame.rename(columns={"value": "segment"})
     second = dimensions[1]
     if second == first:
@@ -41,13 +45,17 @@ def segment_table(
     values = list(chosen) or catalog.dimension_values(conn, second, limit=MAX_SECOND_VALUES)
     parts = []
     for value in values:
-        part = segment_scores(conn, flt.with_dimension(second, [value]), first, min_n)
+        part = segment_scores(conn, flt.with_dimension(second, [value]), first, min_n, count_customers)
         if part.empty:
             continue
         part = part.assign(segment=part["value"].astype(str) + SEPARATOR + str(value))
         parts.append(part.drop(columns="value"))
     if not parts:
-        return segment_scores(conn, flt, first, min_n).rename(columns={"value": "segment"}).iloc[0:0]
+        return (
+            segment_scores(conn, flt, first, min_n, count_customers)
+            .rename(columns={"value": "segment"})
+            .iloc[0:0]
+        )
     frame = pd.concat(parts, ignore_index=True)
     frame["q_value"] = np.nan
     for _metric, idx in frame[~frame["small"]].groupby("metric").groups.items():
@@ -150,7 +158,7 @@ def wide_segment_table(scores: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame
         row = {
             "segment": segment,
             "responses": int(part["responses"].iloc[0]),
-            "customers": int(part["customers"].iloc[0]),
+            "customers": part["customers"].iloc[0],
             "small": bool(part["small"].all()),
         }
         for r in part.itertuples():

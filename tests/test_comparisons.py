@@ -206,7 +206,8 @@ def test_segment_customer_counts_match_pandas_distinct_customers(duckdb_demo, de
     # Executives never see a group under 5 customers, so each segment carries its distinct
     # customers; the reference counts them in pandas from the demo company's own frames.
     with duckdb_demo.connect() as conn:
-        got = comparisons.segment_scores(conn, SegmentFilter(), "plan").drop_duplicates("value")
+        got = comparisons.segment_scores(conn, SegmentFilter(), "plan", count_customers=True)
+        got = got.drop_duplicates("value")
     responses = demo_company.responses.merge(
         demo_company.customers[["customer_id", "plan"]], on="customer_id", how="left"
     )
