@@ -17,10 +17,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings as hypothesis_settings
 
 from relq import schema, store
 
 os.environ.setdefault("RELQ_DEMO_CUSTOMERS", "1500")
+
+# Property tests are deterministic (the same examples on every run, so CI cannot turn red by
+# chance) and have no per-example deadline (a busy 2-core CI machine is not a failure).
+hypothesis_settings.register_profile("relq", deadline=None, derandomize=True, print_blob=True)
+hypothesis_settings.load_profile("relq")
 
 
 def _pg_bin(name: str) -> str:
