@@ -106,6 +106,31 @@ def _errors(page) -> list[str]:
     return found + [d.inner_text()[:300] for d in page.query_selector_all('[role="dialog"]')]
 
 
+def _choose_in_sidebar(page, expander: str, label: str, option: str) -> None:
+    """Open a sidebar expander and pick an option in one of its multiselects, as a user does.
+
+    The dropdown can miss a click that lands while the expander is still opening, so the click
+    is retried (at most three times) until the option is listed.
+    """
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text(expander, exact=True).click()
+    box = sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text=label)
+    box.wait_for(state="visible", timeout=30_000)
+    choice = page.get_by_role("option", name=option)
+    for attempt in range(3):
+        box.locator("input").click()
+        try:
+            choice.wait_for(state="visible", timeout=10_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(500)
+    choice.click()
+    page.keyboard.press("Escape")
+
+
 @pytest.mark.browser
 def test_every_page_opens_by_url_and_survives_a_filter_change_in_chromium(dashboard):
     from playwright.sync_api import sync_playwright
@@ -127,11 +152,7 @@ def test_every_page_opens_by_url_and_survives_a_filter_change_in_chromium(dashbo
         page.goto(f"{dashboard}/")
         _settle(page)
         before = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
-        sidebar = page.locator('[data-testid="stSidebar"]')
-        sidebar.get_by_text("Segments", exact=True).click()
-        sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="Region").locator("input").click()
-        page.get_by_role("option", name="EMEA").click()
-        page.keyboard.press("Escape")
+        _choose_in_sidebar(page, "Segments", "Region", "EMEA")
         page.wait_for_url(re.compile(r"seg\.region=EMEA"), timeout=30_000)
         _settle(page)
         assert not _errors(page), _errors(page)
