@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 import streamlit as st
 
-from relq import auth, catalog, metrics, store
+from relq import auth, catalog, charts, metrics, store
 from relq.exceptions import RelqError
 from relq.exports import to_safe_csv
 from relq.filters import SegmentFilter
@@ -218,10 +218,8 @@ def filter_sidebar(engine) -> SegmentFilter:
 
 
 def _quadrant_choice(sb) -> str:
-    try:
-        from relq.quadrants import QUADRANT_NAMES  # quadrants are optional in the frame
-    except ImportError:
-        return ""
+    from relq.quadrants import QUADRANT_NAMES
+
     keys = [""] + list(QUADRANT_NAMES)
     if st.session_state.get("flt_quadrant") not in keys:
         st.session_state["flt_quadrant"] = ""
@@ -258,12 +256,8 @@ def cached_trend(engine, flt: SegmentFilter, freq: str = "month") -> pd.DataFram
     return _trend(engine, str(engine.url), flt, freq, data_version())
 
 
-def _fmt(value: float, digits: int = 1) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
 def format_interval(low: float, high: float, digits: int = 1) -> str:
-    return f"[{_fmt(low, digits)}, {_fmt(high, digits)}]"
+    return f"[{charts.format_number(low, digits)}, {charts.format_number(high, digits)}]"
 
 
 def score_card(
@@ -283,7 +277,7 @@ def score_card(
     significant only when the test says it is."""
     box = container or st
     small = n < min_n()
-    value = _fmt(estimate, digits)
+    value = charts.format_number(estimate, digits)
     delta_text = None
     if delta is not None and not (isinstance(delta, float) and math.isnan(delta)):
         # short enough for a card: the caption above the cards names the two periods

@@ -41,7 +41,7 @@ rows = components.cached_query(engine, dataquality.quality_rows, flt, check=chec
 if rows.empty:
     st.success(f"No {check} in view.")
 else:
-    shown = components.mask_personal(rows) if hasattr(components, "mask_personal") else rows
+    shown = components.mask_personal(rows)
     st.caption(f"{len(rows):,} rows (at most 5,000 shown).")
     components.table_with_download(shown, f"data-quality-{check.replace(' ', '-')}.csv", key="dq_rows_csv")
 

@@ -48,10 +48,6 @@ def _distribution(_engine, url: str, flt: SegmentFilter, instrument, version: in
         return answer_distribution(conn, flt, instrument)
 
 
-def _fmt(x: float, digits: int = 2) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
 def _correlation_heatmap(corr: pd.DataFrame) -> go.Figure:
     names = list(PILLARS)
     z = [[1.0 if a == b else math.nan for b in names] for a in names]
@@ -59,7 +55,7 @@ def _correlation_heatmap(corr: pd.DataFrame) -> go.Figure:
     for row in corr.itertuples():
         i, j = names.index(row.a), names.index(row.b)
         z[i][j] = z[j][i] = row.r
-        label = f"{_fmt(row.r)}<br>[{_fmt(row.low)}, {_fmt(row.high)}]<br>n = {row.n:,}"
+        label = f"{charts.format_number(row.r, 2)}<br>[{charts.format_number(row.low, 2)}, {charts.format_number(row.high, 2)}]<br>n = {row.n:,}"
         text[i][j] = text[j][i] = label
     fig = go.Figure(
         go.Heatmap(
@@ -151,11 +147,11 @@ else:
         small = a.n < min_n
         col.metric(
             f"{LABELS[pillar]} α",
-            _fmt(a.alpha) + (f" (n<{min_n})" if small else ""),
-            help=f"{a.k} items; n = {a.n:,} complete responses; 95% interval [{_fmt(a.low)}, {_fmt(a.high)}].",
+            charts.format_number(a.alpha, 2) + (f" (n<{min_n})" if small else ""),
+            help=f"{a.k} items; n = {a.n:,} complete responses; 95% interval [{charts.format_number(a.low, 2)}, {charts.format_number(a.high, 2)}].",
         )
         col.caption(
-            f"n = {a.n:,} · {a.k} items · 95% CI [{_fmt(a.low)}, {_fmt(a.high)}]"
+            f"n = {a.n:,} · {a.k} items · 95% CI [{charts.format_number(a.low, 2)}, {charts.format_number(a.high, 2)}]"
             + (" · :grey[small sample]" if small else "")
         )
 
@@ -167,8 +163,8 @@ else:
         st.warning(
             "**Items that weaken reliability** (α would rise without them, or item–total r < 0.30): "
             + "; ".join(
-                f"`{r.item_id}` ({LABELS[r.pillar]}: α {_fmt(rel.alpha[r.pillar].alpha)} → "
-                f"{_fmt(r.alpha_if_deleted)} without it, item–total r {_fmt(r.item_total_r)})"
+                f"`{r.item_id}` ({LABELS[r.pillar]}: α {charts.format_number(rel.alpha[r.pillar].alpha, 2)} → "
+                f"{charts.format_number(r.alpha_if_deleted, 2)} without it, item–total r {charts.format_number(r.item_total_r, 2)})"
                 for r in weak.itertuples()
             )
             + ". Check their wording — a reverse-keyed item that customers misread is a common cause."

@@ -5,6 +5,7 @@ import streamlit as st
 
 from pages import components
 from relq import charts, voice
+from relq.quadrants import QUADRANT_NAMES
 
 engine = components.get_engine()
 flt = components.current_filter()
@@ -14,10 +15,6 @@ head = components.cached_headline(engine, flt)
 if head.responses == 0:
     components.nothing_matches()
 
-try:
-    from relq.quadrants import QUADRANT_NAMES
-except ImportError:  # quadrants are optional
-    QUADRANT_NAMES = {}
 
 left, mid, right = st.columns([2, 2, 2])
 search = left.text_input("Search comments", key="voice_search", placeholder="e.g. support, invoice, price")

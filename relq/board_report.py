@@ -300,10 +300,6 @@ def segment_moves(
 # --------------------------------------------------------------------------- board report
 
 
-def _fmt(x: float, digits: int = 1) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
 def _kpi_table(frame: pd.DataFrame) -> str:
     rows = []
     for r in frame.itertuples():
@@ -313,8 +309,8 @@ def _kpi_table(frame: pd.DataFrame) -> str:
         colour = (charts.GOOD if good else charts.BAD) if r.significant else "#52606D"
         rows.append(
             f"<tr{' class=small' if r.small else ''}><td>{html.escape(r.label)}</td>"
-            f"<td class=num>{_fmt(r.estimate, digits)}</td>"
-            f"<td class=num>[{_fmt(r.low, digits)}, {_fmt(r.high, digits)}]</td><td class=num>{r.n:,}</td>"
+            f"<td class=num>{charts.format_number(r.estimate, digits)}</td>"
+            f"<td class=num>[{charts.format_number(r.low, digits)}, {charts.format_number(r.high, digits)}]</td><td class=num>{r.n:,}</td>"
             f"<td class=num style='color:{colour}'>{'' if math.isnan(r.delta) else f'{r.delta:+.{digits}f}'}</td>"
             f"<td>{mark}{' · small sample' if r.small else ''}</td></tr>"
         )

@@ -5,11 +5,14 @@ Each pillar keeps its colour on every page; good is teal-green and bad is coral 
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
 __all__ = [
+    "format_number",
     "TEMPLATE",
     "PILLAR_COLOURS",
     "METRIC_COLOURS",
@@ -49,6 +52,15 @@ TEMPLATE = go.layout.Template(
     )
 )
 pio.templates["relq"] = TEMPLATE
+
+
+def format_number(value: float | None, digits: int = 1) -> str:
+    """A score as shown on screen: fixed decimals, an en dash when there is none.
+
+    >>> format_number(61.849), format_number(float("nan")), format_number(None, 2)
+    ('61.8', '–', '–')
+    """
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from relq import schema
+from relq.quality import QUALITY_FLAGS
 
 __all__ = ["SegmentFilter", "customer_dimension", "QUERY_KEYS"]
 
@@ -147,7 +148,7 @@ class SegmentFilter:
             for key in sorted(params)
             if key.startswith("seg.") and params.get(key)
         )
-        exclude = tuple(f for f in listed("exclude") if f in _FLAGS)
+        exclude = tuple(f for f in listed("exclude") if f in QUALITY_FLAGS)
         return cls(
             since=day("since"),
             until=day("until"),
@@ -156,6 +157,3 @@ class SegmentFilter:
             quadrant=params.get("quadrant") or None,
             exclude_flags=exclude,
         )
-
-
-_FLAGS = ("flag_duplicate", "flag_speeder", "flag_straightliner", "flag_out_of_range")

@@ -47,11 +47,9 @@ R = schema.survey_responses
 
 
 def quadrant_names() -> dict[str, str]:
-    """Quadrant key → name, when relq.quadrants is available (empty otherwise)."""
-    try:
-        from relq.quadrants import QUADRANT_NAMES
-    except ImportError:
-        return {}
+    """Quadrant key → name (imported late: relq.quadrants builds on the same tables)."""
+    from relq.quadrants import QUADRANT_NAMES
+
     return dict(QUADRANT_NAMES)
 
 

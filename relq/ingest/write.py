@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import warnings
 from collections.abc import Iterable
 
@@ -14,6 +13,9 @@ from sqlalchemy import select
 
 from relq import schema
 from relq.instrument import Instrument, pillar_indices
+from relq.quality import QUALITY_FLAGS as FLAGS
+from relq.quality import flag_responses
+from relq.store import bulk_insert, refresh_derived
 
 __all__ = ["write_rows", "existing_ids", "customer_lookup", "insert_frame"]
 
@@ -29,34 +31,11 @@ _TABLE = {
     "transactions": schema.transactions,
     "tickets": schema.tickets,
 }
-FLAGS = ("flag_duplicate", "flag_speeder", "flag_straightliner", "flag_out_of_range")
-
-
-def _plain(v):
-    if v is None or v is pd.NaT or v is pd.NA:
-        return None
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, pd.Timestamp):
-        return v.to_pydatetime()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 def insert_frame(conn, table, df: pd.DataFrame) -> None:
-    """Bulk insert through relq.store's native path (row inserts when it is not available)."""
-    if df.empty:
-        return
-    try:
-        from relq.store import bulk_insert
-    except ImportError:
-        bulk_insert = None
-    if bulk_insert is not None:
-        bulk_insert(conn, table, df)
-        return
-    records = [{k: _plain(v) for k, v in r.items()} for r in df.astype(object).to_dict("records")]
-    conn.execute(table.insert(), records)
+    """Bulk insert through relq.store's native path, inside the import's transaction."""
+    bulk_insert(conn, table, df)
 
 
 def existing_ids(conn, column, ids: Iterable[str]) -> set[str]:
@@ -106,14 +85,10 @@ def _map_unique(values: pd.Series, fn) -> pd.Series:
 def quality_flags(
     responses: pd.DataFrame, answers: pd.DataFrame, instrument: Instrument
 ) -> tuple[pd.DataFrame, str | None]:
-    """Data-quality flags from relq.quality (all false, with a message, if it cannot run)."""
+    """Data-quality flags from relq.quality (all false, with a message, if they cannot be computed)."""
     blank = pd.DataFrame(False, index=responses.index, columns=list(FLAGS))
     if responses.empty:
         return blank, None
-    try:
-        from relq.quality import flag_responses
-    except ImportError:
-        return blank, "Data-quality flags were not computed (relq.quality is not available)."
     try:
         with warnings.catch_warnings():  # empty slices (no durations) are expected, not news
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -179,12 +154,7 @@ def write_rows(
         fields = fields[["customer_id", "field", "value"]].assign(import_id=import_id)
         insert_frame(conn, schema.customer_fields, fields.reset_index(drop=True))
     if kind in ("customers", "transactions"):
-        try:
-            from relq.store import refresh_derived
-        except ImportError:
-            refresh_derived = None
-        if refresh_derived is not None:
-            refresh_derived(conn)
+        refresh_derived(conn)
     return messages
 
 
