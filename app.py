@@ -1,19 +1,15 @@
-"""RelQ — the frame: page config, sign-in, the shared filters, the demo notice and the navigation.
+"""RelQ — the frame: page config, the navigation (drawn first), sign-in, the shared filters and
+the demo notice, then the page.
 
-Run with ``streamlit run app.py``. Each page in ``pages/`` only reads widgets, calls relq and renders.
+Run with ``streamlit run app.py``. Each page in ``pages/`` only reads widgets, calls relq and
+renders; the UI boundary they share is :mod:`relq.ui`.
 """
 
 import streamlit as st
 
-from pages import components
+from relq import ui
 
 st.set_page_config(page_title="RelQ — relationship quality", page_icon="🤝", layout="wide")
-
-role = components.sign_in_gate()  # sign-in when [auth] is configured, else local single-user mode
-engine = components.get_engine()
-with components.store_errors_as_sentences(engine):
-    components.filter_sidebar(engine)
-    components.demo_notice(engine)
 
 PAGES = {
     "Executives": [
@@ -21,7 +17,7 @@ PAGES = {
             "pages/overview.py",
             title="Overview",
             icon=":material/dashboard:",
-            url_path="overview",
+            url_path="home",  # served at /; the name it reserves must differ from its bookmark below
             default=True,
         ),
     ],
@@ -63,7 +59,19 @@ PAGES = {
     ],
 }
 
-# Only the pages this role may open are in the menu; any other page's URL answers with a refusal.
-page = st.navigation(components.navigation_for_role(PAGES, role))
-with components.store_errors_as_sentences(engine):
+# The default page answers at / ; its own name keeps working as a bookmark too (hidden from the menu).
+BOOKMARKS = [
+    st.Page("pages/overview.py", title="Overview", url_path="overview", visibility="hidden"),
+]
+
+# The navigation comes first, before any slow work, so the very first paint is RelQ's own menu.
+# Only the pages this role may open are in it; any other page's URL answers with a refusal.
+role = ui.current_role()  # admin in local single-user mode; None while nobody is signed in
+page = st.navigation(ui.navigation_for_role(PAGES, role, BOOKMARKS), position="hidden")
+ui.sidebar_navigation(PAGES, role)
+ui.sign_in_gate()  # the sign-in screen, or who is signed in; stops the run without a role
+engine = ui.get_engine()
+with ui.store_errors_as_sentences(engine):
+    ui.filter_sidebar(engine)
+    ui.demo_notice(engine)
     page.run()

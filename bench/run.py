@@ -1,4 +1,4 @@
-"""RelQ benchmarks (DESIGN.md §Targets): relq side by side with hand-written DuckDB SQL and pandas.
+"""RelQ benchmarks (targets in bench/README.md): relq side by side with hand-written DuckDB SQL and pandas.
 
     python bench/run.py                 # large tier (200k customers), every section
     python bench/run.py --quick         # small tier (12k customers), queries only, < 2 min
@@ -416,7 +416,7 @@ def run_postgres(tier: str, repeat: int, only: set[str] | None) -> dict:
     """The relq side of each workload on PostgreSQL 15 holding the same demo company (reported only)."""
     from bench.workloads import WORKLOADS
     from relq import store
-    from relq.demo import generate_demo
+    from relq.ingest.demo import generate_demo
 
     base = Path(tempfile.mkdtemp(prefix="relq-bench-pg-"))
     data, sock = base / "data", base / "sock"

@@ -15,10 +15,10 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from relq import metrics
-from relq.filters import SegmentFilter
-from relq.instrument import configured_instrument
-from relq.schema import PILLARS
+from relq.core.instrument import configured_instrument
+from relq.measures import metrics
+from relq.store.filters import SegmentFilter
+from relq.store.schema import PILLARS
 
 __all__ = ["Workload", "WORKLOADS", "load_frames", "FRAME_TABLES"]
 
@@ -228,7 +228,7 @@ SEGMENT_DIMENSIONS = ("region", "plan")
 
 
 def segments_relq(engine) -> dict:
-    from relq.comparisons import segment_scores
+    from relq.measures.comparisons import segment_scores
 
     out = {}
     with engine.connect() as conn:
@@ -268,7 +268,7 @@ def segments_pandas(f) -> dict:
 
 
 def quadrants_relq(engine) -> dict:
-    from relq.quadrants import quadrant_counts
+    from relq.analyses.quadrants import quadrant_counts
 
     with engine.connect() as conn:
         return quadrant_counts(conn, SegmentFilter())
@@ -317,7 +317,7 @@ def _cohort_figures(frame: pd.DataFrame) -> dict:
 
 
 def cohorts_relq(engine) -> dict:
-    from relq.retention import cohort_activity
+    from relq.analyses.retention import cohort_activity
 
     with engine.connect() as conn:
         return _cohort_figures(cohort_activity(conn, SegmentFilter()))
@@ -395,8 +395,8 @@ def _duration_figures(frame: pd.DataFrame) -> dict:
 
 
 def durations_relq(engine) -> dict:
-    """The weighted duration/event table Kaplan–Meier is fitted on (relq.survival.duration_table)."""
-    from relq.survival import duration_table
+    """The weighted duration/event table Kaplan–Meier is fitted on (relq.analyses.survival.duration_table)."""
+    from relq.analyses.survival import duration_table
 
     with engine.connect() as conn:
         return _duration_figures(duration_table(conn, SegmentFilter()))
@@ -452,7 +452,7 @@ def _driver_figures(moments: pd.DataFrame, sample: pd.DataFrame) -> dict:
 
 def drivers_relq(engine) -> dict:
     """The drivers page's inputs: item moments by region and the bootstrap sample."""
-    from relq.drivers import moments, sample_rows
+    from relq.analyses.drivers import moments, sample_rows
 
     with engine.connect() as conn:
         return _driver_figures(moments(conn, SegmentFilter(), "region"), sample_rows(conn, SegmentFilter()))
@@ -513,7 +513,7 @@ def _alpha(var_items: list[float], var_total: float) -> float:
 
 
 def reliability_relq(engine) -> dict:
-    from relq.reliability import reliability
+    from relq.measures.reliability import reliability
 
     with engine.connect() as conn:
         result = reliability(conn, SegmentFilter(), INSTRUMENT)
@@ -592,7 +592,7 @@ def reliability_pandas(f) -> dict:
 
 
 def report_relq(engine) -> dict:
-    from relq.report import build_report
+    from relq.outputs.report import build_report
 
     report = build_report(engine)
     out = {"responses": report["responses"], "nps": report["nps"]["score"]}

@@ -2,25 +2,27 @@
 
 import streamlit as st
 
-from pages import components
-from relq import auth
-from relq.settings import load_settings
+from relq import ui
+from relq.core import auth
+from relq.core.settings import load_settings
 
-engine = components.get_engine()
-components.require_action("view_audit")
+ui.framed()  # first: a fresh server's first request is served through the frame
+
+engine = ui.get_engine()
+ui.require_action("view_audit")
 
 st.title("Access and audit")
 
 st.subheader("Who has which role")
 roles_path = load_settings().roles_path
-if not components.auth_configured():
+if not ui.auth_configured():
     st.info(
         "RelQ runs in **local single-user mode**: no sign-in, and whoever opens it on this machine is "
         "an admin. To require sign-in, configure `[auth]` in `.streamlit/secrets.toml` (see "
         "`.streamlit/secrets.example.toml`) and give people roles in the roles file."
     )
-members = components.role_map().members()
-if members.empty and components.auth_configured():
+members = ui.role_map().members()
+if members.empty and ui.auth_configured():
     st.warning(
         f"The roles file {roles_path} is missing or empty, so nobody who signs in has a role. "
         "Copy data/roles.example.toml to data/roles.toml and add your team."
@@ -38,7 +40,7 @@ st.caption(
 )
 
 st.subheader("Audit log")
-log = components.audit_records(engine)
+log = ui.audit_records(engine)
 if log.empty:
     st.write("Nothing recorded yet: every export and import will appear here with who did it and when.")
     st.stop()
@@ -50,4 +52,4 @@ if shown.empty:
     st.stop()
 st.caption(f"The latest {len(shown):,} records, newest first.")
 st.dataframe(shown, hide_index=True, width="stretch")
-components.download_csv(shown, "relq-audit-log.csv", key="admin_audit_download")
+ui.download_csv(shown, "relq-audit-log.csv", key="admin_audit_download")

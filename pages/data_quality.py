@@ -3,11 +3,13 @@ responses and stale customers — the counts and the rows behind them."""
 
 import streamlit as st
 
-from pages import components
-from relq import dataquality
+from relq import ui
+from relq.analyses import dataquality
 
-engine = components.get_engine()
-flt = components.current_filter()
+ui.framed()  # first: a fresh server's first request is served through the frame
+
+engine = ui.get_engine()
+flt = ui.current_filter()
 
 st.title("Data quality")
 st.caption(
@@ -23,31 +25,29 @@ stale_days = st.number_input(
     key="dq_stale_days",
 )
 with st.spinner("Checking the data…"):
-    summary = components.cached_query(engine, dataquality.quality_summary, flt, stale_days=int(stale_days))
+    summary = ui.cached_query(engine, dataquality.quality_summary, flt, stale_days=int(stale_days))
 if summary["out_of"].max() == 0:
-    components.nothing_matches(
-        "No survey responses or customers match the current filters. Clear the filters."
-    )
+    ui.nothing_matches("No survey responses or customers match the current filters. Clear the filters.")
 
 cols = st.columns(len(summary))
 for col, row in zip(cols, summary.itertuples(), strict=True):
     col.metric(row.check.capitalize(), f"{row.count:,}", help=row.meaning)
     col.caption(f"of n = {row.out_of:,} {row.unit} ({row.share:.1f}%)")
-components.table_with_download(summary, "data-quality-summary.csv", key="dq_summary_csv")
+ui.table_with_download(summary, "data-quality-summary.csv", key="dq_summary_csv")
 
 st.subheader("The rows behind a check")
 check = st.selectbox("Check", list(dataquality.CHECKS), key="dq_check")
-rows = components.cached_query(engine, dataquality.quality_rows, flt, check=check, stale_days=int(stale_days))
+rows = ui.cached_query(engine, dataquality.quality_rows, flt, check=check, stale_days=int(stale_days))
 if rows.empty:
     st.success(f"No {check} in view.")
 else:
-    shown = components.mask_personal(rows)
+    shown = ui.mask_personal(rows)
     st.caption(f"{len(rows):,} rows (at most 5,000 shown).")
-    components.table_with_download(shown, f"data-quality-{check.replace(' ', '-')}.csv", key="dq_rows_csv")
+    ui.table_with_download(shown, f"data-quality-{check.replace(' ', '-')}.csv", key="dq_rows_csv")
 
 st.subheader("Missing values by column")
-missing = components.cached_query(engine, dataquality.missingness, flt)
-components.table_with_download(
+missing = ui.cached_query(engine, dataquality.missingness, flt)
+ui.table_with_download(
     missing,
     "missing-values.csv",
     key="dq_missing_csv",

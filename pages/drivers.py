@@ -3,11 +3,15 @@ to plain correlations), overall and per segment; importance × performance; pill
 
 import streamlit as st
 
-from pages import components
-from relq import catalog, charts, drivers
+from relq import ui
+from relq.analyses import drivers
+from relq.outputs import charts
+from relq.store import catalog
 
-engine = components.get_engine()
-flt = components.current_filter()
+ui.framed()  # first: a fresh server's first request is served through the frame
+
+engine = ui.get_engine()
+flt = ui.current_filter()
 
 st.title("What drives NPS")
 st.caption(
@@ -18,9 +22,9 @@ st.caption(
 )
 
 with st.spinner("Decomposing R² and bootstrapping its intervals…"):
-    overall = components.cached_query(engine, drivers.driver_importance, flt)
+    overall = ui.cached_query(engine, drivers.driver_importance, flt)
 if overall.empty or overall["n"].max() < 10:
-    components.nothing_matches(
+    ui.nothing_matches(
         "Too few survey responses with all three pillars and an NPS answer match the current filters "
         "(at least 10 are needed). Widen the period or clear the filters."
     )
@@ -31,9 +35,9 @@ metric_cols = st.columns(4)
 metric_cols[0].metric(
     "R² of NPS on the pillars",
     f"{r2['r2']:.2f}",
-    help=f"n = {n:,}; 95% bootstrap interval {components.format_interval(r2['r2_low'], r2['r2_high'], 2)}",
+    help=f"n = {n:,}; 95% bootstrap interval {ui.format_interval(r2['r2_low'], r2['r2_high'], 2)}",
 )
-metric_cols[0].caption(f"n = {n:,} · 95% CI {components.format_interval(r2['r2_low'], r2['r2_high'], 2)}")
+metric_cols[0].caption(f"n = {n:,} · 95% CI {ui.format_interval(r2['r2_low'], r2['r2_high'], 2)}")
 for col, row in zip(metric_cols[1:], overall.itertuples(), strict=False):
     col.metric(
         f"{row.predictor.capitalize()}: share of R²",
@@ -41,7 +45,7 @@ for col, row in zip(metric_cols[1:], overall.itertuples(), strict=False):
         help=f"LMG {row.lmg:.3f}, 95% CI [{row.lmg_low:.3f}, {row.lmg_high:.3f}]; n = {row.n:,}",
     )
     col.caption(
-        f"n = {row.n:,} · 95% CI {components.format_interval(row.lmg_low, row.lmg_high, 3)} · r = {row.r:.2f}"
+        f"n = {row.n:,} · 95% CI {ui.format_interval(row.lmg_low, row.lmg_high, 3)} · r = {row.r:.2f}"
     )
 
 left, right = st.columns(2)
@@ -49,7 +53,7 @@ left.plotly_chart(charts.driver_bars(overall, "Share of R² explained by each pi
 with right:
     st.subheader("Plain correlations with NPS")
     corr = overall[["predictor", "n", "r", "r_low", "r_high", "lmg", "lmg_low", "lmg_high"]]
-    components.table_with_download(
+    ui.table_with_download(
         corr,
         "drivers-overall.csv",
         key="drivers_overall_csv",
@@ -61,18 +65,16 @@ with right:
     )
 
 st.subheader("Per segment")
-dimensions = components.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt)
+dimensions = ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt)
 dimension = st.selectbox("Segment by", dimensions, index=0, key="drivers_dimension")
 with st.spinner(f"Decomposing R² in every {dimension.replace('_', ' ')}…"):
-    by_segment = components.cached_query(
-        engine, drivers.driver_importance, flt, dimension=dimension, resamples=100
-    )
-shown = components.suppress_small_groups(by_segment, "customers")  # DESIGN: groups under 5 customers
+    by_segment = ui.cached_query(engine, drivers.driver_importance, flt, dimension=dimension, resamples=100)
+shown = ui.suppress_small_groups(by_segment, "customers")  # groups under 5 customers
 st.caption(
-    f"Segments with fewer than {components.min_n()} responses are greyed (marked small): their shares are "
+    f"Segments with fewer than {ui.min_n()} responses are greyed (marked small): their shares are "
     "shown without intervals and never ranked."
 )
-components.table_with_download(
+ui.table_with_download(
     shown,
     f"drivers-by-{dimension}.csv",
     key="drivers_segment_csv",
@@ -85,7 +87,7 @@ components.table_with_download(
 
 st.subheader("Importance × performance")
 with st.spinner("Correlating every item with NPS…"):
-    ip = components.cached_query(engine, drivers.importance_performance, flt)
+    ip = ui.cached_query(engine, drivers.importance_performance, flt)
 left, right = st.columns([3, 2])
 left.plotly_chart(
     charts.importance_performance(ip, "Pillars (large) and their items (rings)"), width="stretch"
@@ -95,7 +97,7 @@ with right:
         "Top-left (important, low performance): fix first. Top-right: keep up. Reverse-keyed items are "
         "recoded so higher is always better."
     )
-    components.table_with_download(
+    ui.table_with_download(
         ip[
             [
                 "name",
@@ -119,7 +121,7 @@ with right:
 
 st.subheader("Pillars and churn")
 with st.spinner("Fitting a Cox model of churn on the pillars…"):
-    cox = components.cached_query(engine, drivers.churn_hazard_ratios, flt)
+    cox = ui.cached_query(engine, drivers.churn_hazard_ratios, flt)
 if cox is None:
     st.info(
         "Too few surveyed customers churned in view to estimate hazard ratios (at least 10 churns needed)."
@@ -135,4 +137,4 @@ else:
             f"Cox proportional hazards on {cox.customers:,} surveyed customers ({cox.churned:,} churned), "
             f"concordance {cox.concordance:.2f}. {cox.ph_sentence}"
         )
-        components.table_with_download(cox.hazard_ratios, "churn-hazard-ratios.csv", key="hr_csv")
+        ui.table_with_download(cox.hazard_ratios, "churn-hazard-ratios.csv", key="hr_csv")

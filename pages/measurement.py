@@ -6,27 +6,29 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import components
-from relq import charts, store
-from relq.exceptions import RelqError
-from relq.filters import SegmentFilter
-from relq.instrument import (
+from relq import store, ui
+from relq.core.instrument import (
     configured_instrument,
     instrument_frame,
     instrument_from_frame,
     save_instrument,
 )
-from relq.reliability import (
+from relq.exceptions import RelqError
+from relq.measures.reliability import (
     HTMT_WARNING,
     answer_distribution,
     pillar_correlations,
     recompute_indices,
     reliability,
 )
-from relq.schema import PILLARS
+from relq.outputs import charts
+from relq.store.filters import SegmentFilter
+from relq.store.schema import PILLARS
 
-engine = components.get_engine()
-flt = components.current_filter()
+ui.framed()  # first: a fresh server's first request is served through the frame
+
+engine = ui.get_engine()
+flt = ui.current_filter()
 LABELS = charts.METRIC_LABELS
 
 
@@ -123,9 +125,9 @@ st.caption(
 try:
     instrument = configured_instrument()
 except RelqError as exc:
-    components.fail_clearly(exc)
+    ui.fail_clearly(exc)
 
-url, version = str(engine.url), components.data_version()
+url, version = str(engine.url), ui.data_version()
 rel = _reliability(engine, url, flt, instrument, version)
 dist = _distribution(engine, url, flt, instrument, version)
 
@@ -135,7 +137,7 @@ if dist.empty:
         "Widen the period or clear the filters; survey imports keep each answer for this page."
     )
 else:
-    min_n = components.min_n()
+    min_n = ui.min_n()
     st.subheader("Reliability of each pillar — Cronbach's α")
     st.caption(
         "α near 1 means a pillar's items move together. Above 0.70 is usually acceptable, above 0.80 good. "
@@ -187,7 +189,7 @@ else:
         "Mean and sd on the answer scale after reverse coding; item–total r is corrected (the item "
         "against the sum of the pillar's other items); n = responses answering every item of the pillar."
     )
-    components.download_csv(rel.items, "relq_item_statistics.csv", key="dl_items")
+    ui.download_csv(rel.items, "relq_item_statistics.csv", key="dl_items")
 
     st.subheader("Are the pillars distinct?")
     corr = _correlations(engine, url, flt, version)
@@ -207,7 +209,7 @@ else:
     for message in rel.htmt["warning"]:
         if message:
             st.warning(message)
-    components.download_csv(
+    ui.download_csv(
         corr.merge(rel.htmt[["a", "b", "htmt"]], on=["a", "b"], how="left"),
         "relq_pillar_correlations.csv",
         key="dl_corr",
@@ -215,7 +217,7 @@ else:
 
     st.subheader("Answer distribution per item")
     st.plotly_chart(_distribution_bars(dist, instrument.scale_min, instrument.scale_max), width="stretch")
-    components.download_csv(dist, "relq_answer_distribution.csv", key="dl_dist")
+    ui.download_csv(dist, "relq_answer_distribution.csv", key="dl_dist")
 
 st.subheader("The questionnaire")
 st.caption(
@@ -223,7 +225,7 @@ st.caption(
     f"({instrument.scale_min:g} = strongly disagree). Reverse-keyed items are coded min + max − x."
 )
 st.dataframe(instrument_frame(instrument), hide_index=True, width="stretch")
-if not components.can("edit_instrument"):
+if not ui.can("edit_instrument"):
     st.caption("Analysts and admins can edit the questionnaire here.")
     st.stop()
 with st.expander("Edit the questionnaire (analysts)", expanded=False):
@@ -258,11 +260,11 @@ with st.expander("Edit the questionnaire (analysts)", expanded=False):
                     updated = recompute_indices(engine, new)
                     store.record_audit(
                         engine,
-                        components.current_user_email(),
+                        ui.current_user_email(),
                         "edit_instrument",
                         {"path": str(path), "items": new.item_ids, "responses_updated": updated},
                     )
-                    components.bump_data_version()
+                    ui.bump_data_version()
                 st.session_state["instrument_saved"] = updated
                 st.rerun()
     if "instrument_saved" in st.session_state:

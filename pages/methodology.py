@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from pages import components
+from relq import ui
 
-MIN_N = components.min_n()
+ui.framed()  # first: a fresh server's first request is served through the frame
+
+MIN_N = ui.min_n()
 
 st.title("Methodology")
 st.markdown(

@@ -6,19 +6,22 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from pages import components
-from relq import board_report, charts, quadrants
+from relq import ui
+from relq.analyses import quadrants
+from relq.outputs import board_report, charts
 
-engine = components.get_engine()
-flt = components.current_filter()
+ui.framed()  # first: a fresh server's first request is served through the frame
+
+engine = ui.get_engine()
+flt = ui.current_filter()
 
 st.title("Executive overview")
-head = components.cached_headline(engine, flt)
+head = ui.cached_headline(engine, flt)
 if head.responses == 0:
-    components.nothing_matches()
+    ui.nothing_matches()
 
 with st.spinner("Computing the headline scores…"):
-    kpis, periods, retention_quarter = components.cached_query(engine, board_report.overview_kpis, flt)
+    kpis, periods, retention_quarter = ui.cached_query(engine, board_report.overview_kpis, flt)
 
 st.caption(
     f"{head.responses:,} survey responses in view. Cards: {periods.description}. Every score shows its n and "
@@ -27,7 +30,7 @@ st.caption(
 
 
 def card(row, container) -> None:
-    components.score_card(
+    ui.score_card(
         row.label,
         row.estimate,
         row.low,
@@ -52,7 +55,7 @@ for col, metric in zip(second, ("csat", "ces", "retention", "churn"), strict=Fal
 if retention_quarter is not None:
     second[4].caption(
         f"Retention and churn: customers at the start of the quarter beginning {retention_quarter:%d %b %Y} "
-        "(DESIGN: (at end − new) / at start), vs the quarter before."
+        "((at end − new) / at start), vs the quarter before."
     )
 
 
@@ -70,11 +73,11 @@ second[4].download_button(
     help="One self-contained HTML file with these scores, the charts and the segment moves; it opens "
     "offline and prints to PDF from any browser.",
     key="board_report",
-    on_click=components.record_export,
+    on_click=ui.record_export,
     args=("board report (HTML)", 0, []),
 )
 
-trend = components.cached_trend(engine, flt)
+trend = ui.cached_trend(engine, flt)
 left, right = st.columns(2)
 left.plotly_chart(
     charts.trend_with_band(
@@ -85,7 +88,7 @@ left.plotly_chart(
 right.plotly_chart(charts.trend_with_band(trend, ["nps"], "NPS by month", "NPS"), width="stretch")
 
 left, right = st.columns(2)
-counts = components.cached_query(engine, quadrants.quadrant_counts, periods.current)
+counts = ui.cached_query(engine, quadrants.quadrant_counts, periods.current)
 total = sum(counts.values())
 with left:
     st.subheader("Quadrant mix")
@@ -105,7 +108,7 @@ with right:
         st.info("There is no previous period to compare with.")
     else:
         with st.spinner("Testing every segment against the previous period…"):
-            moves = components.cached_query(
+            moves = ui.cached_query(
                 engine, board_report.segment_moves, periods.current, previous=periods.previous
             )
         if moves.empty:
@@ -117,7 +120,7 @@ with right:
             shown = moves.head(10)[
                 ["dimension", "value", "label", "before", "now", "delta", "n_now", "q_value"]
             ]
-            components.table_with_download(
+            ui.table_with_download(
                 shown.rename(columns={"label": "score", "n_now": "n"}),
                 "segment-moves.csv",
                 key="moves_csv",
@@ -130,4 +133,4 @@ with right:
             )
 
 with st.expander("All headline numbers as a table"):
-    components.table_with_download(kpis, "headline-scores.csv", key="kpis_csv")
+    ui.table_with_download(kpis, "headline-scores.csv", key="kpis_csv")

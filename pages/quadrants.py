@@ -7,10 +7,14 @@ from dataclasses import replace
 
 import streamlit as st
 
-from pages import components
-from relq import catalog, charts, quadrants
-from relq.filters import SegmentFilter
-from relq.quadrants import QUADRANT_KEYS, QuadrantSpec
+from relq import ui
+from relq.analyses import quadrants
+from relq.analyses.quadrants import QUADRANT_KEYS, QuadrantSpec
+from relq.outputs import charts
+from relq.store import catalog
+from relq.store.filters import SegmentFilter
+
+ui.framed()  # first: a fresh server's first request is served through the frame
 
 MAX_POINTS = 20_000
 BIN_WIDTH = 2.5
@@ -122,16 +126,16 @@ def _quadrant_card(box, row, small_n: int) -> None:
 
 
 def _may_see_customer_lists() -> bool:
-    """Executives see aggregates only (relq.auth); local single-user mode sees everything."""
-    check = getattr(components, "personal_columns_visible", None)
+    """Executives see aggregates only (relq.core.auth); local single-user mode sees everything."""
+    check = getattr(ui, "personal_columns_visible", None)
     return True if check is None else check()
 
 
 # --------------------------------------------------------------------------- the page
 
-engine = components.get_engine()
-flt = components.current_filter()
-url, version = str(engine.url), components.data_version()
+engine = ui.get_engine()
+flt = ui.current_filter()
+url, version = str(engine.url), ui.data_version()
 
 st.title("Gap quadrants")
 st.caption(
@@ -176,7 +180,7 @@ st.caption(
 
 table = summary.table.set_index("quadrant")
 rows = {row.quadrant: row for row in summary.table.itertuples(index=False)}
-small_n = components.min_n()
+small_n = ui.min_n()
 top = st.columns(2)
 bottom = st.columns(2)
 # Laid out like the chart: high y on top, high x on the right.
@@ -222,7 +226,7 @@ else:
         title=f"Customers per {BIN_WIDTH:g}-point cell (more than {MAX_POINTS:,} customers: binned)",
     )
 st.plotly_chart(fig, width="stretch")
-components.download_csv(
+ui.download_csv(
     summary.table.drop(columns=["action"]),
     f"quadrants-{x}-{y}.csv",
     "Download quadrant table",
@@ -239,7 +243,7 @@ selected = st.selectbox(
 )
 listing = _customers(engine, url, flt, spec, selected, (summary.x_sem, summary.y_sem), version)
 if not _may_see_customer_lists():
-    components.customer_list_hidden_notice()
+    ui.customer_list_hidden_notice()
 elif listing.empty:
     st.info("No customer in this quadrant for the current filters.")
 else:
@@ -260,7 +264,7 @@ else:
             "latest_comment": st.column_config.TextColumn("Latest comment", width="large"),
         },
     )
-    components.download_csv(
+    ui.download_csv(
         listing, f"quadrant-{selected}-{x}-{y}.csv", "Download these customers (CSV)", key="q_dl_customers"
     )
 
@@ -270,7 +274,7 @@ dimensions = [d for d in _dimensions(engine, url, version) if d != "owner"]
 dimension = st.selectbox(
     "Split by", dimensions, format_func=lambda d: d.replace("_", " ").capitalize(), key="q_dimension"
 )
-mix = components.suppress_small_groups(_mix(engine, url, flt, spec, dimension, version), "segment_customers")
+mix = ui.suppress_small_groups(_mix(engine, url, flt, spec, dimension, version), "segment_customers")
 if mix.empty:
     st.info("No customer in view has a value for this dimension.")
 else:
@@ -285,7 +289,7 @@ else:
             f":grey[Segments with fewer than {small_n} customers ({', '.join(map(str, few.index))}) "
             "have wide intervals: do not rank them.]"
         )
-    components.download_csv(mix, f"quadrant-mix-{dimension}.csv", "Download the mix", key="q_dl_mix")
+    ui.download_csv(mix, f"quadrant-mix-{dimension}.csv", "Download the mix", key="q_dl_mix")
 
 # --------------------------------------------------------------------------- migration
 st.subheader("Migration between quadrants")
@@ -330,4 +334,4 @@ if before is not None:
             "Caution: scores regress to the mean — customers picked for an extreme quadrant tend to "
             "drift towards the middle on the next survey even when nothing changed."
         )
-        components.download_csv(moves, "quadrant-migration.csv", "Download the matrix", key="q_dl_moves")
+        ui.download_csv(moves, "quadrant-migration.csv", "Download the matrix", key="q_dl_moves")

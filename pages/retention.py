@@ -4,15 +4,18 @@ the customers to call this week."""
 import pandas as pd
 import streamlit as st
 
-from pages import components
-from relq import charts, retention, service, survival
-from relq.filters import SegmentFilter
-from relq.settings import load_settings
+from relq import ui
+from relq.analyses import retention, service, survival
+from relq.core.settings import load_settings
+from relq.outputs import charts
+from relq.store.filters import SegmentFilter
 
-engine = components.get_engine()
-flt = components.current_filter()
+ui.framed()  # first: a fresh server's first request is served through the frame
+
+engine = ui.get_engine()
+flt = ui.current_filter()
 url = str(engine.url)
-version = components.data_version()
+version = ui.data_version()
 settings = load_settings()
 
 
@@ -135,7 +138,7 @@ with tabs[0]:
         "A customer's cohort is the month of acquisition (else of the first purchase); a cell is the share "
         "of the cohort with at least one purchase in that calendar month. Cohort sizes are in the row labels."
     )
-    components.download_csv(cohorts, "cohorts.csv", "Download cohort table", key="dl_cohorts")
+    ui.download_csv(cohorts, "cohorts.csv", "Download cohort table", key="dl_cohorts")
 
 # ---- rates
 with tabs[1]:
@@ -162,7 +165,7 @@ with tabs[1]:
         table = counts.join(wide).reset_index()
         table["period"] = table["period"].dt.strftime("%Y-%m")
         st.dataframe(table, hide_index=True, width="stretch")
-        components.download_csv(table, f"retention_by_{freq}.csv", key="dl_rates")
+        ui.download_csv(table, f"retention_by_{freq}.csv", key="dl_rates")
 
 # ---- survival
 with tabs[2]:
@@ -183,11 +186,11 @@ with tabs[2]:
         summary[f"restricted mean, first {km.horizon_months:.0f} months"] = summary.apply(
             lambda r: f"{r.rmst_months:.1f} [{r.rmst_low:.1f}, {r.rmst_high:.1f}]", axis=1
         )
-        small = summary["customers"] < components.min_n()
+        small = summary["customers"] < ui.min_n()
         summary["note"] = ["small sample" if s else "" for s in small]
         show = summary.drop(columns=["median_months", "rmst_months", "rmst_low", "rmst_high"])
         st.dataframe(show, hide_index=True, width="stretch")
-        components.download_csv(summary, "survival_summary.csv", key="dl_survival")
+        ui.download_csv(summary, "survival_summary.csv", key="dl_survival")
         if km.logrank_p is not None:
             verdict = "differ" if km.logrank_p < 0.05 else "do not differ detectably"
             st.markdown(
@@ -255,15 +258,13 @@ with tabs[4]:
             "detractor": int(risk["reasons"].str.contains("detractor").sum()),
         }
         st.caption(" · ".join(f"{k}: {v:,}" for k, v in counts.items()))
-        if not components.personal_columns_visible():  # executives see aggregates only
-            components.customer_list_hidden_notice()
+        if not ui.personal_columns_visible():  # executives see aggregates only
+            ui.customer_list_hidden_notice()
         else:
             st.dataframe(risk.head(500), hide_index=True, width="stretch")
             if len(risk) > 500:
                 st.caption(f"Showing the 500 most valuable of {len(risk):,}; the download has them all.")
-            components.download_csv(
-                risk, "at_risk_customers.csv", "Download the at-risk list", key="dl_at_risk"
-            )
+            ui.download_csv(risk, "at_risk_customers.csv", "Download the at-risk list", key="dl_at_risk")
     st.caption(
         f"At risk = an active customer with no purchase in the last {int(days)} days, an RQ that fell by at "
         f"least {drop:g} points between their last two survey answers, or a detractor (NPS 0–6) latest answer."
@@ -294,7 +295,7 @@ with tabs[5]:
         st.info("No support tickets in view.")
     else:
         st.dataframe(quality.round(2), hide_index=True, width="stretch")
-        components.download_csv(quality, "service_quality.csv", key="dl_service")
+        ui.download_csv(quality, "service_quality.csv", key="dl_service")
         st.caption(
             "Hours from opening to the first answer and to resolution (median and 90th percentile, over "
             "tickets that have them); resolution rate with its Wilson 95% interval."
@@ -317,7 +318,7 @@ with tabs[6]:
         st.info("No customers in view.")
     else:
         st.dataframe(clv.round(1), hide_index=True, width="stretch")
-        components.download_csv(clv, "lifetime_value.csv", key="dl_clv")
+        ui.download_csv(clv, "lifetime_value.csv", key="dl_clv")
         st.caption(
             "Historical revenue per customer (mean with 95% interval); expected remaining months = the "
             "restricted mean residual lifetime of today's active customers from the segment's Kaplan–Meier "

@@ -3,18 +3,22 @@ retention, each with its 95% interval and its difference from the rest (Benjamin
 
 import streamlit as st
 
-from pages import components
-from relq import catalog, charts, explorer
+from relq import ui
+from relq.analyses import explorer
+from relq.outputs import charts
+from relq.store import catalog
 
-engine = components.get_engine()
-flt = components.current_filter()
+ui.framed()  # first: a fresh server's first request is served through the frame
+
+engine = ui.get_engine()
+flt = ui.current_filter()
 
 st.title("Segment explorer")
-head = components.cached_headline(engine, flt)
+head = ui.cached_headline(engine, flt)
 if head.responses == 0:
-    components.nothing_matches()
+    ui.nothing_matches()
 
-dimensions = components.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt)
+dimensions = ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt)
 left, mid, right = st.columns(3)
 first = left.selectbox(
     "Segment by", dimensions, key="seg_first", format_func=lambda d: d.replace("_", " ").capitalize()
@@ -35,18 +39,16 @@ dims = (first, second) if second else (first,)
 
 with st.spinner("Scoring every segment and testing it against the rest…"):
     # distinct customers are counted only where the small-group rule needs them (executives)
-    executive = components.current_role() == "executive"
-    scores = components.cached_query(
-        engine, explorer.segment_table, flt, dimensions=dims, count_customers=executive
-    )
-    kept = components.cached_query(engine, explorer.segment_retention, flt, dimensions=dims)
+    executive = ui.current_role() == "executive"
+    scores = ui.cached_query(engine, explorer.segment_table, flt, dimensions=dims, count_customers=executive)
+    kept = ui.cached_query(engine, explorer.segment_retention, flt, dimensions=dims)
 if scores.empty:
-    components.nothing_matches("No segment of this dimension has survey responses under the current filters.")
+    ui.nothing_matches("No segment of this dimension has survey responses under the current filters.")
 
 st.caption(
     f"Each score: estimate, 95% interval, n, and its difference from the rest of the responses in view "
     f"(NPS z-test, CSAT Newcombe, indices and CES Welch; ✱ = Benjamini–Hochberg q < 0.05). Segments with "
-    f"fewer than {components.min_n()} answers are greyed and never ranked. Retention: the last whole quarter."
+    f"fewer than {ui.min_n()} answers are greyed and never ranked. Retention: the last whole quarter."
     + (
         f" Two dimensions: each {first.replace('_', ' ')} is compared with the rest of its {second.replace('_', ' ')}."
         if second
@@ -69,8 +71,8 @@ else:
     )
 
 wide = explorer.wide_segment_table(scores, kept)
-if executive:  # DESIGN: executives never see a group under 5 customers
-    wide = components.suppress_small_groups(wide, "customers")
+if executive:  # executives never see a group under 5 customers
+    wide = ui.suppress_small_groups(wide, "customers")
 else:
     wide = wide.drop(columns="customers", errors="ignore")
 
@@ -91,10 +93,8 @@ st.dataframe(
 name = "-".join(dims)
 c1, c2 = st.columns(2)
 with c1:
-    components.download_csv(
-        wide, f"segments-{name}.csv", label="Download this table (CSV)", key="seg_wide_csv"
-    )
+    ui.download_csv(wide, f"segments-{name}.csv", label="Download this table (CSV)", key="seg_wide_csv")
 with c2:
-    components.download_csv(
+    ui.download_csv(
         scores, f"segments-{name}-tidy.csv", label="Download every test (tidy CSV)", key="seg_tidy_csv"
     )

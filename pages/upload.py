@@ -11,9 +11,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import components
-from relq import ingest, store
+from relq import ingest, store, ui
 from relq.exceptions import ImportRejected, RelqError
+
+ui.framed()  # first: a fresh server's first request is served through the frame
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 KIND_LABELS = {
@@ -180,20 +181,20 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             file_name=f"{Path(file_name).stem}-problems.csv",
             mime="text/csv",
             key=f"up_rej_dl_{key}",
-            on_click=components.record_export,
+            on_click=ui.record_export,
             args=(f"{Path(file_name).stem}-problems.csv", len(rejects), [str(c) for c in rejects.columns]),
         )
 
     if st.button(f"Import {valid:,} rows", type="primary", key=f"up_import_{key}"):
         bar = st.progress(0.7, text="Writing…")
         try:
-            result = ingest.write_import(engine, prepared, user=components.current_user_email())
+            result = ingest.write_import(engine, prepared, user=ui.current_user_email())
         except RelqError as exc:
             bar.empty()
             st.error(str(exc))
             return
         bar.progress(1.0, text="Done.")
-        components.audit(
+        ui.audit(
             "import",
             {
                 "import_id": result.import_id,
@@ -202,7 +203,7 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
                 "rows": result.rows_imported,
             },
         )
-        components.bump_data_version()
+        ui.bump_data_version()
         st.session_state["up_last_result"] = (
             f"Import {result.import_id}: {result.rows_imported:,} of {result.rows_total:,} rows imported as "
             f"{result.kind}; {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already present, "
@@ -220,7 +221,7 @@ def _after_import(engine) -> None:
         st.info("Your own data is in. The demo company is still there and mixes into every number.")
         if st.button("Remove the demo company", key="up_remove_demo"):
             store.remove_demo(engine)
-            components.bump_data_version()
+            ui.bump_data_version()
             st.session_state["up_last_result"] = message + " The demo company was removed."
             st.rerun()
 
@@ -239,8 +240,8 @@ def _history(engine) -> None:
     chosen = left.selectbox("Undo an import (removes every row it added)", own, key="up_undo_choice")
     if right.button("Undo import", key="up_undo"):
         store.undo_import(engine, chosen)
-        components.audit("undo_import", {"import_id": chosen})
-        components.bump_data_version()
+        ui.audit("undo_import", {"import_id": chosen})
+        ui.bump_data_version()
         st.session_state["up_last_result"] = None
         st.success(f"Import {chosen} was undone.")
         st.rerun()
@@ -252,13 +253,13 @@ def _history(engine) -> None:
             file_name=f"import-{chosen}-rejects.csv",
             mime="text/csv",
             key="up_hist_rej_dl",
-            on_click=components.record_export,
+            on_click=ui.record_export,
             args=(f"import-{chosen}-rejects.csv", len(rejected), [str(c) for c in rejected.columns]),
         )
 
 
-engine = components.get_engine()
-components.require_action("import")  # analysts and admins only
+engine = ui.get_engine()
+ui.require_action("import")  # analysts and admins only
 st.title("Upload survey and CRM exports")
 st.caption(
     "Qualtrics, SurveyMonkey, Google Forms, Typeform, Microsoft Forms, HubSpot, Salesforce, Zendesk "

@@ -3,17 +3,20 @@ that set one group of customers apart from another."""
 
 import streamlit as st
 
-from pages import components
-from relq import charts, voice
-from relq.quadrants import QUADRANT_NAMES
+from relq import ui
+from relq.analyses import voice
+from relq.analyses.quadrants import QUADRANT_NAMES
+from relq.outputs import charts
 
-engine = components.get_engine()
-flt = components.current_filter()
+ui.framed()  # first: a fresh server's first request is served through the frame
+
+engine = ui.get_engine()
+flt = ui.current_filter()
 
 st.title("Voice of the customer")
-head = components.cached_headline(engine, flt)
+head = ui.cached_headline(engine, flt)
 if head.responses == 0:
-    components.nothing_matches()
+    ui.nothing_matches()
 
 
 left, mid, right = st.columns([2, 2, 2])
@@ -28,7 +31,7 @@ quadrant = right.selectbox(
 st.caption("Segments: use the filters in the sidebar. Search is a case-insensitive substring match.")
 
 with st.spinner("Searching the comments and scoring their sentiment…"):
-    scored = components.cached_query(
+    scored = ui.cached_query(
         engine,
         voice.scored_comments,
         flt,
@@ -50,7 +53,7 @@ for col, row in zip(cols[1:], summary.itertuples(), strict=True):
         f"{row.share:.0f}%",
         help="VADER compound ≥ 0.05 is positive, ≤ −0.05 negative (Hutto & Gilbert 2014).",
     )
-    col.caption(f"n = {row.n:,} · 95% CI {components.format_interval(row.low, row.high, 0)}")
+    col.caption(f"n = {row.n:,} · 95% CI {ui.format_interval(row.low, row.high, 0)}")
 
 st.dataframe(
     scored[["submitted_at", "group", "nps", "sentiment", "compound", "comment"]],
@@ -58,7 +61,7 @@ st.dataframe(
     width="stretch",
     column_config={"compound": st.column_config.NumberColumn("VADER compound", format="%.2f")},
 )
-components.download_csv(scored, "comments.csv", label="Download comments (CSV)", key="voice_csv")
+ui.download_csv(scored, "comments.csv", label="Download comments (CSV)", key="voice_csv")
 
 st.subheader("Words and phrases that set groups apart")
 a, b = st.columns(2)
@@ -67,7 +70,7 @@ group_b = b.selectbox(
     "Compared with", ["everyone else", *[g for g in voice.NPS_GROUPS if g != group_a]], key="voice_group_b"
 )
 with st.spinner("Comparing word use (log-odds with an informative Dirichlet prior)…"):
-    terms = components.cached_query(
+    terms = ui.cached_query(
         engine,
         voice.group_terms,
         flt,
@@ -82,6 +85,4 @@ else:
         "z of the log-odds ratio with an informative Dirichlet prior (Monroe, Colaresi & Quinn 2008), over at "
         f"most {voice.MAX_COMMENTS:,} comments in view; |z| > 1.96 is the usual line."
     )
-    components.download_csv(
-        terms, "distinguishing-terms.csv", label="Download the terms (CSV)", key="terms_csv"
-    )
+    ui.download_csv(terms, "distinguishing-terms.csv", label="Download the terms (CSV)", key="terms_csv")

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from relq import store
 from relq.exceptions import RelqError
-from relq.schema import PILLARS
+from relq.store.schema import PILLARS
 
 __all__ = ["main", "build_parser"]
 
@@ -73,7 +73,7 @@ def _clean(value):
 
 
 def _demo(args) -> int:
-    from relq.demo import generate_demo
+    from relq.ingest.demo import generate_demo
 
     started = time.perf_counter()
     company = generate_demo(customers=args.customers, seed=args.seed)
@@ -128,7 +128,7 @@ def _import(args) -> int:
 
 
 def _report(args) -> int:
-    from relq.report import ReportRequest, build_report
+    from relq.outputs.report import ReportRequest, build_report
 
     if args.x == args.y:
         raise RelqError(f"--x and --y must be two different pillars (both are {args.x}).")

@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 
-from relq import schema, store
+from relq import store
+from relq.store import schema
 
 os.environ.setdefault("RELQ_DEMO_CUSTOMERS", "1500")
 
@@ -138,7 +139,7 @@ DEMO_SEED = 11
 @pytest.fixture(scope="session")
 def demo_company():
     """A small demo company (1,500 customers, seed 11), generated once per test session."""
-    from relq.demo import generate_demo
+    from relq.ingest.demo import generate_demo
 
     return generate_demo(customers=DEMO_CUSTOMERS, seed=DEMO_SEED)
 
@@ -227,23 +228,3 @@ def downloads(monkeypatch):
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
     return files
-
-
-@pytest.fixture(autouse=True)
-def _app_test_runs_the_frame(monkeypatch):
-    """Make AppTest rerun app.py the way the server does.
-
-    AppTest resets Streamlit's "uses the pages/ directory" switch before every run; with RelQ's
-    pages/ folder a rerun would then execute the page alone, without the frame. The server turns
-    the switch off for good once st.navigation runs, so keep it off here too. The browser tests
-    cover the real server.
-    """
-    from streamlit.runtime import pages_manager
-    from streamlit.testing.v1 import app_test
-
-    class FramePagesManager(pages_manager.PagesManager):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            pages_manager.PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(app_test, "PagesManager", FramePagesManager)

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from relq import auth, store
+from relq import store
+from relq.core import auth
 from relq.exceptions import SettingError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,12 +210,12 @@ def test_the_admin_page_alone_refuses_a_role_that_may_not_read_the_audit(demo_en
 SCRIPT = """
 import pandas as pd
 import streamlit as st
-from pages import components
+from relq import ui
 
 frame = pd.DataFrame({"customer_id": ["C1"], "name": ["Acme"], "email": ["=cmd|' /C calc'!A0"], "rq": [70.0]})
-st.dataframe(components.mask_personal(frame))
-st.write("personal" if components.personal_columns_visible() else "aggregates only")
-components.download_csv(frame, "customers.csv", key="dl")
+st.dataframe(ui.mask_personal(frame))
+st.write("personal" if ui.personal_columns_visible() else "aggregates only")
+ui.download_csv(frame, "customers.csv", key="dl")
 """
 
 

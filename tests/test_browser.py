@@ -1,8 +1,11 @@
-"""The real dashboard in Debian's chromium (Playwright): every page by its URL, a filter changed in
-the sidebar, no error element anywhere; screenshots of the main pages for the README.
+"""The real dashboard in Debian's chromium (Playwright), as a newcomer meets it: a freshly started
+server opened at ``/`` first, watched from the first paint until the page is idle — Streamlit's list
+of the files in pages/, an error element or "Page not found" must never appear, not even once. Then
+every page by its URL (``/overview`` included), a filter changed in the sidebar, no error element
+anywhere; screenshots of the main pages for the README.
 
-The first URL opened on the fresh server is a page other than the default: until st.navigation has
-run once, Streamlit would serve a file in pages/ alone, without the frame (see pages/components.py).
+Until st.navigation has run once, Streamlit treats pages/ in its legacy way (lists its files, may
+run one alone); relq/ui/frame.py explains how RelQ keeps that from ever reaching the screen.
 """
 
 import os
@@ -20,10 +23,13 @@ from relq import store
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "docs" / "screenshots"
-# The default page (overview) last, so the server's first request is a direct page URL.
+# The default page (overview) last, so the module server's first request is a direct page URL.
+# ("home" is the name the default page reserves; it is served at / and bookmarked as /overview.)
 URL_PATHS = sorted(
-    re.findall(r'url_path="([a-z-]+)"', (ROOT / "app.py").read_text()), key=lambda p: p == "overview"
+    set(re.findall(r'url_path="([a-z-]+)"', (ROOT / "app.py").read_text())) - {"home"},
+    key=lambda p: p == "overview",
 )
+PAGE_TITLES = set(re.findall(r'title="([^"]+)"', (ROOT / "app.py").read_text()))
 SCREENSHOTS = {"overview", "segments", "drivers", "voice", "data-quality", "quadrants", "retention"}
 CHROMIUM_ARGS = [
     "--headless",
@@ -44,6 +50,16 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory, demo_company):
+    yield from _fresh_dashboard(tmp_path_factory, demo_company)
+
+
+@pytest.fixture
+def fresh_dashboard(tmp_path_factory, demo_company):
+    """A server of its own, started for one test, so its first request is the test's."""
+    yield from _fresh_dashboard(tmp_path_factory, demo_company)
+
+
+def _fresh_dashboard(tmp_path_factory, demo_company):
     path = tmp_path_factory.mktemp("browser") / "relq.duckdb"
     engine = store.get_engine(f"duckdb:///{path}")
     store.load_demo(engine, demo_company)
@@ -131,6 +147,64 @@ def _choose_in_sidebar(page, expander: str, label: str, option: str) -> None:
     page.keyboard.press("Escape")
 
 
+# Records, from the first paint on, every distinct state of the sidebar's links, the error elements
+# and a "Page not found" notice (a MutationObserver sees each change, not a sample of them).
+WATCH_FIRST_SCREEN = """
+window.__relqSeen = [];
+new MutationObserver(() => {
+  if (!document.body) return;
+  const state = JSON.stringify({
+    links: [...document.querySelectorAll('[data-testid="stSidebar"] a')].map(a => a.innerText.trim()),
+    errors: document.querySelectorAll('ERRORS').length,
+    notFound: document.body.innerText.includes('Page not found'),
+  });
+  const seen = window.__relqSeen;
+  if (seen[seen.length - 1] !== state) seen.push(state);
+}).observe(document, {subtree: true, childList: true, characterData: true});
+""".replace("ERRORS", ERRORS.replace("'", "\\'"))
+
+
+def _idle(page) -> None:
+    """Until the app's script state is no longer running and the main area has its title."""
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=90_000)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=90_000)
+
+
+@pytest.mark.browser
+def test_a_fresh_server_opened_at_root_shows_relqs_own_menu_from_the_first_paint(fresh_dashboard):
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.add_init_script(WATCH_FIRST_SCREEN)
+        started = time.monotonic()
+        page.goto(f"{fresh_dashboard}/")
+        _idle(page)
+        idle_after = time.monotonic() - started
+        seen = [json.loads(s) for s in page.evaluate("window.__relqSeen")]
+        print(f"first open of / on a fresh server: idle after {idle_after:.1f} s, {len(seen)} states")
+        assert seen, "the observer saw nothing"
+        for state in seen:
+            assert not state["errors"] and not state["notFound"], state
+            # only RelQ's menu, never Streamlit's list of files ("app", "data quality", …)
+            icons_stripped = {
+                next((t for t in PAGE_TITLES if link.endswith(t)), link) for link in state["links"]
+            }
+            assert icons_stripped <= PAGE_TITLES, state["links"]
+        assert any("Overview" in link for link in seen[-1]["links"])
+        assert page.locator('[data-testid="stMain"] h1').first.inner_text() == "Executive overview"
+        # every page's URL is a bookmark, /overview included
+        for url_path in URL_PATHS:
+            page.goto(f"{fresh_dashboard}/{url_path}")
+            _idle(page)
+            assert not _errors(page), (url_path, _errors(page))
+            assert "Page not found" not in page.inner_text("body"), url_path
+        browser.close()
+
+
 @pytest.mark.browser
 def test_every_page_opens_by_url_and_survives_a_filter_change_in_chromium(dashboard):
     from playwright.sync_api import sync_playwright
@@ -140,7 +214,7 @@ def test_every_page_opens_by_url_and_survives_a_filter_change_in_chromium(dashbo
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         for url_path in URL_PATHS:
-            page.goto(f"{dashboard}/{'' if url_path == 'overview' else url_path}")  # the default page is /
+            page.goto(f"{dashboard}/{url_path}")
             _settle(page)
             assert not _errors(page), (url_path, _errors(page))
             # served through the frame: the shared filters are in the sidebar

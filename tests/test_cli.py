@@ -48,7 +48,7 @@ def test_import_of_a_missing_file_exits_nonzero_with_a_sentence(demo_env, tmp_pa
 
 
 def test_demo_command_replaces_the_demo_company_rather_than_adding_to_it(tmp_path, monkeypatch, capsys):
-    from relq.demo import generate_demo
+    from relq.ingest.demo import generate_demo
 
     monkeypatch.setenv("RELQ_DATABASE_URL", f"duckdb:///{tmp_path / 'relq.duckdb'}")
     assert main(["demo", "--customers", "300", "--seed", "3"]) == 0

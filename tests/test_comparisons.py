@@ -13,10 +13,12 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-from relq import comparisons, schema, store
+from relq import store
 from relq.exceptions import RelqError
-from relq.filters import SegmentFilter
-from relq.schema import PILLARS
+from relq.measures import comparisons
+from relq.store import schema
+from relq.store.filters import SegmentFilter
+from relq.store.schema import PILLARS
 
 
 def _raw(engine, dimension: str = "region") -> pd.DataFrame:
@@ -32,7 +34,7 @@ def _raw(engine, dimension: str = "region") -> pd.DataFrame:
 
 
 def _adjusted_wald(scores: pd.Series) -> tuple[float, float]:
-    """NPS and the adjusted-Wald variance of p* − d*, written out from DESIGN.md."""
+    """NPS and the adjusted-Wald variance of p* − d*, written out from the Methodology page."""
     s = scores.dropna()
     n, p, d = len(s), int((s >= 9).sum()), int((s <= 6).sum())
     ns = n + 3

@@ -6,8 +6,8 @@ import threading
 
 import sqlalchemy as sa
 
-from relq import schema
 from relq.ingest import import_file
+from relq.store import schema
 
 
 def _csv(header: str, rows: list[str]) -> bytes:

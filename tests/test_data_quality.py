@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from relq import dataquality, store
-from relq.filters import SegmentFilter
+from relq import store
+from relq.analyses import dataquality
+from relq.store.filters import SegmentFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""The demo company (relq.demo.generate_demo): deterministic, schema-shaped and believable."""
+"""The demo company (relq.ingest.demo.generate_demo): deterministic, schema-shaped and believable."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relq.demo import DemoCompany, generate_demo
-from relq.instrument import load_instrument
-from relq.quality import QUALITY_FLAGS
-from relq.schema import CUSTOMER_FIELDS, PILLARS, RESPONSE_FIELDS, TICKET_FIELDS, TRANSACTION_FIELDS
+from relq.core.instrument import load_instrument
+from relq.ingest.demo import DemoCompany, generate_demo
+from relq.ingest.quality import QUALITY_FLAGS
+from relq.store.schema import CUSTOMER_FIELDS, PILLARS, RESPONSE_FIELDS, TICKET_FIELDS, TRANSACTION_FIELDS
 
 SEED = 7
 CUSTOMERS = 1500
@@ -174,7 +174,7 @@ def test_unmatched_responses_carry_an_email_no_customer_has(demo):
 
 
 def test_pillar_indices_are_recomputable_from_the_stored_answers(demo):
-    from relq.instrument import pillar_indices
+    from relq.core.instrument import pillar_indices
 
     wide = wide_answers(demo).reindex(demo.responses["response_id"])
     again = pillar_indices(wide, INSTRUMENT).reset_index(drop=True)

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from relq.cli import build_parser
-from relq.settings import SETTINGS, load_settings
+from relq.core.settings import SETTINGS, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -34,3 +34,17 @@ def test_a_wrong_setting_gets_a_sentence_with_what_was_expected():
 
     with pytest.raises(SettingError, match="RELQ_MIN_N='few' is not a whole number"):
         load_settings({"RELQ_MIN_N": "few"})
+
+
+def test_the_projects_documents_stand_alone_and_never_point_outside_the_repository():
+    """README, pages, docs and the code's docstrings explain themselves: no ``../`` document, no
+    design file a user of RelQ does not have."""
+    root = Path(__file__).resolve().parent.parent
+    texts = [root / "README.md", root / "app.py", *root.glob("pages/*.py"), *root.glob("docs/**/*.md")]
+    texts += [*root.glob("relq/**/*.py"), *root.glob("bench/*.md"), *root.glob("bench/*.py")]
+    pointing_out = [
+        str(p.relative_to(root))
+        for p in texts
+        if re.search(r"\.\./shared|DESIGN\.md|\bDESIGN\b", p.read_text(encoding="utf-8"))
+    ]
+    assert not pointing_out

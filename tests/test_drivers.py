@@ -10,8 +10,10 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats as sp
 
-from relq import drivers, schema, store
-from relq.filters import SegmentFilter
+from relq import store
+from relq.analyses import drivers
+from relq.store import schema
+from relq.store.filters import SegmentFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 7

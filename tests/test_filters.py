@@ -5,7 +5,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from relq.filters import SegmentFilter
+from relq.store.filters import SegmentFilter
 
 
 def test_filter_round_trips_through_the_query_string():

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from relq import schema, store
+from relq import store
 from relq.exceptions import ImportRejected
 from relq.ingest import import_file
+from relq.store import schema
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 

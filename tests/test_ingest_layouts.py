@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from relq import schema
 from relq.exceptions import ImportRejected
 from relq.ingest import (
     AmbiguousDates,
@@ -23,6 +22,7 @@ from relq.ingest import (
     safe_csv,
     save_template,
 )
+from relq.store import schema
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 ITEMS = (

@@ -8,8 +8,9 @@ import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from relq import schema, store
+from relq import store
 from relq.ingest import import_file
+from relq.store import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "upload.py")
@@ -72,8 +73,8 @@ def test_problems_and_label_fixes_show_on_the_page(upload_env, tmp_path):
 
 def test_review_upload_handles_junk_without_raising(upload_env):
     def app():
-        from pages.components import get_engine
         from pages.upload import review_upload
+        from relq.ui import get_engine
 
         review_upload(b"\x00\x01\x02junk\xff" * 10, "junk.bin", get_engine())
 

@@ -1,4 +1,4 @@
-"""Pillar indices as DESIGN.md defines them, checked against hand-worked answers."""
+"""Pillar indices as the Methodology page defines them, checked against hand-worked answers."""
 
 import math
 
@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relq.exceptions import InstrumentError
-from relq.instrument import (
+from relq.core.instrument import (
     instrument_from_dict,
     load_instrument,
     min_answered,
     pillar_indices,
     reverse_code,
 )
+from relq.exceptions import InstrumentError
 
 INSTRUMENT = load_instrument()
 

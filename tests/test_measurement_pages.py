@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from relq import store
-from relq.instrument import load_instrument
+from relq.core.instrument import load_instrument
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ def test_measurement_page_shows_alpha_with_interval_per_pillar_and_the_weak_item
 def test_measurement_page_with_filters_matching_nothing_says_so(demo_env):
     from datetime import date
 
-    from relq.filters import SegmentFilter
+    from relq.store.filters import SegmentFilter
 
     at = _page("measurement.py")
     at.session_state["relq_filter"] = SegmentFilter(since=date(1990, 1, 1), until=date(1990, 1, 31))

@@ -11,11 +11,13 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
-from relq import metrics, schema, store
+from relq import store
 from relq.cli import main
-from relq.filters import SegmentFilter
-from relq.instrument import load_instrument
-from relq.schema import PILLARS
+from relq.core.instrument import load_instrument
+from relq.measures import metrics
+from relq.store import schema
+from relq.store.filters import SegmentFilter
+from relq.store.schema import PILLARS
 
 INSTRUMENT = load_instrument()
 
@@ -155,7 +157,7 @@ def test_report_json_has_the_design_shape_with_alpha_and_segments(
 
 
 def test_report_json_alpha_matches_the_reliability_module(duckdb_engine, demo_company, monkeypatch, capsys):
-    from relq.reliability import reliability
+    from relq.measures.reliability import reliability
 
     store.load_demo(duckdb_engine, demo_company)
     report = _report(monkeypatch, capsys, duckdb_engine, "--since", "2026-01-01", "--until", "2026-06-30")

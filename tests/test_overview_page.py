@@ -6,8 +6,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from relq import board_report, stats, store
-from relq.filters import SegmentFilter
+from relq import store
+from relq.measures import stats
+from relq.outputs import board_report
+from relq.store.filters import SegmentFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,10 +10,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from relq import metrics, quadrants, schema, store
-from relq.filters import SegmentFilter
-from relq.instrument import load_instrument
-from relq.quadrants import QUADRANT_KEYS, QuadrantSpec
+from relq import store
+from relq.analyses import quadrants
+from relq.analyses.quadrants import QUADRANT_KEYS, QuadrantSpec
+from relq.core.instrument import load_instrument
+from relq.measures import metrics
+from relq.store import schema
+from relq.store.filters import SegmentFilter
 
 PERIOD = SegmentFilter(since=date(2025, 1, 1), until=date(2025, 3, 31))
 

@@ -10,9 +10,11 @@ import pandas as pd
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from relq import quadrants, schema, store
-from relq.filters import SegmentFilter
-from relq.quadrants import QuadrantSpec
+from relq import store
+from relq.analyses import quadrants
+from relq.analyses.quadrants import QuadrantSpec
+from relq.store import schema
+from relq.store.filters import SegmentFilter
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "quadrants.py")
 

@@ -1,4 +1,4 @@
-"""Data-quality flags on small hand-written batches (relq.quality.flag_responses)."""
+"""Data-quality flags on small hand-written batches (relq.ingest.quality.flag_responses)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relq.instrument import load_instrument
-from relq.quality import QUALITY_FLAGS, flag_responses
+from relq.core.instrument import load_instrument
+from relq.ingest.quality import QUALITY_FLAGS, flag_responses
 
 INSTRUMENT = load_instrument()
 ITEMS = INSTRUMENT.item_ids

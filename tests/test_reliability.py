@@ -1,7 +1,7 @@
 """Reliability from the database's sufficient statistics, checked against pandas, SciPy and stats.
 
 The demo company is loaded once per backend (DuckDB and a real PostgreSQL server); every figure
-computed by relq.reliability's SQL is compared with the same figure computed in pandas from the
+computed by relq.measures.reliability's SQL is compared with the same figure computed in pandas from the
 raw answers the generator produced.
 """
 
@@ -18,17 +18,18 @@ import pytest
 import sqlalchemy as sa
 from scipy import stats as sps
 
-from relq import comparisons, metrics, stats, store
-from relq.filters import SegmentFilter
-from relq.instrument import Instrument, Item, load_instrument, pillar_indices
-from relq.reliability import (
+from relq import store
+from relq.core.instrument import Instrument, Item, load_instrument, pillar_indices
+from relq.measures import comparisons, metrics, stats
+from relq.measures.reliability import (
     answer_distribution,
     item_sums,
     pillar_correlations,
     recompute_indices,
     reliability,
 )
-from relq.schema import PILLARS
+from relq.store.filters import SegmentFilter
+from relq.store.schema import PILLARS
 
 INSTRUMENT = load_instrument()
 _numbers = itertools.count()
@@ -86,7 +87,7 @@ def test_alpha_from_sql_matches_stats_cronbach_alpha_on_pandas_covariance(demo_s
 
 
 def test_alpha_by_hand_formula_on_pandas_variances_matches_sql(duckdb_demo, demo_company):
-    # α = k/(k−1)·(1 − Σσᵢ²/σ²_total) written out in pandas, independent of relq.stats
+    # α = k/(k−1)·(1 − Σσᵢ²/σ²_total) written out in pandas, independent of relq.measures.stats
     wide = _recoded_wide(demo_company.answers)
     with duckdb_demo.connect() as conn:
         rel = reliability(conn, SegmentFilter(), INSTRUMENT)

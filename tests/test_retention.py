@@ -1,4 +1,4 @@
-"""Retention and churn (relq.retention, relq.survival, relq.service) against hand-worked examples,
+"""Retention and churn (relq.analyses.retention, relq.analyses.survival, relq.analyses.service) against hand-worked examples,
 pandas references and lifelines, on DuckDB and PostgreSQL."""
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 from lifelines.utils import restricted_mean_survival_time
 
-from relq import retention, schema, service, store, survival
-from relq.filters import SegmentFilter
+from relq import store
+from relq.analyses import retention, service, survival
+from relq.store import schema
+from relq.store.filters import SegmentFilter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "retention"
 
@@ -77,7 +79,7 @@ def test_cohorts_mix_crm_rows_and_customers_known_only_from_purchases_hand_compu
 
 
 def _pandas_cohorts(company) -> dict:
-    """The DESIGN.md cohort definition written directly in pandas."""
+    """The Methodology page's cohort definition written directly in pandas."""
     customers, tx = company.customers, company.transactions
     end = max(
         pd.Timestamp(tx["occurred_at"].max()),

@@ -10,8 +10,10 @@ from pathlib import Path
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from relq import quadrants, retention, schema, store
-from relq.filters import SegmentFilter
+from relq import store
+from relq.analyses import quadrants, retention
+from relq.store import schema
+from relq.store.filters import SegmentFilter
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "retention.py")
 
@@ -37,7 +39,7 @@ def test_page_renders_every_section_and_controls_change_the_view(demo_env):
     assert not at.exception
     assert "**Log-rank test:** the curves differ" in _text(at)
     assert "hazard ratio" in _text(at) and "proportional" in _text(at)
-    at.selectbox(key="ret_split").set_value("quadrant").run()  # relq.quadrants' four named quadrants
+    at.selectbox(key="ret_split").set_value("quadrant").run()  # relq.analyses.quadrants' four named quadrants
     assert not at.exception
     legend = {
         t["name"] for c in at.get("plotly_chart") for t in json.loads(c.proto.spec)["data"] if t.get("name")

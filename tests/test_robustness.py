@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from relq import store
-from relq.exports import to_safe_csv
+from relq.core.exports import to_safe_csv
 from relq.ingest import import_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +154,7 @@ def test_the_cli_on_a_duckdb_file_held_by_another_process_says_what_to_do(held_d
 
 
 def test_the_dashboard_on_a_duckdb_file_held_by_another_process_says_what_to_do(held_duckdb, monkeypatch):
-    monkeypatch.setattr(store, "DUCKDB_LOCK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(store.database, "DUCKDB_LOCK_WAIT_SECONDS", 0.5)
     monkeypatch.setenv("RELQ_DATABASE_URL", held_duckdb)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception
@@ -202,10 +202,10 @@ def test_a_database_lost_in_the_middle_of_a_page_gives_a_sentence_and_a_retry(po
         import sqlalchemy as sa
         import streamlit as st
 
-        from pages import components
+        from relq import ui
 
         engine = sa.create_engine(url)
-        with components.store_errors_as_sentences(engine):
+        with ui.store_errors_as_sentences(engine):
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
         st.write("not reached")
@@ -222,7 +222,10 @@ def test_a_database_lost_in_the_middle_of_a_page_gives_a_sentence_and_a_retry(po
 SQL_CALLS = {"text", "execute", "exec_driver_sql", "copy", "executemany", "sql"}
 # Statements built with f-strings from RelQ's own schema names (never from a user), documented
 # where they are written.
-KNOWN_SCHEMA_NAME_SQL = {("relq/store.py", "_native_insert"), ("relq/store.py", "refresh_derived")}
+KNOWN_SCHEMA_NAME_SQL = {
+    ("relq/store/database.py", "_native_insert"),
+    ("relq/store/database.py", "refresh_derived"),
+}
 
 
 def _formatted_sql_calls(path: Path):

@@ -6,8 +6,9 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 from streamlit.testing.v1 import AppTest
 
-from relq import explorer, store
-from relq.filters import SegmentFilter
+from relq import store
+from relq.analyses import explorer
+from relq.store.filters import SegmentFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +33,7 @@ def test_two_dimensions_get_benjamini_hochberg_q_values_like_statsmodels(demo_co
 
 
 def test_segment_retention_adds_up_to_everyone_at_the_start_of_the_quarter(demo_conn):
-    from relq import retention
+    from relq.analyses import retention
 
     kept = explorer.segment_retention(demo_conn, SegmentFilter(), ("region",), min_n=30)
     rates = retention.retention_rates(demo_conn, SegmentFilter(), "quarter")

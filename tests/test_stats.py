@@ -1,4 +1,4 @@
-"""relq.stats checked against outside references (scipy, statsmodels, published values)."""
+"""relq.measures.stats checked against outside references (scipy, statsmodels, published values)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from statsmodels.stats.proportion import (
     proportions_ztest,
 )
 
-from relq import stats
+from relq.measures import stats
 
 SEED = 20240601
 print(f"tests/test_stats.py random seed: {SEED}")
@@ -96,7 +96,7 @@ def test_nps_interval_matches_design_formula_written_out() -> None:
 
 
 def test_nps_interval_single_unanimous_answer_is_the_documented_exception() -> None:
-    # DESIGN's interval is centred on the shrunken p*-d*; with n == 1 it stops at ±98.5.
+    # the Methodology page's interval is centred on the shrunken p*-d*; with n == 1 it stops at ±98.5.
     got = stats.nps_interval(1, 0, 0)
     assert got.score == 100.0 and got.high == pytest.approx(98.4986, abs=1e-4)
 
@@ -341,7 +341,7 @@ def test_property_nps_within_bounds_and_interval_contains_score(p: int, m: int, 
         assert math.isnan(r.score) and math.isnan(r.low) and math.isnan(r.high)
         return
     assert -100 <= r.low <= r.high <= 100 and -100 <= r.score <= 100
-    if r.n >= 2:  # n == 1 is the documented exception of DESIGN's shrunken interval
+    if r.n >= 2:  # n == 1 is the documented exception of the Methodology page's shrunken interval
         assert r.low <= r.score <= r.high
 
 

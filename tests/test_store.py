@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from relq import schema, store
+from relq import store
+from relq.store import schema
 
 
 def _customers_and_purchases(conn, import_id):

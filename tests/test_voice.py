@@ -9,8 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from relq import schema, store, voice
-from relq.filters import SegmentFilter
+from relq import store
+from relq.analyses import voice
+from relq.store import schema
+from relq.store.filters import SegmentFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Import survey and CRM exports: detect → map → validate → write (DESIGN.md §Architecture).
+"""Import survey and CRM exports: detect → map → validate → write.
 
 ``import_file`` is what ``python -m relq import`` and the Upload page call. A file that cannot
 be used raises :class:`relq.exceptions.ImportRejected` with one clear sentence and leaves the
@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import insert, select
 
-from relq import schema
+from relq.core.exports import to_safe_csv
+from relq.core.instrument import Instrument, load_instrument
 from relq.exceptions import ImportRejected
-from relq.exports import to_safe_csv
 from relq.ingest.detect import LAYOUT_LABEL, Table, build_table
 from relq.ingest.mapping import (
     KINDS,
@@ -44,8 +44,7 @@ from relq.ingest.write import (
     reject_records,
     write_rows,
 )
-from relq.instrument import Instrument, load_instrument
-from relq.store import serialise_imports
+from relq.store import schema, serialise_imports
 
 __all__ = [
     "ImportResult",
@@ -415,7 +414,7 @@ def column_summary(prepared: PreparedImport) -> pd.DataFrame:
 
 
 def safe_csv(frame: pd.DataFrame) -> bytes:
-    """CSV bytes with formula-looking cells neutralised (relq.exports.to_safe_csv)."""
+    """CSV bytes with formula-looking cells neutralised (relq.core.exports.to_safe_csv)."""
     return to_safe_csv(frame)
 
 

@@ -1,4 +1,4 @@
-"""Column mapping: suggested targets, the mapping-file format of DESIGN.md, saved templates.
+"""Column mapping: suggested targets, the mapping-file format (README → Mapping files), saved templates.
 
 A mapping file is ``{"kind": ..., "columns": {"<source column>": "<target>"}, "labels":
 {"<answer text>": <number or null>}}``; a source column is named by its first header row or by
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from rapidfuzz import fuzz, process
 
+from relq.core.instrument import Instrument
 from relq.exceptions import ImportRejected
 from relq.ingest.detect import SourceColumn, Table, normalise_header
-from relq.instrument import Instrument
-from relq.schema import CUSTOMER_FIELDS, RESPONSE_FIELDS, TICKET_FIELDS, TRANSACTION_FIELDS
+from relq.store.schema import CUSTOMER_FIELDS, RESPONSE_FIELDS, TICKET_FIELDS, TRANSACTION_FIELDS
 
 __all__ = [
     "KINDS",

@@ -18,7 +18,7 @@ from relq.exceptions import ImportRejected
 
 __all__ = ["RawFile", "read_source", "read_rows", "list_sheets", "MAX_FILE_BYTES"]
 
-MAX_FILE_BYTES = 200 * 1024 * 1024  # DESIGN/issue default upload size, also .streamlit maxUploadSize
+MAX_FILE_BYTES = 200 * 1024 * 1024  # the default upload size, also .streamlit maxUploadSize
 DELIMITERS = (",", ";", "\t", "|")
 XLSX_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .xls

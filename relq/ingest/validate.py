@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from relq.core.instrument import Instrument
 from relq.exceptions import ImportRejected
 from relq.ingest.detect import Table
 from relq.ingest.mapping import AGREEMENT_LABELS, AGREEMENT_LABELS_5, CES_LABELS, CSAT_LABELS, EXTRA_PREFIX
-from relq.instrument import Instrument
 
 __all__ = [
     "AmbiguousDates",

@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
-from relq import schema
-from relq.instrument import Instrument, pillar_indices
-from relq.quality import QUALITY_FLAGS as FLAGS
-from relq.quality import flag_responses
-from relq.store import bulk_insert, refresh_derived
+from relq.core.instrument import Instrument, pillar_indices
+from relq.ingest.quality import QUALITY_FLAGS as FLAGS
+from relq.ingest.quality import flag_responses
+from relq.store import bulk_insert, refresh_derived, schema
 
 __all__ = ["write_rows", "existing_ids", "customer_lookup", "insert_frame"]
 
@@ -85,7 +84,7 @@ def _map_unique(values: pd.Series, fn) -> pd.Series:
 def quality_flags(
     responses: pd.DataFrame, answers: pd.DataFrame, instrument: Instrument
 ) -> tuple[pd.DataFrame, str | None]:
-    """Data-quality flags from relq.quality (all false, with a message, if they cannot be computed)."""
+    """Data-quality flags from relq.ingest.quality (all false, with a message, if they cannot be computed)."""
     blank = pd.DataFrame(False, index=responses.index, columns=list(FLAGS))
     if responses.empty:
         return blank, None

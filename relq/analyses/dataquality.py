@@ -1,0 +1,266 @@
+"""Data quality, counted where the data live: duplicates, missingness, straight-lining, speeders,
+out-of-range values, unmatched responses and stale customers — with the rows behind each count.
+
+Response checks honour the segment filter; nothing here removes a response from any number
+(Methodology page → Data-quality flags): excluding flagged responses stays the user's visible choice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from relq import store
+from relq.core.instrument import configured_instrument
+from relq.ingest.quality import SCORE_RANGES, STRAIGHTLINE_MIN_ITEMS
+from relq.store import schema
+from relq.store.filters import SegmentFilter
+
+__all__ = ["CHECKS", "STALE_DAYS", "check_clause", "quality_summary", "quality_rows", "missingness"]
+
+R, A, C, T, K = (
+    schema.survey_responses,
+    schema.survey_answers,
+    schema.customers,
+    schema.transactions,
+    schema.tickets,
+)
+STALE_DAYS = 180
+CHECKS: dict[str, str] = {
+    "duplicates": "Responses flagged as duplicates at import (same respondent and answers in a wave, or "
+    "within 7 days of their previous response).",
+    "straight-lining": f"At least {STRAIGHTLINE_MIN_ITEMS} items answered, all with the same value.",
+    "speeders": "Duration under half the median duration of the responses in view.",
+    "out-of-range": "An NPS outside 0–10, CSAT outside 1–5, CES outside 1–7 or an item outside the scale.",
+    "unmatched": "Responses that matched no customer (customer_id empty).",
+    "stale customers": "Customers without a churn date and with no purchase, response or ticket in the last "
+    "{days} days before the data's end.",
+}
+RESPONSE_COLUMNS = (
+    "customer_id",
+    "email",
+    "wave",
+    "duration",
+    "nps",
+    "csat",
+    "ces",
+    "comment",
+    "trust",
+    "commitment",
+    "satisfaction",
+    "rq",
+)
+CUSTOMER_COLUMNS = (
+    "name",
+    "email",
+    "company",
+    "region",
+    "industry",
+    "plan",
+    "owner",
+    "acquired_at",
+    "annual_value",
+)
+
+
+def check_clause(check: str, flt: SegmentFilter):
+    """The WHERE clause on survey_responses that selects the responses failing ``check``."""
+    instrument = configured_instrument()
+    if check == "duplicates":
+        return R.c.flag_duplicate
+    if check == "straight-lining":
+        same = (
+            sa.select(A.c.response_id)
+            .where(A.c.value.is_not(None))
+            .group_by(A.c.response_id)
+            .having(
+                sa.and_(
+                    sa.func.count(A.c.value) >= STRAIGHTLINE_MIN_ITEMS,
+                    sa.func.min(A.c.value) == sa.func.max(A.c.value),
+                )
+            )
+        )
+        return R.c.response_id.in_(same)
+    if check == "speeders":
+        median = (
+            sa.select(sa.func.percentile_cont(0.5).within_group(R.c.duration))
+            .where(flt.response_clause(), R.c.duration.is_not(None))
+            .scalar_subquery()
+        )
+        return R.c.duration < 0.5 * median
+    if check == "out-of-range":
+        bad_items = sa.select(A.c.response_id).where(
+            sa.or_(A.c.value < instrument.scale_min, A.c.value > instrument.scale_max)
+        )
+        return sa.or_(
+            *[sa.not_(R.c[name].between(lo, hi)) for name, (lo, hi) in SCORE_RANGES.items()],
+            R.c.response_id.in_(bad_items),
+        )
+    if check == "unmatched":
+        return R.c.customer_id.is_(None)
+    raise ValueError(f"unknown check {check!r}; choose from {', '.join(CHECKS)}.")
+
+
+def _last_activity() -> sa.Subquery:
+    parts = [
+        sa.select(T.c.customer_id, T.c.occurred_at.label("at")),
+        sa.select(R.c.customer_id, R.c.submitted_at.label("at")).where(R.c.customer_id.is_not(None)),
+        sa.select(K.c.customer_id, K.c.opened_at.label("at")),
+    ]
+    union = sa.union_all(*parts).subquery("activity")
+    return (
+        sa.select(union.c.customer_id, sa.func.max(union.c.at).label("last_at"))
+        .group_by(union.c.customer_id)
+        .subquery("last_activity")
+    )
+
+
+def _stale(conn: Connection, flt: SegmentFilter, days: int):
+    end = store.data_end(conn)
+    cutoff = pd.Timestamp(end - timedelta(days=days)).to_pydatetime()
+    last = _last_activity()
+    source = C.outerjoin(last, last.c.customer_id == C.c.customer_id)
+    where = sa.and_(
+        flt.customer_clause(),
+        sa.or_(C.c.churned_at.is_(None), C.c.churned_at > end),
+        sa.or_(last.c.last_at.is_(None), last.c.last_at < cutoff),
+    )
+    return source, where, last
+
+
+def quality_summary(conn: Connection, flt: SegmentFilter, stale_days: int = STALE_DAYS) -> pd.DataFrame:
+    """check, count, out_of, share (%), what it means — one row per check."""
+    total = conn.execute(sa.select(sa.func.count()).select_from(R).where(flt.response_clause())).scalar_one()
+    counts = (
+        conn.execute(
+            sa.select(
+                *[
+                    sa.func.coalesce(sa.func.sum(sa.case((check_clause(name, flt), 1), else_=0)), 0).label(
+                        name
+                    )
+                    for name in CHECKS
+                    if name != "stale customers"
+                ]
+            ).where(flt.response_clause())
+        )
+        .one()
+        ._mapping
+    )
+    source, where, _ = _stale(conn, flt, stale_days)
+    customers = conn.execute(
+        sa.select(sa.func.count()).select_from(C).where(flt.customer_clause())
+    ).scalar_one()
+    stale = conn.execute(sa.select(sa.func.count()).select_from(source).where(where)).scalar_one()
+    records = [
+        {
+            "check": name,
+            "count": int(counts[name]),
+            "out_of": int(total),
+            "unit": "responses",
+            "meaning": CHECKS[name],
+        }
+        for name in CHECKS
+        if name != "stale customers"
+    ]
+    records.append(
+        {
+            "check": "stale customers",
+            "count": int(stale),
+            "out_of": int(customers),
+            "unit": "customers",
+            "meaning": CHECKS["stale customers"].format(days=stale_days),
+        }
+    )
+    frame = pd.DataFrame(records)
+    frame["share"] = 100 * frame["count"] / frame["out_of"].where(frame["out_of"] > 0)
+    return frame[["check", "count", "out_of", "unit", "share", "meaning"]]
+
+
+def quality_rows(
+    conn: Connection, flt: SegmentFilter, check: str, stale_days: int = STALE_DAYS, limit: int = 5000
+) -> pd.DataFrame:
+    """The rows behind a check (at most ``limit``): responses, or customers for stale customers."""
+    if check == "stale customers":
+        source, where, last = _stale(conn, flt, stale_days)
+        rows = conn.execute(
+            sa.select(
+                C.c.customer_id,
+                C.c.name,
+                C.c.email,
+                C.c.company,
+                C.c.region,
+                C.c.plan,
+                C.c.acquired_at,
+                last.c.last_at.label("last_activity"),
+            )
+            .select_from(source)
+            .where(where)
+            .order_by(last.c.last_at.asc().nulls_first(), C.c.customer_id)
+            .limit(limit)
+        )
+    else:
+        rows = conn.execute(
+            sa.select(
+                R.c.response_id,
+                R.c.customer_id,
+                R.c.email,
+                R.c.submitted_at,
+                R.c.wave,
+                R.c.duration,
+                R.c.nps,
+                R.c.csat,
+                R.c.ces,
+                R.c.comment,
+                R.c.import_id,
+            )
+            .where(flt.response_clause(), check_clause(check, flt))
+            .order_by(R.c.submitted_at, R.c.response_id)
+            .limit(limit)
+        )
+    return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+
+
+def missingness(conn: Connection, flt: SegmentFilter) -> pd.DataFrame:
+    """Missing values per column of the responses in view, of their item answers and of the
+    customers in view: table, column, missing, total, share (%)."""
+    instrument = configured_instrument()
+    r = (
+        conn.execute(
+            sa.select(
+                sa.func.count().label("_total"), *[sa.func.count(R.c[c]).label(c) for c in RESPONSE_COLUMNS]
+            ).where(flt.response_clause())
+        )
+        .one()
+        ._mapping
+    )
+    answered = dict(
+        conn.execute(
+            sa.select(A.c.item_id, sa.func.count(A.c.value))
+            .select_from(A.join(R, A.c.response_id == R.c.response_id))
+            .where(flt.response_clause())
+            .group_by(A.c.item_id)
+        ).all()
+    )
+    c = (
+        conn.execute(
+            sa.select(
+                sa.func.count().label("_total"),
+                *[sa.func.count(C.c[col]).label(col) for col in CUSTOMER_COLUMNS],
+            ).where(flt.customer_clause())
+        )
+        .one()
+        ._mapping
+    )
+    records = [("survey_responses", col, r["_total"] - r[col], r["_total"]) for col in RESPONSE_COLUMNS]
+    records += [
+        ("survey_answers", item, r["_total"] - int(answered.get(item, 0)), r["_total"])
+        for item in instrument.item_ids
+    ]
+    records += [("customers", col, c["_total"] - c[col], c["_total"]) for col in CUSTOMER_COLUMNS]
+    frame = pd.DataFrame(records, columns=["table", "column", "missing", "total"])
+    frame[["missing", "total"]] = frame[["missing", "total"]].astype(int)
+    frame["share"] = 100 * frame["missing"] / frame["total"].where(frame["total"] > 0)
+    return frame

@@ -1,0 +1,212 @@
+"""Who sees what: the roles file, what each role may open and do, and personal-data rules.
+
+Pure Python (no streamlit): the frame asks :func:`role_for` who a signed-in email is, then
+:func:`page_allowed`, :func:`action_allowed` and :func:`can_see_personal_data` what that role may
+see and do. :func:`suppress_small_groups` drops groups an executive must never see.
+
+The roles file (``data/roles.toml``, or ``RELQ_ROLES``) maps emails and whole domains to roles::
+
+    [users]
+    "ana@example.com" = "analyst"
+
+    [domains]
+    "example.com" = "executive"
+
+An exact email wins over its domain. A signed-in user who matches neither has no role and is
+refused with a sentence telling them whom to ask.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from relq.exceptions import SettingError
+
+__all__ = [
+    "ROLES",
+    "ACTIONS",
+    "ROLE_LABELS",
+    "PERSONAL_COLUMNS",
+    "MIN_GROUP_CUSTOMERS",
+    "RoleMap",
+    "load_roles",
+    "parse_roles",
+    "role_for",
+    "page_allowed",
+    "allowed_pages",
+    "action_allowed",
+    "can_see_personal_data",
+    "mask_personal",
+    "suppress_small_groups",
+]
+
+# Ordered from least to most access.
+ROLES: tuple[str, ...] = ("executive", "cx_lead", "analyst", "admin")
+ROLE_LABELS = {"executive": "Executive", "cx_lead": "CX lead", "analyst": "Analyst", "admin": "Admin"}
+
+ACTIONS: tuple[str, ...] = (
+    "import",
+    "undo_import",
+    "edit_instrument",
+    "edit_templates",
+    "view_audit",
+    "export",
+)
+_ACTIONS_BY_ROLE: dict[str, frozenset[str]] = {
+    "executive": frozenset({"export"}),
+    "cx_lead": frozenset({"export"}),
+    "analyst": frozenset({"export", "import", "undo_import", "edit_instrument", "edit_templates"}),
+    "admin": frozenset(ACTIONS),
+}
+
+# Pages are named by their st.Page url_path. A page not named here is open to every role (the
+# aggregate pages); the pages below are closed to the roles that may not use them.
+DATA_WORK_PAGES: frozenset[str] = frozenset(
+    {"upload", "import", "imports", "data-quality", "quality", "instrument", "mapping", "templates"}
+)
+ADMIN_PAGES: frozenset[str] = frozenset({"admin"})
+CUSTOMER_LIST_PAGES: frozenset[str] = frozenset({"customers", "customer-lists", "accounts"})
+_CLOSED_PAGES: dict[str, frozenset[str]] = {
+    "executive": DATA_WORK_PAGES | ADMIN_PAGES | CUSTOMER_LIST_PAGES,
+    "cx_lead": DATA_WORK_PAGES | ADMIN_PAGES,
+    "analyst": ADMIN_PAGES,
+    "admin": frozenset(),
+}
+
+# Columns that name or reach a person; hidden from roles that may not see personal data.
+PERSONAL_COLUMNS: frozenset[str] = frozenset(
+    {"name", "email", "customer_name", "contact", "contact_name", "contact_email", "phone", "owner_email"}
+)
+# Methodology page: a group smaller than 5 customers is never shown to executives.
+MIN_GROUP_CUSTOMERS = 5
+
+
+@dataclass(frozen=True)
+class RoleMap:
+    """Emails and domains (lower case) → role."""
+
+    users: dict[str, str] = field(default_factory=dict)
+    domains: dict[str, str] = field(default_factory=dict)
+
+    def members(self) -> pd.DataFrame:
+        """Who has which role, for the admin page: one row per email or domain."""
+        rows = [{"who": k, "kind": "email", "role": v} for k, v in sorted(self.users.items())]
+        rows += [{"who": f"*@{k}", "kind": "domain", "role": v} for k, v in sorted(self.domains.items())]
+        return pd.DataFrame(rows, columns=["who", "kind", "role"])
+
+
+def _check_role(role: object, where: str) -> str:
+    if not isinstance(role, str) or role.strip().lower() not in ROLES:
+        raise SettingError(f"{where}: role {role!r} is not one of {', '.join(ROLES)}.")
+    return role.strip().lower()
+
+
+def parse_roles(text: str, source: str = "roles file") -> RoleMap:
+    """Parse the roles TOML; a wrong role or shape raises SettingError naming the entry.
+
+    >>> m = parse_roles('[users]\\n"Ana@Example.com" = "analyst"\\n[domains]\\n"example.com" = "executive"')
+    >>> role_for("ana@example.com", m), role_for("bo@example.com", m), role_for("x@other.org", m)
+    ('analyst', 'executive', None)
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingError(f"{source} is not valid TOML ({exc}); see data/roles.example.toml.") from None
+    unknown = set(raw) - {"users", "domains"}
+    if unknown:
+        raise SettingError(
+            f"{source}: unknown section(s) {', '.join(sorted(unknown))}; expected [users] and [domains]."
+        )
+    out: dict[str, dict[str, str]] = {"users": {}, "domains": {}}
+    for section in ("users", "domains"):
+        entries = raw.get(section, {})
+        if not isinstance(entries, dict):
+            raise SettingError(f'{source}: [{section}] must be a table of "who" = "role" lines.')
+        for who, role in entries.items():
+            key = who.strip().lower().removeprefix("*@").removeprefix("@")
+            if section == "users" and "@" not in key:
+                raise SettingError(f"{source}: [users] entry {who!r} is not an email address.")
+            out[section][key] = _check_role(role, f"{source} [{section}] {who!r}")
+    return RoleMap(out["users"], out["domains"])
+
+
+def load_roles(path: str | Path) -> RoleMap:
+    """The roles file at ``path``; an empty map when it does not exist (nobody has a role)."""
+    path = Path(path)
+    if not path.is_file():
+        return RoleMap()
+    return parse_roles(path.read_text(encoding="utf-8"), str(path))
+
+
+def role_for(email: str | None, roles: RoleMap) -> str | None:
+    """The role of ``email``: its exact entry, else its domain's, else None."""
+    if not email or "@" not in email:
+        return None
+    email = email.strip().lower()
+    if email in roles.users:
+        return roles.users[email]
+    return roles.domains.get(email.rsplit("@", 1)[1])
+
+
+def page_allowed(role: str | None, page_key: str) -> bool:
+    """Whether ``role`` may open the page whose url_path is ``page_key``."""
+    if role not in ROLES:
+        return False
+    return page_key.strip("/").lower() not in _CLOSED_PAGES[role]
+
+
+def allowed_pages(role: str | None, page_keys: Iterable[str]) -> list[str]:
+    """The subset of ``page_keys`` that ``role`` may open, in the given order.
+
+    >>> allowed_pages("executive", ["overview", "upload", "admin", "quadrants"])
+    ['overview', 'quadrants']
+    """
+    return [k for k in page_keys if page_allowed(role, k)]
+
+
+def action_allowed(role: str | None, action: str) -> bool:
+    """Whether ``role`` may perform ``action`` (one of :data:`ACTIONS`).
+
+    >>> action_allowed("analyst", "import"), action_allowed("cx_lead", "import")
+    (True, False)
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+    return role in _ACTIONS_BY_ROLE and action in _ACTIONS_BY_ROLE[role]
+
+
+def can_see_personal_data(role: str | None) -> bool:
+    """Names, emails and customer lists: CX leads and above; executives see aggregates only."""
+    return role in ("cx_lead", "analyst", "admin")
+
+
+def mask_personal(frame: pd.DataFrame, role: str | None) -> pd.DataFrame:
+    """``frame`` without its personal columns when ``role`` may not see personal data."""
+    if can_see_personal_data(role):
+        return frame
+    return frame.drop(columns=[c for c in frame.columns if str(c).lower() in PERSONAL_COLUMNS])
+
+
+def suppress_small_groups(
+    frame: pd.DataFrame, role: str | None, n_col: str = "n", minimum: int = MIN_GROUP_CUSTOMERS
+) -> tuple[pd.DataFrame, int]:
+    """For executives, drop rows whose ``n_col`` (customers in the group) is below ``minimum``.
+
+    Returns the frame and how many groups were dropped (always 0 for other roles).
+
+    >>> f = pd.DataFrame({"region": ["EU", "US"], "n": [40, 3]})
+    >>> suppress_small_groups(f, "executive")[0]["region"].tolist(), suppress_small_groups(f, "admin")[1]
+    (['EU'], 0)
+    """
+    if role != "executive" or frame.empty:
+        return frame, 0
+    if n_col not in frame.columns:
+        raise ValueError(f"suppress_small_groups: the frame has no {n_col!r} column of customer counts")
+    counts = pd.to_numeric(frame[n_col], errors="coerce").fillna(0)
+    keep = counts >= minimum
+    return frame[keep], int((~keep).sum())

@@ -1,0 +1,337 @@
+"""How well the questionnaire measures: Cronbach's α, item statistics, pillar correlations, HTMT.
+
+Everything is aggregated in the database. The stored raw answers (``survey_answers``) are pivoted
+to one row per response by conditional aggregation, reverse-keyed items are recoded
+(``min + max − x``), and one Core query returns, per pillar, the number of listwise-complete
+responses, the item sums and the item cross-products. :func:`relq.measures.stats.covariance_from_sums`
+turns those into covariance matrices; α, its Feldt interval, corrected item–total correlations
+and α-if-deleted follow in :mod:`relq.measures.stats`. The same query runs on DuckDB and PostgreSQL.
+
+:func:`recompute_indices` rewrites the stored pillar indices and RQ from the raw answers after
+the instrument changes, in one ``UPDATE … FROM`` on the database side (no rows travel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations, combinations_with_replacement
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from relq.core.instrument import Instrument, min_answered
+from relq.measures import stats
+from relq.store import schema
+from relq.store.filters import SegmentFilter
+from relq.store.schema import PILLARS
+
+__all__ = [
+    "HTMT_WARNING",
+    "Reliability",
+    "reliability",
+    "item_sums",
+    "pillar_correlations",
+    "answer_distribution",
+    "recompute_indices",
+]
+
+R = schema.survey_responses
+A = schema.survey_answers
+
+# Henseler, Ringle & Sarstedt (2015): above 0.90 two constructs are hard to tell apart.
+HTMT_WARNING = 0.90
+# Rule of thumb for a corrected item-total correlation that carries little of the pillar.
+WEAK_ITEM_TOTAL_R = 0.30
+
+
+def _recoded(item, instrument: Instrument):
+    """The answer on the item's scale, reverse-keyed when needed; out-of-scale answers are NULL."""
+    lo, hi = instrument.scale_min, instrument.scale_max
+    value = sa.cast(A.c.value, sa.Double)  # DuckDB's FLOAT is single precision; sums need double
+    if item.reverse:
+        value = sa.literal(lo + hi, sa.Double) - value
+    return sa.case(
+        (sa.and_(A.c.item_id == item.id, A.c.value.between(lo, hi)), value),
+        else_=sa.null(),
+    )
+
+
+def _pivot(instrument: Instrument, flt: SegmentFilter):
+    """One row per filtered response: c0..c{k-1}, the recoded answers in instrument order."""
+    columns = [
+        sa.func.max(_recoded(item, instrument)).label(f"c{i}") for i, item in enumerate(instrument.items)
+    ]
+    query = sa.select(A.c.response_id, *columns).where(A.c.item_id.in_(instrument.item_ids))
+    if not flt.is_empty:
+        # Joining 11M answers to 1M responses costs twice the pivot itself (bench/RESULTS.md):
+        # pay for the join only when there is something to filter on.
+        query = query.select_from(A.join(R, A.c.response_id == R.c.response_id)).where(flt.response_clause())
+    query = query.group_by(A.c.response_id)
+    return query.subquery("answers_wide")
+
+
+def _positions(instrument: Instrument) -> dict[str, list[int]]:
+    ids = instrument.item_ids
+    return {p: [ids.index(item.id) for item in instrument.items_of(p)] for p in PILLARS}
+
+
+def item_sums(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> dict[str, dict]:
+    """Sufficient statistics of the item answers, from one query.
+
+    Per pillar, over responses answering all its items (listwise): ``n``, ``sums`` (Σxᵢ) and
+    ``cross`` (Σxᵢxⱼ), after reverse coding. Under the key ``"all"``: the same over responses
+    answering every item of the instrument (for HTMT). Items keep the instrument's order.
+    """
+    wide = _pivot(instrument, flt)
+    x = [wide.c[f"c{i}"] for i in range(len(instrument.items))]
+    groups = {**_positions(instrument), "all": list(range(len(x)))}
+    select = []
+    for name, idx in groups.items():
+        complete = sa.and_(*[x[i].isnot(None) for i in idx])
+        select.append(sa.func.coalesce(sa.func.sum(sa.case((complete, 1), else_=0)), 0).label(f"{name}__n"))
+        for i in idx:
+            select.append(sa.func.sum(sa.case((complete, x[i]))).label(f"{name}__s{i}"))
+        for i, j in combinations_with_replacement(idx, 2):
+            select.append(sa.func.sum(sa.case((complete, x[i] * x[j]))).label(f"{name}__c{i}_{j}"))
+    row = conn.execute(sa.select(*select).select_from(wide)).one()._mapping
+    out = {}
+    for name, idx in groups.items():
+        k = len(idx)
+        sums = np.array([float(row[f"{name}__s{i}"] or 0.0) for i in idx])
+        cross = np.zeros((k, k))
+        for a, b in combinations_with_replacement(range(k), 2):
+            cross[a, b] = cross[b, a] = float(row[f"{name}__c{idx[a]}_{idx[b]}"] or 0.0)
+        out[name] = {
+            "n": int(row[f"{name}__n"]),
+            "item_ids": [instrument.items[i].id for i in idx],
+            "sums": sums,
+            "cross": cross,
+        }
+    return out
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """α per pillar, item statistics and HTMT for one filter."""
+
+    alpha: dict[str, stats.AlphaResult]
+    items: (
+        pd.DataFrame
+    )  # pillar, item_id, text, reverse, n, mean, sd, item_total_r, alpha_if_deleted, weakens
+    htmt: pd.DataFrame  # a, b, htmt, n, warning
+    item_correlations: pd.DataFrame  # item × item correlation matrix (responses answering every item)
+
+    @property
+    def weak_items(self) -> pd.DataFrame:
+        return self.items[self.items["weakens"]]
+
+
+def _pillar_alpha(block: dict) -> stats.AlphaResult:
+    k = len(block["item_ids"])
+    if k < 2:
+        return stats.AlphaResult(float("nan"), float("nan"), float("nan"), block["n"], k)
+    cov = stats.covariance_from_sums(block["n"], block["sums"], block["cross"])
+    return stats.cronbach_alpha(cov, block["n"])
+
+
+def reliability(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> Reliability:
+    """Cronbach's α (Feldt 95% interval), item statistics and HTMT, from one aggregate query.
+
+    An item "weakens" its pillar when α would rise without it, or when its corrected item–total
+    correlation is below 0.30.
+    """
+    sums = item_sums(conn, flt, instrument)
+    alphas: dict[str, stats.AlphaResult] = {}
+    frames = []
+    for pillar in PILLARS:
+        block = sums[pillar]
+        alphas[pillar] = alpha = _pillar_alpha(block)
+        n, k = block["n"], len(block["item_ids"])
+        cov = stats.covariance_from_sums(n, block["sums"], block["cross"])
+        if k >= 2:
+            table = stats.item_statistics(cov, block["item_ids"])
+        else:
+            table = pd.DataFrame(
+                {"item_id": block["item_ids"], "item_total_r": np.nan, "alpha_if_deleted": np.nan}
+            )
+        table.insert(0, "pillar", pillar)
+        table["n"] = n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table["mean"] = block["sums"] / n if n else np.nan
+        table["sd"] = np.sqrt(np.diag(cov)) if n >= 2 else np.nan
+        weakens = (table["alpha_if_deleted"] > alpha.alpha) | (table["item_total_r"] < WEAK_ITEM_TOTAL_R)
+        table["weakens"] = weakens.fillna(False).astype(bool)
+        frames.append(table)
+    items = pd.concat(frames, ignore_index=True)
+    texts = {item.id: item for item in instrument.items}
+    items.insert(2, "text", items["item_id"].map(lambda i: texts[i].text))
+    items.insert(3, "reverse", items["item_id"].map(lambda i: texts[i].reverse))
+    items = items[
+        [
+            "pillar",
+            "item_id",
+            "text",
+            "reverse",
+            "n",
+            "mean",
+            "sd",
+            "item_total_r",
+            "alpha_if_deleted",
+            "weakens",
+        ]
+    ]
+
+    every = sums["all"]
+    cov_all = stats.covariance_from_sums(every["n"], every["sums"], every["cross"])
+    corr = stats.correlation_from_cov(cov_all) if every["n"] >= 2 else np.full(cov_all.shape, np.nan)
+    ratio = (
+        stats.htmt(np.nan_to_num(corr, nan=0.0), _positions(instrument))
+        if every["n"] >= 2
+        else (
+            pd.DataFrame(
+                [{"a": a, "b": b, "htmt": np.nan} for a, b in combinations(PILLARS, 2)],
+                columns=["a", "b", "htmt"],
+            )
+        )
+    )
+    if every["n"] >= 2 and np.isnan(corr).any():
+        ratio["htmt"] = np.nan  # an item without variance: HTMT is undefined, not 0
+    ratio["n"] = every["n"]
+    ratio["warning"] = ratio.apply(_htmt_warning, axis=1)
+    item_corr = pd.DataFrame(corr, index=every["item_ids"], columns=every["item_ids"])
+    return Reliability(alphas, items, ratio, item_corr)
+
+
+def _htmt_warning(row) -> str:
+    if pd.notna(row["htmt"]) and row["htmt"] > HTMT_WARNING:
+        return (
+            f"HTMT {row['htmt']:.2f} > {HTMT_WARNING:.2f}: customers hardly tell {row['a']} and {row['b']} "
+            "apart; read the two pillars together or revise their items."
+        )
+    return ""
+
+
+def pillar_correlations(conn: Connection, flt: SegmentFilter = SegmentFilter()) -> pd.DataFrame:
+    """Pearson r between each pair of pillar indices with its Fisher-z 95% interval.
+
+    Over responses having both indices (pairwise), from n, Σa, Σb, Σa², Σb², Σab in one query.
+    Returns a, b, r, low, high, n.
+    """
+    select = []
+    for a, b in combinations(PILLARS, 2):
+        both = sa.and_(R.c[a].isnot(None), R.c[b].isnot(None))
+        x, y = sa.cast(R.c[a], sa.Double), sa.cast(R.c[b], sa.Double)
+        key = f"{a}__{b}"
+        select += [
+            sa.func.coalesce(sa.func.sum(sa.case((both, 1), else_=0)), 0).label(f"{key}__n"),
+            sa.func.sum(sa.case((both, x))).label(f"{key}__sa"),
+            sa.func.sum(sa.case((both, y))).label(f"{key}__sb"),
+            sa.func.sum(sa.case((both, x * x))).label(f"{key}__saa"),
+            sa.func.sum(sa.case((both, y * y))).label(f"{key}__sbb"),
+            sa.func.sum(sa.case((both, x * y))).label(f"{key}__sab"),
+        ]
+    row = conn.execute(sa.select(*select).where(flt.response_clause())).one()._mapping
+    records = []
+    for a, b in combinations(PILLARS, 2):
+        key = f"{a}__{b}"
+        n = int(row[f"{key}__n"])
+        val = {s: float(row[f"{key}__{s}"] or 0.0) for s in ("sa", "sb", "saa", "sbb", "sab")}
+        cov = stats.covariance_from_sums(
+            n,
+            np.array([val["sa"], val["sb"]]),
+            np.array([[val["saa"], val["sab"]], [val["sab"], val["sbb"]]]),
+        )
+        r = float(stats.correlation_from_cov(cov)[0, 1]) if n >= 2 else float("nan")
+        interval = (
+            stats.pearson_interval(r, n) if not np.isnan(r) else stats.Interval(np.nan, np.nan, np.nan, n)
+        )
+        records.append({"a": a, "b": b, "r": r, "low": interval.low, "high": interval.high, "n": n})
+    return pd.DataFrame(records, columns=["a", "b", "r", "low", "high", "n"])
+
+
+def answer_distribution(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> pd.DataFrame:
+    """Counts per answer value for every instrument item (raw answers, before reverse coding).
+
+    Returns pillar, item_id, text, value, count, share (of the item's answers), in instrument order.
+    """
+    query = (
+        sa.select(A.c.item_id, A.c.value, sa.func.count().label("count"))
+        .select_from(A.join(R, A.c.response_id == R.c.response_id))
+        .where(A.c.item_id.in_(instrument.item_ids), A.c.value.isnot(None))
+        .group_by(A.c.item_id, A.c.value)
+    )
+    if not flt.is_empty:
+        query = query.where(flt.response_clause())
+    frame = pd.DataFrame(conn.execute(query).all(), columns=["item_id", "value", "count"])
+    columns = ["pillar", "item_id", "text", "value", "count", "share"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    order = {item_id: i for i, item_id in enumerate(instrument.item_ids)}
+    frame["count"] = frame["count"].astype(int)
+    frame["value"] = frame["value"].astype(float)
+    frame["share"] = frame["count"] / frame.groupby("item_id")["count"].transform("sum")
+    frame["pillar"] = frame["item_id"].map(lambda i: instrument.item(i).pillar)
+    frame["text"] = frame["item_id"].map(lambda i: instrument.item(i).text)
+    frame = frame.assign(_o=frame["item_id"].map(order)).sort_values(["_o", "value"]).drop(columns="_o")
+    return frame[columns].reset_index(drop=True)
+
+
+def _index_query(instrument: Instrument):
+    """Per response with answers: the three pillar indices and RQ, as the Methodology page defines them."""
+    lo, hi = instrument.scale_min, instrument.scale_max
+    select = [A.c.response_id]
+    for pillar in PILLARS:
+        items = instrument.items_of(pillar)
+        recoded = [_recoded(item, instrument) for item in items]
+        answered = sum((sa.func.count(value) for value in recoded), start=sa.literal(0, sa.Integer))
+        total = sum((sa.func.coalesce(sa.func.sum(value), 0.0) for value in recoded), start=sa.literal(0.0))
+        index = sa.case(
+            (
+                answered >= min_answered(len(items)),
+                100.0 * (total / sa.cast(answered, sa.Double) - lo) / (hi - lo),
+            ),
+            else_=sa.null(),
+        )
+        select.append(sa.cast(index, sa.Double).label(pillar))
+    per_pillar = (
+        sa.select(*select)
+        .where(A.c.item_id.in_(instrument.item_ids))
+        .group_by(A.c.response_id)
+        .subquery("indices")
+    )
+    rq = (per_pillar.c.trust + per_pillar.c.commitment + per_pillar.c.satisfaction) / 3.0
+    return per_pillar, rq
+
+
+def recompute_indices(engine: Engine, instrument: Instrument) -> int:
+    """Rewrite every response's pillar indices and RQ from its stored answers; returns the rows updated.
+
+    One ``UPDATE … FROM`` runs inside the database, so a million responses never leave it.
+    Responses whose answers no longer reach ⌈2k/3⌉ items of a pillar get no index for it;
+    responses with no stored answers keep what they had (nothing to recompute from).
+    """
+    indices, rq = _index_query(instrument)
+    # Answers for items the instrument no longer has: those responses lose every index.
+    stale = sa.and_(
+        R.c.response_id.in_(sa.select(A.c.response_id)),
+        R.c.response_id.notin_(sa.select(A.c.response_id).where(A.c.item_id.in_(instrument.item_ids))),
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            R.update()
+            .values(
+                trust=indices.c.trust,
+                commitment=indices.c.commitment,
+                satisfaction=indices.c.satisfaction,
+                rq=rq,
+            )
+            .where(R.c.response_id == indices.c.response_id)
+        )
+        conn.execute(R.update().values(trust=None, commitment=None, satisfaction=None, rq=None).where(stale))
+        # DuckDB reports no rowcount for UPDATE … FROM: count the responses that have answers.
+        updated = conn.execute(
+            sa.select(sa.func.count()).select_from(R).where(R.c.response_id.in_(sa.select(A.c.response_id)))
+        ).scalar_one()
+    return int(updated)

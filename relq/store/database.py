@@ -1,0 +1,516 @@
+"""The store: engines, schema, bulk writes on each engine's native path, derived segments, undo.
+
+DuckDB (the embedded default) takes a pandas frame through ``register`` + ``INSERT … SELECT``;
+PostgreSQL takes ``COPY … FROM STDIN``. Both run inside the caller's transaction, so an import
+lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from relq.core.settings import PROJECT_ROOT, load_settings
+from relq.exceptions import StoreUnavailable
+from relq.store import schema
+
+__all__ = [
+    "get_engine",
+    "create_schema",
+    "bulk_insert",
+    "new_import",
+    "serialise_imports",
+    "stored_keys",
+    "refresh_derived",
+    "data_end",
+    "load_demo",
+    "has_demo",
+    "has_data",
+    "remove_demo",
+    "undo_import",
+    "import_history",
+    "record_audit",
+    "audit_log",
+    "explain_connection_error",
+    "DATA_TABLES",
+]
+
+# Tables whose rows belong to an import (undo removes them by import_id).
+DATA_TABLES: tuple[sa.Table, ...] = (
+    schema.survey_answers,
+    schema.survey_responses,
+    schema.tickets,
+    schema.transactions,
+    schema.customer_fields,
+    schema.customers,
+)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """An engine for ``url`` (default: RELQ_DATABASE_URL, else the embedded DuckDB file)."""
+    url = url or load_settings().database_url
+    if url.startswith("duckdb:///") and not url.startswith("duckdb:///:memory:"):
+        path = url.removeprefix("duckdb:///")
+        if not path.startswith("/"):
+            path = str(PROJECT_ROOT / path)
+            url = f"duckdb:///{path}"
+        (PROJECT_ROOT / "data").mkdir(exist_ok=True)
+    try:
+        engine = sa.create_engine(url, **_engine_options(url))
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise StoreUnavailable(
+            f"RELQ_DATABASE_URL {url!r} is not a database URL RelQ can use ({exc}); "
+            "expected e.g. duckdb:///data/relq.duckdb or postgresql+psycopg://user@host/db."
+        ) from None
+    if engine.dialect.name == "duckdb" and engine.url.database not in (None, "", ":memory:"):
+        sa.event.listen(engine, "do_connect", _wait_for_duckdb_lock)
+    return engine
+
+
+# A DuckDB file takes one writing process at a time. The dashboard's connections are short-lived
+# (no pool) so a CLI import can run while it is open; a process that finds the file busy waits
+# this long for the other one to finish its statement before saying so.
+DUCKDB_LOCK_WAIT_SECONDS = 5.0
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("duckdb:///") and not url.startswith("duckdb:///:memory:"):
+        return {"poolclass": sa.pool.NullPool}
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        return {"connect_args": {"connect_timeout": 10}}  # a server that is down answers in seconds
+    return {}
+
+
+def _wait_for_duckdb_lock(dialect, conn_rec, cargs, cparams):
+    deadline = time.monotonic() + DUCKDB_LOCK_WAIT_SECONDS
+    while True:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every RelQ table that does not exist yet."""
+    try:
+        schema.metadata.create_all(engine)
+        _drop_answer_constraint(engine)
+    except sa.exc.OperationalError as exc:
+        raise StoreUnavailable(explain_connection_error(exc, engine)) from None
+
+
+def _drop_answer_constraint(engine: Engine) -> None:
+    """Stores made before the constraint went: drop UNIQUE (response_id, item_id) from
+    survey_answers (schema.survey_answers says why); one catalog query when there is none."""
+    dialect = engine.dialect.name
+    if dialect == "duckdb":
+        probe = (
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'survey_answers' "
+            "AND constraint_type = 'UNIQUE'"
+        )
+    elif dialect == "postgresql":
+        probe = "SELECT count(*) FROM pg_constraint WHERE conname = 'uq_survey_answers'"
+    else:
+        return
+    with engine.connect() as conn:
+        if not conn.execute(sa.text(probe)).scalar():
+            return
+    with engine.begin() as conn:
+        serialise_imports(conn)  # not while an import writes answers
+        if not conn.execute(sa.text(probe)).scalar():
+            return
+        if dialect == "postgresql":
+            conn.execute(sa.text("ALTER TABLE survey_answers DROP CONSTRAINT IF EXISTS uq_survey_answers"))
+            conn.execute(
+                sa.text(
+                    "CREATE INDEX IF NOT EXISTS ix_survey_answers_response ON survey_answers (response_id)"
+                )
+            )
+            return
+        # DuckDB cannot drop a constraint: move the rows into a table made without it
+        conn.execute(sa.text("SET enable_progress_bar = false"))
+        conn.execute(sa.text("ALTER TABLE survey_answers RENAME TO _relq_survey_answers_old"))
+        schema.survey_answers.create(conn)
+        conn.execute(
+            sa.text(
+                "INSERT INTO survey_answers (response_id, item_id, value, import_id) "
+                "SELECT response_id, item_id, value, import_id FROM _relq_survey_answers_old"
+            )
+        )
+        conn.execute(sa.text("DROP TABLE _relq_survey_answers_old"))
+
+
+def explain_connection_error(exc: Exception, engine: Engine) -> str:
+    text = str(exc)
+    if engine.dialect.name == "duckdb" and ("lock" in text.lower() or "conflicting" in text.lower()):
+        return (
+            f"The database file {engine.url.database} is in use by another RelQ process "
+            "(the dashboard or a CLI command). Stop that process, or wait for it to finish, and try again."
+        )
+    return (
+        f"Cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
+        f"{text.splitlines()[0]}. Check that the server is running and RELQ_DATABASE_URL is right."
+    )
+
+
+def _prepared(table: sa.Table, df: pd.DataFrame) -> pd.DataFrame:
+    """Coerce a frame to the table's column types so both native paths accept it.
+
+    Columns already in their type are passed through uncopied (the result shares their memory
+    and is only read by the insert); only the others are converted.
+    """
+    unknown = [c for c in df.columns if c not in table.c]
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {', '.join(map(str, unknown))}")
+    out: dict[str, object] = {}
+    for name in df.columns:
+        out[name] = _coerced(df[name], table.c[name].type).array
+    for column in table.columns:  # the native paths skip SQLAlchemy's client-side defaults
+        if column.name not in out and column.default is not None and column.default.is_scalar:
+            value = column.default.arg
+            const = pd.Series(np.full(len(df), value))
+            out[column.name] = _coerced(const, column.type).array
+    return pd.DataFrame(out, copy=False)
+
+
+def _coerced(col: pd.Series, kind) -> pd.Series:
+    """``col`` as the pandas type that stores ``kind``: itself when it already is one."""
+    dtype = col.dtype
+    if isinstance(kind, sa.Boolean):
+        return col if dtype == "bool" else col.where(col.notna(), False).astype(bool)
+    if isinstance(kind, sa.Integer):
+        if pd.api.types.is_integer_dtype(dtype):
+            return col
+        return pd.to_numeric(col, errors="coerce").round().astype("Int64")
+    if isinstance(kind, sa.Float):
+        if dtype == "float64":
+            return col
+        return pd.to_numeric(col, errors="coerce").astype(float)
+    if isinstance(kind, (sa.DateTime, sa.Date)):
+        stamps = col if pd.api.types.is_datetime64_dtype(dtype) else pd.to_datetime(col, errors="coerce")
+        if isinstance(kind, sa.Date) and not isinstance(kind, sa.DateTime):
+            stamps = stamps.dt.normalize()
+        return stamps
+    if isinstance(dtype, pd.CategoricalDtype) and pd.api.types.is_object_dtype(dtype.categories.dtype):
+        return col  # texts stored once each (both native paths write the texts)
+    if pd.api.types.is_object_dtype(dtype):
+        missing = col.isna()
+        return col.where(~missing, None) if missing.any() else col
+    return col.astype(object).where(col.notna(), None)
+
+
+def bulk_insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> int:
+    """Insert a frame through the engine's native bulk path, inside ``conn``'s transaction.
+
+    Driver errors come back as SQLAlchemy's (``IntegrityError`` for a broken constraint), the
+    same as from any Core statement.
+    """
+    if df.empty:
+        return 0
+    frame = _prepared(table, df)
+    try:
+        _native_insert(conn, table, frame)
+    except sa.exc.SQLAlchemyError:
+        raise
+    except Exception as exc:
+        text = str(exc).lower()
+        kind = (
+            sa.exc.IntegrityError if ("constraint" in text or "duplicate key" in text) else sa.exc.DBAPIError
+        )
+        raise kind(f"bulk insert into {table.name}", None, exc) from exc
+    return len(frame)
+
+
+def _native_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> None:
+    cols = ", ".join(f'"{c}"' for c in frame.columns)
+    dialect = conn.dialect.name
+    if dialect == "duckdb":
+        raw = conn.connection.driver_connection
+        view = f"_relq_bulk_{table.name}"
+        raw.register(view, frame)
+        try:
+            # names come from RelQ's own schema, never from a user
+            raw.execute(f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{view}"')  # noqa: S608
+        finally:
+            raw.unregister(view)
+    elif dialect == "postgresql":
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            with cur.copy(f"COPY \"{table.name}\" ({cols}) FROM STDIN (FORMAT csv, NULL '\\N')") as copy:
+                for start in range(0, len(frame), 200_000):
+                    buf = io.StringIO()
+                    frame.iloc[start : start + 200_000].to_csv(
+                        buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f"
+                    )
+                    copy.write(buf.getvalue())
+    else:  # any other SQLAlchemy dialect: executemany in chunks
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        for start in range(0, len(records), 10_000):
+            conn.execute(table.insert(), records[start : start + 10_000])
+
+
+# Up to this many keys a plain IN list asks for them; more go to the database as a table.
+_IN_LIST_KEYS = 5_000
+
+
+def stored_keys(conn: Connection, column: sa.Column, keys) -> set:
+    """Which of ``keys`` are already stored in ``column``, decided in the database.
+
+    Many keys travel as a table (DuckDB: a registered frame; PostgreSQL: a temporary table
+    filled by COPY) and are semi-joined to ``column``; only the keys found come back, however
+    many rows are stored. Runs in ``conn``'s transaction, so an import that took
+    :func:`serialise_imports` sees every import committed before it.
+    """
+    values = keys if isinstance(keys, pd.Series) else pd.Series(list(keys), dtype=object)
+    wanted = pd.unique(values.dropna())
+    if len(wanted) == 0:
+        return set()
+    dialect = conn.dialect.name
+    if len(wanted) <= _IN_LIST_KEYS or dialect not in ("duckdb", "postgresql"):
+        found: set = set()
+        for start in range(0, len(wanted), _IN_LIST_KEYS):
+            chunk = [str(k) for k in wanted[start : start + _IN_LIST_KEYS]]
+            found |= set(conn.execute(sa.select(column).where(column.in_(chunk))).scalars())
+        return found
+    probe = sa.table("_relq_keys", sa.column("key", sa.Text))
+    query = sa.select(probe.c.key).where(sa.exists().where(column == probe.c.key))
+    frame = pd.DataFrame({"key": pd.Series(wanted, dtype=object).astype(str)})
+    raw = conn.connection.driver_connection
+    if dialect == "duckdb":
+        raw.register("_relq_keys", frame)
+        try:
+            return set(conn.execute(query).scalars())
+        finally:
+            raw.unregister("_relq_keys")
+    conn.execute(sa.text("CREATE TEMPORARY TABLE _relq_keys (key TEXT NOT NULL) ON COMMIT DROP"))
+    with raw.cursor() as cur:
+        with cur.copy("COPY _relq_keys (key) FROM STDIN (FORMAT csv)") as copy:
+            for start in range(0, len(frame), 200_000):
+                copy.write(
+                    frame.iloc[start : start + 200_000].to_csv(
+                        index=False, header=False, quoting=csv.QUOTE_ALL
+                    )
+                )
+    try:
+        return set(conn.execute(query).scalars())
+    finally:
+        conn.execute(sa.text("DROP TABLE _relq_keys"))
+
+
+# Any fixed 64-bit number: the PostgreSQL advisory lock every import takes for its transaction.
+_IMPORT_LOCK_KEY = 0x52454C51  # "RELQ"
+
+
+def serialise_imports(conn: Connection) -> None:
+    """Make concurrent imports take turns (PostgreSQL): each one decides which rows are new only
+    after the previous one committed, so overlapping files neither collide nor duplicate. DuckDB
+    already admits one writing transaction at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", _IMPORT_LOCK_KEY))))
+
+
+def new_import(conn: Connection, **fields) -> int:
+    """Write an ``imports`` row and return its id."""
+    fields.setdefault("imported_at", datetime.now())
+    if isinstance(fields.get("mapping"), dict):
+        fields["mapping"] = json.dumps(fields["mapping"])
+    return conn.execute(
+        schema.imports.insert().values(**fields).returning(schema.imports.c.import_id)
+    ).scalar_one()
+
+
+def data_end(conn: Connection) -> date:
+    """The day the data ends: the latest purchase, response or ticket (today when there is none)."""
+    latest = [
+        conn.execute(sa.select(sa.func.max(col))).scalar()
+        for col in (
+            schema.transactions.c.occurred_at,
+            schema.survey_responses.c.submitted_at,
+            schema.tickets.c.opened_at,
+        )
+    ]
+    latest = [pd.Timestamp(x).date() for x in latest if x is not None]
+    return max(latest) if latest else date.today()
+
+
+def _month_label(dialect: str, expr: str) -> str:
+    return f"strftime({expr}, '%Y-%m')" if dialect == "duckdb" else f"to_char({expr}, 'YYYY-MM')"
+
+
+def refresh_derived(conn: Connection, at_risk_days: int | None = None) -> None:
+    """Recompute each customer's cohort, RFM value tier and lifecycle stage from transactions.
+
+    - cohort: month of ``acquired_at``, else of the first transaction.
+    - value tier (RFM monetary): revenue in the 12 months before the data's end, split into
+      "Top 20%", "Middle 50%", "Bottom 30%" among buyers; "No purchases" otherwise.
+    - lifecycle stage as of the data's end: churned (``churned_at`` set), new (joined in the
+      last 90 days), active (a purchase within ``at_risk_days``), at risk (last purchase
+      ``at_risk_days``–2×``at_risk_days`` ago), lapsed (longer, or never purchased).
+    """
+    at_risk_days = at_risk_days or load_settings().at_risk_days
+    end = data_end(conn)
+    dialect = conn.dialect.name
+    cohort_src = "coalesce(c.acquired_at, CAST(t.first_at AS DATE))"
+    conn.execute(
+        sa.text(
+            f"""
+            UPDATE customers SET cohort = d.cohort, value_tier = d.value_tier,
+                                 lifecycle_stage = d.lifecycle_stage
+            FROM (
+              SELECT c.customer_id,
+                     {_month_label(dialect, cohort_src)} AS cohort,
+                     CASE WHEN coalesce(t.revenue_12m, 0) <= 0 THEN 'No purchases'
+                          WHEN t.rank_share <= 0.2 THEN 'Top 20%'
+                          WHEN t.rank_share <= 0.7 THEN 'Middle 50%'
+                          ELSE 'Bottom 30%' END AS value_tier,
+                     CASE WHEN c.churned_at IS NOT NULL AND c.churned_at <= :end THEN 'churned'
+                          WHEN {cohort_src} > :new_since THEN 'new'
+                          WHEN t.last_at >= :active_since THEN 'active'
+                          WHEN t.last_at >= :lapsed_since THEN 'at risk'
+                          ELSE 'lapsed' END AS lifecycle_stage
+              FROM customers c
+              LEFT JOIN (
+                SELECT customer_id, min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+                       sum(CASE WHEN occurred_at > :year_ago THEN amount ELSE 0 END) AS revenue_12m,
+                       -- ranked among the customers who bought in those 12 months only
+                       percent_rank() OVER (
+                         PARTITION BY sum(CASE WHEN occurred_at > :year_ago THEN amount ELSE 0 END) > 0
+                         ORDER BY sum(CASE WHEN occurred_at > :year_ago THEN amount ELSE 0 END) DESC
+                       ) AS rank_share
+                FROM transactions GROUP BY customer_id
+              ) t ON t.customer_id = c.customer_id
+            ) d
+            WHERE customers.customer_id = d.customer_id
+            """  # noqa: S608 - only the month-format function differs by dialect; values are bound
+        ),
+        {
+            "end": end,
+            "new_since": end - timedelta(days=90),
+            "active_since": datetime.combine(end - timedelta(days=at_risk_days), datetime.min.time()),
+            "lapsed_since": datetime.combine(end - timedelta(days=2 * at_risk_days), datetime.min.time()),
+            "year_ago": datetime.combine(end - timedelta(days=365), datetime.min.time()),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class LoadCounts:
+    import_id: int
+    customers: int
+    transactions: int
+    tickets: int
+    responses: int
+    answers: int
+
+
+def load_demo(engine: Engine, company) -> LoadCounts:
+    """Replace any demo data with ``company`` (a relq.ingest.demo.DemoCompany), in one transaction."""
+    create_schema(engine)
+    with engine.begin() as conn:
+        serialise_imports(conn)
+        _remove_imports(conn, _demo_import_ids(conn))
+        import_id = new_import(
+            conn,
+            file_name="demo company",
+            file_hash=f"demo-{len(company.customers)}",
+            kind="demo",
+            detected_format="generated",
+            rows_total=len(company.responses),
+            rows_imported=len(company.responses),
+            is_demo=True,
+        )
+        counts = {}
+        for table, frame in (
+            (schema.customers, company.customers),
+            (schema.transactions, company.transactions),
+            (schema.tickets, company.tickets),
+            (schema.survey_responses, company.responses),
+            (schema.survey_answers, company.answers),
+        ):
+            counts[table.name] = bulk_insert(conn, table, frame.assign(import_id=import_id))
+        refresh_derived(conn)
+    return LoadCounts(
+        import_id,
+        counts["customers"],
+        counts["transactions"],
+        counts["tickets"],
+        counts["survey_responses"],
+        counts["survey_answers"],
+    )
+
+
+def has_data(engine: Engine) -> bool:
+    create_schema(engine)
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(schema.imports)).scalar_one() > 0
+
+
+def _demo_import_ids(conn: Connection) -> list[int]:
+    return list(conn.execute(sa.select(schema.imports.c.import_id).where(schema.imports.c.is_demo)).scalars())
+
+
+def has_demo(engine: Engine) -> bool:
+    create_schema(engine)
+    with engine.connect() as conn:
+        return bool(_demo_import_ids(conn))
+
+
+def _remove_imports(conn: Connection, import_ids: list[int]) -> None:
+    if not import_ids:
+        return
+    for table in (*DATA_TABLES, schema.import_rejects, schema.imports):
+        conn.execute(table.delete().where(table.c.import_id.in_(import_ids)))
+
+
+def remove_demo(engine: Engine) -> int:
+    """Remove the demo company; returns how many imports were removed."""
+    with engine.begin() as conn:
+        ids = _demo_import_ids(conn)
+        _remove_imports(conn, ids)
+        refresh_derived(conn)
+    return len(ids)
+
+
+def undo_import(engine: Engine, import_id: int) -> None:
+    """Remove an import and every row it added, in one transaction."""
+    with engine.begin() as conn:
+        _remove_imports(conn, [int(import_id)])
+        refresh_derived(conn)
+
+
+def import_history(engine: Engine) -> pd.DataFrame:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.imports).order_by(schema.imports.c.import_id.desc()))
+        return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+
+
+def audit_log(engine: Engine, limit: int = 500) -> pd.DataFrame:
+    """The latest audit records (exports, imports, undo, instrument edits), newest first."""
+    a = schema.audit_log.c
+    query = sa.select(a.logged_at, a.user_email, a.action, a.detail).order_by(a.logged_at.desc()).limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(query)
+        return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+
+
+def record_audit(engine: Engine, user_email: str | None, action: str, detail: str | dict = "") -> None:
+    """Record who did what and when (exports, imports, undo, instrument edits)."""
+    if isinstance(detail, dict):
+        detail = json.dumps(detail, default=str)
+    with engine.begin() as conn:
+        conn.execute(
+            schema.audit_log.insert().values(
+                logged_at=datetime.now(), user_email=user_email, action=action, detail=str(detail)
+            )
+        )

@@ -1,0 +1,174 @@
+"""The segment filter: one value object that every metric takes and that compiles to SQL.
+
+Values are always bound parameters (``IN`` lists, dates), never formatted into SQL text.
+It round-trips through a URL query string so a view can be bookmarked and shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from relq.store import schema
+from relq.store.latest import DEFAULT_THRESHOLD, latest_responses, quadrant_key, quadrant_levels
+from relq.store.schema import QUALITY_FLAGS
+
+__all__ = ["SegmentFilter", "customer_dimension", "quadrant_customer_ids", "QUERY_KEYS"]
+
+QUERY_KEYS = ("since", "until", "wave", "quadrant", "exclude")
+
+
+def _start_of(day: date) -> datetime:
+    return datetime.combine(day, time.min)
+
+
+def customer_dimension(name: str) -> ColumnElement:
+    """The SQL expression of a segment dimension, for the customer in ``customers`` rows.
+
+    A built-in customer column (region, plan, …) or an imported extra CRM field.
+    """
+    if name in schema.customers.c and name in (*schema.SEGMENT_DIMENSIONS, "company"):
+        return schema.customers.c[name]
+    fields = schema.customer_fields
+    return (
+        sa.select(fields.c.value)
+        .where(fields.c.customer_id == schema.customers.c.customer_id, fields.c.field == name)
+        .scalar_subquery()
+    )
+
+
+@dataclass(frozen=True)
+class SegmentFilter:
+    """Which responses and customers a number covers.
+
+    ``since``/``until`` are inclusive submission dates; ``customer`` holds (dimension, values)
+    pairs; ``quadrant`` is a quadrant key such as ``x_high_y_low`` for the default pair and
+    threshold; ``exclude_flags`` removes flagged responses — the user's visible choice.
+    """
+
+    since: date | None = None
+    until: date | None = None
+    waves: tuple[str, ...] = ()
+    customer: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    quadrant: str | None = None
+    exclude_flags: tuple[str, ...] = ()
+
+    # -- building -------------------------------------------------------------------------
+    def with_dimension(self, name: str, values) -> SegmentFilter:
+        rest = tuple((d, v) for d, v in self.customer if d != name)
+        values = tuple(str(v) for v in values)
+        return replace(self, customer=rest + (((name, values),) if values else ()))
+
+    def values_of(self, name: str) -> tuple[str, ...]:
+        return next((v for d, v in self.customer if d == name), ())
+
+    def shifted_back(self) -> SegmentFilter | None:
+        """The same filter over the previous period of equal length (None without both dates)."""
+        if not (self.since and self.until):
+            return None
+        days = (self.until - self.since).days + 1
+        return replace(self, since=self.since - timedelta(days=days), until=self.since - timedelta(days=1))
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.since or self.until or self.waves or self.customer or self.quadrant or self.exclude_flags
+        )
+
+    # -- SQL ------------------------------------------------------------------------------
+    def customer_clause(self) -> ColumnElement:
+        """WHERE clause on ``customers`` for the customer-level dimensions and the quadrant."""
+        clauses: list[ColumnElement] = []
+        for name, values in self.customer:
+            clauses.append(customer_dimension(name).in_(list(values)))
+        if self.quadrant:
+            clauses.append(schema.customers.c.customer_id.in_(quadrant_customer_ids(self)))
+        return sa.and_(sa.true(), *clauses)
+
+    def period_clause(self, column: sa.Column) -> ColumnElement:
+        clauses = []
+        if self.since:
+            clauses.append(column >= _start_of(self.since))
+        if self.until:
+            clauses.append(column < _start_of(self.until + timedelta(days=1)))
+        return sa.and_(sa.true(), *clauses)
+
+    def response_clause(self, responses: sa.Table = schema.survey_responses) -> ColumnElement:
+        """WHERE clause on ``survey_responses``: period, wave, flags and the customer's segment."""
+        clauses = [self.period_clause(responses.c.submitted_at)]
+        if self.waves:
+            clauses.append(responses.c.wave.in_(list(self.waves)))
+        for flag in self.exclude_flags:
+            clauses.append(sa.not_(responses.c[flag]))
+        if self.customer or self.quadrant:
+            clauses.append(
+                responses.c.customer_id.in_(
+                    sa.select(schema.customers.c.customer_id).where(self.customer_clause())
+                )
+            )
+        return sa.and_(*clauses)
+
+    # -- URL ------------------------------------------------------------------------------
+    def to_query_params(self) -> dict[str, str]:
+        params: dict[str, str] = {}
+        if self.since:
+            params["since"] = self.since.isoformat()
+        if self.until:
+            params["until"] = self.until.isoformat()
+        if self.waves:
+            params["wave"] = ",".join(self.waves)
+        if self.quadrant:
+            params["quadrant"] = self.quadrant
+        if self.exclude_flags:
+            params["exclude"] = ",".join(self.exclude_flags)
+        for name, values in self.customer:
+            params[f"seg.{name}"] = "|".join(values)
+        return params
+
+    @classmethod
+    def from_query_params(cls, params) -> SegmentFilter:
+        """Read a filter back from a query string; unknown or malformed values are ignored."""
+
+        def day(key):
+            try:
+                return date.fromisoformat(str(params.get(key, ""))[:10]) if params.get(key) else None
+            except ValueError:
+                return None
+
+        def listed(key, sep=","):
+            raw = params.get(key)
+            return tuple(v for v in str(raw).split(sep) if v) if raw else ()
+
+        customer = tuple(
+            (key[4:], listed(key, "|"))
+            for key in sorted(params)
+            if key.startswith("seg.") and params.get(key)
+        )
+        exclude = tuple(f for f in listed("exclude") if f in QUALITY_FLAGS)
+        return cls(
+            since=day("since"),
+            until=day("until"),
+            waves=listed("wave"),
+            customer=customer,
+            quadrant=params.get("quadrant") or None,
+            exclude_flags=exclude,
+        )
+
+
+def quadrant_customer_ids(flt: SegmentFilter) -> sa.Select:
+    """customer_id of the customers in ``flt.quadrant`` for trust × satisfaction at 50.
+
+    Used by :meth:`SegmentFilter.customer_clause`; the inner query drops the quadrant so it does
+    not call itself.
+    """
+    if flt.quadrant is None:
+        raise ValueError("quadrant_customer_ids needs a filter with a quadrant.")
+    quadrant_levels(flt.quadrant)
+    latest = latest_responses(
+        replace(flt, quadrant=None).response_clause(), "trust", "satisfaction", details=False
+    )
+    key = quadrant_key(latest.c.x_score, latest.c.y_score, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD)
+    return sa.select(latest.c.customer_id).where(key == flt.quadrant)

@@ -1,0 +1,69 @@
+"""The UI boundary: the only part of relq that imports streamlit.
+
+Pages import ``from relq import ui`` and call what is re-exported here:
+session (engine, data version, store errors), access (sign-in, roles, personal data, audit),
+frame (RelQ's menu, pages served through the frame), sidebar (the shared filters), queries (cached), widgets (cards, tables, downloads).
+"""
+
+from relq.ui.access import (  # noqa: F401
+    LOCAL_USER,
+    _refusal_page,
+    _roles,
+    _roles_file_version,
+    audit,
+    audit_records,
+    auth_configured,
+    can,
+    current_role,
+    current_user_email,
+    customer_list_hidden_notice,
+    mask_personal,
+    navigation_for_role,
+    personal_columns_visible,
+    record_export,
+    require_action,
+    role_map,
+    sign_in_gate,
+    suppress_small_groups,
+)
+from relq.ui.frame import (  # noqa: F401
+    framed,
+    sidebar_navigation,
+)
+from relq.ui.queries import (  # noqa: F401
+    _headline,
+    _query,
+    _trend,
+    cached_headline,
+    cached_query,
+    cached_trend,
+)
+from relq.ui.session import (  # noqa: F401
+    _engine,
+    _has_demo,
+    bump_data_version,
+    data_version,
+    demo_notice,
+    fail_clearly,
+    get_engine,
+    min_n,
+    store_errors_as_sentences,
+)
+from relq.ui.sidebar import (  # noqa: F401
+    FILTER_DIMENSIONS,
+    FLAG_LABELS,
+    _bounds,
+    _clear_filters,
+    _init_widgets_from_url,
+    _options,
+    _quadrant_choice,
+    current_filter,
+    filter_sidebar,
+)
+from relq.ui.widgets import (  # noqa: F401
+    download_csv,
+    format_interval,
+    nothing_matches,
+    score_card,
+    table_with_download,
+)

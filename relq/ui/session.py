@@ -1,0 +1,96 @@
+"""The session's store: the cached engine (with the demo company on first start), the data
+version that keys every cached query, and store errors turned into sentences."""
+
+from __future__ import annotations
+
+import contextlib
+
+import sqlalchemy as sa
+import streamlit as st
+
+from relq import store
+from relq.core.settings import load_settings
+from relq.exceptions import RelqError
+from relq.ingest.demo import ensure_demo
+
+__all__ = [
+    "fail_clearly",
+    "get_engine",
+    "min_n",
+    "get_engine",
+    "min_n",
+    "data_version",
+    "bump_data_version",
+    "demo_notice",
+    "store_errors_as_sentences",
+]
+
+
+def fail_clearly(exc: Exception) -> None:
+    """Show a RelQ error as a sentence and stop the page (no traceback)."""
+    st.error(str(exc))
+    st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str):
+    engine = store.get_engine(url)
+    store.create_schema(engine)
+    return engine
+
+
+def get_engine():
+    """The store's engine; on first start the demo company is created and loaded."""
+    try:
+        engine = _engine(load_settings().database_url)
+        if "relq_demo_checked" not in st.session_state:
+            if not store.has_data(engine):
+                with st.spinner("First start: building the demo company (about 20 seconds)…"):
+                    ensure_demo(engine)
+                    st.cache_data.clear()
+            st.session_state["relq_demo_checked"] = True
+        return engine
+    except RelqError as exc:
+        fail_clearly(exc)
+
+
+def min_n() -> int:
+    return load_settings().min_n
+
+
+def data_version() -> int:
+    """Bumped after an import or undo so cached queries are recomputed."""
+    return st.session_state.setdefault("relq_data_version", 0)
+
+
+def bump_data_version() -> None:
+    st.session_state["relq_data_version"] = data_version() + 1
+    st.cache_data.clear()
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _has_demo(_engine, url: str, version: int) -> bool:
+    return store.has_demo(_engine)
+
+
+def demo_notice(engine) -> None:
+    """Say plainly when the numbers come from the demo company, and how to load real data."""
+    if _has_demo(engine, str(engine.url), data_version()):
+        st.info(
+            "**You are looking at demo data** — a generated company with about 12,000 customers. "
+            "Load your own survey and CRM exports on the **Upload** page, or from a terminal with "
+            "`python -m relq import FILE`; the first real import offers to remove the demo company.",
+            icon=":material/science:",
+        )
+
+
+@contextlib.contextmanager
+def store_errors_as_sentences(engine):
+    """Turn a database that went down, or a DuckDB file another process holds, into a sentence
+    saying what to do, with a retry button — never a traceback."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        st.error(store.explain_connection_error(exc, engine), icon=":material/database_off:")
+        st.button("Try again", key="relq_store_retry")
+        st.stop()
