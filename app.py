@@ -71,7 +71,7 @@ page = st.navigation(ui.navigation_for_role(PAGES, role, BOOKMARKS), position="h
 ui.sidebar_navigation(PAGES, role)
 ui.sign_in_gate()  # the sign-in screen, or who is signed in; stops the run without a role
 engine = ui.get_engine()
-with ui.store_errors_as_sentences(engine):
+with ui.store_errors_as_sentences(engine), ui.timed_run(engine, page.url_path or "overview"):
     ui.filter_sidebar(engine)
     ui.demo_notice(engine)
     page.run()

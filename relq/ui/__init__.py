@@ -60,6 +60,7 @@ from relq.ui.sidebar import (  # noqa: F401
     current_filter,
     filter_sidebar,
 )
+from relq.ui.timing import timed_run  # noqa: F401
 from relq.ui.widgets import (  # noqa: F401
     download_csv,
     format_interval,
