@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="(Re)build the demo company in the configured database.")
     demo.add_argument("--customers", type=int, default=12_000, help="customers to generate (default 12000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument(
+        "--chunk",
+        type=int,
+        default=250_000,
+        help="customers generated and stored at a time: a larger company is streamed to the database "
+        "chunk by chunk (default 250000; the 2,000,000-customer huge tier needs about 4 GB)",
+    )
 
     imp = commands.add_parser("import", help="Import a survey or CRM export.")
     imp.add_argument("path", type=Path)
@@ -73,11 +80,16 @@ def _clean(value):
 
 
 def _demo(args) -> int:
-    from relq.ingest.demo import generate_demo
+    from relq.ingest.demo import build_demo_streamed
 
     started = time.perf_counter()
-    company = generate_demo(customers=args.customers, seed=args.seed)
-    counts = store.load_demo(store.get_engine(), company)
+
+    def progress(done: int, total: int) -> None:
+        print(f"  {done:,} of {total:,} customers ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    counts = build_demo_streamed(
+        store.get_engine(), customers=args.customers, seed=args.seed, chunk=args.chunk, progress=progress
+    )
     print(
         f"Demo company loaded in {time.perf_counter() - started:.1f} s: {counts.customers:,} customers, "
         f"{counts.transactions:,} transactions, {counts.tickets:,} tickets, "

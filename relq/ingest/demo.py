@@ -28,20 +28,22 @@ tier is generated in the same way as the 12k default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from relq import store
 from relq.core.instrument import Instrument, load_instrument, pillar_indices
 from relq.core.settings import load_settings
 from relq.ingest.quality import QUALITY_FLAGS, flag_responses
+from relq.store.database import LoadCounts
 from relq.store.schema import CUSTOMER_FIELDS, PILLARS, RESPONSE_FIELDS, TICKET_FIELDS, TRANSACTION_FIELDS
 
-__all__ = ["DEFAULT_END", "DemoCompany", "generate_demo", "ensure_demo"]
+__all__ = ["DEFAULT_END", "DemoCompany", "generate_demo", "ensure_demo", "build_demo_streamed"]
 
 # A fixed end date keeps the demo identical whenever and wherever it is generated.
 DEFAULT_END = date(2026, 10, 31)
@@ -793,3 +795,82 @@ def ensure_demo(engine: Engine, customers: int | None = None) -> bool:
         return False
     store.load_demo(engine, generate_demo(customers=customers or load_settings().demo_customers))
     return True
+
+
+# Ids of the demo's frames: prefix and the width of the number, as _ids writes them.
+_ID_FORMATS = {
+    "customer_id": ("C", 6),
+    "transaction_id": ("T", 8),
+    "ticket_id": ("K", 7),
+    "response_id": ("R", 7),
+}
+
+
+def _renumbered(company: DemoCompany, offsets: dict[str, int]) -> DemoCompany:
+    """``company`` with every id moved up by ``offsets`` (a later chunk of a streamed build)."""
+
+    def moved(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        for column in set(_ID_FORMATS) & set(out.columns):
+            prefix, width = _ID_FORMATS[column]
+            present = out[column].notna()
+            numbers = out.loc[present, column].str.slice(len(prefix)).astype(np.int64) + offsets[column]
+            out.loc[present, column] = _ids(prefix, numbers.to_numpy(), width)
+        return out
+
+    return DemoCompany(
+        *(
+            moved(frame)
+            for frame in (
+                company.customers,
+                company.transactions,
+                company.tickets,
+                company.responses,
+                company.answers,
+                company.contacts,
+            )
+        )
+    )
+
+
+def build_demo_streamed(engine: Engine, customers: int, seed: int = 7, chunk: int = 250_000, progress=None):
+    """Build a demo company of any size on disk, ``chunk`` customers at a time.
+
+    Each chunk is generated with its own seed and appended in its own transaction, so memory stays
+    that of one chunk (the 2M-customer huge tier fits this 24 GB machine). A company of at most
+    ``chunk`` customers is exactly :func:`generate_demo`'s, loaded in one transaction. A build
+    interrupted halfway leaves a partial demo; building again replaces it whole.
+    """
+    if customers <= chunk:
+        return store.load_demo(engine, generate_demo(customers=customers, seed=seed))
+    store.create_schema(engine)
+    with engine.begin() as conn:
+        import_id = store.start_demo(conn, rows=0, label=f"demo-{customers}-streamed")
+    offsets = dict.fromkeys(_ID_FORMATS, 0)
+    totals = np.zeros(5, dtype=np.int64)
+    done = 0
+    for number, size in enumerate([chunk] * (customers // chunk) + [customers % chunk]):
+        if size == 0:
+            continue
+        part = _renumbered(generate_demo(customers=size, seed=seed * 1_000 + number), offsets)
+        with engine.begin() as conn:
+            counts = store.insert_demo(conn, import_id, part)
+        totals += np.array(astuple(counts)[1:])
+        for column, frame in (
+            ("customer_id", part.customers),
+            ("transaction_id", part.transactions),
+            ("ticket_id", part.tickets),
+            ("response_id", part.responses),
+        ):
+            offsets[column] += len(frame)
+        done += size
+        if progress:
+            progress(done, customers)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(store.schema.imports)
+            .where(store.schema.imports.c.import_id == import_id)
+            .values(rows_total=int(totals[3]), rows_imported=int(totals[3]))
+        )
+        store.refresh_derived(conn)
+    return LoadCounts(import_id, *map(int, totals))

@@ -33,6 +33,8 @@ __all__ = [
     "refresh_derived",
     "data_end",
     "load_demo",
+    "start_demo",
+    "insert_demo",
     "has_demo",
     "has_data",
     "remove_demo",
@@ -418,28 +420,39 @@ def load_demo(engine: Engine, company) -> LoadCounts:
     """Replace any demo data with ``company`` (a relq.ingest.demo.DemoCompany), in one transaction."""
     create_schema(engine)
     with engine.begin() as conn:
-        serialise_imports(conn)
-        _remove_imports(conn, _demo_import_ids(conn))
-        import_id = new_import(
-            conn,
-            file_name="demo company",
-            file_hash=f"demo-{len(company.customers)}",
-            kind="demo",
-            detected_format="generated",
-            rows_total=len(company.responses),
-            rows_imported=len(company.responses),
-            is_demo=True,
-        )
-        counts = {}
-        for table, frame in (
-            (schema.customers, company.customers),
-            (schema.transactions, company.transactions),
-            (schema.tickets, company.tickets),
-            (schema.survey_responses, company.responses),
-            (schema.survey_answers, company.answers),
-        ):
-            counts[table.name] = bulk_insert(conn, table, frame.assign(import_id=import_id))
+        import_id = start_demo(conn, rows=len(company.responses), label=f"demo-{len(company.customers)}")
+        counts = insert_demo(conn, import_id, company)
         refresh_derived(conn)
+    return counts
+
+
+def start_demo(conn: Connection, rows: int, label: str) -> int:
+    """Remove any demo data and write the demo's ``imports`` row; returns its import id."""
+    serialise_imports(conn)
+    _remove_imports(conn, _demo_import_ids(conn))
+    return new_import(
+        conn,
+        file_name="demo company",
+        file_hash=label,
+        kind="demo",
+        detected_format="generated",
+        rows_total=rows,
+        rows_imported=rows,
+        is_demo=True,
+    )
+
+
+def insert_demo(conn: Connection, import_id: int, company) -> LoadCounts:
+    """Append ``company``'s frames under ``import_id`` (inside ``conn``'s transaction)."""
+    counts = {}
+    for table, frame in (
+        (schema.customers, company.customers),
+        (schema.transactions, company.transactions),
+        (schema.tickets, company.tickets),
+        (schema.survey_responses, company.responses),
+        (schema.survey_answers, company.answers),
+    ):
+        counts[table.name] = bulk_insert(conn, table, frame.assign(import_id=import_id))
     return LoadCounts(
         import_id,
         counts["customers"],
