@@ -86,6 +86,9 @@ def configure(engine: Engine, database: str | None = None) -> Engine:
     # SQLAlchemy renders int / int as a / CAST(b AS NUMERIC) where division floors; ClickHouse's
     # / is true division already, and NUMERIC would be a 9-digit Decimal.
     engine.dialect.div_is_floordiv = False
+    # Dates and timestamps travel as text and are read back as the columns' types (chdb-sqlalchemy's
+    # own toDate(?)/toDateTime(?) would drop microseconds and dates before 1970).
+    engine.dialect.colspecs = {**engine.dialect.colspecs, sa.Date: _BoundDate, sa.DateTime: _BoundTimestamp}
 
     @event.listens_for(engine, "connect")
     def _session(dbapi_connection, _record):
@@ -117,6 +120,22 @@ def _quoted(name: str) -> str:
 
 def current_database(conn: Connection) -> str:
     return conn.exec_driver_sql("SELECT currentDatabase()").scalar_one()
+
+
+class _BoundDate(sa.Date):
+    def bind_processor(self, dialect):
+        return None
+
+    def bind_expression(self, bindvalue):
+        return sa.func.toDate32(bindvalue, type_=self)
+
+
+class _BoundTimestamp(sa.DateTime):
+    def bind_processor(self, dialect):
+        return None
+
+    def bind_expression(self, bindvalue):
+        return sa.func.toDateTime64(bindvalue, sa.literal_column("6"), sa.literal_column("'UTC'"), type_=self)
 
 
 # -- tables ---------------------------------------------------------------------------------
