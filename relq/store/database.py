@@ -84,6 +84,8 @@ def get_engine(url: str | None = None) -> Engine:
         ) from None
     if engine.dialect.name == "duckdb" and engine.url.database not in (None, "", ":memory:"):
         sa.event.listen(engine, "do_connect", _wait_for_duckdb_lock)
+    if database:  # the URL says which database (the driver never sees it; configure() selects it)
+        engine.url = engine.url.update_query_dict({"database": database})
     return dialects.configure(engine, database)
 
 

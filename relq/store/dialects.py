@@ -312,7 +312,7 @@ def _update_from_via_join_table(conn, clauseelement, multiparams, params, execut
         stmt.table.c[key.name].label("relq_key"),
         *[_as_clause(value).label(name) for name, value in zip(names, stmt._values.values(), strict=True)],
     ).where(*stmt._where_criteria)
-    compiled = source.compile(dialect=conn.dialect)
+    compiled = source.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     join_table = f"{_quoted(current_database(conn))}.{_quoted('_relq_update_' + uuid.uuid4().hex)}"
     positional = [compiled.params[name] for name in (compiled.positiontup or [])]
     conn.exec_driver_sql(
