@@ -391,9 +391,13 @@ def import_transaction(engine: Engine, what: str = "The import") -> Iterator[Con
             begun = conn.info.pop("relq_import_ids", [])
             if not begun:
                 raise
-            _remove_imports(conn, begun)
-            refresh_derived(conn)
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            left = _remove_written(conn, begun)
+            if left:
+                raise ImportRejected(
+                    f"{what} failed while writing ({reason}), and its rows could not be removed from "
+                    f"{', '.join(left)}: undo import {', '.join(map(str, begun))} once the store is reachable."
+                ) from exc
             raise ImportRejected(
                 f"{what} failed while writing ({reason}); everything it had written was removed again, "
                 "so the store is as it was."
@@ -560,6 +564,23 @@ def _remove_imports(conn: Connection, import_ids: list[int]) -> None:
         return
     for table in (*DATA_TABLES, schema.import_rejects, schema.imports):
         conn.execute(table.delete().where(table.c.import_id.in_(import_ids)))
+
+
+def _remove_written(conn: Connection, import_ids: list[int]) -> list[str]:
+    """Delete every row of ``import_ids`` table by table, going on past a table that fails;
+    returns the tables whose rows could not be removed."""
+    left = []
+    for table in (*DATA_TABLES, schema.import_rejects, schema.imports):
+        try:
+            conn.execute(table.delete().where(table.c.import_id.in_(import_ids)))
+        except sa.exc.DBAPIError as exc:
+            if "does not exist" not in str(exc) and "UNKNOWN_TABLE" not in str(exc):  # nothing was written there
+                left.append(table.name)
+    try:
+        refresh_derived(conn)
+    except sa.exc.DBAPIError:
+        left.append("customers (segments)")
+    return left
 
 
 def remove_demo(engine: Engine) -> int:
