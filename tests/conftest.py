@@ -147,7 +147,9 @@ def chdb_engine(chdb_folder):
     store.create_schema(engine)
     yield engine
     with engine.connect() as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS " + conn.exec_driver_sql("SELECT currentDatabase()").scalar())
+        conn.exec_driver_sql(
+            "DROP DATABASE IF EXISTS " + conn.exec_driver_sql("SELECT currentDatabase()").scalar()
+        )
     engine.dispose()
 
 

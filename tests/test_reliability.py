@@ -278,7 +278,9 @@ def test_recompute_with_the_same_instrument_leaves_indices_unchanged(duckdb_engi
 
 
 @pytest.mark.parametrize("other", ["postgres", "chdb"])
-def test_duckdb_postgres_and_clickhouse_give_the_same_headline_alpha_and_segments(request, duckdb_demo, other):
+def test_duckdb_postgres_and_clickhouse_give_the_same_headline_alpha_and_segments(
+    request, duckdb_demo, other
+):
     flt = SegmentFilter(since=date(2025, 7, 1), until=date(2026, 9, 30))
     figures = []
     for engine in (duckdb_demo, request.getfixturevalue(f"{other}_demo")):

@@ -133,6 +133,9 @@ def create_schema(engine: Engine) -> None:
     try:
         schema.metadata.create_all(engine)
         _drop_answer_constraint(engine)
+        if dialects.is_clickhouse(engine):
+            with engine.connect() as conn:
+                dialects.refresh_lookups(conn, only_if_missing=True)
     except sa.exc.OperationalError as exc:
         raise StoreUnavailable(explain_connection_error(exc, engine)) from None
 
@@ -487,6 +490,8 @@ def refresh_derived(conn: Connection, at_risk_days: int | None = None) -> None:
         .subquery("d")
     )
     customers = schema.customers
+    if dialects.is_clickhouse(conn):
+        dialects.refresh_lookups(conn)
     conn.execute(  # UPDATE … FROM (relq.store.dialects carries it to ClickHouse)
         customers.update()
         .values(
@@ -574,7 +579,9 @@ def _remove_written(conn: Connection, import_ids: list[int]) -> list[str]:
         try:
             conn.execute(table.delete().where(table.c.import_id.in_(import_ids)))
         except sa.exc.DBAPIError as exc:
-            if "does not exist" not in str(exc) and "UNKNOWN_TABLE" not in str(exc):  # nothing was written there
+            if "does not exist" not in str(exc) and "UNKNOWN_TABLE" not in str(
+                exc
+            ):  # nothing was written there
                 left.append(table.name)
     try:
         refresh_derived(conn)

@@ -40,8 +40,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateIndex, CreateSequence, CreateTable, DropIndex, DropSequence
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.dml import Delete, Update
-from sqlalchemy.sql.elements import BinaryExpression, Extract, WithinGroup
+from sqlalchemy.sql.elements import BinaryExpression, ColumnElement, Extract, WithinGroup
 from sqlalchemy.sql.functions import Function
+from sqlalchemy.sql.visitors import InternalTraversal
 
 __all__ = [
     "CLICKHOUSE_DIALECTS",
@@ -54,6 +55,9 @@ __all__ = [
     "keys_found",
     "next_import_id",
     "ImportLock",
+    "FieldLookup",
+    "CUSTOMER_FIELD_LOOKUP",
+    "refresh_lookups",
 ]
 
 CLICKHOUSE_DIALECTS: tuple[str, ...] = ("chdb", "clickhousedb")
@@ -245,6 +249,69 @@ for _name in CLICKHOUSE_DIALECTS:
     compiles(Extract, _name)(_extract)
     compiles(BinaryExpression, _name)(_binary)
     compiles(Function, _name)(_function)
+
+
+# Imported CRM fields are stored long (customer_fields); a segment dimension looks its value up
+# per customer. ClickHouse cannot group by a correlated subquery, so there the lookup reads a
+# Join-engine copy of customer_fields (refreshed with the derived segments after every import).
+CUSTOMER_FIELD_LOOKUP = "relq_customer_field_lookup"
+
+
+class FieldLookup(ColumnElement):
+    """The value of one field for the row's key, from a long (key, field, value) table: SQL's
+    correlated scalar subquery ``lookup`` everywhere, ``joinGetOrNull`` on ClickHouse."""
+
+    inherit_cache = True
+    _traverse_internals = [
+        ("lookup", InternalTraversal.dp_clauseelement),
+        ("key", InternalTraversal.dp_clauseelement),
+        ("field", InternalTraversal.dp_clauseelement),
+        ("join_table", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, lookup, key, field, join_table: str):
+        self.lookup, self.key, self.field, self.join_table = lookup, key, field, join_table
+        self.type = lookup.type
+
+    @property
+    def _from_objects(self) -> list:
+        return []  # like the scalar subquery it stands for: the key's table is the caller's FROM
+
+
+@compiles(FieldLookup)
+def _field_lookup(element: FieldLookup, compiler, **kw) -> str:
+    return compiler.process(element.lookup, **kw)
+
+
+def _field_lookup_clickhouse(element: FieldLookup, compiler, **kw) -> str:
+    key, field = compiler.process(element.key, **kw), compiler.process(element.field, **kw)
+    return f"joinGetOrNull('{element.join_table}', 'value', {key}, {field})"
+
+
+for _name in CLICKHOUSE_DIALECTS:
+    compiles(FieldLookup, _name)(_field_lookup_clickhouse)
+
+
+def refresh_lookups(conn: Connection, only_if_missing: bool = False) -> None:
+    """ClickHouse: (re)fill the Join-engine copy of customer_fields that :class:`FieldLookup` reads
+    (with ``only_if_missing``, only when the store has none yet)."""
+    table = _quoted(CUSTOMER_FIELD_LOOKUP)
+    if (
+        only_if_missing
+        and conn.execute(
+            sa.text("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = :name"),
+            {"name": CUSTOMER_FIELD_LOOKUP},
+        ).scalar()
+    ):
+        return
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {table} (customer_id String, field String, value Nullable(String)) "
+        "ENGINE = Join(ANY, LEFT, customer_id, field)"
+    )
+    conn.exec_driver_sql(f"TRUNCATE TABLE {table}")
+    conn.exec_driver_sql(
+        f"INSERT INTO {table} SELECT customer_id, field, value FROM customer_fields"  # noqa: S608
+    )
 
 
 def month_label(dialect_name: str, expr: str) -> str:
