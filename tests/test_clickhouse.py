@@ -278,7 +278,9 @@ def test_concurrent_imports_on_clickhouse_take_turns_and_store_each_row_once(chd
             sa.select(sa.func.count(), sa.func.count(sa.distinct(R.c.response_id)))
         ).one()
         imp = schema.imports.c
-        imports = conn.execute(sa.select(imp.rows_imported, imp.rows_duplicate).where(imp.kind == "survey")).all()
+        imports = conn.execute(
+            sa.select(imp.rows_imported, imp.rows_duplicate).where(imp.kind == "survey")
+        ).all()
         # one import stored the rows, the others (after it, in turn) found every row stored
         assert sorted(imports) == [(0, expected), (0, expected), (expected, 0)]
         assert stored == distinct == expected
