@@ -218,7 +218,7 @@ def test_tables_are_mergetree_sorted_by_the_columns_relqs_queries_scan(chdb_engi
         )
     tables = {r.name: (r.engine, r.sorting_key) for r in rows}
     assert {t.name for t in schema.metadata.sorted_tables} <= set(tables)
-    assert all(engine == "MergeTree" for engine, _ in tables.values())
+    assert all(tables[t.name][0] == "MergeTree" for t in schema.metadata.sorted_tables)
     assert tables["transactions"][1] == "customer_id, occurred_at"
     assert tables["survey_responses"][1].startswith("toStartOfMonth(submitted_at)")
     # NULL where SQL allows it; timestamps keep microseconds, as on DuckDB and PostgreSQL
