@@ -1,5 +1,5 @@
-"""Every page in app.py's PAGES opens without an exception or error on DuckDB and on PostgreSQL, and the
-shared filter reaches its numbers."""
+"""Every page in app.py's PAGES opens without an exception or error on DuckDB, PostgreSQL and
+ClickHouse (chDB), and the shared filter reaches its numbers."""
 
 import re
 from pathlib import Path
@@ -30,10 +30,13 @@ def test_app_lists_the_dashboard_pages():
     } <= set(PAGES)
 
 
-@pytest.mark.parametrize("store", ["duckdb", "postgres"])
+DEMO_URL = {"duckdb": "demo_db_url", "postgres": "demo_postgres_url", "chdb": "demo_chdb_url"}
+
+
+@pytest.mark.parametrize("store", ["duckdb", "postgres", "chdb"])
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_opens_and_a_segment_filter_changes_its_numbers(request, monkeypatch, page, store):
-    url = request.getfixturevalue("demo_db_url" if store == "duckdb" else "demo_postgres_url")
+    url = request.getfixturevalue(DEMO_URL[store])
     monkeypatch.setenv("RELQ_DATABASE_URL", url)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
     at.switch_page(page).run()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from relq.core.exports import to_safe_csv
 from relq.core.instrument import Instrument, load_instrument
@@ -44,7 +44,7 @@ from relq.ingest.write import (
     reject_records,
     write_rows,
 )
-from relq.store import schema, serialise_imports
+from relq.store import import_transaction, new_import, schema
 
 __all__ = [
     "ImportResult",
@@ -253,8 +253,8 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
     answers = _rows_of(v.answers, valid.index) if len(v.answers.columns) else v.answers.iloc[0:0]
     rejects = v.rejects
     messages = list(prepared.messages)
-    with engine.begin() as conn:
-        serialise_imports(conn)  # concurrent imports take turns, so none collides or duplicates
+    # imports take turns, so none collides or duplicates; on ClickHouse a failure removes what was written
+    with import_transaction(engine, f"The import of {prepared.file_name}") as conn:
         dup_in_file = valid[id_name].duplicated(keep="first")
         stored = existing_ids(conn, _ID_COLUMN[kind], valid[id_name])
         duplicate = dup_in_file | valid[id_name].isin(stored)
@@ -299,26 +299,23 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
                 .reset_index(drop=True)
             )
         n_rejected = int(rejects["row"].nunique()) if not rejects.empty else 0
-        import_id = conn.execute(
-            insert(schema.imports)
-            .values(
-                **imports_row(
-                    file_name=prepared.file_name,
-                    file_hash=prepared.file_hash,
-                    kind=kind,
-                    detected_format=prepared.detected_format,
-                    mapping=prepared.mapping.to_json(),
-                    rows_total=prepared.rows_total,
-                    rows_imported=len(new),
-                    rows_rejected=n_rejected,
-                    rows_duplicate=int(duplicate.sum()),
-                    rows_unmatched=unmatched,
-                    imported_by=user,
-                    is_demo=False,
-                )
-            )
-            .returning(schema.imports.c.import_id)
-        ).scalar_one()
+        import_id = new_import(
+            conn,
+            **imports_row(
+                file_name=prepared.file_name,
+                file_hash=prepared.file_hash,
+                kind=kind,
+                detected_format=prepared.detected_format,
+                mapping=prepared.mapping.to_json(),
+                rows_total=prepared.rows_total,
+                rows_imported=len(new),
+                rows_rejected=n_rejected,
+                rows_duplicate=int(duplicate.sum()),
+                rows_unmatched=unmatched,
+                imported_by=user,
+                is_demo=False,
+            ),
+        )
         messages += write_rows(
             conn,
             kind=kind,

@@ -844,7 +844,7 @@ def build_demo_streamed(engine: Engine, customers: int, seed: int = 7, chunk: in
     if customers <= chunk:
         return store.load_demo(engine, generate_demo(customers=customers, seed=seed))
     store.create_schema(engine)
-    with engine.begin() as conn:
+    with store.import_transaction(engine, "Building the demo company") as conn:
         import_id = store.start_demo(conn, rows=0, label=f"demo-{customers}-streamed")
     offsets = dict.fromkeys(_ID_FORMATS, 0)
     totals = np.zeros(5, dtype=np.int64)
@@ -853,7 +853,7 @@ def build_demo_streamed(engine: Engine, customers: int, seed: int = 7, chunk: in
         if size == 0:
             continue
         part = _renumbered(generate_demo(customers=size, seed=seed * 1_000 + number), offsets)
-        with engine.begin() as conn:
+        with store.import_transaction(engine, "Building the demo company") as conn:
             counts = store.insert_demo(conn, import_id, part)
         totals += np.array(astuple(counts)[1:])
         for column, frame in (

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from relq.store import schema
+from relq.store.dialects import CUSTOMER_FIELD_LOOKUP, FieldLookup
 from relq.store.latest import DEFAULT_THRESHOLD, latest_responses, quadrant_key, quadrant_levels
 from relq.store.schema import QUALITY_FLAGS
 
@@ -33,11 +34,13 @@ def customer_dimension(name: str) -> ColumnElement:
     if name in schema.customers.c and name in (*schema.SEGMENT_DIMENSIONS, "company"):
         return schema.customers.c[name]
     fields = schema.customer_fields
-    return (
+    field = sa.literal(name, sa.Text)
+    lookup = (
         sa.select(fields.c.value)
-        .where(fields.c.customer_id == schema.customers.c.customer_id, fields.c.field == name)
+        .where(fields.c.customer_id == schema.customers.c.customer_id, fields.c.field == field)
         .scalar_subquery()
     )
+    return FieldLookup(lookup, schema.customers.c.customer_id, field, CUSTOMER_FIELD_LOOKUP)
 
 
 @dataclass(frozen=True)

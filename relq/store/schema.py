@@ -12,7 +12,6 @@ from sqlalchemy import (
     Date,
     DateTime,
     Double,
-    Float,
     Index,
     Integer,
     MetaData,
@@ -21,9 +20,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.ext.compiler import compiles
 
 from relq.core.instrument import PILLARS
+from relq.store import dialects  # noqa: F401 - registers how these tables render on each engine
 
 __all__ = [
     "metadata",
@@ -49,14 +48,14 @@ __all__ = [
 QUALITY_FLAGS: tuple[str, ...] = ("flag_duplicate", "flag_speeder", "flag_straightliner", "flag_out_of_range")
 
 
-@compiles(Float, "duckdb")
-def _float_is_double_on_duckdb(type_, compiler, **kw) -> str:
-    """DuckDB reads FLOAT as 4-byte REAL; PostgreSQL as 8-byte. RelQ wants the same figures on
-    both engines, so every Float (columns and casts in queries) is DOUBLE on DuckDB."""
-    return "DOUBLE"
-
-
 metadata = MetaData()
+
+
+def _clickhouse(order_by: str) -> dict:
+    """How a table is laid out on ClickHouse (relq.store.dialects renders it): a MergeTree sorted
+    by ``order_by`` — the columns RelQ's queries filter and group by, most selective first."""
+    return {"clickhouse": {"engine": "MergeTree", "order_by": order_by}}
+
 
 import_id_seq = Sequence("import_id_seq", metadata=metadata)
 
@@ -77,6 +76,7 @@ imports = Table(
     Column("imported_by", Text),
     Column("imported_at", DateTime, nullable=False),
     Column("is_demo", Boolean, nullable=False, default=False),
+    info=_clickhouse("import_id"),
 )
 
 import_rejects = Table(
@@ -89,6 +89,7 @@ import_rejects = Table(
     Column("reason", Text, nullable=False),
     Column("raw", Text),  # the whole row as JSON, so nothing is lost
     Index("ix_import_rejects_import", "import_id"),
+    info=_clickhouse("import_id, row_number"),
 )
 
 customers = Table(
@@ -112,6 +113,7 @@ customers = Table(
     Column("lifecycle_stage", Text),
     Column("import_id", Integer),
     Index("ix_customers_email", "email"),
+    info=_clickhouse("customer_id"),
 )
 
 # Any extra CRM column an analyst imports becomes a segment dimension, stored long.
@@ -123,6 +125,7 @@ customer_fields = Table(
     Column("value", Text),
     Column("import_id", Integer),
     UniqueConstraint("customer_id", "field", name="uq_customer_fields"),
+    info=_clickhouse("field, customer_id"),
 )
 
 transactions = Table(
@@ -134,6 +137,7 @@ transactions = Table(
     Column("amount", Double, nullable=False),
     Column("import_id", Integer),
     Index("ix_transactions_customer", "customer_id", "occurred_at"),
+    info=_clickhouse("customer_id, occurred_at"),
 )
 
 tickets = Table(
@@ -148,6 +152,7 @@ tickets = Table(
     Column("status", Text),
     Column("import_id", Integer),
     Index("ix_tickets_customer", "customer_id"),
+    info=_clickhouse("customer_id, opened_at"),
 )
 
 survey_responses = Table(
@@ -174,6 +179,7 @@ survey_responses = Table(
     Column("import_id", Integer),
     Index("ix_responses_submitted", "submitted_at"),
     Index("ix_responses_customer", "customer_id", "submitted_at"),
+    info=_clickhouse("toStartOfMonth(submitted_at), ifNull(customer_id, ''), submitted_at"),
 )
 
 survey_answers = Table(
@@ -189,6 +195,7 @@ survey_answers = Table(
     # answer (≈10 s and most of the memory of a 1M-response import, bench/RESULTS.md); the
     # analytical scans never use it. PostgreSQL keeps an ordinary index for joins on few responses.
     Index("ix_survey_answers_response", "response_id").ddl_if(dialect="postgresql"),
+    info=_clickhouse("response_id, item_id"),
 )
 
 audit_log = Table(
@@ -198,6 +205,7 @@ audit_log = Table(
     Column("user_email", Text),
     Column("action", Text, nullable=False),  # import, undo_import, export, edit_instrument, ...
     Column("detail", Text),
+    info=_clickhouse("logged_at"),
 )
 
 CUSTOMER_FIELDS: tuple[str, ...] = (
