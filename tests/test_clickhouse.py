@@ -176,9 +176,10 @@ def _page_figures(url: str, page: str, monkeypatch) -> tuple[list[str], list[pd.
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-    texts = [f"{m.label}={m.value}" for m in at.metric] + [c.value for c in at.caption]
-    texts += [m.value for m in at.markdown]
-    return texts, [df.value for df in at.dataframe]
+    main = at.main  # the page itself; the sidebar holds the menu and the filters
+    texts = [f"{m.label}={m.value}" for m in main.metric] + [c.value for c in main.caption]
+    texts += [m.value for m in main.markdown]
+    return texts, [df.value for df in main.dataframe]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import sqlglot
+import streamlit as st
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.sql.compiler import IdentifierPreparer
@@ -69,6 +70,7 @@ WAREHOUSES = {"trino": _trino_dialect, "bigquery": _BacktickDialect, "snowflake"
 def relq_statements(demo_db_url):
     """Every distinct SQLAlchemy statement the report, the board report and the pages execute."""
     seen: dict[str, sa.sql.ClauseElement] = {}
+    st.cache_data.clear()  # other tests in this process may have cached the pages' query results
 
     def record(conn, clauseelement, multiparams, params, execution_options):
         if isinstance(clauseelement, (sa.sql.Select, sa.sql.CompoundSelect, sa.sql.dml.UpdateBase)):
