@@ -39,9 +39,18 @@ from relq import store
 from relq.core.instrument import Instrument, load_instrument, pillar_indices
 from relq.core.settings import load_settings
 from relq.ingest.quality import QUALITY_FLAGS, flag_responses
+from relq.store.database import LoadCounts
 from relq.store.schema import CUSTOMER_FIELDS, PILLARS, RESPONSE_FIELDS, TICKET_FIELDS, TRANSACTION_FIELDS
 
-__all__ = ["COMMENT_THEMES", "DEFAULT_END", "CommentTheme", "DemoCompany", "generate_demo", "ensure_demo"]
+__all__ = [
+    "COMMENT_THEMES",
+    "DEFAULT_END",
+    "CommentTheme",
+    "DemoCompany",
+    "generate_demo",
+    "ensure_demo",
+    "load_demo",
+]
 
 # A fixed end date keeps the demo identical whenever and wherever it is generated.
 DEFAULT_END = date(2026, 10, 31)
@@ -990,5 +999,14 @@ def ensure_demo(engine: Engine, customers: int | None = None) -> bool:
     """On first start (an empty store), build and load the demo company. True when it did."""
     if store.has_data(engine):
         return False
-    store.load_demo(engine, generate_demo(customers=customers or load_settings().demo_customers))
+    load_demo(engine, generate_demo(customers=customers or load_settings().demo_customers))
     return True
+
+
+def load_demo(engine: Engine, company: DemoCompany) -> LoadCounts:
+    """Replace any demo data with ``company`` (one transaction), then read its comments' themes."""
+    from relq.ingest.themes import refresh_themes
+
+    counts = store.load_demo(engine, company)
+    refresh_themes(engine)
+    return counts

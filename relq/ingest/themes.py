@@ -62,6 +62,7 @@ __all__ = [
     "ThemeRuleError",
     "assign",
     "compile_rule",
+    "compiled_themes",
     "delete_rule",
     "discover",
     "highlight",
@@ -514,6 +515,16 @@ def rules_in_force(conn: Connection) -> list[ThemeRule]:
         ThemeRule(r["theme"], tuple(r["phrases"]), tuple(r["exclusions"]), r["source"])
         for r in stored.current_rules(conn)
     ]
+
+
+def compiled_themes(conn: Connection) -> list[CompiledRule]:
+    """Every theme in force ready to mark its phrases in a comment: the rules, then the
+    discovered themes' top words."""
+    out = [compile_rule(r) for r in rules_in_force(conn)]
+    found = _stored_discovery(conn)
+    if found is not None:
+        out += found.compiled()
+    return out
 
 
 def _ensure_starter_rules(conn: Connection) -> None:
