@@ -175,11 +175,11 @@ _LANGUAGE_WORDS: dict[str, str] = {
     "de": "der die das und ist nicht zu sehr wir ein eine mit auf fur den dem sind war ich es auch noch "
     "unsere immer kam viel zu nur hat haben",
     "es": "el la los las es y que no muy con por para una del pero nos su esta son fue demasiado siempre "
-    "nuestro nuestra un lo se hay",
+    "nuestro nuestra un lo se hay otra otro vez como mas tambien",
     "it": "il di che non molto sono per con una della del gli troppo ma questo siamo nostro stato lo ci ha "
     "sempre ancora la un le e alla",
     "pt": "os da do das dos nao muito com uma em para que mas foi sao nosso nossa sempre tem ao pelo esta "
-    "um o as e",
+    "um o as e mais vez outra",
     "nl": "de het een en is niet van zeer erg wij we ons onze met voor op maar te ook nog zijn was heel dat "
     "wel",
 }

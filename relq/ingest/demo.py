@@ -331,7 +331,7 @@ class CommentTheme:
 COMMENT_THEMES: tuple[CommentTheme, ...] = (
     CommentTheme(
         "delivery",
-        (0.14, 0.08, 0.05),
+        (0.18, 0.1, 0.07),
         ("Delivery", "Our delivery", "Shipping and delivery", "The last delivery"),
         ("arrived late again", "is late more often than not", "keeps slipping by days", "came a week late"),
         ("always arrives on time", "is fast with clear tracking", "arrives early"),

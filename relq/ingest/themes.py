@@ -208,6 +208,7 @@ STARTER_RULES: tuple[ThemeRule, ...] = (
             "does not work",
             "not working",
             "just works",
+            "rock solid",
             "unstable",
             "stable",
             "unreliable",
@@ -466,7 +467,8 @@ def tag(folded: pd.Series, rules: Sequence[CompiledRule]) -> pd.DataFrame:
     out = {}
     for rule in rules:
         text = unique.str.replace(rule.exclude, _blank, regex=True) if rule.exclude is not None else unique
-        hits = pd.Series(text.str.contains(rule.include, regex=True).to_numpy(), index=unique.to_numpy())
+        search = rule.include.search
+        hits = pd.Series([search(t) is not None for t in text], index=unique.to_numpy(), dtype=bool)
         out[rule.name] = hits.reindex(folded.to_numpy()).to_numpy(dtype=bool)
     return pd.DataFrame(out, index=folded.index, columns=[r.name for r in rules])
 
