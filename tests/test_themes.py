@@ -67,6 +67,33 @@ def test_rule_tagging_is_exact_on_hand_examples(phrases, exclusions, text, found
     assert marked.replace("«", "").replace("»", "") == text  # marks only, the text unchanged
 
 
+def test_word_lookups_tag_exactly_as_the_patterns_do(planted_company):
+    """Most comments are decided by word lookups; the answer must be the patterns' own (exclusions
+    blanked, then the phrases searched) on every comment of a demo company and a few hard cases."""
+    rules = [tagging.compile_rule(r) for r in tagging.STARTER_RULES]
+    rules.append(
+        tagging.compile_rule(tagging.ThemeRule("Odd", ("/inv.ice/", "doesn't work", "bill*"), ("bill of*",)))
+    )
+    texts = fold_series(
+        pd.concat(
+            [
+                planted_company.responses["comment"].dropna().drop_duplicates(),
+                pd.Series(
+                    ["the bill of materials", "a bill of lading", "it doesn't work", "invoice", "bills"]
+                ),
+            ]
+        )
+    ).reset_index(drop=True)
+    fast = tagging.tag(texts, rules)
+    for rule in rules:
+        slow = [
+            rule.include.search(rule.exclude.sub(lambda m: " " * len(m.group(0)), t) if rule.exclude else t)
+            is not None
+            for t in texts
+        ]
+        assert fast[rule.name].tolist() == slow, rule.name
+
+
 def test_highlight_marks_the_phrases_in_the_original_text():
     marked, matched = tagging.highlight(
         "Le PRIX est élevé; la Livraison tarde.", [starter("Price"), starter("Delivery")]

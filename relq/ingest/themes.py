@@ -275,12 +275,19 @@ STARTER_RULES: tuple[ThemeRule, ...] = (
 
 @dataclass(frozen=True)
 class CompiledRule:
-    """A rule ready to read folded comments: one pattern for its phrases, one for its exclusions."""
+    """A rule ready to read folded comments: one pattern for its phrases, one for its exclusions,
+    and the word lookups that decide most comments without running either (:func:`tag`)."""
 
     name: str
     include: re.Pattern
     exclude: re.Pattern | None = None
     source: str = "rule"
+    words: frozenset[str] = frozenset()  # one-word phrases
+    prefixes: tuple[str, ...] = ()  # one-word phrases ending with *
+    cues: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = ()  # the first word of the other phrases
+    always: bool = False  # a regular expression: no word says it cannot match
+    exclusion_cues: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = ()
+    exclusion_always: bool = False
 
 
 _EDGE_BEFORE = r"(?<![a-z0-9])"
@@ -441,11 +448,78 @@ def validate_rule(rule: ThemeRule, taken: Iterable[str] = ()) -> ThemeRule:
     return replace(rule, name=name, phrases=phrases, exclusions=exclusions)
 
 
+_SIMPLE_WORD = re.compile(r"[a-z0-9]+\*?")
+_TEXT_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _cue(entry: str) -> tuple[frozenset[str], tuple[str, ...]] | None:
+    """The first word of a phrase as (exact words, prefixes), or None when it has no plain first
+    word (a regular expression, or a first word with other characters)."""
+    if _is_regex(entry):
+        return None
+    tokens = [t for t in re.split(r"[\s\-]+", fold(entry).strip()) if t]
+    # the phrase starts at a word boundary, so its first run of letters and digits is a whole
+    # word of the comment ("doesn't" → "doesn"), or the start of one when a * follows it
+    run = re.match(r"[a-z0-9]+\*?", tokens[0]) if tokens else None
+    if run is None:
+        return None
+    first = run.group(0)
+    return (frozenset(), (first[:-1],)) if first.endswith("*") else (frozenset({first}), ())
+
+
+def _cues(entries: Sequence[str]) -> tuple[tuple, bool]:
+    found, always = [], False
+    for entry in entries:
+        cue = _cue(entry)
+        if cue is None:
+            always = True
+        else:
+            found.append(cue)
+    return tuple(found), always
+
+
 def compile_rule(rule: ThemeRule, source: str = "rule") -> CompiledRule:
     """The rule's phrases as one pattern and its exclusions as another (both on folded text)."""
-    include = "|".join(_entry_pattern(e, rule.name, "phrase") for e in rule.phrases)
-    exclude = "|".join(_entry_pattern(e, rule.name, "exclusion") for e in rule.exclusions)
-    return CompiledRule(rule.name, re.compile(include), re.compile(exclude) if exclude else None, source)
+    include = _joined(rule.phrases, rule.name, "phrase")
+    exclude = _joined(rule.exclusions, rule.name, "exclusion")
+    words, prefixes, others = set(), [], []
+    for entry in rule.phrases:
+        folded = fold(entry).strip()
+        if not _is_regex(entry) and _SIMPLE_WORD.fullmatch(folded):
+            if folded.endswith("*"):
+                prefixes.append(folded[:-1])
+            else:
+                words.add(folded)
+        else:
+            others.append(entry)
+    cues, always = _cues(others)
+    exclusion_cues, exclusion_always = _cues(rule.exclusions)
+    return CompiledRule(
+        rule.name,
+        re.compile(include),
+        re.compile(exclude) if exclude else None,
+        source,
+        frozenset(words),
+        tuple(prefixes),
+        cues,
+        always,
+        exclusion_cues,
+        exclusion_always,
+    )
+
+
+def _joined(entries: Sequence[str], theme: str, role: str) -> str:
+    """One pattern for ``entries``: the plain phrases share one pair of word-boundary checks (one
+    look-behind per position instead of one per phrase), regular expressions follow."""
+    plain, regexes = [], []
+    for entry in entries:
+        pattern = _entry_pattern(entry, theme, role)
+        if _is_regex(entry):
+            regexes.append(pattern)
+        else:
+            plain.append(pattern[len(_EDGE_BEFORE) : -len(_EDGE_AFTER)])
+    parts = ([f"{_EDGE_BEFORE}(?:{'|'.join(plain)}){_EDGE_AFTER}"] if plain else []) + regexes
+    return "|".join(parts)
 
 
 def _blank(match: re.Match) -> str:
@@ -463,14 +537,75 @@ def tag(folded: pd.Series, rules: Sequence[CompiledRule]) -> pd.DataFrame:
     [True, False, True]
     """
     folded = pd.Series(folded, dtype=object).fillna("")
-    unique = pd.Series(pd.unique(folded.to_numpy()), dtype=object)
-    out = {}
-    for rule in rules:
-        text = unique.str.replace(rule.exclude, _blank, regex=True) if rule.exclude is not None else unique
-        search = rule.include.search
-        hits = pd.Series([search(t) is not None for t in text], index=unique.to_numpy(), dtype=bool)
-        out[rule.name] = hits.reindex(folded.to_numpy()).to_numpy(dtype=bool)
-    return pd.DataFrame(out, index=folded.index, columns=[r.name for r in rules])
+    unique = pd.unique(folded.to_numpy())
+    found = np.zeros((len(unique), len(rules)), dtype=bool)
+    index = _RuleIndex(rules)
+    findall = _TEXT_WORD.findall
+    for i, text in enumerate(unique):
+        hit, cue, excluded = index.lookup(set(findall(text)))
+        for j, rule in enumerate(rules):
+            bit = 1 << j
+            if excluded & bit:  # an exclusion may blank a phrase: read the text the exact way
+                found[i, j] = rule.include.search(rule.exclude.sub(_blank, text)) is not None
+            elif hit & bit:
+                found[i, j] = True
+            elif cue & bit:
+                found[i, j] = rule.include.search(text) is not None
+    position = pd.Series(np.arange(len(unique)), index=unique).reindex(folded.to_numpy()).to_numpy()
+    return pd.DataFrame(found[position], index=folded.index, columns=[r.name for r in rules])
+
+
+class _RuleIndex:
+    """Every rule's words in one lookup: which rules a comment's words surely match (``hit``),
+    may match (``cue``: run the pattern) and may have blanked (``excluded``), as bit masks."""
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.exact: dict[str, list[int]] = {}
+        self.prefix: dict[str, list[int]] = {}
+        self.always = [0, 0, 0]
+        for j, rule in enumerate(rules):
+            bit = 1 << j
+            for w in rule.words:
+                self._add(self.exact, w, 0, bit)
+            for p in rule.prefixes:
+                self._add(self.prefix, p, 0, bit)
+            for slot, cues, always in (
+                (1, rule.cues, rule.always),
+                (2, rule.exclusion_cues, rule.exclusion_always),
+            ):
+                if slot == 2 and rule.exclude is None:
+                    continue
+                if always:
+                    self.always[slot] |= bit
+                for exact, prefixes in cues:
+                    for w in exact:
+                        self._add(self.exact, w, slot, bit)
+                    for p in prefixes:
+                        self._add(self.prefix, p, slot, bit)
+        self.lengths = sorted({len(p) for p in self.prefix})
+
+    @staticmethod
+    def _add(table: dict[str, list[int]], key: str, slot: int, bit: int) -> None:
+        table.setdefault(key, [0, 0, 0])[slot] |= bit
+
+    def lookup(self, words: set[str]) -> tuple[int, int, int]:
+        hit, cue, excluded = 0, self.always[1], self.always[2]
+        exact, prefix, lengths = self.exact, self.prefix, self.lengths
+        for w in words:
+            masks = exact.get(w)
+            if masks:
+                hit |= masks[0]
+                cue |= masks[1]
+                excluded |= masks[2]
+            for n in lengths:
+                if n > len(w):
+                    break
+                masks = prefix.get(w[:n])
+                if masks:
+                    hit |= masks[0]
+                    cue |= masks[1]
+                    excluded |= masks[2]
+        return hit, cue, excluded
 
 
 def highlight(
@@ -563,6 +698,7 @@ class Discovery:
                 re.compile("|".join(_phrase_pattern(t) for t in words[:8])),
                 None,
                 "discovered",
+                always=True,
             )
             for name, words in zip(self.names, self.terms, strict=True)
         ]
