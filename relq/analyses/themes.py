@@ -145,8 +145,14 @@ _THEME_SOURCES = ("rule", "discovered")
 
 
 def _frame(conn: Connection, query) -> pd.DataFrame:
+    """The rows of ``query`` (per-customer sums) as a frame; DuckDB hands them over columnar."""
     result = conn.execute(query)
-    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    columns = list(result.keys())
+    if conn.dialect.name == "duckdb" and hasattr(result.cursor, "fetchdf"):
+        frame = result.cursor.fetchdf()
+        frame.columns = columns
+    else:
+        frame = pd.DataFrame(result.fetchall(), columns=columns)
     for col in frame.columns:
         if col not in ("cluster", "theme", "segment", "month"):
             frame[col] = pd.to_numeric(frame[col]).astype(float)
@@ -230,22 +236,13 @@ def _nps_pair(every: pd.DataFrame, part: pd.DataFrame):
 
 
 def _mean_pair(every: pd.DataFrame, part: pd.DataFrame, pillar: str):
-    rest = every - part
-    w1, s1 = part[f"{pillar}_w"], part[f"{pillar}_s"]
-    w2 = rest[f"{pillar}_w"]
-    s2 = rest[f"{pillar}_s"].where(w2 > 0, 0.0)  # a sum minus itself can leave rounding dust
-    with_ = clustered.clustered_mean(w1, s1, w1)
-    without = clustered.clustered_mean(w2, s2, w2)
-    frame = pd.DataFrame(
-        {
-            "W1": w1.to_numpy(),
-            "S1": s1.to_numpy(),
-            "n1": w1.to_numpy(),
-            "W2": w2.to_numpy(),
-            "S2": s2.to_numpy(),
-            "n2": w2.to_numpy(),
-        }
-    )
+    """Mean with and without (ratios of the sums) and their linearised difference."""
+    w1, s1 = part[f"{pillar}_w"].to_numpy(), part[f"{pillar}_s"].to_numpy()
+    w2 = every[f"{pillar}_w"].to_numpy() - w1
+    s2 = np.where(w2 > 0, every[f"{pillar}_s"].to_numpy() - s1, 0.0)  # no rounding dust where none is left
+    with_ = s1.sum() / w1.sum() if w1.sum() > 0 else NAN
+    without = s2.sum() / w2.sum() if w2.sum() > 0 else NAN
+    frame = pd.DataFrame({"W1": w1, "S1": s1, "n1": w1, "W2": w2, "S2": s2, "n2": w2})
     return with_, without, clustered.period_difference(frame)
 
 
@@ -282,8 +279,8 @@ def _theme_row(theme: str, every: pd.DataFrame, part: pd.DataFrame, nps_all: pd.
         m1, m0, d = _mean_pair(every, part, pillar)
         row.update(
             {
-                f"{pillar}_with": m1.estimate,
-                f"{pillar}_without": m0.estimate,
+                f"{pillar}_with": m1,
+                f"{pillar}_without": m0,
                 f"{pillar}_delta": d.delta,
                 f"{pillar}_delta_low": d.low,
                 f"{pillar}_delta_high": d.high,
