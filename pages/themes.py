@@ -255,16 +255,17 @@ else:
     )
 discovered = table[table["source"] == "discovered"]
 if not discovered.empty:
-    st.dataframe(
+    ui.table_with_download(
         pd.DataFrame(
             {
                 "theme": discovered["theme"],
                 "top words": ["; ".join(t) for t in discovered["terms"]],
                 "responses": discovered["responses"],
+                "customers": discovered["customers"],
             }
-        ),
-        hide_index=True,
-        width="stretch",
+        ).pipe(ui.suppress_small_groups, n_col="customers"),
+        "discovered-themes.csv",
+        key="themes_discovered_csv",
     )
 if may_edit:
     with st.expander("Discover again, or promote a discovered theme to a rule"):
@@ -305,13 +306,13 @@ if may_edit:
 # --------------------------------------------------------------------------- rules
 st.subheader("Rules")
 catalog = ui.cached_query(engine, themes.rule_catalog, flt)
-st.dataframe(
+ui.table_with_download(
     catalog.assign(
         phrases=["; ".join(p) for p in catalog["phrases"]],
         exclusions=["; ".join(x) for x in catalog["exclusions"]],
     ),
-    hide_index=True,
-    width="stretch",
+    "theme-rules.csv",
+    key="themes_rules_csv",
 )
 st.caption(
     "A phrase is found with accents and case folded, at word boundaries; word* matches any ending; "
