@@ -157,6 +157,52 @@ def test_saving_a_rule_versions_it_and_tags_every_comment(duckdb_engine):
         assert "Reporting" not in store_theme_names(conn)
 
 
+def test_an_analyst_names_a_discovered_theme_and_promotes_it_to_a_rule(duckdb_engine):
+    rng = np.random.default_rng(3)
+    texts = np.array(
+        [
+            "The reporting dashboards save us hours",
+            "Reporting exports keep failing",
+            "The invoice has errors again",
+            "Our invoice charged us twice",
+            "Delivery came a week late",
+            "Delivery keeps slipping by days",
+        ],
+        dtype=object,
+    )[rng.integers(0, 6, 300)]
+    rows = pd.DataFrame(
+        {
+            "response_id": [f"R{i:04d}" for i in range(300)],
+            "customer_id": [f"C{i % 90:03d}" for i in range(300)],
+            "submitted_at": pd.Timestamp("2025-03-01"),
+            "nps": rng.integers(0, 11, 300),
+            "comment": texts,
+        }
+    )
+    with duckdb_engine.begin() as conn:
+        store.bulk_insert(conn, schema.survey_responses, rows)
+    summary = tagging.refresh_themes(duckdb_engine, k=3)
+    assert summary.rediscovered and summary.k == 3
+    with duckdb_engine.connect() as conn:
+        found = themes.theme_table(conn).query("source == 'discovered'")
+    reporting = next(
+        t for t, terms in zip(found["theme"], found["terms"], strict=True) if "reporting" in terms
+    )
+    tagging.promote(
+        duckdb_engine, reporting, "Reporting", ["reporting", "dashboard*"], user="ana@example.com"
+    )
+    tagging.refresh_themes(duckdb_engine)  # nothing new: the promoted theme stays a rule
+    with duckdb_engine.connect() as conn:
+        table = themes.theme_table(conn).set_index("theme")
+        history = themes.rule_versions(conn)
+    assert reporting not in table.index
+    assert table.loc["Reporting", "source"] == "rule"
+    assert table.loc["Reporting", "responses"] == int(
+        pd.Series(texts).str.contains("Reporting|reporting").sum()
+    )
+    assert history.query("theme == 'Reporting'")["source"].tolist() == ["discovered"]
+
+
 def store_theme_names(conn) -> list[str]:
     from relq.store import themes as stored
 
