@@ -372,6 +372,59 @@ def test_theme_impact_interval_matches_a_statsmodels_cluster_robust_delta_method
     )
 
 
+@pytest.mark.parametrize("theme", ["Billing", "Onboarding"])
+def test_theme_figures_equal_the_clustered_functions_on_per_customer_sums(duckdb_demo, demo_table, theme):
+    """The table adds each theme's sums to the view's instead of aligning every customer for every
+    theme; its figures are relq.measures.clustered's on the aligned per-customer arrays."""
+    from relq.analyses.themes import _commented_sums, _nps_sums, _theme_sums
+    from relq.measures import clustered
+
+    with duckdb_demo.connect() as conn:
+        every = _commented_sums(conn, SegmentFilter()).set_index("cluster")
+        part = _theme_sums(conn, SegmentFilter(), themes=[theme]).drop(columns="theme").set_index("cluster")
+        everyone = _nps_sums(conn, SegmentFilter()).set_index("cluster")
+    part = part.reindex(every.index, fill_value=0.0)
+    rest = every - part
+    row = demo_table.set_index("theme").loc[theme]
+    share = clustered.csat_interval_clustered(every["n"], part["n"], every["n"])
+    assert (row["share"], row["share_low"], row["share_high"]) == pytest.approx(
+        (share.score / 100, share.low / 100, share.high / 100), rel=1e-9
+    )
+    for side, sums in (("with", part), ("without", rest)):
+        nps = clustered.nps_interval_clustered(
+            sums["nps_w"], sums["promoters"], sums["detractors"], sums["nps_w"]
+        )
+        assert (row[f"nps_{side}"], row[f"nps_{side}_low"], row[f"nps_{side}_high"]) == pytest.approx(
+            (nps.score, nps.low, nps.high), rel=1e-9
+        )
+    pairs = {"W1": "nps_w", "P1": "promoters", "D1": "detractors"}
+    frame = pd.DataFrame(
+        {
+            **{k: part[v].to_numpy() for k, v in pairs.items()},
+            **{k.replace("1", "2"): rest[v].to_numpy() for k, v in pairs.items()},
+            "n1": part["nps_w"].to_numpy(),
+            "n2": rest["nps_w"].to_numpy(),
+        }
+    )
+    delta = clustered.period_difference_share(frame, "nps")
+    assert (row["nps_delta"], row["nps_delta_low"], row["nps_delta_high"], row["nps_p"]) == pytest.approx(
+        (delta.delta, delta.low, delta.high, delta.p_value), rel=1e-9
+    )
+    mix = clustered.csat_interval_clustered(part["n"], part["negative"], part["n"])
+    assert row["negative_share"] == pytest.approx(mix.score / 100, rel=1e-9)
+    assert (row["negative_low"], row["negative_high"]) == pytest.approx(
+        (mix.low / 100, mix.high / 100), rel=1e-9
+    )
+    impact = themes.impact_interval(
+        everyone["n"],
+        everyone["promoters"] - everyone["detractors"],
+        part["detractors"].reindex(everyone.index, fill_value=0.0),
+    )
+    assert (row["impact"], row["impact_low"], row["impact_high"]) == pytest.approx(
+        (impact.points, impact.low, impact.high), rel=1e-9
+    )
+
+
 def test_theme_share_is_a_wilson_interval_on_the_effective_n(demo_table):
     from statsmodels.stats.proportion import proportion_confint
 

@@ -63,6 +63,7 @@ C = schema.customers
 METRICS: tuple[str, ...] = ("nps", *PILLARS)
 SENTIMENTS = ("positive", "neutral", "negative")
 NAN = float("nan")
+Z = float(_sp.norm.ppf(0.975))
 
 
 # --------------------------------------------------------------------------- impact
@@ -107,7 +108,7 @@ def impact_interval(n_c, y_c, a_c, level: float = 0.95) -> ThemeImpact:
     if customers < 2:
         return ThemeImpact(points, NAN, NAN, NAN, float(a.sum()), total, customers)
     t = (1 + ybar) * (a - abar * n) + abar * (y - ybar * n)
-    var = customers / (customers - 1) * float(np.dot(t, t)) / (total * total)
+    var = customers / (customers - 1) * _dot(t, t) / (total * total)
     se = 100 * math.sqrt(var)
     z = float(_sp.norm.ppf(0.5 + level / 2))
     return ThemeImpact(points, points - z * se, points + z * se, se, float(a.sum()), total, customers)
@@ -203,107 +204,261 @@ def _nps_sums(conn: Connection, flt: SegmentFilter) -> pd.DataFrame:
 # --------------------------------------------------------------------------- figures
 
 
-def _aligned(part: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
-    return part.set_index("cluster").reindex(index, fill_value=0.0)
-
-
 def _share(total_n: np.ndarray, part_n: np.ndarray) -> clustered.ClusteredShare:
     return clustered.csat_interval_clustered(total_n, part_n, total_n)
 
 
-def _nps_pair(every: pd.DataFrame, part: pd.DataFrame):
-    """NPS with and without (the rest of ``every``) and their linearised difference."""
-    rest = every - part
-    with_ = clustered.nps_interval_clustered(
-        part["nps_w"], part["promoters"], part["detractors"], part["nps_w"]
+# A theme's figures come from sums over customers (clusters). Those of the responses that do not
+# mention it are the view's sums minus the theme's, so a theme costs only as much as the customers
+# who mention it: Σ_c rest_c·rest'_c = Σ_c every_c·every'_c − Σ_{c mentions} (every·every' −
+# rest·rest'). The formulas are those of relq.measures.clustered (ultimate-cluster variance,
+# effective n, Wilson, adjusted Wald, the linearised difference); the tests check they agree.
+
+_WEIGHT = {"nps": "nps_w", **{p: f"{p}_w" for p in PILLARS}}
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Σ a·b. Not np.dot: on a busy machine BLAS threads make it tens of times slower here."""
+    return float(np.einsum("i,i->", a, b))
+
+
+def _score(metric: str, cols: dict[str, np.ndarray]) -> np.ndarray:
+    if metric == "nps":
+        return cols["promoters"] - cols["detractors"]
+    return cols[f"{metric}_s"]
+
+
+class _Every:
+    """The per-customer sums of the responses with a read comment in view, and their totals."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.index = frame.index
+        self.cols = {c: frame[c].to_numpy(dtype=float) for c in frame.columns}
+        self._totals: dict[str, dict[str, float]] = {}
+
+    def pair(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.cols[_WEIGHT[metric]], _score(metric, self.cols)
+
+    def totals(self, metric: str) -> dict[str, float]:
+        if metric not in self._totals:
+            w, sc = self.pair(metric)
+            self._totals[metric] = {
+                "W": float(w.sum()),
+                "S": float(sc.sum()),
+                "SS": _dot(sc, sc),
+                "SW": _dot(sc, w),
+                "WW": _dot(w, w),
+                "C": float((w > 0).sum()),
+            }
+        return self._totals[metric]
+
+
+def _moments(every: _Every, metric: str, pos: np.ndarray, pw: np.ndarray, ps: np.ndarray) -> dict:
+    """Sums of the part (mentioning: 1), of the rest (0) and their cross-products, over customers."""
+    g = every.totals(metric)
+    w_all, s_all = every.pair(metric)
+    ew, es = w_all[pos], s_all[pos]
+    rw = ew - pw
+    rs = np.where(rw > 0, es - ps, 0.0)  # a sum minus itself leaves no rounding dust
+    return {
+        "W1": float(pw.sum()),
+        "S1": float(ps.sum()),
+        "SS1": _dot(ps, ps),
+        "SW1": _dot(ps, pw),
+        "WW1": _dot(pw, pw),
+        "C1": float((pw > 0).sum()),
+        "W0": g["W"] - float(pw.sum()),
+        "S0": g["S"] - float(ps.sum()),
+        "SS0": g["SS"] - _dot(es, es) + _dot(rs, rs),
+        "SW0": g["SW"] - _dot(es, ew) + _dot(rs, rw),
+        "WW0": g["WW"] - _dot(ew, ew) + _dot(rw, rw),
+        "C0": g["C"] - float((ew > 0).sum()) + float((rw > 0).sum()),
+        "S1S0": _dot(ps, rs),
+        "S1W0": _dot(ps, rw),
+        "W1S0": _dot(pw, rs),
+        "W1W0": _dot(pw, rw),
+        "C": g["C"],
+    }
+
+
+def _cluster_var(s: float, w: float, ss: float, sw: float, ww: float, c: float) -> float:
+    """``C/(C−1)·Σ_c (S_c − ȳ·W_c)² / (ΣW)²`` from the sums (NaN under two customers)."""
+    if c < 2 or w <= 0:
+        return NAN
+    mean = s / w
+    t2 = max(0.0, ss - 2 * mean * sw + mean * mean * ww)
+    return c / (c - 1) * t2 / (w * w)
+
+
+def _n_eff(var: float, u: float, n: float) -> float:
+    if math.isnan(var) or n < 2:
+        return NAN
+    deff = var / (u / (n - 1)) if u > 0 else NAN
+    if var <= 0 or u <= 0 or deff <= 1 + 1e-12:
+        return n
+    return n / deff
+
+
+def _wilson(p: float, n: float) -> tuple[float, float]:
+    if math.isnan(n):
+        return NAN, NAN
+    z2n = Z * Z / n
+    centre = (p + z2n / 2) / (1 + z2n)
+    half = Z * math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / (1 + z2n)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
+
+
+def _proportion(part: np.ndarray, total: np.ndarray) -> tuple[float, float, float, float]:
+    """``Σpart / Σtotal`` (counts per customer) with its Wilson interval on the effective n:
+    (p, low, high, n_eff) — :func:`relq.measures.clustered.csat_interval_clustered`'s figures."""
+    w = float(total.sum())
+    if w <= 0:
+        return NAN, NAN, NAN, NAN
+    s = float(part.sum())
+    p = min(1.0, max(0.0, s / w))
+    var = _cluster_var(
+        s,
+        w,
+        _dot(part, part),
+        _dot(part, total),
+        _dot(total, total),
+        float((total > 0).sum()),
     )
-    without = clustered.nps_interval_clustered(
-        rest["nps_w"], rest["promoters"], rest["detractors"], rest["nps_w"]
-    )
-    frame = pd.DataFrame(
-        {
-            "W1": part["nps_w"].to_numpy(),
-            "P1": part["promoters"].to_numpy(),
-            "D1": part["detractors"].to_numpy(),
-            "n1": part["nps_w"].to_numpy(),
-            "W2": rest["nps_w"].to_numpy(),
-            "P2": rest["promoters"].to_numpy(),
-            "D2": rest["detractors"].to_numpy(),
-            "n2": rest["nps_w"].to_numpy(),
-        }
-    )
-    return with_, without, clustered.period_difference_share(frame, "nps")
+    n_eff = _n_eff(var, p * (1 - p), w)
+    low, high = _wilson(p, n_eff)
+    return p, low, high, n_eff
 
 
-def _mean_pair(every: pd.DataFrame, part: pd.DataFrame, pillar: str):
-    """Mean with and without (ratios of the sums) and their linearised difference."""
-    w1, s1 = part[f"{pillar}_w"].to_numpy(), part[f"{pillar}_s"].to_numpy()
-    w2 = every[f"{pillar}_w"].to_numpy() - w1
-    s2 = np.where(w2 > 0, every[f"{pillar}_s"].to_numpy() - s1, 0.0)  # no rounding dust where none is left
-    with_ = s1.sum() / w1.sum() if w1.sum() > 0 else NAN
-    without = s2.sum() / w2.sum() if w2.sum() > 0 else NAN
-    frame = pd.DataFrame({"W1": w1, "S1": s1, "n1": w1, "W2": w2, "S2": s2, "n2": w2})
-    return with_, without, clustered.period_difference(frame)
+def _nps(p_sum: float, d_sum: float, w: float, ss: float, sw: float, ww: float, c: float) -> tuple:
+    """NPS with its adjusted-Wald interval on the effective n: (score, low, high) —
+    :func:`relq.measures.clustered.nps_interval_clustered`'s figures."""
+    if w <= 0:
+        return NAN, NAN, NAN
+    p = min(1.0, max(0.0, p_sum / w))
+    d = min(1.0 - p, max(0.0, d_sum / w))
+    n_eff = _n_eff(_cluster_var(p_sum - d_sum, w, ss, sw, ww, c), max(0.0, p + d - (p - d) ** 2), w)
+    if math.isnan(n_eff):
+        return 100 * (p - d), NAN, NAN
+    n_star = n_eff + 3
+    p_star, d_star = (p * n_eff + 0.75) / n_star, (d * n_eff + 0.75) / n_star
+    diff = p_star - d_star
+    half = Z * math.sqrt((p_star + d_star - diff * diff) / n_star)
+    return 100 * (p - d), max(-100.0, 100 * (diff - half)), min(100.0, 100 * (diff + half))
 
 
-def _nan_to_none(value):
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+def _difference(m: dict, scale: float) -> tuple[float, float, float, float]:
+    """Mean of the part minus the rest, linearised over the customers of both: (delta, low, high,
+    p) — :func:`relq.measures.clustered.period_difference`'s formula."""
+    if m["W1"] <= 0 or m["W0"] <= 0 or m["C"] < 2:
+        return NAN, NAN, NAN, NAN
+    m1, m0 = m["S1"] / m["W1"], m["S0"] / m["W0"]
+    a2 = m["SS1"] - 2 * m1 * m["SW1"] + m1 * m1 * m["WW1"]
+    b2 = m["SS0"] - 2 * m0 * m["SW0"] + m0 * m0 * m["WW0"]
+    ab = m["S1S0"] - m0 * m["S1W0"] - m1 * m["W1S0"] + m1 * m0 * m["W1W0"]
+    e2 = max(0.0, a2 / m["W1"] ** 2 - 2 * ab / (m["W1"] * m["W0"]) + b2 / m["W0"] ** 2)
+    se = scale * math.sqrt(m["C"] / (m["C"] - 1) * e2)
+    delta = scale * (m1 - m0)
+    if se == 0:
+        return delta, delta, delta, NAN
+    return delta, delta - Z * se, delta + Z * se, float(2 * _sp.norm.sf(abs(delta / se)))
 
 
-def _theme_row(theme: str, every: pd.DataFrame, part: pd.DataFrame, nps_all: pd.DataFrame) -> dict:
-    customers = int((part["n"] > 0).sum())
-    share = _share(every["n"].to_numpy(), part["n"].to_numpy())
-    with_, without, delta = _nps_pair(every, part)
+class _ImpactBase:
+    """Every response in view with an NPS, per customer, for the impact on the view's NPS."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.index = frame.index
+        self.n = frame["n"].to_numpy(dtype=float)
+        self.y = (frame["promoters"] - frame["detractors"]).to_numpy(dtype=float)
+        self.total = float(self.n.sum())
+        self.ybar = float(self.y.sum()) / self.total if self.total > 0 else NAN
+        self.h = self.y - (1 + 2 * self.ybar) * self.n
+        self.hh = _dot(self.h, self.h)
+        self.customers = int((self.n > 0).sum())
+
+    def impact(self, clusters: pd.Index, detractors: np.ndarray) -> tuple[float, float, float]:
+        """:func:`impact_interval` from the theme's detractors per customer (a_c): with
+        ``h_c = y_c − (1+2ȳ)·n_c``, ``t_c = (1+ȳ)·a_c + ā·h_c``."""
+        if self.total <= 0:
+            return NAN, NAN, NAN
+        pos = self.index.get_indexer(clusters)
+        keep = pos >= 0
+        a, pos = detractors[keep], pos[keep]
+        abar = float(a.sum()) / self.total
+        points = 100 * abar * (1 + self.ybar)
+        if self.customers < 2:
+            return points, NAN, NAN
+        k = 1 + self.ybar
+        t2 = k * k * _dot(a, a) + 2 * k * abar * _dot(a, self.h[pos]) + abar * abar * self.hh
+        var = self.customers / (self.customers - 1) * max(0.0, t2) / (self.total * self.total)
+        se = 100 * math.sqrt(var)
+        return points, points - Z * se, points + Z * se
+
+
+def _theme_row(theme: str, every: _Every, part: pd.DataFrame, base: _ImpactBase | None) -> dict:
+    """One theme's figures; ``part`` holds the per-customer sums of the responses mentioning it,
+    indexed by customer (only the customers who mention it)."""
+    pos = every.index.get_indexer(part.index)
+    if (pos < 0).any():
+        raise ValueError("a customer mentions a theme without a read comment in view.")
+    cols = {c: part[c].to_numpy(dtype=float) for c in part.columns}
+    n_all = every.cols["n"]
+    mentions = cols["n"]
+    aligned = np.zeros_like(n_all)
+    aligned[pos] = mentions
+    share = _proportion(aligned, n_all)
+    m = _moments(every, "nps", pos, cols["nps_w"], cols["promoters"] - cols["detractors"])
+    p1, d1 = float(cols["promoters"].sum()), float(cols["detractors"].sum())
+    p_all, d_all = float(every.cols["promoters"].sum()), float(every.cols["detractors"].sum())
+    with_ = _nps(p1, d1, m["W1"], m["SS1"], m["SW1"], m["WW1"], m["C1"])
+    without = _nps(p_all - p1, d_all - d1, m["W0"], m["SS0"], m["SW0"], m["WW0"], m["C0"])
+    delta = _difference(m, 100.0)
     row = {
         "theme": theme,
-        "responses": int(part["n"].sum()),
-        "customers": customers,
-        "comments": int(every["n"].sum()),
-        "share": share.score / 100 if math.isfinite(share.score) else NAN,
-        "share_low": share.low / 100,
-        "share_high": share.high / 100,
-        "share_n_eff": share.n_eff,
-        "nps_n": int(part["nps_w"].sum()),
-        "nps_with": with_.score,
-        "nps_with_low": with_.low,
-        "nps_with_high": with_.high,
-        "nps_without": without.score,
-        "nps_without_low": without.low,
-        "nps_without_high": without.high,
-        "nps_delta": delta.delta,
-        "nps_delta_low": delta.low,
-        "nps_delta_high": delta.high,
-        "nps_p": delta.p_value,
+        "responses": int(mentions.sum()),
+        "customers": int((mentions > 0).sum()),
+        "comments": int(n_all.sum()),
+        "share": share[0],
+        "share_low": share[1],
+        "share_high": share[2],
+        "share_n_eff": share[3],
+        "nps_n": int(m["W1"]),
+        "nps_with": with_[0],
+        "nps_with_low": with_[1],
+        "nps_with_high": with_[2],
+        "nps_without": without[0],
+        "nps_without_low": without[1],
+        "nps_without_high": without[2],
+        "nps_delta": delta[0],
+        "nps_delta_low": delta[1],
+        "nps_delta_high": delta[2],
+        "nps_p": delta[3],
     }
     for pillar in PILLARS:
-        m1, m0, d = _mean_pair(every, part, pillar)
+        mp = _moments(every, pillar, pos, cols[f"{pillar}_w"], cols[f"{pillar}_s"])
+        d = _difference(mp, 1.0)
         row.update(
             {
-                f"{pillar}_with": m1,
-                f"{pillar}_without": m0,
-                f"{pillar}_delta": d.delta,
-                f"{pillar}_delta_low": d.low,
-                f"{pillar}_delta_high": d.high,
-                f"{pillar}_p": d.p_value,
+                f"{pillar}_with": mp["S1"] / mp["W1"] if mp["W1"] > 0 else NAN,
+                f"{pillar}_without": mp["S0"] / mp["W0"] if mp["W0"] > 0 else NAN,
+                f"{pillar}_delta": d[0],
+                f"{pillar}_delta_low": d[1],
+                f"{pillar}_delta_high": d[2],
+                f"{pillar}_p": d[3],
             }
         )
-    for s in SENTIMENTS:
-        mix = _share(part["n"].to_numpy(), part[s].to_numpy())
-        row[f"{s}_share"] = mix.score / 100 if math.isfinite(mix.score) else NAN
-        row[f"{s}_low"] = mix.low / 100
-        row[f"{s}_high"] = mix.high / 100
-    detractors = part["detractors"].reindex(nps_all.index, fill_value=0.0)
-    impact = impact_interval(
-        nps_all["n"].to_numpy(),
-        (nps_all["promoters"] - nps_all["detractors"]).to_numpy(),
-        detractors.to_numpy(),
-    )
+    for label in SENTIMENTS:
+        row[f"{label}_share"], row[f"{label}_low"], row[f"{label}_high"], _ = _proportion(
+            cols[label], mentions
+        )
+    impact = base.impact(part.index, cols["detractors"]) if base is not None else (NAN, NAN, NAN)
     row.update(
         {
-            "impact": impact.points,
-            "impact_low": impact.low,
-            "impact_high": impact.high,
-            "detractors": int(impact.detractors),
+            "impact": impact[0],
+            "impact_low": impact[1],
+            "impact_high": impact[2],
+            "detractors": int(cols["detractors"].sum()),
         }
     )
     return row
@@ -327,19 +482,16 @@ def theme_table(
     sentiment mix, impact. Empty columns when no comment in view was read."""
     min_n = resolve_min_n(min_n)
     catalog = stored.theme_catalog(conn)
-    every = _commented_sums(conn, flt).set_index("cluster")
+    every = _Every(_commented_sums(conn, flt).set_index("cluster"))
     per_theme = _theme_sums(conn, flt)
-    nps_all = _nps_sums(conn, flt).set_index("cluster")
+    base = _ImpactBase(_nps_sums(conn, flt).set_index("cluster"))
     rows = []
     groups = dict(tuple(per_theme.groupby("theme"))) if not per_theme.empty else {}
+    empty = every.frame.iloc[0:0]
     for item in catalog.itertuples(index=False):
         part = groups.get(item.theme)
-        part = (
-            _aligned(part.drop(columns="theme"), every.index)
-            if part is not None
-            else pd.DataFrame(0.0, index=every.index, columns=every.columns)
-        )
-        row = _theme_row(item.theme, every, part, nps_all)
+        part = part.drop(columns="theme").set_index("cluster") if part is not None else empty
+        row = _theme_row(item.theme, every, part, base)
         row.update({"source": item.source, "terms": list(item.terms)})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -434,13 +586,11 @@ def theme_segments(
     joined_flt = flt.with_dimension(dimension, ())
     every = _segment_frame(conn, joined_flt, segment, theme=None)
     part = _segment_frame(conn, joined_flt, segment, theme=theme)
-    nps_all = _nps_sums(conn, flt).set_index("cluster")
     rows = []
     for value, seg_all in every.groupby("segment", dropna=False):
         seg_all = seg_all.drop(columns="segment").set_index("cluster")
-        mentions = part[part["segment"] == value].drop(columns=["segment", "theme"])
-        aligned = _aligned(mentions, seg_all.index) if not mentions.empty else seg_all * 0.0
-        row = _theme_row(theme, seg_all, aligned, nps_all.reindex(seg_all.index).dropna())
+        mentions = part[part["segment"] == value].drop(columns=["segment", "theme"]).set_index("cluster")
+        row = _theme_row(theme, _Every(seg_all), mentions, None)
         row["segment"] = (
             "(no value)" if value is None or (isinstance(value, float) and math.isnan(value)) else value
         )
