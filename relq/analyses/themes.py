@@ -91,8 +91,8 @@ def impact_interval(n_c, y_c, a_c, level: float = 0.95) -> ThemeImpact:
     ``var = C/(C−1)·Σt_c²/N²`` (N = Σn_c, C customers with n_c > 0), interval ``± z·100·√var``.
 
     >>> r = impact_interval([1, 1, 1, 1], [-1, -1, 1, 1], [1, 0, 0, 0])
-    >>> r.points, round(r.se, 4)  # ā = 1/4, ȳ = 0: 100·0.25·1
-    (25.0, 25.0)
+    >>> r.points, round(r.se, 4)  # ā = 1/4, ȳ = 0; t = (.5, −.5, 0, 0): √(4/3·.5/16) = .2041
+    (25.0, 20.4124)
     """
     n = np.asarray(n_c, dtype=float)
     y = np.asarray(y_c, dtype=float)
