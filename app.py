@@ -34,6 +34,7 @@ PAGES = {
         st.Page("pages/segments.py", title="Segment explorer", icon=":material/groups:", url_path="segments"),
         st.Page("pages/drivers.py", title="Drivers", icon=":material/insights:", url_path="drivers"),
         st.Page("pages/voice.py", title="Voice of the customer", icon=":material/forum:", url_path="voice"),
+        st.Page("pages/themes.py", title="Comment themes", icon=":material/topic:", url_path="themes"),
     ],
     "Analysts": [
         st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:", url_path="upload"),

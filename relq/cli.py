@@ -1,4 +1,4 @@
-"""``python -m relq demo | import | report --json`` — the same functions the pages call.
+"""``python -m relq demo | import | report --json | themes --json`` — the same functions the pages call.
 
 Errors a user can fix end with one clear line on stderr and a non-zero exit, never a traceback.
 """
@@ -65,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--x", default="trust", choices=PILLARS, help="quadrant x pillar")
     report.add_argument("--y", default="satisfaction", choices=PILLARS, help="quadrant y pillar")
     report.add_argument("--threshold", type=float, default=50.0, help="quadrant threshold (0-100)")
+
+    themes = commands.add_parser(
+        "themes", help="Print the comment themes: share, NPS with vs without, impact."
+    )
+    themes.add_argument("--json", action="store_true", help="print JSON (the only format)")
+    themes.add_argument("--since", type=_date, help="first submission date, inclusive (YYYY-MM-DD)")
+    themes.add_argument("--until", type=_date, help="last submission date, inclusive (YYYY-MM-DD)")
+    themes.add_argument(
+        "--k", type=int, help="discover this many themes (2-40; runs discovery again when it differs)"
+    )
     return parser
 
 
@@ -151,6 +161,22 @@ def _report(args) -> int:
     return 0
 
 
+def _themes(args) -> int:
+    from relq.analyses.themes import themes_report
+    from relq.ingest.themes import refresh_themes
+    from relq.store.filters import SegmentFilter
+
+    if args.k is not None and not 2 <= args.k <= 40:
+        raise RelqError(f"--k must be between 2 and 40 themes, not {args.k}.")
+    engine = store.get_engine()
+    store.create_schema(engine)
+    refresh_themes(engine, k=args.k, user=_cli_user())  # reads comments not read yet; cheap otherwise
+    with engine.connect() as conn:
+        report = themes_report(conn, SegmentFilter(since=args.since, until=args.until))
+    print(json.dumps(_clean(report), indent=2, default=str))
+    return 0
+
+
 def _cli_user() -> str:
     """Who ran the command, for the imports record and the audit log."""
     try:
@@ -162,7 +188,7 @@ def _cli_user() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"demo": _demo, "import": _import, "report": _report}[args.command](args)
+        return {"demo": _demo, "import": _import, "report": _report, "themes": _themes}[args.command](args)
     except RelqError as exc:
         print(f"relq: {exc}", file=sys.stderr)
         return 2

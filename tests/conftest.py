@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 
 from relq import store
+from relq.ingest.demo import load_demo
 from relq.store import schema
 
 os.environ.setdefault("RELQ_DEMO_CUSTOMERS", "1500")
@@ -176,7 +177,7 @@ def demo_db_url(tmp_path_factory, demo_company):
     """A DuckDB file holding the small demo company, shared read-mostly by page tests."""
     path = tmp_path_factory.mktemp("demo") / "relq.duckdb"
     engine = store.get_engine(f"duckdb:///{path}")
-    store.load_demo(engine, demo_company)
+    load_demo(engine, demo_company)
     engine.dispose()
     return f"duckdb:///{path}"
 
@@ -185,7 +186,7 @@ def demo_db_url(tmp_path_factory, demo_company):
 def duckdb_demo(tmp_path_factory, demo_company):
     """A DuckDB engine on a private copy of the demo company, one per test module."""
     engine = store.get_engine(f"duckdb:///{tmp_path_factory.mktemp('demo_module') / 'relq.duckdb'}")
-    store.load_demo(engine, demo_company)
+    load_demo(engine, demo_company)
     yield engine
     engine.dispose()
 
@@ -201,7 +202,7 @@ def demo_postgres_url(postgres_url, demo_company):
     admin.dispose()
     url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
     engine = sa.create_engine(url)
-    store.load_demo(engine, demo_company)
+    load_demo(engine, demo_company)
     engine.dispose()
     return url
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from relq.core.exports import to_safe_csv
 from relq.core.instrument import Instrument, load_instrument
-from relq.exceptions import ImportRejected
+from relq.exceptions import ImportRejected, RelqError
 from relq.ingest.detect import LAYOUT_LABEL, Table, build_table
 from relq.ingest.mapping import (
     KINDS,
@@ -330,6 +331,8 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
         messages.append(
             f"{int(duplicate.sum())} rows were already stored (or repeated in the file) and were skipped."
         )
+    if kind == "survey" and len(new):
+        messages.append(_refresh_themes_after_import(engine, user))
     return ImportResult(
         import_id=int(import_id),
         kind=kind,
@@ -342,6 +345,20 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
         rejects=rejects.reset_index(drop=True),
         messages=tuple(messages),
     )
+
+
+def _refresh_themes_after_import(engine, user: str | None) -> str:
+    """Comment themes for the new comments, once the import has committed: the import stands
+    whatever happens here, and comments not read now are read by the next refresh."""
+    from relq.ingest.themes import refresh_themes
+
+    try:
+        return refresh_themes(engine, user=user).sentence()
+    except (RelqError, SQLAlchemyError, ValueError, MemoryError) as exc:
+        return (
+            f"The import is stored, but comment themes were not refreshed ({exc}); the next import "
+            "or the Comment themes page will read the new comments."
+        )
 
 
 def _rows_of(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:

@@ -55,6 +55,8 @@ __all__ = [
 
 # Tables whose rows belong to an import (undo removes them by import_id).
 DATA_TABLES: tuple[sa.Table, ...] = (
+    schema.comment_themes,
+    schema.comment_facts,
     schema.survey_answers,
     schema.survey_responses,
     schema.tickets,

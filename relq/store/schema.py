@@ -35,6 +35,11 @@ __all__ = [
     "imports",
     "import_rejects",
     "audit_log",
+    "theme_rules",
+    "theme_models",
+    "theme_discovered",
+    "comment_facts",
+    "comment_themes",
     "PILLARS",
     "CUSTOMER_FIELDS",
     "TRANSACTION_FIELDS",
@@ -206,6 +211,79 @@ audit_log = Table(
     Column("action", Text, nullable=False),  # import, undo_import, export, edit_instrument, ...
     Column("detail", Text),
     info=_clickhouse("logged_at"),
+)
+
+# Comment themes (relq.ingest.themes): the analysts' rules, versioned (an edit adds a version; a
+# deletion is a version with active false), and the latest discovery (TF-IDF + NMF) kept as plain
+# numbers (vocabulary, idf, components as JSON, never a pickled model) so comments imported later
+# are assigned to the same discovered themes.
+theme_rules = Table(
+    "theme_rules",
+    metadata,
+    Column("theme", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("phrases", Text, nullable=False),  # JSON list of phrases, keywords, /regular expressions/
+    Column("exclusions", Text, nullable=False),  # JSON list, same syntax
+    Column("source", Text, nullable=False),  # starter | analyst | discovered
+    Column("active", Boolean, nullable=False),
+    Column("edited_by", Text),
+    Column("edited_at", DateTime, nullable=False),
+    Column("note", Text),
+    UniqueConstraint("theme", "version", name="uq_theme_rules_version"),
+)
+
+theme_models = Table(
+    "theme_models",
+    metadata,
+    Column("discovery_id", Integer, nullable=False),
+    Column("k", Integer, nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("sample_size", Integer, nullable=False),  # comments the model was fitted on
+    Column("comments", Integer, nullable=False),  # comments that could be themed at the time
+    Column("vocabulary", Text, nullable=False),  # JSON list of terms
+    Column("idf", Text, nullable=False),  # JSON list, one per term
+    Column("components", Text, nullable=False),  # JSON k × terms
+    Column("fitted_by", Text),
+    Column("fitted_at", DateTime, nullable=False),
+)
+
+theme_discovered = Table(
+    "theme_discovered",
+    metadata,
+    Column("discovery_id", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("theme", Text, nullable=False),  # its top terms, until an analyst promotes it to a rule
+    Column("terms", Text, nullable=False),  # JSON list of the top terms, strongest first
+    Column("promoted_to", Text),  # the rule it became
+)
+
+# One row per stored comment once read: its language (comments in other languages are counted
+# as not themed) and its VADER sentiment. Rows belong to the response's import.
+comment_facts = Table(
+    "comment_facts",
+    metadata,
+    Column("response_id", Text, nullable=False),
+    Column("language", Text, nullable=False),  # en, fr, de, es, und (undetermined) or another code
+    Column("themable", Boolean, nullable=False),
+    Column("sentiment", Text, nullable=False),  # positive | neutral | negative
+    Column("compound", Double, nullable=False),
+    Column("import_id", Integer),
+    Index("ix_comment_facts_response", "response_id").ddl_if(dialect="postgresql"),
+)
+
+# The stored assignments every page and the theme filter read: a response mentions a theme.
+comment_themes = Table(
+    "comment_themes",
+    metadata,
+    Column("response_id", Text, nullable=False),
+    Column("theme", Text, nullable=False),
+    Column("source", Text, nullable=False),  # rule | discovered
+    Column("score", Double, nullable=False),  # 1 for a rule; the topic's weight for discovery
+    Column("import_id", Integer),
+    # DuckDB: no index (an in-memory ART index over every assignment costs more than the hash
+    # joins it would save); PostgreSQL: the filter's semi-join looks up by theme.
+    Index("ix_comment_themes_theme", "theme", "response_id").ddl_if(dialect="postgresql"),
+    Index("ix_comment_themes_response", "response_id").ddl_if(dialect="postgresql"),
 )
 
 CUSTOMER_FIELDS: tuple[str, ...] = (
