@@ -1,4 +1,4 @@
-"""``python -m relq demo | import | report --json`` — the same functions the pages call.
+"""``python -m relq demo | import | report --json | risk --json`` — the same functions the pages call.
 
 Errors a user can fix end with one clear line on stderr and a non-zero exit, never a traceback.
 """
@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--x", default="trust", choices=PILLARS, help="quadrant x pillar")
     report.add_argument("--y", default="satisfaction", choices=PILLARS, help="quadrant y pillar")
     report.add_argument("--threshold", type=float, default=50.0, help="quadrant threshold (0-100)")
+
+    risk = commands.add_parser("risk", help="Print the churn-risk backtest and each active customer's score.")
+    risk.add_argument("--json", action="store_true", help="print JSON (the only format)")
+    risk.add_argument(
+        "--horizon", type=int, default=90, help="days ahead the probability of churning covers (default 90)"
+    )
     return parser
 
 
@@ -139,6 +145,21 @@ def _report(args) -> int:
     return 0
 
 
+def _risk(args) -> int:
+    from relq.analyses import churn_risk
+
+    if not 7 <= args.horizon <= 730:
+        raise RelqError(f"--horizon must be between 7 and 730 days, not {args.horizon}.")
+    engine = store.get_engine()
+    store.create_schema(engine)
+    with engine.connect() as conn:
+        result = churn_risk.assess(conn, horizon=args.horizon)
+    if result.message:
+        print(f"relq: {result.message}", file=sys.stderr)
+    print(json.dumps(_clean(result.as_dict()), indent=2, default=str))
+    return 0
+
+
 def _cli_user() -> str:
     """Who ran the command, for the imports record and the audit log."""
     try:
@@ -150,7 +171,7 @@ def _cli_user() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"demo": _demo, "import": _import, "report": _report}[args.command](args)
+        return {"demo": _demo, "import": _import, "report": _report, "risk": _risk}[args.command](args)
     except RelqError as exc:
         print(f"relq: {exc}", file=sys.stderr)
         return 2
