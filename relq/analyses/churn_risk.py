@@ -251,7 +251,8 @@ def snapshot(
     )
     result = conn.execute(query)
     frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    return _typed(frame)
+    # A fixed order, so the fit and a seeded bootstrap see the same rows in the same order.
+    return _typed(frame).sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

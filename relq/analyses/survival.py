@@ -629,7 +629,9 @@ def lifetime_value(
             (life.c.end_day - life.c.start_day).label("duration"),
             life.c.churned,
             life.c.revenue,
-        ).where(life.c.end_day >= life.c.start_day)
+        )
+        .where(life.c.end_day >= life.c.start_day)
+        .order_by(life.c.customer_id)  # a fixed order, so a seeded bootstrap draws the same customers
     ).all()
     columns = [
         "segment",
