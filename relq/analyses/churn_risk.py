@@ -467,7 +467,9 @@ def _factor_words(name: str, x: float, ref: float, category: str = "") -> str:
         return f"first responses took {x:.0f} h (plan's median {ref:.0f} h)"
     if name == "tenure":
         return f"a customer for {x / 30.4375:.0f} months (plan's median {ref / 30.4375:.0f})"
-    return f"{name} {category} (vs the average customer)"
+    if name == "plan":
+        return f"on the {category} plan (vs the average customer)"
+    return f"in {category} (vs the average customer)"
 
 
 _RAW = {
@@ -501,8 +503,14 @@ def explain(
     at_risk_days = int(at_risk_days or load_settings().at_risk_days)
     _, design = _linear_predictor(model, frame, at_risk_days)
     beta = pd.Series(model.coefficients, index=list(model.columns))
-    plan_medians = design.groupby(frame["plan"]).transform("median")
-    delta = (design - plan_medians) * beta
+    # The reference customer of each plan: the plan's median of every raw feature (over those who
+    # have it), surveyed, transformed exactly as the customer's own values.
+    reference = frame.copy()
+    for column in _RAW.values():
+        reference[column] = frame[column].groupby(frame["plan"]).transform("median")
+    reference["surveyed"] = 1.0
+    _, design_ref = _linear_predictor(model, reference, at_risk_days)
+    delta = (design - design_ref) * beta
     unsurveyed = (frame["surveyed"] == 0).to_numpy()
     contributions = {}
     for name, cols in FACTORS.items():
@@ -522,10 +530,7 @@ def explain(
     names = list(contributions)
     matrix = np.column_stack([contributions[n] for n in names])
     order = np.argsort(-matrix, axis=1)[:, :top]
-    raw_refs = {
-        name: frame[column].groupby(frame["plan"]).transform("median").to_numpy(float)
-        for name, column in _RAW.items()
-    }
+    raw_refs = {name: reference[column].to_numpy(float) for name, column in _RAW.items()}
     raw_values = {name: frame[column].to_numpy(float) for name, column in _RAW.items()}
     out = pd.DataFrame(index=frame.index)
     texts = [[""] * len(frame) for _ in range(top)]
@@ -539,7 +544,7 @@ def explain(
             category = str(frame[name].iat[row]) if name in CATEGORIES else ""
             x = raw_values[name][row] if name in raw_values else math.nan
             ref = raw_refs[name][row] if name in raw_refs else math.nan
-            words = f"on the {category} {name}" if name in CATEGORIES else _factor_words(name, x, ref)
+            words = _factor_words(name, x, ref, category)
             texts[slot][row] = f"{words}: {100 * (math.exp(c) - 1):+.0f} % hazard"
     for slot in range(top):
         out[f"factor_{slot + 1}"] = texts[slot]
