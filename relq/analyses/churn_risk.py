@@ -376,7 +376,7 @@ def fit_model(
     if events < min_events:
         return (
             f"Only {events:,} customers churned within {horizon} days of a training snapshot (at least "
-            f"{min_events} are needed), so there is no churn-risk model and no score."
+            f"{min_events} are needed), so there is no churn-risk score."
         )
     medians = _medians(training, at_risk_days)
     levels = {}
@@ -935,7 +935,7 @@ def assess(
     backtest_days = snapshot_days(held_out_day, horizon, first)
     empty = RiskAssessment(horizon, end, basis)
     if not backtest_days:
-        return _no_score(empty, f"The data span too little time for a {horizon}-day backtest.")
+        return _no_score(empty, f"The data span too little time for a {horizon}-day backtest, so there is no churn-risk score.")
     cache: dict[date, pd.DataFrame] = {}
 
     def labelled(day: date) -> pd.DataFrame:
