@@ -241,35 +241,6 @@ ui.download_csv(
     key="q_dl_table",
 )
 
-# --------------------------------------------------------------------------- survival
-st.subheader("Who stays: survival since the survey")
-km, landmark = _survival(engine, url, flt, spec, version)
-if km.curves.empty:
-    st.info("No surveyed customer can be followed with these filters. " + landmark.left_out_sentence())
-else:
-    kept = ui.suppress_small_groups(km.summary, "customers")
-    st.plotly_chart(
-        charts.km_curves(
-            km.curves[km.curves["segment"].isin(kept["segment"])],
-            "Share still customers, by months since the survey that placed them",
-            x_title="Months since the survey that placed the customer",
-        ),
-        width="stretch",
-    )
-    st.dataframe(survival.summary_table(kept, km.horizon_months, small_n), hide_index=True, width="stretch")
-    st.caption(
-        "Kaplan–Meier with 95% bands. Here each customer is placed by their first survey answer in the "
-        "period with both pillars and followed from that day to churn or the data's end (a landmark), so no "
-        "one is credited with the months they had to survive to answer; the cards above place customers by "
-        "their latest answer instead. "
-        + (
-            f"Log-rank test across the quadrants: p = {km.logrank_p:.3g}. "
-            if km.logrank_p is not None
-            else ""
-        )
-        + landmark.left_out_sentence()
-    )
-
 # --------------------------------------------------------------------------- customer list
 st.subheader("Customers in a quadrant")
 selected = st.selectbox(
@@ -372,3 +343,32 @@ if before is not None:
             "drift towards the middle on the next survey even when nothing changed."
         )
         ui.download_csv(moves, "quadrant-migration.csv", "Download the matrix", key="q_dl_moves")
+
+# --------------------------------------------------------------------------- survival
+st.subheader("Who stays: survival since the survey")
+km, landmark = _survival(engine, url, flt, spec, version)
+if km.curves.empty:
+    st.info("No surveyed customer can be followed with these filters. " + landmark.left_out_sentence())
+else:
+    kept = ui.suppress_small_groups(km.summary, "customers")
+    st.plotly_chart(
+        charts.km_curves(
+            km.curves[km.curves["segment"].isin(kept["segment"])],
+            "Share still customers, by months since the survey that placed them",
+            x_title="Months since the survey that placed the customer",
+        ),
+        width="stretch",
+    )
+    st.dataframe(survival.summary_table(kept, km.horizon_months, small_n), hide_index=True, width="stretch")
+    st.caption(
+        "Kaplan–Meier with 95% bands. Here each customer is placed by their first survey answer in the "
+        "period with both pillars and followed from that day to churn or the data's end (a landmark), so no "
+        "one is credited with the months they had to survive to answer; the cards above place customers by "
+        "their latest answer instead. "
+        + (
+            f"Log-rank test across the quadrants: p = {km.logrank_p:.3g}. "
+            if km.logrank_p is not None
+            else ""
+        )
+        + landmark.left_out_sentence()
+    )
