@@ -152,7 +152,7 @@ tabs = st.tabs(
 with tabs[0]:
     if tabs[0].open:
         days = st.number_input(
-            "No purchase for at least (days)",
+            "No purchase for more than (days)",
             min_value=7,
             max_value=730,
             value=settings.at_risk_days,

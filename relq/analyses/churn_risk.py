@@ -100,7 +100,6 @@ NUMERIC = (
     "rq_change_10",
     "nps_net_10",
 )
-SURVEY_COLUMNS = ("trust_10", "commitment_10", "satisfaction_10", "rq_change_10", "nps_net_10")
 # A factor in words groups the model columns it moves.
 FACTORS: dict[str, tuple[str, ...]] = {
     "trust": ("trust_10",),
@@ -331,7 +330,7 @@ def _transformed(frame: pd.DataFrame, medians: dict[str, float], at_risk_days: i
     out = pd.DataFrame(index=frame.index)
     out["log_tenure"] = np.log1p(frame["tenure_days"].clip(lower=0) / 30.4375)
     out["log_days_since_purchase"] = np.log1p(frame["days_since_purchase"].clip(lower=0, upper=730))
-    out["quiet"] = (frame["days_since_purchase"] >= at_risk_days).astype(float)
+    out["quiet"] = (frame["days_since_purchase"] > at_risk_days).astype(float)
     out["log_purchases_12m"] = np.log1p(frame["purchases_12m"])
     out["log_revenue_12m"] = np.log1p(frame["revenue_12m"].clip(lower=0))
     out["log_tickets_180d"] = np.log1p(frame["tickets_180d"])
@@ -759,7 +758,7 @@ def backtest(
     y = held_out["event"].to_numpy(float)
     durations = held_out["duration"].to_numpy(float)
     p = score(model, held_out, at_risk_days)
-    quiet = (held_out["days_since_purchase"] >= at_risk_days).to_numpy(float)
+    quiet = (held_out["days_since_purchase"] > at_risk_days).to_numpy(float)
     rule_p = np.where(quiet == 1, rule_rates[0], rule_rates[1])
     n = len(y)
     top = np.argsort(-p, kind="stable")
@@ -830,7 +829,7 @@ def backtest(
 
 
 def _rule_rates(training: pd.DataFrame, at_risk_days: int) -> tuple[float, float]:
-    quiet = training["days_since_purchase"] >= at_risk_days
+    quiet = training["days_since_purchase"] > at_risk_days
     rate = training.groupby(quiet)["event"].mean()
     overall = float(training["event"].mean())
     return float(rate.get(True, overall)), float(rate.get(False, overall))

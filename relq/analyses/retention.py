@@ -626,7 +626,7 @@ def at_risk_customers(
     waves = account_waves(flt.response_clause())
     end = sa.literal(basis.end, sa.Date)
     since_purchase = end - sa.func.coalesce(life.c.last_day, life.c.start_day)
-    quiet = since_purchase >= days
+    quiet = since_purchase > days  # the lifecycle stage counts a purchase exactly `days` ago as active
     rows = conn.execute(
         sa.select(
             life.c.customer_id,
