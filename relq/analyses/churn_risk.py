@@ -248,10 +248,20 @@ def snapshot(
         )
         .where(start_day.is_not(None), start_day <= day, active, flt.customer_clause())
     )
-    result = conn.execute(query)
-    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    frame = _read_frame(conn, query)
     # A fixed order, so the fit and a seeded bootstrap see the same rows in the same order.
     return _typed(frame).sort_values("customer_id", kind="stable").reset_index(drop=True)
+
+
+def _read_frame(conn: Connection, query) -> pd.DataFrame:
+    """A query's rows as a DataFrame. DuckDB hands over its columns directly, with the same bound
+    parameters: a 140k-customer snapshot costs no Python object per value (≈1 s saved)."""
+    if conn.dialect.name == "duckdb":
+        compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        params = [compiled.params[name] for name in compiled.positiontup]
+        return conn.connection.driver_connection.execute(str(compiled), params).df()
+    result = conn.execute(query)
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -348,10 +358,14 @@ def _transformed(frame: pd.DataFrame, medians: dict[str, float], at_risk_days: i
 
 def _design(frame: pd.DataFrame, model_medians, levels, at_risk_days: int) -> pd.DataFrame:
     out = _transformed(frame, model_medians, at_risk_days)
+    dummies = {}
     for category, values in levels.items():
-        for value in values[1:]:
-            out[f"{category}={value}"] = (frame[category] == value).astype(float)
-    return out
+        codes = pd.Categorical(
+            frame[category], categories=list(values)
+        ).codes  # one hash pass, not one per level
+        for i, value in enumerate(values[1:], start=1):
+            dummies[f"{category}={value}"] = (codes == i).astype(float)
+    return pd.concat([out, pd.DataFrame(dummies, index=frame.index)], axis=1) if dummies else out
 
 
 def _medians(frame: pd.DataFrame, at_risk_days: int) -> dict[str, float]:
@@ -440,35 +454,63 @@ def _money(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def _factor_words(name: str, x: float, ref: float, category: str = "") -> str:
-    """One factor in words, its value against the reference (the plan's median)."""
+def _whole(values: np.ndarray, signed: bool = False) -> np.ndarray:
+    """Numbers as whole-number strings, rounded half to even like ``f"{x:.0f}"`` (``+`` with ``signed``)."""
+    rounded = np.round(np.asarray(values, dtype=float))
+    known = np.isfinite(rounded)
+    text = np.abs(np.where(known, rounded, 0)).astype(np.int64).astype(str).astype(object)
+    sign = np.where(rounded < 0, "-", "+" if signed else "").astype(object)
+    return np.where(known, sign + text, "–")
+
+
+def _factor_words(name: str, x: np.ndarray, ref: np.ndarray, category: np.ndarray) -> np.ndarray:
+    """One factor in words for many customers, each value against their reference (the plan's median)."""
+    n = len(x)
     if name in PILLARS:
         gap = x - ref
-        side = "below" if gap < 0 else "above"
-        return f"{name} {abs(gap):.0f} points {side} the plan's median"
+        side = np.where(gap < 0, " points below", " points above").astype(object)
+        return f"{name} " + _whole(np.abs(gap)) + side + " the plan's median"
     if name == "rq_change":
-        return f"RQ changed {x:+.0f} points since the previous wave (plan's median {ref:+.0f})"
+        return (
+            "RQ changed "
+            + _whole(x, True)
+            + " points since the previous wave (plan's median "
+            + _whole(ref, True)
+            + ")"
+        )
     if name == "nps":
-        return f"account NPS {x:+.0f} in its latest wave (plan's median {ref:+.0f})"
+        return (
+            "account NPS " + _whole(x, True) + " in its latest wave (plan's median " + _whole(ref, True) + ")"
+        )
     if name == "no_survey":
-        return "no survey answer yet"
+        return np.full(n, "no survey answer yet", dtype=object)
     if name == "recency":
-        return f"no purchase for {x:.0f} days (plan's median {ref:.0f})"
+        return "no purchase for " + _whole(x) + " days (plan's median " + _whole(ref) + ")"
     if name == "frequency":
-        return f"{x:.0f} purchases in 12 months (plan's median {ref:.0f})"
+        return _whole(x) + " purchases in 12 months (plan's median " + _whole(ref) + ")"
     if name == "value":
-        return f"revenue {_money(x)} in 12 months (plan's median {_money(ref)})"
+        money = np.array(
+            [
+                f"revenue {_money(a)} in 12 months (plan's median {_money(b)})"
+                for a, b in zip(x, ref, strict=True)
+            ]
+        )
+        return money.astype(object)
     if name == "tickets":
-        return f"{x:.0f} support tickets in 180 days (plan's median {ref:.0f})"
+        return _whole(x) + " support tickets in 180 days (plan's median " + _whole(ref) + ")"
     if name == "open_tickets":
-        return f"{x:.0f} open support ticket{'s' if x != 1 else ''}"
+        return _whole(x) + np.where(np.round(x) == 1, " open support ticket", " open support tickets").astype(
+            object
+        )
     if name == "response_time":
-        return f"first responses took {x:.0f} h (plan's median {ref:.0f} h)"
+        return "first responses took " + _whole(x) + " h (plan's median " + _whole(ref) + " h)"
     if name == "tenure":
-        return f"a customer for {x / 30.4375:.0f} months (plan's median {ref / 30.4375:.0f})"
+        return (
+            "a customer for " + _whole(x / 30.4375) + " months (plan's median " + _whole(ref / 30.4375) + ")"
+        )
     if name == "plan":
-        return f"on the {category} plan (vs the average customer)"
-    return f"in {category} (vs the average customer)"
+        return "on the " + category.astype(object) + " plan (vs the average customer)"
+    return "in " + category.astype(object) + " (vs the average customer)"
 
 
 _RAW = {
@@ -488,7 +530,11 @@ _RAW = {
 
 
 def explain(
-    model: RiskModel, frame: pd.DataFrame, top: int = 3, at_risk_days: int | None = None
+    model: RiskModel,
+    frame: pd.DataFrame,
+    top: int = 3,
+    at_risk_days: int | None = None,
+    design: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Each customer's top factors raising their risk, in words with their hazard change.
 
@@ -500,54 +546,70 @@ def explain(
     and ``factors`` (them joined by "; "), indexed like ``frame``.
     """
     at_risk_days = int(at_risk_days or load_settings().at_risk_days)
-    _, design = _linear_predictor(model, frame, at_risk_days)
-    beta = pd.Series(model.coefficients, index=list(model.columns))
+    if design is None:
+        _, design = _linear_predictor(model, frame, at_risk_days)
+    columns = {name: i for i, name in enumerate(model.columns)}
+    x = design.to_numpy(float)
     # The reference customer of each plan: the plan's median of every raw feature (over those who
     # have it), surveyed, transformed exactly as the customer's own values.
-    reference = frame.copy()
-    for column in _RAW.values():
-        reference[column] = frame[column].groupby(frame["plan"]).transform("median")
+    raw_columns = list(_RAW.values())
+    reference = frame[[*raw_columns, "surveyed"]].copy()
+    reference[raw_columns] = frame.groupby("plan", sort=False)[raw_columns].transform("median")
     reference["surveyed"] = 1.0
-    _, design_ref = _linear_predictor(model, reference, at_risk_days)
-    delta = (design - design_ref) * beta
+    numeric = _transformed(reference, model.medians, at_risk_days)
     unsurveyed = (frame["surveyed"] == 0).to_numpy()
     contributions = {}
     for name, cols in FACTORS.items():
         if name in CATEGORIES:
-            dummies = [c for c in model.columns if c.startswith(f"{name}=")]
+            dummies = [columns[c] for c in model.columns if c.startswith(f"{name}=")]
             if not dummies:
                 continue
-            effect = design[dummies].to_numpy() @ beta[dummies].to_numpy()
+            effect = x[:, dummies] @ model.coefficients[dummies]
             contributions[name] = effect - effect.mean()
             continue
-        present = [c for c in cols if c in beta.index]
-        contributions[name] = delta[present].sum(axis=1).to_numpy() if present else np.zeros(len(frame))
+        total = np.zeros(len(frame))
+        for c in cols:
+            if c in columns:
+                i = columns[c]
+                total += model.coefficients[i] * (x[:, i] - numeric[c].to_numpy(float))
+        contributions[name] = total
     survey_part = sum(contributions[n] for n in ("trust", "commitment", "satisfaction", "rq_change", "nps"))
     contributions["no_survey"] = np.where(unsurveyed, contributions["no_survey"] + survey_part, 0.0)
     for n in ("trust", "commitment", "satisfaction", "rq_change", "nps"):
         contributions[n] = np.where(unsurveyed, 0.0, contributions[n])
+    for name, column in _RAW.items():  # an imputed value explains nothing about this customer
+        contributions[name] = np.where(frame[column].isna().to_numpy(), 0.0, contributions[name])
     names = list(contributions)
     matrix = np.column_stack([contributions[n] for n in names])
     order = np.argsort(-matrix, axis=1)[:, :top]
     raw_refs = {name: reference[column].to_numpy(float) for name, column in _RAW.items()}
     raw_values = {name: frame[column].to_numpy(float) for name, column in _RAW.items()}
+    nothing = np.full(len(frame), np.nan)
     out = pd.DataFrame(index=frame.index)
-    texts = [[""] * len(frame) for _ in range(top)]
-    for row in range(len(frame)):
-        for slot in range(top):
-            j = order[row, slot]
-            c = matrix[row, j]
-            if c <= math.log(1.05):  # under +5 % hazard: not worth a line
+    rows = np.arange(len(frame))
+    texts = []
+    for slot in range(top):
+        chosen = order[:, slot]
+        c = matrix[rows, chosen]
+        shown = c > math.log(1.05)  # under +5 % hazard: not worth a line
+        text = np.full(len(frame), "", dtype=object)
+        for j, name in enumerate(names):
+            at = np.flatnonzero(shown & (chosen == j))
+            if not len(at):
                 continue
-            name = names[j]
-            category = str(frame[name].iat[row]) if name in CATEGORIES else ""
-            x = raw_values[name][row] if name in raw_values else math.nan
-            ref = raw_refs[name][row] if name in raw_refs else math.nan
-            words = _factor_words(name, x, ref, category)
-            texts[slot][row] = f"{words}: {100 * (math.exp(c) - 1):+.0f} % hazard"
+            category = (
+                frame[name].to_numpy(object)[at] if name in CATEGORIES else np.full(len(at), "", dtype=object)
+            )
+            words = _factor_words(
+                name, raw_values.get(name, nothing)[at], raw_refs.get(name, nothing)[at], category
+            )
+            text[at] = words + ": " + _whole(100 * np.expm1(c[at]), True) + " % hazard"
+        texts.append(text)
     for slot in range(top):
         out[f"factor_{slot + 1}"] = texts[slot]
-    out["factors"] = ["; ".join(t for t in parts if t) for parts in zip(*texts, strict=True)]
+    out["factors"] = [
+        "; ".join(t for t in parts if t) for parts in zip(*(t.tolist() for t in texts), strict=True)
+    ]
     out.loc[out["factors"] == "", "factors"] = "nothing stands out against the plan's typical customer"
     return out
 
@@ -934,7 +996,10 @@ def assess(
     backtest_days = snapshot_days(held_out_day, horizon, first)
     empty = RiskAssessment(horizon, end, basis)
     if not backtest_days:
-        return _no_score(empty, f"The data span too little time for a {horizon}-day backtest, so there is no churn-risk score.")
+        return _no_score(
+            empty,
+            f"The data span too little time for a {horizon}-day backtest, so there is no churn-risk score.",
+        )
     cache: dict[date, pd.DataFrame] = {}
 
     def labelled(day: date) -> pd.DataFrame:
@@ -984,10 +1049,12 @@ def scores_frame(model: RiskModel, today: pd.DataFrame, at_risk_days: int | None
     """Today's customers with their probability and top factors, riskiest first."""
     if today.empty:
         return pd.DataFrame(columns=SCORE_COLUMNS)
+    at_risk_days = int(at_risk_days or load_settings().at_risk_days)
     frame = today.copy()
-    frame["probability"] = score(model, frame, at_risk_days)
-    frame = pd.concat([frame, explain(model, frame, at_risk_days=at_risk_days)], axis=1)
-    frame = frame.sort_values(["probability", "customer_id"], ascending=[False, True], kind="stable")
+    lp, design = _linear_predictor(model, frame, at_risk_days)
+    frame["probability"] = 1.0 - np.power(model.baseline_survival, np.exp(lp))
+    frame = pd.concat([frame, explain(model, frame, at_risk_days=at_risk_days, design=design)], axis=1)
+    frame = frame.sort_values("probability", ascending=False, kind="stable")  # ties keep customer order
     return frame[SCORE_COLUMNS].reset_index(drop=True)
 
 
