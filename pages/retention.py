@@ -160,44 +160,51 @@ with tabs[0]:
             key="ret_days",
         )
         listed = _at_risk(engine, url, flt, int(days), version)
-        assessment = _risk(engine, url, horizon, version)
-        risk = churn_risk.rank_at_risk(listed, assessment.scores if assessment.ok else None)
-        if risk.empty:
+        if listed.empty:
             st.success("No active customer matches any at-risk rule with these settings.")
         else:
-            value = risk["annual_value"].fillna(risk["revenue_12m"]).sum()
-            st.markdown(f"**{len(risk):,} active customers at risk**, together worth {value:,.0f} a year.")
+            value = listed["annual_value"].fillna(listed["revenue_12m"]).sum()
+            st.markdown(f"**{len(listed):,} active customers at risk**, together worth {value:,.0f} a year.")
             counts = {
-                "no recent purchase": int(risk["reasons"].str.contains("no purchase").sum()),
-                "RQ fell": int(risk["reasons"].str.contains("RQ fell").sum()),
-                "more detractors than promoters": int(risk["reasons"].str.contains("more detractors").sum()),
+                "no recent purchase": int(listed["reasons"].str.contains("no purchase").sum()),
+                "RQ fell": int(listed["reasons"].str.contains("RQ fell").sum()),
+                "more detractors than promoters": int(
+                    listed["reasons"].str.contains("more detractors").sum()
+                ),
             }
             st.caption(" · ".join(f"{k}: {v:,}" for k, v in counts.items()))
-            if assessment.ok:
-                st.caption(
-                    f"Riskiest first: the probability of churning within {horizon} days and the factors "
-                    "behind it come from the churn-risk model (the Churn risk tab shows how well it "
-                    "predicted on a held-out quarter)."
-                )
-            else:
-                st.caption(f"Most valuable first: {assessment.message}")
             if not ui.personal_columns_visible():  # executives see aggregates only
                 ui.customer_list_hidden_notice()
             else:
-                st.dataframe(
-                    risk.head(500),
+                # The list shows at once; it is re-ranked by churn risk when the model is ready
+                # (fitted once per data change, then cached).
+                note, table = st.empty(), st.empty()
+                columns = {
+                    "probability": st.column_config.ProgressColumn(
+                        f"Churn risk, {horizon} days", format="percent", min_value=0.0, max_value=1.0
+                    ),
+                    "reasons": st.column_config.TextColumn("Reasons", width="large"),
+                    "factors": st.column_config.TextColumn("What drives the risk", width="large"),
+                }
+                note.caption("Most valuable first, while the churn-risk model ranks them…")
+                table.dataframe(
+                    churn_risk.rank_at_risk(listed, None).head(500),
                     hide_index=True,
                     width="stretch",
-                    column_config={
-                        "probability": st.column_config.ProgressColumn(
-                            f"Churn risk, {horizon} days", format="percent", min_value=0.0, max_value=1.0
-                        ),
-                        "reasons": st.column_config.TextColumn("Reasons", width="large"),
-                        "factors": st.column_config.TextColumn("What drives the risk", width="large"),
-                    },
+                    column_config=columns,
                 )
+                assessment = _risk(engine, url, horizon, version)
+                risk = churn_risk.rank_at_risk(listed, assessment.scores if assessment.ok else None)
+                note.caption(
+                    f"Riskiest first: the probability of churning within {horizon} days and the factors behind "
+                    "it come from the churn-risk model (the Churn risk tab shows how well it predicted on a "
+                    "held-out quarter)."
+                    if assessment.ok
+                    else f"Most valuable first: {assessment.message}"
+                )
+                table.dataframe(risk.head(500), hide_index=True, width="stretch", column_config=columns)
                 if len(risk) > 500:
-                    st.caption(f"Showing the 500 riskiest of {len(risk):,}; the download has them all.")
+                    st.caption(f"Showing the first 500 of {len(risk):,}; the download has them all.")
                 ui.download_csv(risk, "at_risk_customers.csv", "Download the at-risk list", key="dl_at_risk")
         st.caption(
             f"At risk = an active customer with no purchase in the last {int(days)} days; or whose account's "
