@@ -46,6 +46,7 @@ __all__ = [
     "churn_basis",
     "lifetimes",
     "last_complete_month",
+    "wilson_bounds",
     "cohort_activity",
     "cohort_report",
     "retention_rates",
@@ -209,6 +210,23 @@ def last_complete_month(end: date) -> int:
     return index if (end + timedelta(days=1)).month != end.month else index - 1
 
 
+def wilson_bounds(successes: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`relq.measures.stats.wilson_interval` for many proportions at once (low, high; NaN for n = 0).
+
+    >>> low, high = wilson_bounds(np.array([8]), np.array([10]))
+    >>> round(float(low[0]), 4), round(float(high[0]), 4)
+    (0.4902, 0.9433)
+    """
+    x, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    z = float(scipy_stats.norm.ppf(0.5 + level / 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = x / n
+        z2n = z * z / n
+        centre = (p + z2n / 2) / (1 + z2n)
+        half = z * np.sqrt(p * (1 - p) / n + z2n / (4 * n)) / (1 + z2n)
+    return np.maximum(0.0, np.minimum(p, centre - half)), np.minimum(1.0, np.maximum(p, centre + half))
+
+
 def cohort_activity(
     conn: Connection, flt: SegmentFilter = SegmentFilter(), basis: Basis | None = None
 ) -> pd.DataFrame:
@@ -257,9 +275,7 @@ def cohort_activity(
     frame = grid.merge(counts, on=["cohort_i", "k"], how="left").fillna({"active": 0})
     frame["active"] = frame["active"].astype(int)
     frame["share"] = frame["active"] / frame["size"]
-    intervals = [stats.wilson_interval(a, n) for a, n in zip(frame["active"], frame["size"], strict=True)]
-    frame["low"] = [w.low for w in intervals]
-    frame["high"] = [w.high for w in intervals]
+    frame["low"], frame["high"] = wilson_bounds(frame["active"].to_numpy(), frame["size"].to_numpy())
     frame["partial"] = (frame["cohort_i"] + frame["k"]) > complete
     frame = frame.sort_values(["cohort_i", "k"]).reset_index(drop=True)
     frame.insert(0, "cohort", frame.pop("cohort_i").map(_month_label))
