@@ -188,7 +188,7 @@ with tabs[0]:
                 }
                 note.caption("Most valuable first, while the churn-risk model ranks them…")
                 table.dataframe(
-                    churn_risk.rank_at_risk(listed, None).head(500),
+                    listed.head(500),
                     hide_index=True,
                     width="stretch",
                     column_config=columns,
