@@ -360,9 +360,8 @@ def _design(frame: pd.DataFrame, model_medians, levels, at_risk_days: int) -> pd
     out = _transformed(frame, model_medians, at_risk_days)
     dummies = {}
     for category, values in levels.items():
-        codes = pd.Categorical(
-            frame[category], categories=list(values)
-        ).codes  # one hash pass, not one per level
+        # One hash pass per category, not one comparison per level; rare values code as −1 (the reference).
+        codes = pd.Categorical(frame[category], categories=list(values)).codes
         for i, value in enumerate(values[1:], start=1):
             dummies[f"{category}={value}"] = (codes == i).astype(float)
     return pd.concat([out, pd.DataFrame(dummies, index=frame.index)], axis=1) if dummies else out
