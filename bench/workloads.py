@@ -602,10 +602,50 @@ def report_relq(engine) -> dict:
     out["cohorts"] = len(cohorts)
     out["cohort_customers"] = sum(c["size"] for c in cohorts.values())
     out["cohort_share_cells"] = sum(len(c["active_share"]) for c in cohorts.values())
+    out["retention_at_start"] = report["retention"]["at_start"]
+    out["retention_retained"] = report["retention"]["retained"]
     return out
 
 
-def _report_from(headline: dict, reliability: dict, quadrants: dict, cohorts: dict) -> dict:
+def _last_complete_quarter(end: date) -> tuple[date, date]:
+    """First and last day of the last calendar quarter the data cover to its end."""
+    after = end + timedelta(days=1)
+    start = date(after.year, 3 * ((after.month - 1) // 3) + 1, 1)  # the quarter holding the day after the end
+    first = date(start.year - (start.month == 1), (start.month - 4) % 12 + 1, 1)
+    return first, start - timedelta(days=1)
+
+
+def retention_sql(con) -> dict:
+    """The report's retention: customers active at the quarter's start, and those still active at its end."""
+    first, last = _last_complete_quarter(_data_end_sql(con))
+    at_start, retained = con.execute(
+        """WITH first AS (SELECT customer_id, min(occurred_at)::DATE AS first_at FROM transactions GROUP BY 1),
+            life AS (SELECT coalesce(c.acquired_at, f.first_at) AS start_day, c.churned_at
+                     FROM customers c FULL JOIN first f USING (customer_id))
+           SELECT count(*) FILTER (WHERE start_day < ? AND (churned_at IS NULL OR churned_at >= ?)),
+                  count(*) FILTER (WHERE start_day < ? AND (churned_at IS NULL OR churned_at > ?))
+           FROM life""",
+        [first, first, first, last],
+    ).fetchone()
+    return {"retention_at_start": at_start, "retention_retained": retained}
+
+
+def retention_pandas(f) -> dict:
+    c, t = f["customers"], f["transactions"]
+    first, last = _last_complete_quarter(_data_end_pandas(f))
+    bought = t.groupby("customer_id")["occurred_at"].min().dt.normalize()
+    life = c.set_index("customer_id")[["acquired_at", "churned_at"]].reindex(
+        bought.index.union(c["customer_id"])
+    )
+    start = pd.to_datetime(life["acquired_at"]).fillna(bought.reindex(life.index))
+    churned = pd.to_datetime(life["churned_at"])
+    before = start < pd.Timestamp(first)
+    at_start = before & (churned.isna() | (churned >= pd.Timestamp(first)))
+    retained = before & (churned.isna() | (churned > pd.Timestamp(last)))
+    return {"retention_at_start": int(at_start.sum()), "retention_retained": int(retained.sum())}
+
+
+def _report_from(headline: dict, reliability: dict, quadrants: dict, cohorts: dict, kept: dict) -> dict:
     out = {"responses": headline["responses"], "nps": headline["nps"]}
     out.update({f"{p}_alpha": reliability[f"{p}_alpha"] for p in PILLARS})
     out.update(quadrants)
@@ -615,15 +655,24 @@ def _report_from(headline: dict, reliability: dict, quadrants: dict, cohorts: di
         sum(sizes),
         cohorts["cells"],
     )
+    out.update(kept)
     return out
 
 
 def report_sql(con) -> dict:
-    return _report_from(headline_sql(con), reliability_sql(con), quadrants_sql(con), cohorts_sql(con))
+    return _report_from(
+        headline_sql(con), reliability_sql(con), quadrants_sql(con), cohorts_sql(con), retention_sql(con)
+    )
 
 
 def report_pandas(f) -> dict:
-    return _report_from(headline_pandas(f), reliability_pandas(f), quadrants_pandas(f), cohorts_pandas(f))
+    return _report_from(
+        headline_pandas(f),
+        reliability_pandas(f),
+        quadrants_pandas(f),
+        cohorts_pandas(f),
+        retention_pandas(f),
+    )
 
 
 WORKLOADS: tuple[Workload, ...] = (

@@ -17,6 +17,7 @@ from relq.exceptions import RelqError
 from relq.measures.reliability import (
     HTMT_WARNING,
     answer_distribution,
+    htmt_intervals,
     pillar_correlations,
     recompute_indices,
     reliability,
@@ -36,6 +37,12 @@ LABELS = charts.METRIC_LABELS
 def _reliability(_engine, url: str, flt: SegmentFilter, instrument, version: int):
     with _engine.connect() as conn:
         return reliability(conn, flt, instrument)
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def _htmt(_engine, url: str, flt: SegmentFilter, instrument, version: int) -> pd.DataFrame:
+    with _engine.connect() as conn:
+        return htmt_intervals(conn, flt, instrument)
 
 
 @st.cache_data(ttl=600, max_entries=32, show_spinner=False)
@@ -195,22 +202,39 @@ else:
     corr = _correlations(engine, url, flt, version)
     left, right = st.columns([3, 2])
     left.plotly_chart(_correlation_heatmap(corr), width="stretch")
-    htmt = rel.htmt.assign(a=lambda f: f["a"].map(LABELS), b=lambda f: f["b"].map(LABELS))
+    bootstrap = _htmt(engine, url, flt, instrument, version)
+    htmt = rel.htmt.merge(bootstrap[["a", "b", "low", "high", "customers"]], on=["a", "b"], how="left")
+    htmt = htmt.assign(a=lambda f: f["a"].map(LABELS), b=lambda f: f["b"].map(LABELS))
     right.markdown("**HTMT** (heterotrait–monotrait ratio of item correlations)")
     right.dataframe(
-        htmt[["a", "b", "htmt", "n"]].rename(columns={"a": "pillar", "b": "vs pillar"}),
+        htmt[["a", "b", "htmt", "low", "high", "n", "customers"]].rename(
+            columns={"a": "pillar", "b": "vs pillar", "low": "95% CI from", "high": "to"}
+        ),
         hide_index=True,
         width="stretch",
-        column_config={"htmt": st.column_config.NumberColumn("HTMT", format="%.3f")},
+        column_config={
+            "htmt": st.column_config.NumberColumn("HTMT", format="%.3f"),
+            "95% CI from": st.column_config.NumberColumn(format="%.3f"),
+            "to": st.column_config.NumberColumn(format="%.3f"),
+        },
     )
+    resamples = int(bootstrap["resamples"].iloc[0]) if len(bootstrap) else 0
     right.caption(
-        f"Below {HTMT_WARNING:.2f}: customers tell the two pillars apart. n = responses answering every item."
+        f"Below {HTMT_WARNING:.2f}: customers tell the two pillars apart. n = responses answering every item, "
+        f"from that many customers; the interval comes from {resamples} bootstrap resamples of the customers "
+        "(all of a customer's responses together)."
     )
     for message in rel.htmt["warning"]:
         if message:
             st.warning(message)
     ui.download_csv(
-        corr.merge(rel.htmt[["a", "b", "htmt"]], on=["a", "b"], how="left"),
+        corr.merge(
+            bootstrap[["a", "b", "htmt", "low", "high"]].rename(
+                columns={"low": "htmt_low", "high": "htmt_high"}
+            ),
+            on=["a", "b"],
+            how="left",
+        ),
         "relq_pillar_correlations.csv",
         key="dl_corr",
     )

@@ -84,7 +84,9 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
             r"\text{HTMT}_{AB} = \frac{\overline{r}_{ij,\ i \in A,\ j \in B}}"
             r"{\sqrt{\overline{r}_{ij,\ i<j \in A} \cdot \overline{r}_{ij,\ i<j \in B}}}"
         ],
-        "Above 0.90 RelQ warns that two pillars are hard to tell apart (Henseler, Ringle & Sarstedt 2015).",
+        "Above 0.90 RelQ warns that two pillars are hard to tell apart (Henseler, Ringle & Sarstedt 2015). "
+        "Its 95% interval comes from resampling customers with replacement (all of a customer's responses "
+        "together, 200 seeded resamples) and recomputing HTMT each time; judge the warning by the interval.",
     ),
     (
         "NPS and its adjusted-Wald interval",
@@ -161,43 +163,89 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
         "Cohorts",
         "A customer's cohort is the month they were acquired (else the month of their first purchase). "
         "The active share k months later is the share of the cohort with at least one purchase in calendar "
-        "month cohort + k.",
+        "month cohort + k, with its Wilson 95% interval. Only complete months count: when the data end "
+        "before the last day of their last month, that month is shown marked as partial (*) and left out "
+        "of the report — a 3-day month would look like a collapse.",
         [
             r"\text{active\_share}[k] = \frac{\#\{\text{cohort customers buying in month } c + k\}}{\text{cohort size}}"
         ],
-        "Young cohorts have few months of data; small cohorts are noisy.",
+        "Young cohorts have few months of data; small cohorts are noisy. Where churn dates exist, survival "
+        "(below) is the contractual view.",
     ),
     (
         "Retention rate",
-        "The share of the customers at the start of a period who are still customers at its end, "
-        "not counting customers who joined during the period.",
-        [
-            r"\text{retention} = \frac{\text{customers at end} - \text{new in period}}{\text{customers at start}}"
-        ],
-        "Needs both acquisition and churn dates to be complete.",
+        "Of the customers active at the start of a period (acquired before it and not churned before it), "
+        "the share still active at its end, with its Wilson 95% interval. Customers won and lost inside the "
+        "period are shown beside it — how many joined, and how many of those left within it — but never "
+        "mixed into the rate. Churn is the complementary share: customers at the start who churned in the "
+        "period. The report gives the last complete calendar quarter.",
+        [r"\text{retention} = \frac{\#\{\text{active at start and at end}\}}{\#\{\text{active at start}\}}"],
+        "Needs both acquisition and churn dates to be complete (without churn dates a customer counts as "
+        "churned once twice the at-risk days pass without a purchase).",
     ),
     (
         "Survival (Kaplan–Meier)",
         "Where churn dates exist, the contractual view: the probability that a customer is still a customer "
-        "t months after acquisition, counting customers who have not churned by the data's end as censored "
-        "(still observed, outcome unknown).",
+        "t months later, counting customers who have not churned by the data's end as censored (still "
+        "observed, outcome unknown). Split by a customer's plan, region or other CRM field, the clock starts "
+        "at acquisition. Split by anything a survey measured — quadrant, a pillar's level, NPS group — the "
+        "clock starts at the survey that placed the customer (a landmark): each customer is placed by their "
+        "first answer in the period that has the measure and followed from that day. Starting the clock at "
+        "acquisition instead would credit a customer with the months they had to survive to answer "
+        "(immortal time). A customer who churned on or before the day of that survey was not at risk and is "
+        "left out, and the screen counts them with why. The median lifetime carries its Brookmeyer–Crowley "
+        "95% interval: the times whose 95% band contains one half.",
         [r"\hat S(t) = \prod_{t_i \le t} \left(1 - \frac{d_i}{n_i}\right)"],
         "The curve is reliable while many customers are still at risk; its band widens at long durations.",
     ),
     (
         "Cox proportional hazards",
-        "How much each pillar (and other factors) changes the churn hazard, as a hazard ratio: below 1 means "
-        "customers scoring higher churn more slowly.",
+        "How much each pillar changes the churn hazard, as a hazard ratio: below 1 means customers scoring "
+        "higher churn more slowly. Followed from the same landmark as the survey splits: the first answer in "
+        "the period that has all three pillars, which also gives the pillar values.",
         [r"h(t \mid x) = h_0(t)\, \exp(\beta^\top x), \qquad \text{HR} = e^{\beta}"],
         "Trust a hazard ratio when its interval excludes 1 and the proportional-hazards check passes; it "
         "shows association, not cause.",
     ),
     (
         "At risk",
-        "Active customers with no purchase in the last 90 days (configurable, RELQ_AT_RISK_DAYS), a falling "
-        "RQ, or a detractor answer.",
+        "An active customer is at risk for any of three reasons, each stated per customer: no purchase in the "
+        "last 90 days (configurable, RELQ_AT_RISK_DAYS — the same boundary as the lifecycle stage); their "
+        "account's RQ fell — the mean RQ of its latest survey wave is below its previous wave's by more than "
+        "the 95% interval of that change, comparing like with like: the same respondents where at least two "
+        "answered both waves (paired t-interval), else each wave's respondents (Welch); or their latest wave "
+        "has more detractors (0–6) than promoters (9–10). A wave is the survey's wave, else the calendar "
+        "quarter; a person who answered twice in a wave counts once.",
         [],
-        "A list to act on, not a prediction.",
+        "An account with a single respondent per wave cannot show a fall beyond its interval: read its "
+        "answers, not the rule. The list is sorted by churn risk (below) when there is a score.",
+    ),
+    (
+        "Churn risk",
+        "For each active customer, the probability of churning within the next 90 days (the horizon can be "
+        "changed), from what the store knew on that day: the account's latest-wave trust, commitment and "
+        "satisfaction and its RQ change, the latest wave's NPS, days since the last purchase (and the 90-day "
+        "rule itself), purchases and revenue in the last 12 months, support tickets (recent, open, first-"
+        "response hours), tenure, plan, region and industry. The model is a Cox proportional-hazards model "
+        "fitted on monthly snapshots of the customers then active, each followed for the horizon. Each score "
+        "lists the factors that raise it most against the median customer on the same plan, e.g. “trust 18 "
+        "points below the plan's median: +40 % hazard”.",
+        [r"P(\text{churn within } h \mid x) = 1 - S_0(h)^{\exp(\beta^\top (x - \bar x))}"],
+        "Judge it by its backtest, on the Retention page: the model is fitted only on what was known by the "
+        "data's end minus the horizon, then scores the customers active that day, and is compared with who "
+        "churned by the end — C-index and AUC with bootstrap intervals over customers, the Brier score, "
+        "calibration by tenth of predicted risk, and the gain over the “no purchase in 90 days” rule alone "
+        "with the interval of the difference. With fewer than 100 churned customers in a training window "
+        "there is no score. It ranks customers to call; it does not say why a customer leaves.",
+    ),
+    (
+        "Customer lifetime value ahead",
+        "For a segment's active customers: the expected remaining months, the restricted mean residual "
+        "lifetime from the segment's Kaplan–Meier curve at each customer's current age (up to the longest "
+        "follow-up in the data), times the segment's revenue per customer-month. Both carry 95% intervals "
+        "from 200 seeded bootstrap resamples of the segment's customers.",
+        [r"\text{remaining}(a) = \frac{\int_a^{\tau} \hat S(t)\,dt}{\hat S(a)}"],
+        "Beyond the longest follow-up the data say nothing, so the estimate is capped there.",
     ),
     (
         "Data-quality flags",

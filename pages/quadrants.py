@@ -8,7 +8,7 @@ from dataclasses import replace
 import streamlit as st
 
 from relq import ui
-from relq.analyses import quadrants
+from relq.analyses import quadrants, retention, survival
 from relq.analyses.quadrants import QUADRANT_KEYS, QuadrantSpec
 from relq.outputs import charts
 from relq.store import catalog
@@ -64,6 +64,14 @@ def _migration(
 ):
     with _engine.connect() as conn:
         return quadrants.quadrant_migration(conn, before, after, spec)
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def _survival(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int):
+    """Survival by quadrant from the survey that placed each customer (a landmark)."""
+    with _engine.connect() as conn:
+        landmark = survival.landmark_table(conn, flt, survival.QUADRANT, retention.churn_basis(conn), spec)
+    return survival.kaplan_meier(landmark.table, keep_order=True), landmark
 
 
 @st.cache_data(ttl=600, max_entries=8, show_spinner=False)
@@ -335,3 +343,32 @@ if before is not None:
             "drift towards the middle on the next survey even when nothing changed."
         )
         ui.download_csv(moves, "quadrant-migration.csv", "Download the matrix", key="q_dl_moves")
+
+# --------------------------------------------------------------------------- survival
+st.subheader("Who stays: survival since the survey")
+km, landmark = _survival(engine, url, flt, spec, version)
+if km.curves.empty:
+    st.info("No surveyed customer can be followed with these filters. " + landmark.left_out_sentence())
+else:
+    kept = ui.suppress_small_groups(km.summary, "customers")
+    st.plotly_chart(
+        charts.km_curves(
+            km.curves[km.curves["segment"].isin(kept["segment"])],
+            "Share still customers, by months since the survey that placed them",
+            x_title="Months since the survey that placed the customer",
+        ),
+        width="stretch",
+    )
+    st.dataframe(survival.summary_table(kept, km.horizon_months, small_n), hide_index=True, width="stretch")
+    st.caption(
+        "Kaplan–Meier with 95% bands. Here each customer is placed by their first survey answer in the "
+        "period with both pillars and followed from that day to churn or the data's end (a landmark), so no "
+        "one is credited with the months they had to survive to answer; the cards above place customers by "
+        "their latest answer instead. "
+        + (
+            f"Log-rank test across the quadrants: p = {km.logrank_p:.3g}. "
+            if km.logrank_p is not None
+            else ""
+        )
+        + landmark.left_out_sentence()
+    )

@@ -1,4 +1,4 @@
-"""``python -m relq demo | import | report --json | themes --json`` — the same functions the pages call.
+"""``python -m relq demo | import | report --json | themes --json | risk --json`` — the same functions the pages call.
 
 Errors a user can fix end with one clear line on stderr and a non-zero exit, never a traceback.
 """
@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     themes.add_argument("--until", type=_date, help="last submission date, inclusive (YYYY-MM-DD)")
     themes.add_argument(
         "--k", type=int, help="discover this many themes (2-40; runs discovery again when it differs)"
+    )
+    risk = commands.add_parser("risk", help="Print the churn-risk backtest and each active customer's score.")
+    risk.add_argument("--json", action="store_true", help="print JSON (the only format)")
+    risk.add_argument(
+        "--horizon", type=int, default=90, help="days ahead the probability of churning covers (default 90)"
     )
     return parser
 
@@ -177,6 +182,21 @@ def _themes(args) -> int:
     return 0
 
 
+def _risk(args) -> int:
+    from relq.analyses import churn_risk
+
+    if not 7 <= args.horizon <= 730:
+        raise RelqError(f"--horizon must be between 7 and 730 days, not {args.horizon}.")
+    engine = store.get_engine()
+    store.create_schema(engine)
+    with engine.connect() as conn:
+        result = churn_risk.assess(conn, horizon=args.horizon)
+    if result.message:
+        print(f"relq: {result.message}", file=sys.stderr)
+    print(json.dumps(_clean(result.as_dict()), indent=2, default=str))
+    return 0
+
+
 def _cli_user() -> str:
     """Who ran the command, for the imports record and the audit log."""
     try:
@@ -188,7 +208,9 @@ def _cli_user() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"demo": _demo, "import": _import, "report": _report, "themes": _themes}[args.command](args)
+        return {"demo": _demo, "import": _import, "report": _report, "themes": _themes, "risk": _risk}[
+            args.command
+        ](args)
     except RelqError as exc:
         print(f"relq: {exc}", file=sys.stderr)
         return 2

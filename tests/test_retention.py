@@ -125,10 +125,62 @@ def test_report_json_carries_cohorts_via_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RELQ_DATABASE_URL", url)
     assert main(["report", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
+    # The data end on 30 Apr: Q1 is the last complete quarter, and nobody was a customer at its start.
+    assert report["retention"] is None
     assert report["cohorts"].keys() == TRANSACTIONS_ONLY.keys()
     for cohort, expected in TRANSACTIONS_ONLY.items():
         assert report["cohorts"][cohort]["size"] == expected["size"]
         assert report["cohorts"][cohort]["active_share"] == pytest.approx(expected["active_share"])
+
+
+def test_cohort_table_whose_last_month_is_partial_marks_it_and_the_report_leaves_it_out(engine):
+    # One more purchase on 2024-05-03 moves the data's end into May, which the data cover only
+    # to the 3rd: May is partial. A (cohort 2024-01) buys in it (k = 4); G first buys on 2 May,
+    # so cohort 2024-05 has no complete month at all.
+    more = pd.DataFrame(
+        {
+            "transaction_id": ["t90", "t91"],
+            "customer_id": ["A", "G"],
+            "occurred_at": [pd.Timestamp("2024-05-03 09:00"), pd.Timestamp("2024-05-02 12:00")],
+            "amount": [10.0, 20.0],
+        }
+    )
+    _load(engine, transactions=pd.concat([_csv("transactions.csv"), more], ignore_index=True))
+    with engine.connect() as conn:
+        frame = retention.cohort_activity(conn)
+    january = frame[frame["cohort"] == "2024-01"].set_index("k")
+    assert january.loc[4, ["active", "partial"]].tolist() == [1, True]
+    assert not january.loc[:3, "partial"].any()
+    assert frame.loc[frame["partial"], "cohort"].tolist() == ["2024-01", "2024-02", "2024-04", "2024-05"]
+    got = retention.cohort_report(frame)
+    assert got.keys() == TRANSACTIONS_ONLY.keys()  # no cohort 2024-05: it has no complete month
+    for cohort, expected in TRANSACTIONS_ONLY.items():  # the complete months only, as before May
+        assert got[cohort]["active_share"] == pytest.approx(expected["active_share"])
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(1, 3, method="wilson")
+    assert january.loc[1, ["low", "high"]].tolist() == pytest.approx([low, high])
+    from relq.outputs import charts
+
+    text = charts.cohort_heatmap(frame).data[0].text
+    assert any(cell.endswith("*") for row in text for cell in row)
+    assert sum(cell.endswith("*") for row in text for cell in row) == 4
+
+
+def test_demo_cohorts_of_a_partial_month_stay_out_of_the_report(duckdb_engine):
+    from relq.ingest.demo import generate_demo
+
+    company = generate_demo(customers=300, seed=3, months=6, end=date(2026, 10, 3))
+    _load_demo(duckdb_engine, company)
+    with duckdb_engine.connect() as conn:
+        frame = retention.cohort_activity(conn)
+        report = retention.cohort_report(frame)
+        end = retention.churn_basis(conn).end
+    assert date(2026, 10, 1) <= end <= date(2026, 10, 3)
+    assert frame.loc[frame["partial"], "cohort"].nunique() == frame["cohort"].nunique()
+    assert "2026-10" not in report
+    last = max(report)
+    assert last == "2026-09" and len(report[last]["active_share"]) == 1
 
 
 # --------------------------------------------------------------------------- lifetimes
@@ -262,7 +314,7 @@ def _pandas_cox_table(company) -> pd.DataFrame:
     m = first.merge(d, on="customer_id")
     survey_day = pd.to_datetime(m["submitted_at"]).dt.normalize()
     m["duration"] = (m["stop"] - survey_day).dt.days
-    m = m[m["duration"] >= 0]
+    m = m[(m["duration"] > 0) | ((m["duration"] == 0) & (m["event"] == 0))]  # churned by then: not at risk
     out = m[["customer_id", "duration", "event", "trust", "commitment", "satisfaction"]]
     return out.sort_values("customer_id").reset_index(drop=True).astype({"duration": int, "event": int})
 
@@ -309,67 +361,113 @@ def _day(days_before_end: int) -> pd.Timestamp:
     return pd.Timestamp(END - timedelta(days=days_before_end)) + pd.Timedelta(hours=12)
 
 
-def test_at_risk_reasons_on_hand_built_data(engine):
+def _responses(rows) -> pd.DataFrame:
+    """rows: (customer, respondent, wave, days before the end, rq, nps)."""
+    return pd.DataFrame(
+        {
+            "response_id": [f"r{i}" for i in range(len(rows))],
+            "customer_id": [r[0] for r in rows],
+            "email": [f"{r[1]}@{r[0].lower()}.example" for r in rows],
+            "wave": [r[2] for r in rows],
+            "submitted_at": [_day(r[3]) for r in rows],
+            "rq": [r[4] for r in rows],
+            "nps": [r[5] for r in rows],
+        }
+    )
+
+
+AT_RISK_ROWS = [  # customer, respondent, wave, days before the end, RQ, NPS
+    # Y: two respondents over two waves, both fell: −20 and −22 -> paired mean −21.
+    ("Y", "ann", "2025-Q1", 120, 80.0, 8),
+    ("Y", "bob", "2025-Q1", 118, 70.0, 8),
+    ("Y", "ann", "2025-Q2", 30, 60.0, 8),
+    ("Y", "bob", "2025-Q2", 28, 48.0, 8),
+    # Y2: the same two respondents, −10 and +3: the interval crosses zero, not a fall.
+    ("Y2", "cat", "2025-Q1", 120, 70.0, 8),
+    ("Y2", "dan", "2025-Q1", 119, 72.0, 8),
+    ("Y2", "cat", "2025-Q2", 30, 60.0, 8),
+    ("Y2", "dan", "2025-Q2", 29, 75.0, 8),
+    # V: different people in the two waves -> Welch on the waves' respondents.
+    ("V", "eve", "2025-Q1", 120, 80.0, 8),
+    ("V", "fay", "2025-Q1", 119, 82.0, 8),
+    ("V", "gus", "2025-Q2", 30, 50.0, 8),
+    ("V", "hal", "2025-Q2", 29, 53.0, 8),
+    # Z: latest wave one promoter, two detractors.
+    ("Z", "ivy", "2025-Q1", 120, 60.0, 9),
+    ("Z", "ivy", "2025-Q2", 30, 61.0, 9),
+    ("Z", "jon", "2025-Q2", 29, 58.0, 3),
+    ("Z", "kim", "2025-Q2", 28, 57.0, 5),
+    # W: latest wave two promoters, one detractor -- whose answer came last (the old rule flagged it).
+    ("W", "lea", "2025-Q2", 30, 65.0, 9),
+    ("W", "max", "2025-Q2", 29, 66.0, 10),
+    ("W", "ned", "2025-Q2", 20, 50.0, 4),
+    # U: quiet; one respondent, one wave.
+    ("U", "oli", "2025-Q2", 30, 55.0, 8),
+    # X0: churned -- never listed, whatever its answers.
+    ("X0", "pat", "2025-Q1", 120, 90.0, 9),
+    ("X0", "pat", "2025-Q2", 30, 20.0, 0),
+]
+
+
+def test_at_risk_account_with_two_respondents_over_two_waves_matches_scipy_intervals(engine):
+    ids = ["Y", "Y2", "V", "Z", "W", "U", "X0", "Q"]
     customers = pd.DataFrame(
         {
-            "customer_id": ["X", "Y", "Y2", "Z", "U", "V", "W"],
-            "company": list("XYQZUVW"),
-            "owner": ["Ann", "Ben", "Ben", "Cy", "Ann", "Cy", "Ben"],
-            "acquired_at": [date(2024, 1, 1)] * 7,
-            "churned_at": [None, None, None, None, None, date(2025, 3, 1), None],
-            "annual_value": [1000, 5000, 100, 3000, 4000, 9000, 2000],
+            "customer_id": ids,
+            "company": [f"{i} Ltd" for i in ids],
+            "owner": ["Ann"] * 8,
+            "acquired_at": [date(2024, 1, 1)] * 8,
+            "churned_at": [None] * 6 + [date(2025, 6, 1), None],
+            "annual_value": [9000, 8000, 7000, 6000, 5000, 4000, 3000, 100],
         }
     )
     tx = pd.DataFrame(
         {
-            "transaction_id": [f"t{i}" for i in range(7)],
-            "customer_id": ["X", "Y", "Y2", "Z", "U", "V", "W"],
-            "occurred_at": [_day(100), _day(5), _day(5), _day(10), _day(120), _day(200), _day(0)],
-            "amount": [10.0] * 7,
+            "transaction_id": [f"t{i}" for i in range(8)],
+            "customer_id": ids,
+            "occurred_at": [_day(5)] * 4 + [_day(0), _day(120), _day(200), _day(100)],  # W sets the end
+            "amount": [10.0] * 8,
         }
     )
-    rows = [  # customer, days before end, rq, nps
-        ("Y", 200, 70.0, 8),
-        ("Y", 20, 60.0, 8),  # RQ fell 10
-        ("Y2", 200, 70.0, 8),
-        ("Y2", 20, 67.0, 8),  # fell 3 < 5: fine
-        ("Z", 200, 60.0, 9),
-        ("Z", 20, 61.0, 3),  # detractor now
-        ("U", 30, 55.0, 5),  # quiet and a detractor
-        ("W", 200, 60.0, 9),
-        ("W", 20, 65.0, 9),  # all well
-        ("V", 150, 20.0, 0),  # churned: never listed
-    ]
-    responses = pd.DataFrame(
-        {
-            "response_id": [f"r{i}" for i in range(len(rows))],
-            "customer_id": [r[0] for r in rows],
-            "submitted_at": [_day(r[1]) for r in rows],
-            "rq": [r[2] for r in rows],
-            "nps": [r[3] for r in rows],
-        }
+    _load(engine, customers=customers, transactions=tx, survey_responses=_responses(AT_RISK_ROWS))
+    with engine.connect() as conn:
+        risk = retention.at_risk_customers(conn, days=90)
+    got = risk.set_index("customer_id")
+    assert set(got.index) == {"Y", "V", "Z", "U", "Q"}  # not Y2 (no clear fall), W (more promoters), X0
+    from scipy import stats as scipy_stats
+
+    paired = scipy_stats.ttest_rel([60.0, 48.0], [80.0, 70.0]).confidence_interval()
+    y = got.loc["Y"]
+    assert y["rq_change"] == pytest.approx(-21.0)
+    assert [y["rq_change_low"], y["rq_change_high"]] == pytest.approx([paired.low, paired.high])
+    assert y["reasons"] == (
+        "RQ fell 75 → 54 from wave 2025-Q1 to 2025-Q2 (the same 2 respondents in both waves; change -21.0, "
+        f"95% CI {paired.low:+.1f} to {paired.high:+.1f})"
     )
-    _load(engine, customers=customers, transactions=tx, survey_responses=responses)
+    welch = scipy_stats.ttest_ind([50.0, 53.0], [80.0, 82.0], equal_var=False).confidence_interval()
+    v = got.loc["V"]
+    assert [v["rq_change"], v["rq_change_low"], v["rq_change_high"]] == pytest.approx(
+        [-29.5, welch.low, welch.high]
+    )
+    assert "different respondents in the two waves" in v["reasons"]
+    assert got.loc["Z", "reasons"] == (
+        "more detractors than promoters in wave 2025-Q2 (2 detractors, 1 promoter of 3 answering)"
+    )
+    assert got.loc["U", "reasons"] == "no purchase in 120 days"
+    assert got.loc["Q", "reasons"] == "no purchase in 100 days"
+    assert list(risk["customer_id"]) == ["Y", "V", "Z", "U", "Q"]  # by annual value
     with engine.connect() as conn:
-        risk = retention.at_risk_customers(conn, days=90, rq_drop=5)
-    got = dict(zip(risk["customer_id"], risk["reasons"], strict=True))
-    assert got == {
-        "Y": "RQ fell 70 → 60",
-        "U": "no purchase in 120 days; detractor (NPS 5)",
-        "Z": "detractor (NPS 3)",
-        "X": "no purchase in 100 days",
-    }
-    assert list(risk["customer_id"]) == ["Y", "U", "Z", "X"]  # by annual value
-    assert list(risk["owner"]) == ["Ben", "Ann", "Cy", "Ann"]
-    with engine.connect() as conn:
-        assert set(retention.at_risk_customers(conn, days=90, rq_drop=0)["customer_id"]) == {
-            "Y",
-            "Y2",
-            "U",
-            "Z",
-            "X",
-        }
-        assert set(retention.at_risk_customers(conn, days=110, rq_drop=50)["customer_id"]) == {"U", "Z"}
+        assert set(retention.at_risk_customers(conn, days=110)["customer_id"]) == {"Y", "V", "Z", "U"}
+
+
+def test_wave_change_without_two_respondents_in_each_wave_is_not_judged():
+    frame = pd.DataFrame(
+        {"pairs": [1, 0], "p1": [50.0, None], "p2": [80.0, None], "dd": [900.0, None], "n1": [1, 3],
+         "s1": [50.0, 150.0], "ss1": [2500.0, 7600.0], "n2": [2, 1], "s2": [150.0, 80.0], "ss2": [11300.0, 6400.0]}
+    )  # fmt: skip
+    change = retention.wave_change(frame)
+    assert change["change"].isna().all() and change["high"].isna().all()
+    assert change["compared"].tolist() == ["too few respondents to tell"] * 2
 
 
 def test_at_risk_on_a_transactions_only_shop_hand_computed(engine):
@@ -416,11 +514,14 @@ def test_retention_rates_follow_the_design_formula_with_wilson_intervals(engine)
     ret = rates[rates["metric"] == "retention"].set_index(
         rates[rates["metric"] == "retention"]["period"].dt.strftime("%Y-%m")
     )
-    # Feb: start 3 (P,Q,R); end 3 (P,R,S); new 1 -> (3-1)/3. Mar: start 3; end 3 (P,R,S); new 1 (T) -> 2/3.
+    # Feb: start 3 (P,Q,R), Q churns -> retained 2/3; S is new (beside, not in the rate).
+    # Mar: start 3 (P,R,S), all stay -> 3/3; T joins and churns in March: new 1, new_churned 1.
     # Apr: start 3, end 3, new 0 -> 1.
-    assert ret.loc["2024-02", ["at_start", "at_end", "new", "churned"]].tolist() == [3, 3, 1, 1]
+    columns = ["at_start", "retained", "churned", "new", "new_churned", "at_end"]
+    assert ret.loc["2024-02", columns].tolist() == [3, 2, 1, 1, 0, 3]
+    assert ret.loc["2024-03", columns].tolist() == [3, 3, 0, 1, 1, 3]
     assert ret.loc["2024-02", "estimate"] == pytest.approx(100 * 2 / 3)
-    assert ret.loc["2024-03", "estimate"] == pytest.approx(100 * 2 / 3)
+    assert ret.loc["2024-03", "estimate"] == pytest.approx(100.0)
     assert ret.loc["2024-04", "estimate"] == pytest.approx(100.0)
     from statsmodels.stats.proportion import proportion_confint
 
@@ -428,6 +529,85 @@ def test_retention_rates_follow_the_design_formula_with_wilson_intervals(engine)
     assert ret.loc["2024-02", ["low", "high"]].tolist() == pytest.approx([100 * low, 100 * high])
     churn = rates[(rates["metric"] == "churn")]
     assert churn["estimate"].round(6).tolist() == pytest.approx([0.0, 100 / 3, 0.0, 0.0][-len(churn) :])
+
+
+def test_retention_hand_worked_three_at_start_one_churns_two_new_one_churns_is_two_thirds_wilson_statsmodels(
+    engine,
+):
+    # Q3 2024. At its start: A, B, C (acquired in the spring); C churns on 20 Aug. New in Q3: D
+    # (stays) and E (joins 10 Jul, churns 15 Sep). Retention = 2/3; the new customers are beside.
+    customers = pd.DataFrame(
+        {
+            "customer_id": list("ABCDE"),
+            "acquired_at": [
+                date(2024, 3, 1),
+                date(2024, 4, 15),
+                date(2024, 6, 30),
+                date(2024, 8, 1),
+                date(2024, 7, 10),
+            ],
+            "churned_at": [None, None, date(2024, 8, 20), None, date(2024, 9, 15)],
+        }
+    )
+    end = pd.DataFrame(
+        {
+            "transaction_id": ["x"],
+            "customer_id": ["A"],
+            "occurred_at": [pd.Timestamp("2024-10-02")],
+            "amount": [1.0],
+        }
+    )
+    _load(engine, customers=customers, transactions=end)
+    with engine.connect() as conn:
+        rates = retention.retention_rates(conn, freq="quarter")
+        section = retention.retention_report(conn)
+    q3 = rates[(rates["metric"] == "retention") & (rates["period"] == pd.Timestamp("2024-07-01"))].iloc[0]
+    assert q3[["at_start", "retained", "churned", "new", "new_churned", "at_end"]].tolist() == [
+        3,
+        2,
+        1,
+        2,
+        1,
+        3,
+    ]
+    assert q3["estimate"] == pytest.approx(100 * 2 / 3)
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(2, 3, method="wilson")
+    assert section == {
+        "quarter": "2024-Q3",  # the data end on 2 Oct: Q4 is not complete
+        "at_start": 3,
+        "retained": 2,
+        "rate": pytest.approx(2 / 3),
+        "ci": pytest.approx([low, high]),
+        "churned": 1,
+        "new": 2,
+        "new_churned": 1,
+    }
+    # The old formula, (at end − new) / at start = (3 − 2) / 3, mixed the new customers in.
+    assert (q3["at_end"] - q3["new"]) / q3["at_start"] == pytest.approx(1 / 3)
+
+
+def test_report_json_retention_is_the_last_complete_quarter_on_the_demo(duckdb_engine, demo_company):
+    from relq.outputs.report import build_report
+
+    _load_demo(duckdb_engine, demo_company)
+    report = build_report(duckdb_engine)
+    section = report["retention"]
+    assert set(section) >= {"quarter", "at_start", "retained", "rate", "ci"}
+    # a pandas reference: customers active at the quarter's start and still active at its end
+    c = demo_company.customers
+    year, q = int(section["quarter"][:4]), int(section["quarter"][-1])
+    first = pd.Timestamp(year=year, month=3 * q - 2, day=1)
+    last = first + pd.DateOffset(months=3) - pd.Timedelta(days=1)
+    acquired, churned = pd.to_datetime(c["acquired_at"]), pd.to_datetime(c["churned_at"])
+    at_start = (acquired < first) & ~(churned < first)
+    retained = at_start & ~(churned <= last)
+    assert section["at_start"] == int(at_start.sum()) and section["retained"] == int(retained.sum())
+    assert section["ci"][0] <= section["rate"] <= section["ci"][1]
+    with duckdb_engine.connect() as conn:
+        end = pd.Timestamp(retention.churn_basis(conn).end)
+    assert last <= end < last + pd.DateOffset(months=3)
 
 
 def test_derived_segments_service_and_lifetime_value_on_demo(duckdb_engine, demo_company):
@@ -460,6 +640,8 @@ def test_derived_segments_service_and_lifetime_value_on_demo(duckdb_engine, demo
     for plan, mean in by_plan.items():
         assert got[plan] == pytest.approx(mean, rel=1e-9)
     assert (clv["remaining_months"] > 0).all()
+    for name in ("remaining_months", "remaining_revenue"):
+        assert (clv[f"{name}_low"] <= clv[name]).all() and (clv[name] <= clv[f"{name}_high"]).all()
 
 
 def test_value_tiers_rank_only_the_customers_who_bought_in_the_last_12_months_hand_computed(engine):

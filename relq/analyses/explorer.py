@@ -146,7 +146,8 @@ def _last_quarter(rates: pd.DataFrame, period=None):
 
 
 def _retained(row) -> int:
-    return int(min(max(int(row["at_end"]) - int(row["new"]), 0), int(row["at_start"])))
+    """Customers at the quarter's start still active at its end (Methodology page → Retention rate)."""
+    return int(row["retained"])
 
 
 def wide_segment_table(scores: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from scipy import stats as scipy_stats
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
@@ -34,6 +35,7 @@ from relq.core.settings import load_settings
 from relq.measures import stats
 from relq.store import schema
 from relq.store.filters import SegmentFilter, customer_dimension
+from relq.store.schema import PILLARS
 
 __all__ = [
     "BASES",
@@ -43,11 +45,21 @@ __all__ = [
     "Basis",
     "churn_basis",
     "lifetimes",
+    "last_complete_month",
+    "wilson_bounds",
     "cohort_activity",
     "cohort_report",
     "retention_rates",
+    "quarter_label",
+    "retention_report",
+    "wave_key",
+    "account_waves",
+    "wave_change",
     "at_risk_customers",
     "derived_segments",
+    "rates_table",
+    "RATE_COLUMNS",
+    "AT_RISK_COLUMNS",
 ]
 
 C, T, R = schema.customers, schema.transactions, schema.survey_responses
@@ -68,7 +80,7 @@ VALUE_TIER_DEFINITIONS = {
     "Bottom 30%": "the rest of the customers who bought in those 12 months",
     "No purchases": "no revenue in those 12 months",
 }
-AT_RISK_REASONS = ("no recent purchase", "falling RQ", "detractor")
+AT_RISK_REASONS = ("no recent purchase", "falling RQ", "more detractors than promoters")
 
 
 @dataclass(frozen=True)
@@ -192,13 +204,39 @@ def _month_label(index: int) -> str:
 # --------------------------------------------------------------------------- cohorts
 
 
+def last_complete_month(end: date) -> int:
+    """Month index (year·12 + month − 1) of the last calendar month the data cover to its last day."""
+    index = end.year * 12 + end.month - 1
+    return index if (end + timedelta(days=1)).month != end.month else index - 1
+
+
+def wilson_bounds(successes: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`relq.measures.stats.wilson_interval` for many proportions at once (low, high; NaN for n = 0).
+
+    >>> low, high = wilson_bounds(np.array([8]), np.array([10]))
+    >>> round(float(low[0]), 4), round(float(high[0]), 4)
+    (0.4902, 0.9433)
+    """
+    x, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    z = float(scipy_stats.norm.ppf(0.5 + level / 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = x / n
+        z2n = z * z / n
+        centre = (p + z2n / 2) / (1 + z2n)
+        half = z * np.sqrt(p * (1 - p) / n + z2n / (4 * n)) / (1 + z2n)
+    return np.maximum(0.0, np.minimum(p, centre - half)), np.minimum(1.0, np.maximum(p, centre + half))
+
+
 def cohort_activity(
     conn: Connection, flt: SegmentFilter = SegmentFilter(), basis: Basis | None = None
 ) -> pd.DataFrame:
-    """Cohort × months since acquisition: cohort, k, size, active, share (Methodology page → Cohorts).
+    """Cohort × months since acquisition: cohort, k, size, active, share, low, high, partial
+    (Methodology page → Cohorts). Unit: the customer; origin: the cohort's calendar month.
 
     ``active`` counts the cohort's customers with at least one purchase in calendar month
-    cohort+k; k runs from 0 to the data's last month for every cohort (zeros included).
+    cohort+k; k runs from 0 to the data's last month for every cohort (zeros included). ``low`` and
+    ``high`` are the share's Wilson 95% interval. ``partial`` marks the data's last month when the
+    data do not cover it to its last day: its share is shown, marked, and left out of the report.
     """
     basis = basis or churn_basis(conn)
     life = lifetimes(flt, basis).cte("life")
@@ -221,10 +259,12 @@ def cohort_activity(
     )
     rows = conn.execute(sa.union_all(size_rows, active_rows)).all()
     sizes = [(c, n) for c, kk, n in rows if int(kk) == -1]
+    columns = ["cohort", "k", "size", "active", "share", "low", "high", "partial"]
     if not sizes:
-        return pd.DataFrame(columns=["cohort", "k", "size", "active", "share"])
+        return pd.DataFrame(columns=columns)
     active = [(c, kk, n) for c, kk, n in rows if int(kk) >= 0]
     last = basis.end.year * 12 + basis.end.month - 1
+    complete = last_complete_month(basis.end)
     grid = pd.DataFrame(
         [(int(c), kk, int(n)) for c, n in sizes for kk in range(last - int(c) + 1)],
         columns=["cohort_i", "k", "size"],
@@ -235,13 +275,21 @@ def cohort_activity(
     frame = grid.merge(counts, on=["cohort_i", "k"], how="left").fillna({"active": 0})
     frame["active"] = frame["active"].astype(int)
     frame["share"] = frame["active"] / frame["size"]
+    frame["low"], frame["high"] = wilson_bounds(frame["active"].to_numpy(), frame["size"].to_numpy())
+    frame["partial"] = (frame["cohort_i"] + frame["k"]) > complete
     frame = frame.sort_values(["cohort_i", "k"]).reset_index(drop=True)
     frame.insert(0, "cohort", frame.pop("cohort_i").map(_month_label))
-    return frame
+    return frame[columns]
 
 
 def cohort_report(frame: pd.DataFrame) -> dict:
-    """The report's ``cohorts`` section: ``{"2024-01": {"size": n, "active_share": [...]}}``."""
+    """The report's ``cohorts`` section: ``{"2024-01": {"size": n, "active_share": [...]}}``.
+
+    Complete months only: a partial last month is left out of ``active_share``, and a cohort
+    acquired in that partial month (no complete month yet) is left out altogether.
+    """
+    if "partial" in frame:
+        frame = frame[~frame["partial"].astype(bool)]
     return {
         cohort: {"size": int(part["size"].iloc[0]), "active_share": [float(x) for x in part["share"]]}
         for cohort, part in frame.groupby("cohort", sort=True)
@@ -251,17 +299,37 @@ def cohort_report(frame: pd.DataFrame) -> dict:
 # --------------------------------------------------------------------------- rates
 
 
+RATE_COLUMNS = [
+    "period",
+    "metric",
+    "estimate",
+    "low",
+    "high",
+    "n",
+    "at_start",
+    "retained",
+    "churned",
+    "new",
+    "new_churned",
+    "at_end",
+]
+
+
 def retention_rates(
     conn: Connection, flt: SegmentFilter = SegmentFilter(), freq: str = "month", basis: Basis | None = None
 ) -> pd.DataFrame:
     """Retention and churn per month or quarter with Wilson 95% intervals (percent).
 
-    For a period: at_start = customers who started before it and had not churned by its first
-    day; at_end = customers who started by its last day and had not churned by then; new =
-    started in it. Retention = (at_end − new) / at_start (Methodology page → Retention rate; new
-    customers who churn within the period pull it down). Churn = customers of at_start who
-    churned in the period / at_start. Only whole periods up to the data's end are listed.
-    The SQL returns counts by (start month, end month, churned) only.
+    Unit: the customer; Methodology page → Retention rate. For a period:
+
+    - ``at_start``: customers who started before its first day and had not churned before it;
+    - ``retained``: those of ``at_start`` still active at its last day; retention = retained / at_start;
+    - ``churned``: those of ``at_start`` who churned in it; churn = churned / at_start;
+    - ``new`` (started in it) and ``new_churned`` (started and churned in it) are shown beside
+      the rates, not mixed into them; ``at_end`` = retained + new − new_churned.
+
+    Only whole calendar periods up to the data's end are listed. The SQL returns counts by
+    (start month, end month, churned) only.
     """
     if freq not in ("month", "quarter"):
         raise ValueError(f"freq must be 'month' or 'quarter', not {freq!r}")
@@ -273,37 +341,32 @@ def retention_rates(
             start_m, end_m, life.c.churned
         )
     ).all()
-    columns = ["period", "metric", "estimate", "low", "high", "n", "at_start", "at_end", "new", "churned"]
     if not rows:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=RATE_COLUMNS)
     counts = pd.DataFrame(rows, columns=["s", "e", "churned", "n"]).astype(int)
     step = 1 if freq == "month" else 3
     counts["s"] //= step
     counts["e"] //= step
-    last_whole = (basis.end + timedelta(days=1)).year * 12 + (basis.end + timedelta(days=1)).month - 1
-    last_whole = (last_whole // step) - 1  # the last period that ended on or before the data's end
+    last_whole = (last_complete_month(basis.end) + 1) // step - 1  # the last period ending by the data's end
+    gone = counts["churned"] == 1
     records = []
     for period in range(int(counts["s"].min()), last_whole + 1):
-        gone = (counts["churned"] == 1) & (counts["e"] < period)
-        at_start = counts.loc[(counts["s"] < period) & ~gone, "n"].sum()
-        ended = (counts["churned"] == 1) & (counts["e"] <= period)
-        at_end = counts.loc[(counts["s"] <= period) & ~ended, "n"].sum()
-        new = counts.loc[counts["s"] == period, "n"].sum()
-        churned = counts.loc[
-            (counts["s"] < period) & (counts["churned"] == 1) & (counts["e"] == period), "n"
-        ].sum()
         month = period * step
         start = pd.Timestamp(year=month // 12, month=month % 12 + 1, day=1)
-        if since := flt.since:
-            if start + pd.DateOffset(months=step) <= pd.Timestamp(since):
-                continue
+        if flt.since and start + pd.DateOffset(months=step) <= pd.Timestamp(flt.since):
+            continue
         if flt.until and start > pd.Timestamp(flt.until):
             continue
+        at_start_rows = (counts["s"] < period) & ~(gone & (counts["e"] < period))
+        at_start = int(counts.loc[at_start_rows, "n"].sum())
         if at_start == 0:
             continue
-        retained = int(min(max(at_end - new, 0), at_start))
-        for metric, successes in (("retention", retained), ("churn", int(churned))):
-            w = stats.wilson_interval(successes, int(at_start))
+        churned = int(counts.loc[at_start_rows & gone & (counts["e"] == period), "n"].sum())
+        retained = at_start - churned
+        new = int(counts.loc[counts["s"] == period, "n"].sum())
+        new_churned = int(counts.loc[(counts["s"] == period) & gone & (counts["e"] == period), "n"].sum())
+        for metric, successes in (("retention", retained), ("churn", churned)):
+            w = stats.wilson_interval(successes, at_start)
             records.append(
                 (
                     start,
@@ -311,71 +374,275 @@ def retention_rates(
                     100 * w.estimate,
                     100 * w.low,
                     100 * w.high,
-                    int(at_start),
-                    int(at_start),
-                    int(at_end),
-                    int(new),
-                    int(churned),
+                    at_start,
+                    at_start,
+                    retained,
+                    churned,
+                    new,
+                    new_churned,
+                    retained + new - new_churned,
                 )
             )
-    return pd.DataFrame(records, columns=columns)
+    return pd.DataFrame(records, columns=RATE_COLUMNS)
+
+
+def quarter_label(period: pd.Timestamp | date) -> str:
+    """``2025-Q4`` for any day of that calendar quarter."""
+    return f"{period.year}-Q{(period.month - 1) // 3 + 1}"
+
+
+def retention_report(
+    conn: Connection, flt: SegmentFilter = SegmentFilter(), basis: Basis | None = None
+) -> dict | None:
+    """The report's ``retention`` section: the last complete calendar quarter (ending by the
+    filter's ``until`` when given): quarter, at_start, retained, rate (a share, 0–1) with its Wilson
+    ``ci``; ``churned``, ``new`` and ``new_churned`` beside. None when no quarter qualifies."""
+    rates = retention_rates(
+        conn, SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), "quarter", basis
+    )
+    rates = rates[rates["metric"] == "retention"]
+    if flt.until is not None:
+        rates = rates[
+            rates["period"] + pd.DateOffset(months=3) <= pd.Timestamp(flt.until) + pd.Timedelta(days=1)
+        ]
+    if rates.empty:
+        return None
+    row = rates.iloc[-1]
+    return {
+        "quarter": quarter_label(row["period"]),
+        "at_start": int(row["at_start"]),
+        "retained": int(row["retained"]),
+        "rate": float(row["estimate"]) / 100,
+        "ci": [float(row["low"]) / 100, float(row["high"]) / 100],
+        "churned": int(row["churned"]),
+        "new": int(row["new"]),
+        "new_churned": int(row["new_churned"]),
+    }
 
 
 # --------------------------------------------------------------------------- at risk
 
 
-def _latest_answers(flt: SegmentFilter) -> sa.Subquery:
-    """Per customer: the latest two RQ values and the latest NPS answer among filtered responses."""
-    rq_rank = sa.func.row_number().over(
-        partition_by=R.c.customer_id,
-        order_by=(sa.case((R.c.rq.is_(None), 1), else_=0), R.c.submitted_at.desc(), R.c.response_id.desc()),
+def wave_key(responses: sa.Table = R) -> sa.ColumnElement:
+    """A response's survey wave: the stored ``wave``, else the calendar quarter it was submitted in."""
+    submitted = responses.c.submitted_at
+    quarter = (
+        sa.cast(sa.cast(sa.extract("year", submitted), sa.Integer), sa.Text)
+        + sa.literal("-Q", sa.Text)
+        + sa.cast(sa.cast(sa.extract("quarter", submitted), sa.Integer), sa.Text)
     )
-    nps_rank = sa.func.row_number().over(
-        partition_by=R.c.customer_id,
-        order_by=(sa.case((R.c.nps.is_(None), 1), else_=0), R.c.submitted_at.desc(), R.c.response_id.desc()),
+    return sa.func.coalesce(responses.c.wave, quarter)
+
+
+def account_waves(where: sa.ColumnElement) -> sa.Subquery:
+    """Per account (customer), its latest two survey waves among the responses matching ``where``.
+
+    One row per customer with a wave: wave_latest, wave_previous (NULL with one wave), latest_at
+    (the latest wave's last submission), trust_latest, commitment_latest, satisfaction_latest
+    (the latest wave's means over its respondents); respondents with an RQ in each wave (n1, n2),
+    the sums and sums of squares of their RQ (s1, ss1, s2, ss2); the respondents who answered RQ in
+    both (pairs) with Σ of their two RQs (p1, p2) and Σ of the squared change (dd); and the latest
+    wave's promoters, detractors and NPS answers. A respondent is a person (their email, else the
+    response), who counts once per wave with the mean of their answers there. Waves are ordered by
+    their latest submission at the account.
+    """
+    person = sa.func.coalesce(sa.func.lower(R.c.email), R.c.response_id)
+    wave = wave_key()
+    per_person = (
+        sa.select(
+            R.c.customer_id,
+            wave.label("wave"),
+            person.label("person"),
+            sa.func.avg(R.c.rq).label("rq"),
+            *(sa.func.avg(R.c[p]).label(p) for p in PILLARS),
+            sa.func.avg(sa.cast(R.c.nps, sa.Float)).label("nps"),
+            sa.func.max(R.c.submitted_at).label("at"),
+        )
+        .where(
+            where,
+            R.c.customer_id.is_not(None),
+            sa.or_(R.c.nps.is_not(None), *(R.c[p].is_not(None) for p in PILLARS)),
+        )
+        .group_by(R.c.customer_id, wave, person)
+        .cte("per_person")
     )
     ranked = (
-        sa.select(R.c.customer_id, R.c.rq, R.c.nps, rq_rank.label("rq_rank"), nps_rank.label("nps_rank"))
-        .where(flt.response_clause(), R.c.customer_id.is_not(None))
-        .subquery("ranked")
+        sa.select(
+            per_person.c.customer_id,
+            per_person.c.wave,
+            sa.func.row_number()
+            .over(
+                partition_by=per_person.c.customer_id,
+                order_by=(sa.func.max(per_person.c.at).desc(), per_person.c.wave.desc()),
+            )
+            .label("recency"),
+        )
+        .group_by(per_person.c.customer_id, per_person.c.wave)
+        .subquery("ranked_waves")
     )
+    latest = sa.select(ranked).where(ranked.c.recency <= 2).subquery("latest_waves")
+    people = (
+        sa.select(per_person, latest.c.recency)
+        .select_from(
+            per_person.join(
+                latest,
+                sa.and_(latest.c.customer_id == per_person.c.customer_id, latest.c.wave == per_person.c.wave),
+            )
+        )
+        .subquery("people")
+    )
+
+    def in_wave(rank: int, value):
+        return sa.case((people.c.recency == rank, value))
+
+    # One row per (account, person): their answers in the latest and the previous wave.
+    rq = sa.cast(people.c.rq, sa.Float)
+    pivot = (
+        sa.select(
+            people.c.customer_id,
+            sa.func.max(in_wave(1, people.c.wave)).label("wave1"),
+            sa.func.max(in_wave(2, people.c.wave)).label("wave2"),
+            sa.func.max(in_wave(1, people.c.at)).label("at1"),
+            sa.func.max(in_wave(1, rq)).label("rq1"),
+            sa.func.max(in_wave(2, rq)).label("rq2"),
+            sa.func.max(in_wave(1, people.c.nps)).label("nps1"),
+            *(sa.func.max(in_wave(1, people.c[p])).label(f"{p}1") for p in PILLARS),
+        )
+        .group_by(people.c.customer_id, people.c.person)
+        .subquery("per_account_person")
+    )
+    both = sa.and_(pivot.c.rq1.is_not(None), pivot.c.rq2.is_not(None))
     return (
         sa.select(
-            ranked.c.customer_id,
-            sa.func.max(sa.case((ranked.c.rq_rank == 1, ranked.c.rq))).label("rq_last"),
-            sa.func.max(sa.case((ranked.c.rq_rank == 2, ranked.c.rq))).label("rq_previous"),
-            sa.func.max(sa.case((ranked.c.nps_rank == 1, ranked.c.nps))).label("nps_last"),
+            pivot.c.customer_id,
+            sa.func.max(pivot.c.wave1).label("wave_latest"),
+            sa.func.max(pivot.c.wave2).label("wave_previous"),
+            sa.func.max(pivot.c.at1).label("latest_at"),
+            *(sa.func.avg(pivot.c[f"{p}1"]).label(f"{p}_latest") for p in PILLARS),
+            sa.func.count(pivot.c.rq1).label("n1"),
+            sa.func.sum(pivot.c.rq1).label("s1"),
+            sa.func.sum(pivot.c.rq1 * pivot.c.rq1).label("ss1"),
+            sa.func.count(pivot.c.rq2).label("n2"),
+            sa.func.sum(pivot.c.rq2).label("s2"),
+            sa.func.sum(pivot.c.rq2 * pivot.c.rq2).label("ss2"),
+            sa.func.count(sa.case((both, 1))).label("pairs"),
+            sa.func.sum(sa.case((both, pivot.c.rq1))).label("p1"),
+            sa.func.sum(sa.case((both, pivot.c.rq2))).label("p2"),
+            sa.func.sum(sa.case((both, (pivot.c.rq1 - pivot.c.rq2) * (pivot.c.rq1 - pivot.c.rq2)))).label(
+                "dd"
+            ),
+            sa.func.count(pivot.c.nps1).label("nps_answers"),
+            sa.func.count(sa.case((pivot.c.nps1 >= 9, 1))).label("promoters"),
+            sa.func.count(sa.case((pivot.c.nps1 <= 6, 1))).label("detractors"),
         )
-        .group_by(ranked.c.customer_id)
-        .subquery("answers")
+        .group_by(pivot.c.customer_id)
+        .subquery("account_waves")
     )
+
+
+def wave_change(frame: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """The account's RQ change from its previous wave to its latest, with its interval.
+
+    Like compared with like: with at least two respondents who answered both waves, the mean of
+    their own changes with its paired t-interval (scipy ``ttest_rel``); otherwise, with at least
+    two respondents in each wave, the difference of the waves' means with Welch's interval
+    (scipy ``ttest_ind(equal_var=False)``); otherwise no judgement (NaN). Input: the columns of
+    :func:`account_waves`. Returns rq_previous, rq_latest, change, low, high, compared.
+    """
+    f = frame
+    n = f["pairs"].astype(float).to_numpy()
+    paired = n >= 2
+    p1, p2, dd = (pd.to_numeric(f[c], errors="coerce").to_numpy(float) for c in ("p1", "p2", "dd"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = (p1 - p2) / n
+        var_d = np.maximum((dd - n * d * d) / (n - 1), 0.0)
+        se_paired = np.sqrt(var_d / n)
+        n1, n2 = f["n1"].astype(float).to_numpy(), f["n2"].astype(float).to_numpy()
+        s1, s2, ss1, ss2 = (
+            pd.to_numeric(f[c], errors="coerce").to_numpy(float) for c in ("s1", "s2", "ss1", "ss2")
+        )
+        m1, m2 = s1 / n1, s2 / n2
+        v1 = np.maximum((ss1 - n1 * m1 * m1) / (n1 - 1), 0.0)
+        v2 = np.maximum((ss2 - n2 * m2 * m2) / (n2 - 1), 0.0)
+        a, b = v1 / n1, v2 / n2
+        se_welch = np.sqrt(a + b)
+        df_welch = np.where(a + b > 0, (a + b) ** 2 / (a * a / (n1 - 1) + b * b / (n2 - 1)), np.inf)
+    welch = ~paired & (n1 >= 2) & (n2 >= 2)
+    q = 0.5 + level / 2
+    t_paired = scipy_stats.t.ppf(q, np.maximum(n - 1, 1))
+    t_welch = scipy_stats.t.ppf(q, np.nan_to_num(df_welch, nan=1.0, posinf=1e9))
+    change = np.where(paired, d, np.where(welch, m1 - m2, np.nan))
+    half = np.where(paired, t_paired * se_paired, np.where(welch, t_welch * se_welch, np.nan))
+    compared = np.where(
+        paired,
+        "the same " + f["pairs"].astype(int).astype(str) + " respondents in both waves",
+        np.where(welch, "different respondents in the two waves", "too few respondents to tell"),
+    )
+    return pd.DataFrame(
+        {
+            "rq_previous": np.where(paired, p2 / np.where(paired, n, 1), np.where(welch, m2, np.nan)),
+            "rq_latest": np.where(paired, p1 / np.where(paired, n, 1), np.where(welch, m1, np.nan)),
+            "change": change,
+            "low": change - half,
+            "high": change + half,
+            "compared": compared,
+        },
+        index=frame.index,
+    )
+
+
+AT_RISK_COLUMNS = [
+    "customer_id",
+    "company",
+    "owner",
+    "region",
+    "plan",
+    "reasons",
+    "annual_value",
+    "revenue_12m",
+    "last_purchase",
+    "days_since_purchase",
+    "wave_previous",
+    "wave_latest",
+    "rq_previous",
+    "rq_latest",
+    "rq_change",
+    "rq_change_low",
+    "rq_change_high",
+    "rq_compared",
+    "promoters",
+    "detractors",
+    "nps_answers",
+]
 
 
 def at_risk_customers(
     conn: Connection,
     flt: SegmentFilter = SegmentFilter(),
     days: int | None = None,
-    rq_drop: float = 5.0,
     basis: Basis | None = None,
 ) -> pd.DataFrame:
     """Active customers at risk, each with the reasons why, value and owner (Methodology page → At risk).
 
-    Reasons: no purchase in the last ``days`` days (default the at_risk_days setting; a customer
-    who never bought counts from the day they joined); RQ fell by at least ``rq_drop`` points
-    between their last two responses; their latest NPS answer is a detractor (0–6). Active means
-    not churned under :func:`churn_basis`. Sorted by annual value, then 12-month revenue.
+    Unit: the account (customer), as of the data's end. Reasons:
+
+    - no purchase in the last ``days`` days (default the at_risk_days setting, the boundary the
+      lifecycle stage uses; a customer who never bought counts from the day they joined);
+    - the account's RQ fell: its latest wave's mean RQ is below its previous wave's by more than the
+      interval of that difference (:func:`wave_change`: the same respondents where they answered both);
+    - its latest wave has more detractors (0–6) than promoters (9–10).
+
+    Active means not churned under :func:`churn_basis`. Sorted by annual value, then 12-month revenue.
     """
     days = int(days or load_settings().at_risk_days)
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}.")
     basis = basis or churn_basis(conn)
     life = lifetimes(SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), basis).subquery("life")
-    answers = _latest_answers(flt)
+    waves = account_waves(flt.response_clause())
     end = sa.literal(basis.end, sa.Date)
     since_purchase = end - sa.func.coalesce(life.c.last_day, life.c.start_day)
-    quiet = since_purchase >= days
-    falling = answers.c.rq_last <= answers.c.rq_previous - float(rq_drop)
-    detractor = answers.c.nps_last <= 6
+    quiet = since_purchase > days  # the lifecycle stage counts a purchase exactly `days` ago as active
     rows = conn.execute(
         sa.select(
             life.c.customer_id,
@@ -387,65 +654,71 @@ def at_risk_customers(
             life.c.revenue_12m,
             life.c.last_day.label("last_purchase"),
             since_purchase.label("days_since_purchase"),
-            answers.c.rq_previous,
-            answers.c.rq_last,
-            answers.c.nps_last,
             sa.case((quiet, 1), else_=0).label("quiet"),
-            sa.case((falling, 1), else_=0).label("falling"),
-            sa.case((detractor, 1), else_=0).label("detractor"),
+            *[c for c in waves.c if c.name != "customer_id"],
         )
-        .select_from(life.outerjoin(answers, answers.c.customer_id == life.c.customer_id))
-        .where(life.c.churned == 0, sa.or_(quiet, falling, detractor))
+        .select_from(life.outerjoin(waves, waves.c.customer_id == life.c.customer_id))
+        .where(
+            life.c.churned == 0,
+            sa.or_(quiet, waves.c.wave_previous.is_not(None), waves.c.detractors > waves.c.promoters),
+        )
     )
     frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
-    columns = [
-        "customer_id",
-        "company",
-        "owner",
-        "region",
-        "plan",
-        "reasons",
-        "annual_value",
-        "revenue_12m",
-        "last_purchase",
-        "days_since_purchase",
-        "rq_previous",
-        "rq_last",
-        "nps_last",
-    ]
     if frame.empty:
-        return pd.DataFrame(columns=columns)
-    for name in ("annual_value", "revenue_12m", "rq_previous", "rq_last", "nps_last", "days_since_purchase"):
+        return pd.DataFrame(columns=AT_RISK_COLUMNS)
+    for name in ("annual_value", "revenue_12m", "days_since_purchase"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce")  # all-NULL columns arrive as objects
-    parts = pd.DataFrame(index=frame.index)
-    never = frame["last_purchase"].isna()
-    parts["quiet"] = np.where(
-        frame["quiet"] == 1,
-        np.where(
-            never,
-            "no purchase since joining " + frame["days_since_purchase"].astype(int).astype(str) + " days ago",
-            "no purchase in " + frame["days_since_purchase"].astype(int).astype(str) + " days",
-        ),
-        "",
-    )
-    parts["falling"] = np.where(
-        frame["falling"] == 1,
-        "RQ fell "
-        + frame["rq_previous"].round(0).astype("Int64").astype(str)
-        + " → "
-        + frame["rq_last"].round(0).astype("Int64").astype(str),
-        "",
-    )
-    parts["detractor"] = np.where(
-        frame["detractor"] == 1, "detractor (NPS " + frame["nps_last"].astype("Int64").astype(str) + ")", ""
-    )
-    frame["reasons"] = parts.apply(lambda row: "; ".join(x for x in row if x), axis=1)
+    for name in ("pairs", "n1", "n2", "promoters", "detractors", "nps_answers"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").fillna(0).astype(int)
+    change = wave_change(frame)
+    frame["rq_previous"], frame["rq_latest"] = change["rq_previous"], change["rq_latest"]
+    frame["rq_change"], frame["rq_change_low"] = change["change"], change["low"]
+    frame["rq_change_high"], frame["rq_compared"] = change["high"], change["compared"]
+    frame.loc[frame["wave_previous"].isna(), "rq_compared"] = "one wave only"
+    falling = (frame["rq_change_high"] < 0).to_numpy()
+    detractors = (frame["detractors"] > frame["promoters"]).to_numpy()
+    quiet_ = (frame["quiet"] == 1).to_numpy()
+    frame = frame[quiet_ | falling | detractors].copy()
+    if frame.empty:
+        return pd.DataFrame(columns=AT_RISK_COLUMNS)
+    frame["reasons"] = [
+        "; ".join(reason for reason in _reasons(row) if reason) for row in frame.itertuples(index=False)
+    ]
     frame["days_since_purchase"] = frame["days_since_purchase"].astype(int)
     frame["last_purchase"] = pd.to_datetime(frame["last_purchase"]).dt.date
     frame = frame.sort_values(
         ["annual_value", "revenue_12m", "customer_id"], ascending=[False, False, True], na_position="last"
     )
-    return frame[columns].reset_index(drop=True)
+    return frame[AT_RISK_COLUMNS].reset_index(drop=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _reasons(row) -> tuple[str, str, str]:
+    """The three at-risk reasons of one account, in words ('' when a reason does not apply)."""
+    quiet = ""
+    if row.quiet == 1:
+        quiet = (
+            f"no purchase since joining {row.days_since_purchase:.0f} days ago"
+            if pd.isna(row.last_purchase)
+            else f"no purchase in {row.days_since_purchase:.0f} days"
+        )
+    falling = ""
+    if row.rq_change_high < 0:
+        falling = (
+            f"RQ fell {row.rq_previous:.0f} → {row.rq_latest:.0f} from wave {row.wave_previous} to "
+            f"{row.wave_latest} ({row.rq_compared}; change {row.rq_change:+.1f}, 95% CI "
+            f"{row.rq_change_low:+.1f} to {row.rq_change_high:+.1f})"
+        )
+    detractor = ""
+    if row.detractors > row.promoters:
+        detractor = (
+            f"more detractors than promoters in wave {row.wave_latest} ({_count(row.detractors, 'detractor')}, "
+            f"{_count(row.promoters, 'promoter')} of {row.nps_answers} answering)"
+        )
+    return quiet, falling, detractor
 
 
 # --------------------------------------------------------------------------- derived segments
@@ -472,3 +745,25 @@ def derived_segments(conn: Connection, flt: SegmentFilter = SegmentFilter()) -> 
     order = {v: i for i, v in enumerate([*VALUE_TIER_DEFINITIONS, *LIFECYCLE_DEFINITIONS])}
     frame["_o"] = frame["value"].map(order).fillna(99)
     return frame.sort_values(["dimension", "_o"]).drop(columns="_o").reset_index(drop=True)
+
+
+def rates_table(rates: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`retention_rates` frame as shown: one row per period, counts beside the rates."""
+    if rates.empty:
+        return pd.DataFrame()
+    wide = rates.pivot_table(index="period", columns="metric", values=["estimate", "low", "high"]).round(1)
+    wide.columns = [
+        f"{metric} %" if value == "estimate" else f"{metric} {value}" for value, metric in wide.columns
+    ]
+    counts = rates[rates["metric"] == "retention"].set_index("period")[
+        ["at_start", "retained", "churned", "new", "new_churned", "at_end"]
+    ]
+    order = ["retention %", "retention low", "retention high", "churn %", "churn low", "churn high"]
+    table = (
+        counts[["at_start", "retained", "churned"]]
+        .join(wide[order])
+        .join(counts[["new", "new_churned", "at_end"]])
+    )
+    table = table.reset_index()
+    table["period"] = table["period"].dt.strftime("%Y-%m")
+    return table

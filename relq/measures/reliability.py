@@ -13,6 +13,7 @@ the instrument changes, in one ``UPDATE … FROM`` on the database side (no rows
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from itertools import combinations, combinations_with_replacement
 
@@ -32,6 +33,9 @@ __all__ = [
     "Reliability",
     "reliability",
     "item_sums",
+    "HTMT_RESAMPLES",
+    "customer_item_sums",
+    "htmt_intervals",
     "pillar_correlations",
     "answer_distribution",
     "recompute_indices",
@@ -44,6 +48,8 @@ A = schema.survey_answers
 HTMT_WARNING = 0.90
 # Rule of thumb for a corrected item-total correlation that carries little of the pillar.
 WEAK_ITEM_TOTAL_R = 0.30
+HTMT_RESAMPLES = 200
+HTMT_SEED = 20240601
 
 
 def _recoded(item, instrument: Instrument):
@@ -110,6 +116,93 @@ def item_sums(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> d
             "cross": cross,
         }
     return out
+
+
+def customer_item_sums(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> dict:
+    """Per customer, over their responses answering every item (reverse-coded): ``n`` (responses),
+    ``sums`` (customers × k, Σxᵢ) and ``cross`` (customers × k × k, Σxᵢxⱼ), in instrument order.
+
+    Unit: the customer (an unmatched response is a customer of its own) -- the clusters a
+    bootstrap over customers resamples. One grouped query: per customer first, then in Python
+    only per-customer sums. Their totals equal :func:`item_sums`' ``"all"`` block.
+    """
+    wide = _pivot(instrument, flt)
+    k = len(instrument.items)
+    x = [wide.c[f"c{i}"] for i in range(k)]
+    complete = sa.and_(*[c.isnot(None) for c in x])
+    customer = sa.func.coalesce(R.c.customer_id, R.c.response_id)
+    pairs = list(combinations_with_replacement(range(k), 2))
+    rows = conn.execute(
+        sa.select(
+            sa.func.count().label("n"),
+            *[sa.func.sum(x[i]).label(f"s{i}") for i in range(k)],
+            *[sa.func.sum(x[i] * x[j]).label(f"c{i}_{j}") for i, j in pairs],
+        )
+        .select_from(wide.join(R, R.c.response_id == wide.c.response_id))
+        .where(complete)
+        .group_by(customer)
+        .order_by(customer)  # a fixed order, so a seeded bootstrap draws the same customers
+    ).all()
+    data = np.array(rows, dtype=float).reshape(len(rows), 1 + k + len(pairs))
+    cross = np.zeros((len(rows), k, k))
+    for column, (i, j) in enumerate(pairs, start=1 + k):
+        cross[:, i, j] = cross[:, j, i] = data[:, column]
+    return {"n": data[:, 0], "sums": data[:, 1 : 1 + k], "cross": cross}
+
+
+def htmt_intervals(
+    conn: Connection,
+    flt: SegmentFilter,
+    instrument: Instrument,
+    resamples: int = HTMT_RESAMPLES,
+    seed: int = HTMT_SEED,
+) -> pd.DataFrame:
+    """HTMT of each pillar pair with a percentile bootstrap 95% interval over customers.
+
+    Each resample draws customers with replacement (all of a customer's responses together),
+    rebuilds the item correlations from their per-customer sums and recomputes HTMT.
+    Returns a, b, htmt, low, high, customers, resamples.
+    """
+    per = customer_item_sums(conn, flt, instrument)
+    customers = len(per["n"])
+    groups = _positions(instrument)
+    point = _htmt_from(per["n"].sum(), per["sums"].sum(axis=0), per["cross"].sum(axis=0), groups)
+    rng = np.random.default_rng(seed)
+    draws = []
+    if customers >= 2:
+        flat = np.column_stack([per["n"], per["sums"], per["cross"].reshape(customers, -1)])
+        chunk = max(1, min(resamples, 2_000_000 // customers))
+        k = per["sums"].shape[1]
+        for start in range(0, resamples, chunk):
+            size = min(chunk, resamples - start)
+            weights = np.stack(
+                [np.bincount(rng.integers(0, customers, customers), minlength=customers) for _ in range(size)]
+            )
+            totals = weights.astype(float) @ flat
+            for row in totals:
+                draws.append(
+                    _htmt_from(row[0], row[1 : 1 + k], row[1 + k :].reshape(k, k), groups)["htmt"].to_numpy()
+                )
+    draws = np.array(draws) if draws else np.full((1, len(point)), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # all-NaN pairs (an item without variance)
+        low, high = np.nanpercentile(draws, [2.5, 97.5], axis=0)
+    return point.assign(low=low, high=high, customers=customers, resamples=resamples if customers >= 2 else 0)
+
+
+def _htmt_from(n: float, sums: np.ndarray, cross: np.ndarray, groups: dict[str, list[int]]) -> pd.DataFrame:
+    if n < 2:
+        return pd.DataFrame(
+            [{"a": a, "b": b, "htmt": np.nan} for a, b in combinations(PILLARS, 2)],
+            columns=["a", "b", "htmt"],
+        )
+    cov = stats.covariance_from_sums(int(round(n)), sums, cross)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = stats.correlation_from_cov(cov)
+    ratio = stats.htmt(np.nan_to_num(corr, nan=0.0), groups)
+    if np.isnan(corr).any():
+        ratio["htmt"] = np.nan
+    return ratio
 
 
 @dataclass(frozen=True)

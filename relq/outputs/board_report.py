@@ -188,9 +188,8 @@ def retention_comparison(conn: Connection, flt: SegmentFilter, until: date | Non
 
 
 def _successes(row, metric: str) -> int:
-    if metric == "churn":
-        return int(row["churned"])
-    return int(min(max(int(row["at_end"]) - int(row["new"]), 0), int(row["at_start"])))
+    """Customers at the quarter's start who churned in it (churn) or were still active (retention)."""
+    return int(row["churned"]) if metric == "churn" else int(row["retained"])
 
 
 def overview_kpis(
@@ -356,6 +355,29 @@ def _describe_filter(flt: SegmentFilter) -> str:
     return "; ".join(parts) or "all customers and responses"
 
 
+def _retention_note(conn: Connection, flt: SegmentFilter, quarter: date | None) -> str:
+    """What the retention and churn cards count, with the quarter's new customers beside them."""
+    if quarter is None:
+        return ""
+    from relq.analyses import retention
+
+    rates = retention.retention_rates(
+        conn, SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), "quarter"
+    )
+    row = rates[(rates["period"] == pd.Timestamp(quarter)) & (rates["metric"] == "retention")]
+    beside = ""
+    if len(row):
+        r = row.iloc[0]
+        beside = (
+            f" Beside them, not in the rates: {int(r['new']):,} new customers joined in the quarter and "
+            f"{int(r['new_churned']):,} of them left within it."
+        )
+    return (
+        f" Retention and churn: quarter starting {quarter:%d %b %Y} vs the quarter before, over the customers "
+        f"active at each quarter's start ({retention.quarter_label(quarter)}).{beside}"
+    )
+
+
 def board_report_html(conn: Connection, flt: SegmentFilter, generated_at: datetime | None = None) -> str:
     """One self-contained HTML page for a board pack: KPIs with deltas, trends with bands, the
     quadrant mix and the significant segment moves. plotly.js is embedded, so it opens offline."""
@@ -399,9 +421,7 @@ def board_report_html(conn: Connection, flt: SegmentFilter, generated_at: dateti
             q_value=lambda f: f["q_value"].round(4),
         )[["dimension", "value", "label", "before", "now", "delta", "n_before", "n_now", "q_value"]]
         moves_html = shown.to_html(index=False, escape=True, border=0)
-    retention_note = (
-        f" Retention and churn: quarter starting {quarter:%d %b %Y} vs the quarter before." if quarter else ""
-    )
+    retention_note = _retention_note(conn, flt, quarter)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>RelQ board report</title>
 <style>

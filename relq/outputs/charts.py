@@ -269,7 +269,8 @@ def cohort_heatmap(frame: pd.DataFrame, mode: str = "percent", title: str = "") 
     """Acquisition month × months since acquisition; ``frame`` is relq.analyses.retention.cohort_activity.
 
     ``mode`` "percent" colours by the share active, "counts" shows active customers; the row
-    labels carry each cohort's size.
+    labels carry each cohort's size; the hover gives each share's 95% interval. Cells of a month
+    the data do not cover to its end (``partial``) are marked with an asterisk.
     """
     if mode not in ("percent", "counts"):
         raise ValueError(f"mode must be 'percent' or 'counts', not {mode!r}")
@@ -277,9 +278,34 @@ def cohort_heatmap(frame: pd.DataFrame, mode: str = "percent", title: str = "") 
     labels = {c: f"{c} (n={n:,})" for c, n in sizes.items()}
     value = "share" if mode == "percent" else "active"
     grid = frame.pivot(index="cohort", columns="k", values=value).sort_index(ascending=False)
+    partial = (
+        frame.assign(partial=frame["partial"].astype(float))
+        .pivot(index="cohort", columns="k", values="partial")
+        .reindex_like(grid)
+        .fillna(0.0)
+        .astype(bool)
+        if "partial" in frame
+        else pd.DataFrame(False, index=grid.index, columns=grid.columns)
+    )
+    bounds = [
+        frame.pivot(index="cohort", columns="k", values=c).reindex_like(grid).to_numpy(float) * 100
+        if c in frame
+        else grid.to_numpy(float) * 0 + float("nan")
+        for c in ("low", "high")
+    ]
     z = grid.to_numpy(float) * (100 if mode == "percent" else 1)
+    marks = partial.to_numpy()
     text = [
-        ["" if pd.isna(v) else (f"{v:.0f}%" if mode == "percent" else f"{v:,.0f}") for v in row] for row in z
+        [
+            "" if pd.isna(v) else (f"{v:.0f}%" if mode == "percent" else f"{v:,.0f}") + ("*" if m else "")
+            for v, m in zip(row, mark_row, strict=True)
+        ]
+        for row, mark_row in zip(z, marks, strict=True)
+    ]
+    note = [["partial month: the data end before its last day" if m else "" for m in row] for row in marks]
+    custom = [
+        [[lo, hi, n] for lo, hi, n in zip(lo_row, hi_row, note_row, strict=True)]
+        for lo_row, hi_row, note_row in zip(bounds[0], bounds[1], note, strict=True)
     ]
     fig = go.Figure(
         go.Heatmap(
@@ -288,13 +314,14 @@ def cohort_heatmap(frame: pd.DataFrame, mode: str = "percent", title: str = "") 
             y=[labels[c] for c in grid.index],
             text=text if z.size <= 2000 else None,
             texttemplate="%{text}" if z.size <= 2000 else None,
+            customdata=custom,
             colorscale=[[0, "#F5F7FA"], [1, GOOD]],
             zmin=0,
             zmax=100 if mode == "percent" else None,
             colorbar=dict(title="% active" if mode == "percent" else "active"),
             hovertemplate="Cohort %{y}<br>month %{x} after joining<br>"
             + ("%{z:.1f}% active" if mode == "percent" else "%{z:,.0f} active")
-            + "<extra></extra>",
+            + "<br>95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}%<br>%{customdata[2]}<extra></extra>",
         )
     )
     fig.update_layout(
@@ -310,10 +337,16 @@ def cohort_heatmap(frame: pd.DataFrame, mode: str = "percent", title: str = "") 
 SEGMENT_PALETTE = ["#3566A8", "#E0A030", "#2A9D8F", "#8E5BB5", "#E76F51", "#4DA3C7", "#7A7A7A", "#1F3B57"]
 
 
-def km_curves(curves: pd.DataFrame, title: str = "", y_title: str = "Still a customer") -> go.Figure:
+def km_curves(
+    curves: pd.DataFrame,
+    title: str = "",
+    y_title: str = "Still a customer",
+    x_title: str = "Months since acquisition",
+) -> go.Figure:
     """Kaplan–Meier survival curves (step lines) with shaded 95% bands, one colour per segment.
 
     ``curves``: segment, months, survival, low, high, at_risk (relq.analyses.survival.kaplan_meier).
+    ``x_title`` names the time origin (acquisition, or the survey that placed the customer).
     """
     fig = go.Figure()
     for i, (segment, part) in enumerate(curves.groupby("segment", sort=False)):
@@ -335,10 +368,52 @@ def km_curves(curves: pd.DataFrame, title: str = "", y_title: str = "Still a cus
                 + "</extra>",
             )
         )
-    fig.update_layout(
-        template=TEMPLATE, title=title, xaxis_title="Months since acquisition", yaxis_title=y_title
-    )
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title=x_title, yaxis_title=y_title)
     fig.update_yaxes(range=[0, 101], ticksuffix="%")
+    return fig
+
+
+def calibration_plot(frame: pd.DataFrame, title: str = "") -> go.Figure:
+    """Predicted vs observed churn by tenth of predicted risk, with the observed shares' 95%
+    intervals and the diagonal of perfect calibration.
+
+    ``frame``: decile, customers, predicted, observed, low, high (shares, 0–1;
+    relq.analyses.churn_risk.calibration_by_decile).
+    """
+    top = float(max(frame["high"].max(), frame["predicted"].max(), 0.01)) * 100 * 1.05
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, top],
+            y=[0, top],
+            mode="lines",
+            line=dict(color=NEUTRAL, dash="dash"),
+            name="perfectly calibrated",
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=frame["predicted"] * 100,
+            y=frame["observed"] * 100,
+            mode="markers+lines",
+            marker=dict(size=9, color=BAD),
+            line=dict(color=BAD, width=1),
+            error_y=_error_bars(frame["observed"] * 100, frame["low"] * 100, frame["high"] * 100),
+            name="tenths of predicted risk",
+            customdata=frame[["decile", "customers", "low", "high"]].to_numpy() * [1, 1, 100, 100],
+            hovertemplate="tenth %{customdata[0]} (%{customdata[1]:,} customers)<br>predicted %{x:.1f}%"
+            "<br>churned %{y:.1f}% (95% CI %{customdata[2]:.1f}–%{customdata[3]:.1f}%)<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        template=TEMPLATE,
+        title=title,
+        xaxis_title="Predicted probability of churning (%)",
+        yaxis_title="Share who churned (%)",
+    )
+    fig.update_xaxes(range=[0, top], ticksuffix="%")
+    fig.update_yaxes(range=[0, top], ticksuffix="%")
     return fig
 
 

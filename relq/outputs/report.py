@@ -39,6 +39,7 @@ def build_report(engine: Engine, request: ReportRequest = ReportRequest()) -> di
             report["segments"] = segment_breakdown(conn, flt, request.by).as_report()
         report["quadrants"] = _quadrants(conn, flt, request)
         report["cohorts"] = _cohorts(conn, flt)
+        report["retention"] = _retention(conn, flt)
         report["period"] = {
             "since": request.since.isoformat() if request.since else None,
             "until": request.until.isoformat() if request.until else None,
@@ -67,7 +68,15 @@ def _add_reliability(conn, flt: SegmentFilter, report: dict) -> None:
 
 
 def _cohorts(conn, flt: SegmentFilter) -> dict:
-    """Acquisition cohorts and their monthly active shares (Methodology page → Cohorts)."""
+    """Acquisition cohorts and their monthly active shares, complete months only (Methodology
+    page → Cohorts)."""
     from relq.analyses.retention import cohort_activity, cohort_report
 
     return cohort_report(cohort_activity(conn, flt))
+
+
+def _retention(conn, flt: SegmentFilter) -> dict | None:
+    """Retention of the last complete calendar quarter (Methodology page → Retention rate)."""
+    from relq.analyses.retention import retention_report
+
+    return retention_report(conn, flt)
