@@ -73,5 +73,6 @@ ui.sign_in_gate()  # the sign-in screen, or who is signed in; stops the run with
 engine = ui.get_engine()
 with ui.store_errors_as_sentences(engine):
     ui.filter_sidebar(engine)
+    ui.small_view_gate(engine)  # executives: a view of fewer than 5 customers shows a sentence only
     ui.demo_notice(engine)
     page.run()

@@ -41,9 +41,9 @@ def _summary(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version:
 
 
 @st.cache_data(ttl=600, max_entries=32, show_spinner=False)
-def _picture(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int):
+def _picture(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int, max_points: int):
     with _engine.connect() as conn:
-        return quadrants.quadrant_picture(conn, flt, spec, MAX_POINTS, BIN_WIDTH)
+        return quadrants.quadrant_picture(conn, flt, spec, max_points, BIN_WIDTH)
 
 
 @st.cache_data(ttl=600, max_entries=32, show_spinner=False)
@@ -209,7 +209,8 @@ st.markdown(
 )
 
 names = {key: spec.name(key) for key in QUADRANT_KEYS}
-kind, picture = _picture(engine, url, flt, spec, version)
+# executives never get one dot per customer: always customers per cell
+kind, picture = _picture(engine, url, flt, spec, version, -1 if ui.is_executive() else MAX_POINTS)
 if kind == "points":
     fig = charts.quadrant_scatter(
         picture, x, y, spec.x_threshold, spec.y_threshold, names, title="One dot per customer"
@@ -223,11 +224,12 @@ else:
         spec.y_threshold,
         names,
         BIN_WIDTH,
-        title=f"Customers per {BIN_WIDTH:g}-point cell (more than {MAX_POINTS:,} customers: binned)",
+        title=f"Customers per {BIN_WIDTH:g}-point cell"
+        + ("" if ui.is_executive() else f" (more than {MAX_POINTS:,} customers: binned)"),
     )
 st.plotly_chart(fig, width="stretch")
 ui.download_csv(
-    summary.table.drop(columns=["action"]),
+    ui.suppress_small_groups(summary.table.drop(columns=["action"]), "customers", quiet=True),
     f"quadrants-{x}-{y}.csv",
     "Download quadrant table",
     key="q_dl_table",

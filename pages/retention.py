@@ -81,7 +81,7 @@ def _pct(x) -> str:
 
 st.title("Retention and churn")
 basis = _basis(engine, url, version)
-cohorts = _cohorts(engine, url, flt, version)
+cohorts = ui.suppress_small_groups(_cohorts(engine, url, flt, version), "size", group_col="cohort")
 if cohorts.empty:
     st.warning(
         "No customers match the current filters (or there are no customers and purchases yet). "
@@ -92,7 +92,9 @@ st.caption(basis.describe())
 if flt.since or flt.until:
     st.caption("Cohorts, survival and lifetime value cover the customers acquired in the selected period.")
 
-DIMENSIONS = [d for d in ("plan", "region", "industry", "value_tier", "lifecycle_stage", "owner", "cohort")]
+DIMENSIONS = ui.allowed_dimensions(
+    ("plan", "region", "industry", "value_tier", "lifecycle_stage", "owner", "cohort")
+)
 SPLITS = ["(all customers)", *DIMENSIONS] + ([survival.QUADRANT] if survival.quadrant_names() else [])
 
 
@@ -145,7 +147,7 @@ with tabs[1]:
     freq = st.radio(
         "Period", ["month", "quarter"], horizontal=True, key="ret_freq", format_func=str.capitalize
     )
-    rates = _rates(engine, url, flt, freq, version)
+    rates = ui.suppress_small_groups(_rates(engine, url, flt, freq, version), "at_start", group_col="period")
     if rates.empty:
         st.info("Not enough history for a whole period with customers at its start yet.")
     else:
@@ -171,7 +173,7 @@ with tabs[1]:
 with tabs[2]:
     split = st.selectbox("Compare by", SPLITS, key="ret_split", format_func=_split_label)
     by = None if split.startswith("(") else split
-    km = _survival(engine, url, flt, by, version)
+    km = ui.executive_survival(_survival(engine, url, flt, by, version))
     if km.curves.empty:
         st.info("No customers to follow with these filters.")
     else:
@@ -251,7 +253,10 @@ with tabs[4]:
         st.success("No active customer matches any at-risk rule with these settings.")
     else:
         value = risk["annual_value"].fillna(risk["revenue_12m"]).sum()
-        st.markdown(f"**{len(risk):,} active customers at risk**, together worth {value:,.0f} a year.")
+        if ui.minimum_customers() > len(risk):  # executives: no sum over fewer than 5 customers
+            st.markdown(f"**{len(risk):,} active customers at risk.**")
+        else:
+            st.markdown(f"**{len(risk):,} active customers at risk**, together worth {value:,.0f} a year.")
         counts = {
             "no recent purchase": int(risk["reasons"].str.contains("no purchase").sum()),
             "falling RQ": int(risk["reasons"].str.contains("RQ fell").sum()),
@@ -291,6 +296,8 @@ with tabs[5]:
 
     st.subheader("Service quality from support tickets")
     quality, bands = _service(engine, url, flt, _customer_split("ret_service_by"), version)
+    quality = ui.suppress_small_groups(quality, "customers")
+    bands = ui.suppress_small_groups(bands, "customers")
     if quality.empty:
         st.info("No support tickets in view.")
     else:
@@ -313,7 +320,9 @@ with tabs[5]:
 
 # ---- lifetime value
 with tabs[6]:
-    clv = _clv(engine, url, flt, _customer_split("ret_clv_by"), version)
+    clv = ui.suppress_small_groups(
+        _clv(engine, url, flt, _customer_split("ret_clv_by"), version), "customers"
+    )
     if clv.empty:
         st.info("No customers in view.")
     else:

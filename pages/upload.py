@@ -132,9 +132,9 @@ def _mapping_editor(prepared, key: str) -> None:
                 st.success(f"Saved {path.name}; the next export with these columns will use it.")
             except (ImportRejected, OSError) as exc:
                 st.error(str(exc))
-        st.download_button(
+        ui.audited_download(
             "Download mapping file (JSON)",
-            prepared.mapping.to_json(),
+            lambda _conn: prepared.mapping.to_json(),
             file_name="mapping.json",
             mime="application/json",
             key=f"up_tpl_dl_{key}",
@@ -175,15 +175,15 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             "record. Fix the file or the mapping above, or import the rest."
         )
         tab_problems.dataframe(rejects, hide_index=True, width="stretch")
-        tab_problems.download_button(
-            "Download problems (CSV)",
-            ingest.rejects_csv(rejects),
-            file_name=f"{Path(file_name).stem}-problems.csv",
-            mime="text/csv",
-            key=f"up_rej_dl_{key}",
-            on_click=ui.record_export,
-            args=(f"{Path(file_name).stem}-problems.csv", len(rejects), [str(c) for c in rejects.columns]),
-        )
+        with tab_problems:
+            ui.audited_download(
+                "Download problems (CSV)",
+                lambda _conn: ingest.rejects_csv(rejects),
+                file_name=f"{Path(file_name).stem}-problems.csv",
+                mime="text/csv",
+                key=f"up_rej_dl_{key}",
+                detail={"rows": len(rejects), "columns": [str(c) for c in rejects.columns]},
+            )
 
     if st.button(f"Import {valid:,} rows", type="primary", key=f"up_import_{key}"):
         bar = st.progress(0.7, text="Writing…")
@@ -193,16 +193,7 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             bar.empty()
             st.error(str(exc))
             return
-        bar.progress(1.0, text="Done.")
-        ui.audit(
-            "import",
-            {
-                "import_id": result.import_id,
-                "file": file_name,
-                "kind": result.kind,
-                "rows": result.rows_imported,
-            },
-        )
+        bar.progress(1.0, text="Done.")  # the import wrote its own audit row, in its transaction
         ui.bump_data_version()
         st.session_state["up_last_result"] = (
             f"Import {result.import_id}: {result.rows_imported:,} of {result.rows_total:,} rows imported as "
@@ -220,7 +211,7 @@ def _after_import(engine) -> None:
     if store.has_demo(engine):
         st.info("Your own data is in. The demo company is still there and mixes into every number.")
         if st.button("Remove the demo company", key="up_remove_demo"):
-            store.remove_demo(engine)
+            store.remove_demo(engine, user=ui.current_user_email())
             ui.bump_data_version()
             st.session_state["up_last_result"] = message + " The demo company was removed."
             st.rerun()
@@ -239,22 +230,20 @@ def _history(engine) -> None:
     left, right = st.columns([3, 1])
     chosen = left.selectbox("Undo an import (removes every row it added)", own, key="up_undo_choice")
     if right.button("Undo import", key="up_undo"):
-        store.undo_import(engine, chosen)
-        ui.audit("undo_import", {"import_id": chosen})
+        store.undo_import(engine, chosen, user=ui.current_user_email())  # with its audit row
         ui.bump_data_version()
         st.session_state["up_last_result"] = None
         st.success(f"Import {chosen} was undone.")
         st.rerun()
     rejected = ingest.stored_rejects(engine, chosen)
     if not rejected.empty:
-        st.download_button(
+        ui.audited_download(
             f"Download the {len(rejected):,} rejected rows of import {chosen} (CSV)",
-            ingest.rejects_csv(rejected),
+            lambda _conn: ingest.rejects_csv(rejected),
             file_name=f"import-{chosen}-rejects.csv",
             mime="text/csv",
             key="up_hist_rej_dl",
-            on_click=ui.record_export,
-            args=(f"import-{chosen}-rejects.csv", len(rejected), [str(c) for c in rejected.columns]),
+            detail={"import_id": chosen, "rows": len(rejected)},
         )
 
 

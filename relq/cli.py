@@ -108,17 +108,6 @@ def _import(args) -> int:
         date_order=args.date_order,
         user=_cli_user(),
     )
-    store.record_audit(
-        engine,
-        _cli_user(),
-        "import",
-        {
-            "import_id": result.import_id,
-            "file": args.path.name,
-            "kind": result.kind,
-            "rows": result.rows_imported,
-        },
-    )
     print(
         f"{args.path.name}: imported {result.rows_imported:,} of {result.rows_total:,} rows as {result.kind} "
         f"({result.detected_format}); {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already "

@@ -7,9 +7,11 @@ frame (RelQ's menu, pages served through the frame), sidebar (the shared filters
 
 from relq.ui.access import (  # noqa: F401
     LOCAL_USER,
+    SMALL_VIEW_SENTENCE,
     _refusal_page,
     _roles,
     _roles_file_version,
+    allowed_dimensions,
     audit,
     audit_records,
     auth_configured,
@@ -17,14 +19,27 @@ from relq.ui.access import (  # noqa: F401
     current_role,
     current_user_email,
     customer_list_hidden_notice,
+    deployment_gate,
+    executive_kpis,
+    executive_moves,
+    executive_survival,
+    executive_trend,
+    is_executive,
     mask_personal,
+    minimum_customers,
+    name_masker,
     navigation_for_role,
+    owner_splits_allowed,
     personal_columns_visible,
     record_export,
     require_action,
     role_map,
+    set_owner_splits,
     sign_in_gate,
+    small_group_gate,
+    small_view_gate,
     suppress_small_groups,
+    view_size,
 )
 from relq.ui.frame import (  # noqa: F401
     framed,
@@ -61,6 +76,7 @@ from relq.ui.sidebar import (  # noqa: F401
     filter_sidebar,
 )
 from relq.ui.widgets import (  # noqa: F401
+    audited_download,
     download_csv,
     format_interval,
     nothing_matches,

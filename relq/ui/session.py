@@ -17,8 +17,6 @@ __all__ = [
     "fail_clearly",
     "get_engine",
     "min_n",
-    "get_engine",
-    "min_n",
     "data_version",
     "bump_data_version",
     "demo_notice",
@@ -58,13 +56,24 @@ def min_n() -> int:
     return load_settings().min_n
 
 
+@st.cache_data(ttl=1, show_spinner=False)
+def _store_version(_engine, url: str) -> int:
+    return store.data_version(_engine)
+
+
 def data_version() -> int:
-    """Bumped after an import or undo so cached queries are recomputed."""
-    return st.session_state.setdefault("relq_data_version", 0)
+    """The store's data version, which every import, undo, demo load and instrument edit changes —
+    from this dashboard or from the CLI in another process. Every cached query is keyed on it, so
+    an import shows at once (read at most once a second: one count over a tiny table)."""
+    engine = get_engine()
+    return _store_version(engine, str(engine.url))
 
 
 def bump_data_version() -> None:
-    st.session_state["relq_data_version"] = data_version() + 1
+    """After this session changed the data (an instrument edit, say): record the change in the
+    store, so every process's caches follow, and forget this process's cached results at once."""
+    with get_engine().begin() as conn:
+        store.note_data_change(conn, "dashboard")
     st.cache_data.clear()
 
 
