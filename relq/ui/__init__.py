@@ -62,6 +62,7 @@ from relq.ui.session import (  # noqa: F401
     fail_clearly,
     get_engine,
     min_n,
+    read_data_version,
     store_errors_as_sentences,
 )
 from relq.ui.sidebar import (  # noqa: F401

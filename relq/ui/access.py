@@ -239,21 +239,15 @@ def name_masker(engine) -> NameMasker:
 # -- admin settings -------------------------------------------------------------------------
 
 
-@st.cache_data(ttl=30, max_entries=16, show_spinner=False)
-def _setting(_engine, url: str, key: str, default):
-    return store.get_setting(_engine, key, default)
-
-
 def owner_splits_allowed() -> bool:
-    """Whether an admin allowed executives to see splits by account owner (default: no)."""
-    engine = get_engine()
-    return bool(_setting(engine, str(engine.url), auth.OWNER_SPLITS_SETTING, False))
+    """Whether an admin allowed executives to see splits by account owner (default: no). Read from
+    the store on every call (one primary-key lookup), so a change applies at once everywhere."""
+    return bool(store.get_setting(get_engine(), auth.OWNER_SPLITS_SETTING, False))
 
 
 def set_owner_splits(allowed: bool) -> None:
-    """Store the admin's choice (with its audit row, in one transaction); applies at once."""
+    """Store the admin's choice (with its audit row, in one transaction)."""
     store.set_setting(get_engine(), auth.OWNER_SPLITS_SETTING, bool(allowed), current_user_email() or None)
-    _setting.clear()
 
 
 def allowed_dimensions(dimensions) -> list[str]:

@@ -18,6 +18,7 @@ __all__ = [
     "get_engine",
     "min_n",
     "data_version",
+    "read_data_version",
     "bump_data_version",
     "demo_notice",
     "store_errors_as_sentences",
@@ -56,17 +57,21 @@ def min_n() -> int:
     return load_settings().min_n
 
 
-@st.cache_data(ttl=1, show_spinner=False)
-def _store_version(_engine, url: str) -> int:
-    return store.data_version(_engine)
+def read_data_version(engine) -> int:
+    """Read the store's data version (one count over a tiny table); the frame does it once at the
+    start of every run, so a change made anywhere — this dashboard, another server, the CLI — is
+    seen by the very next run."""
+    version = store.data_version(engine)
+    st.session_state["relq_data_version"] = version
+    return version
 
 
 def data_version() -> int:
     """The store's data version, which every import, undo, demo load and instrument edit changes —
-    from this dashboard or from the CLI in another process. Every cached query is keyed on it, so
-    an import shows at once (read at most once a second: one count over a tiny table)."""
-    engine = get_engine()
-    return _store_version(engine, str(engine.url))
+    from this dashboard or from the CLI in another process. Every cached query is keyed on it."""
+    if "relq_data_version" in st.session_state:
+        return st.session_state["relq_data_version"]
+    return read_data_version(get_engine())  # a page run on its own, outside the frame
 
 
 def bump_data_version() -> None:
