@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--date-order", choices=["dmy", "mdy", "ymd"], help="how to read dates like 03/04/2025 when unclear"
     )
 
+    check = commands.add_parser(
+        "check", help="Check that the dashboard may start: sign-in cookie secret, loopback without sign-in."
+    )
+    check.add_argument("--secrets", type=Path, help="secrets file (default .streamlit/secrets.toml)")
+    check.add_argument("--config", type=Path, help="Streamlit config file (default .streamlit/config.toml)")
+
     report = commands.add_parser("report", help="Print the headline numbers.")
     report.add_argument("--json", action="store_true", help="print JSON (the only format)")
     report.add_argument("--since", type=_date, help="first submission date, inclusive (YYYY-MM-DD)")
@@ -128,6 +134,25 @@ def _report(args) -> int:
     return 0
 
 
+def _check(args) -> int:
+    from relq.core import deployment
+
+    problem = deployment.check_files(
+        args.secrets or deployment.SECRETS_FILE, args.config or deployment.CONFIG_FILE
+    )
+    if problem:
+        raise RelqError(problem)
+    print(
+        "RelQ may start: "
+        + (
+            "sign-in is configured safely."
+            if (args.secrets or deployment.SECRETS_FILE).is_file()
+            else "local single-user mode, on loopback only."
+        )
+    )
+    return 0
+
+
 def _cli_user() -> str:
     """Who ran the command, for the imports record and the audit log."""
     try:
@@ -139,7 +164,7 @@ def _cli_user() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"demo": _demo, "import": _import, "report": _report}[args.command](args)
+        return {"demo": _demo, "import": _import, "report": _report, "check": _check}[args.command](args)
     except RelqError as exc:
         print(f"relq: {exc}", file=sys.stderr)
         return 2
