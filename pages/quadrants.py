@@ -288,7 +288,7 @@ else:
     few = few[few < small_n]
     if len(few):
         st.caption(
-            f":grey[Segments with fewer than {small_n} customers ({', '.join(map(str, few.index))}) "
+            f":grey[Segments with fewer than {small_n} customers ({ui.plain(', '.join(map(str, few.index)))}) "
             "have wide intervals: do not rank them.]"
         )
     ui.download_csv(mix, f"quadrant-mix-{dimension}.csv", "Download the mix", key="q_dl_mix")

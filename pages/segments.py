@@ -53,7 +53,8 @@ st.caption(
     f"(NPS z-test, CSAT Newcombe, indices and CES Welch; ✱ = Benjamini–Hochberg q < 0.05). Segments with "
     f"fewer than {ui.min_n()} answers are greyed and never ranked. Retention: the last whole quarter."
     + (
-        f" Two dimensions: each {first.replace('_', ' ')} is compared with the rest of its {second.replace('_', ' ')}."
+        f" Two dimensions: each {ui.plain(first.replace('_', ' '))} is compared with the rest of its "
+        f"{ui.plain(second.replace('_', ' '))}."
         if second
         else ""
     )

@@ -62,11 +62,11 @@ def _prepare(data: bytes, file_name: str, key: str, default_mapping=None):
         )
     except ingest.AmbiguousDates as exc:
         progress.empty()
-        st.warning(f"{exc} Choose the order above.")
+        st.warning(f"{ui.plain(exc)} Choose the order above.")
         return None
     except ImportRejected as exc:
         progress.empty()
-        st.error(str(exc))
+        st.error(ui.plain(exc))  # names the file's columns: plain text, never Markdown
         return None
     progress.progress(0.6, text="Checked: ready to import.")
     return prepared
@@ -131,7 +131,7 @@ def _mapping_editor(prepared, key: str) -> None:
                 path = ingest.save_template(name, prepared.mapping)
                 st.success(f"Saved {path.name}; the next export with these columns will use it.")
             except (ImportRejected, OSError) as exc:
-                st.error(str(exc))
+                st.error(ui.plain(exc))
         ui.audited_download(
             "Download mapping file (JSON)",
             lambda _conn: prepared.mapping.to_json(),
@@ -148,11 +148,12 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
     if prepared is None:
         return
     st.success(
-        f"**{file_name}**: {prepared.detected_format}; {prepared.rows_total:,} data rows read as "
-        f"**{prepared.kind}**." + (f" Template applied: {prepared.template}." if prepared.template else "")
+        f"**{ui.plain(file_name)}**: {ui.plain(prepared.detected_format)}; {prepared.rows_total:,} data rows "
+        f"read as **{prepared.kind}**."
+        + (f" Template applied: {ui.plain(prepared.template)}." if prepared.template else "")
     )
     for message in prepared.messages:
-        st.caption(message)
+        st.caption(ui.plain(message))
     _mapping_editor(prepared, key)
 
     rejects = prepared.rejects
@@ -191,7 +192,7 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             result = ingest.write_import(engine, prepared, user=ui.current_user_email())
         except RelqError as exc:
             bar.empty()
-            st.error(str(exc))
+            st.error(ui.plain(exc))
             return
         bar.progress(1.0, text="Done.")  # the import wrote its own audit row, in its transaction
         ui.bump_data_version()
@@ -266,9 +267,9 @@ try:
         if sample:
             review_upload((SAMPLES / sample).read_bytes(), sample, engine, _sample_mapping(sample))
 except RelqError as exc:
-    st.error(str(exc))
+    st.error(ui.plain(exc))
 except Exception as exc:  # noqa: BLE001 - an upload must never show a traceback
     st.error(
-        f"This file could not be processed ({type(exc).__name__}: {exc}). Please report it with the file."
+        f"This file could not be processed ({type(exc).__name__}: {ui.plain(exc)}). Please report it with the file."
     )
 _history(engine)

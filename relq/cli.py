@@ -171,3 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except sa.exc.OperationalError as exc:  # the database went away or is held by another process
         print(f"relq: {store.explain_connection_error(exc, store.get_engine())}", file=sys.stderr)
         return 2
+    except sa.exc.DBAPIError as exc:  # any other refusal by the database: one line, never a traceback
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        print(f"relq: the database refused the operation ({reason}); nothing was changed.", file=sys.stderr)
+        return 2

@@ -59,10 +59,12 @@ def fresh_dashboard(tmp_path_factory, demo_company):
     yield from _fresh_dashboard(tmp_path_factory, demo_company)
 
 
-def _fresh_dashboard(tmp_path_factory, demo_company, extra_args=(), extra_env=None, port=None):
+def _fresh_dashboard(tmp_path_factory, demo_company, extra_args=(), extra_env=None, port=None, prepare=None):
     path = tmp_path_factory.mktemp("browser") / "relq.duckdb"
     engine = store.get_engine(f"duckdb:///{path}")
     store.load_demo(engine, demo_company)
+    if prepare is not None:
+        prepare(engine)
     engine.dispose()
     port = port or _free_port()
     env = {
@@ -323,3 +325,67 @@ def test_sign_in_round_trip_through_a_real_openid_provider_gives_the_role_from_t
         assert not any("Upload" in link or "Access and audit" in link for link in links)  # not an executive's
         assert not _errors(page), _errors(page)
         browser.close()
+
+
+# ── text from data is plain text: an imported header never makes the browser fetch anything ──
+
+
+@pytest.fixture
+def pixel_server():
+    """A loopback HTTP server counting the requests it gets (a tracking pixel's host)."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server name
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+
+
+@pytest.fixture
+def hostile_dashboard(tmp_path_factory, demo_company, pixel_server):
+    from relq.ingest import import_file
+
+    url, _ = pixel_server
+    header = f"![b]({url}/header.png)"
+
+    def prepare(engine):
+        data = f'customer_id,name,"{header}"\nH1,Hostile One,"![v]({url}/value.png)"\nH2,Hostile Two,x\n'
+        import_file(engine, data.encode(), file_name="crm.csv", kind="customers")
+
+    yield from _fresh_dashboard(tmp_path_factory, demo_company, prepare=prepare)
+
+
+@pytest.mark.browser
+def test_an_imported_markdown_image_header_is_shown_as_text_and_never_fetched(
+    hostile_dashboard, pixel_server
+):
+    from playwright.sync_api import sync_playwright
+
+    _, hits = pixel_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(f"{hostile_dashboard}/")
+        _idle(page)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text("Segments", exact=True).click()
+        sidebar.get_by_text("header.png", exact=False).first.wait_for(timeout=30_000)  # shown, as text
+        for url_path in ("segments", "drivers"):
+            page.goto(f"{hostile_dashboard}/{url_path}")
+            _idle(page)
+        page.wait_for_timeout(1000)
+        browser.close()
+    assert hits == []

@@ -82,8 +82,8 @@ def get_engine(url: str | None = None) -> Engine:
             f"RELQ_DATABASE_URL {shown} names a database driver SQLAlchemy does not know "
             f"({_driver_name(url)!r}); {_SUPPORTED}"
         ) from None
-    except sa.exc.ArgumentError:
-        raise StoreUnavailable(f"RELQ_DATABASE_URL {shown} is not a database URL; {_SUPPORTED}") from None
+    except sa.exc.ArgumentError:  # not even a URL: say so without repeating what may hold a password
+        raise StoreUnavailable(f"RELQ_DATABASE_URL is not a database URL; {_SUPPORTED}") from None
     if engine.dialect.name == "duckdb" and engine.url.database not in (None, "", ":memory:"):
         sa.event.listen(engine, "do_connect", _wait_for_duckdb_lock)
     return engine

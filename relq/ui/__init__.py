@@ -5,6 +5,7 @@ session (engine, data version, store errors), access (sign-in, roles, personal d
 frame (RelQ's menu, pages served through the frame), sidebar (the shared filters), queries (cached), widgets (cards, tables, downloads).
 """
 
+from relq.core.plaintext import plain  # noqa: F401
 from relq.ui.access import (  # noqa: F401
     LOCAL_USER,
     SMALL_VIEW_SENTENCE,

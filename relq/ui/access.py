@@ -13,6 +13,7 @@ import streamlit as st
 
 from relq import store
 from relq.core import auth, deployment
+from relq.core.plaintext import plain
 from relq.core.redact import NameMasker
 from relq.core.settings import load_settings
 from relq.exceptions import RelqError
@@ -143,12 +144,12 @@ def sign_in_gate() -> str:
     email = current_user_email()
     if role is None:
         st.error(
-            f"You are signed in as {email}, but no RelQ role is assigned to this address. "
+            f"You are signed in as {plain(email)}, but no RelQ role is assigned to this address. "
             "Ask a RelQ admin to add you to the roles file (data/roles.toml)."
         )
         st.button("Sign out", on_click=st.logout)
         st.stop()
-    st.sidebar.caption(f":material/person: {email} · {auth.ROLE_LABELS[role]}")
+    st.sidebar.caption(f":material/person: {plain(email)} · {auth.ROLE_LABELS[role]}")
     st.sidebar.button("Sign out", on_click=st.logout, key="relq_sign_out")
     return role
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 import streamlit as st
 
 from relq import store
+from relq.core.plaintext import plain
 from relq.core.settings import load_settings
 from relq.exceptions import RelqError
 from relq.ingest.demo import ensure_demo
@@ -27,7 +28,7 @@ __all__ = [
 
 def fail_clearly(exc: Exception) -> None:
     """Show a RelQ error as a sentence and stop the page (no traceback)."""
-    st.error(str(exc))
+    st.error(plain(str(exc)))  # may quote a file's name or columns: plain text
     st.stop()
 
 
