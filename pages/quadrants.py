@@ -323,6 +323,7 @@ if before is not None:
     if total == 0:
         st.info("No customer answered both pillars in both — nothing to compare.")
     else:
+        ui.small_group_gate(total)  # executives: no migration of fewer than 5 customers
         stayed = int(moves.loc[moves["from"] == moves["to"], "customers"].sum())
         st.plotly_chart(
             charts.transition_heatmap(

@@ -214,6 +214,29 @@ def test_kpis_of_a_small_period_are_withheld_and_deltas_against_one_are_blanked(
     assert small_groups.withhold_kpis(kpis, current=4, previous=40)["metric"].tolist() == ["retention"]
 
 
+def test_segment_moves_and_survival_curves_of_small_groups_are_withheld():
+    moves = pd.DataFrame(
+        {"dimension": ["region", "region", "plan"], "value": ["EU", "US", "Pro"], "delta": [1, 2, 3]}
+    )
+    now = pd.DataFrame(
+        {"dimension": ["region", "region", "plan"], "segment": ["EU", "US", "Pro"], "customers": [9, 9, 9]}
+    )
+    before = now.assign(customers=[9, 4, 9])  # US had 4 respondents before: its move rests on them
+    assert small_groups.withhold_moves(moves, now, before)["value"].tolist() == ["EU", "Pro"]
+
+    from relq.analyses.survival import KaplanMeier
+
+    km = KaplanMeier(
+        curves=pd.DataFrame({"segment": ["A", "A", "B"], "months": [0, 1, 0], "survival": [1, 0.9, 1]}),
+        summary=pd.DataFrame({"segment": ["A", "B"], "customers": [50, 3]}),
+        horizon_months=12.0,
+        pairwise=pd.DataFrame({"a": ["A"], "b": ["B"], "p": [0.5]}),
+    )
+    shown = small_groups.withhold_survival(km)
+    assert set(shown.curves["segment"]) == {"A"} and shown.summary["segment"].tolist() == ["A"]
+    assert shown.pairwise.empty
+
+
 # ── the property: any filter combination, from a URL ────────────────────────────────────────
 
 

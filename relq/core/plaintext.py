@@ -12,15 +12,25 @@ import re
 
 __all__ = ["plain"]
 
-# Every ASCII punctuation character may be backslash-escaped in CommonMark; these are the ones with
-# a meaning in Markdown, GitHub's extensions or Streamlit's (emoji and icons :x:, colours :red[], $math$).
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&\"'])")
+# Characters with a meaning anywhere in a line: emphasis, code, links and images ([…] and ![…]: the
+# parentheses after them mean nothing once the brackets are escaped), raw HTML, tables,
+# strikethrough, headings, math ($…$) and Streamlit's :icon: / :colour[…] directives. Every ASCII
+# punctuation character may be backslash-escaped in CommonMark, so escaping shows them as written.
+_SPECIAL = re.compile(r"([\\`*_\[\]<>!$:#|~])")
+# Characters with a meaning only where a line starts: lists (-, +, 1.) and block quotes (>).
+_LINE_START = re.compile(r"^(\s*\d*)([-+=.)])")
 
 
 def plain(text: object) -> str:
-    """``text`` escaped so that Markdown shows it as written.
+    """``text`` escaped so that Markdown shows it as written (on one line).
 
     >>> plain("![b](http://x.example/p.png) *bold* $x$ :red[hi]")
-    '\\\\!\\\\[b\\\\]\\\\(http\\\\://x\\\\.example/p\\\\.png\\\\) \\\\*bold\\\\* \\\\$x\\\\$ \\\\:red\\\\[hi\\\\]'
+    '\\\\!\\\\[b\\\\](http\\\\://x.example/p.png) \\\\*bold\\\\* \\\\$x\\\\$ \\\\:red\\\\[hi\\\\]'
+    >>> plain("boss@example.com"), plain("- not a list")
+    ('boss@example.com', '\\\\- not a list')
     """
-    return _SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    text = _SPECIAL.sub(r"\\\1", str(text).replace("\n", " ").replace("\r", " "))
+    start = _LINE_START.match(text)
+    if start and (start.group(1).strip() or start.group(2) in "-+="):  # "1." or a bare "-", "+", "="
+        text = start.group(1) + "\\" + text[len(start.group(1)) :]
+    return text

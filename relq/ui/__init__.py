@@ -32,7 +32,6 @@ from relq.ui.access import (  # noqa: F401
     navigation_for_role,
     owner_splits_allowed,
     personal_columns_visible,
-    record_export,
     require_action,
     role_map,
     set_owner_splits,

@@ -34,7 +34,6 @@ __all__ = [
     "customer_list_hidden_notice",
     "suppress_small_groups",
     "audit",
-    "record_export",
     "audit_records",
     "LOCAL_USER",
     "deployment_gate",
@@ -331,11 +330,6 @@ def audit(action: str, detail: str | dict = "") -> None:
         store.record_audit(get_engine(), current_user_email() or None, action, detail)
     except (RelqError, sa.exc.SQLAlchemyError) as exc:
         st.toast(f"The audit log could not record this {action}: {exc}")
-
-
-def record_export(file_name: str, rows: int, columns: list[str]) -> None:
-    """Record a download in the audit log (who, what, when); use as a download button's on_click."""
-    audit("export", {"file": file_name, "rows": rows, "columns": columns, "role": current_role()})
 
 
 def audit_records(engine, limit: int = 1000) -> pd.DataFrame:
