@@ -518,3 +518,33 @@ def test_the_cli_import_is_audited_once(tmp_path):
     assert run.returncode == 0, run.stderr
     log = store.audit_log(store.get_engine(url))
     assert log["action"].tolist() == ["import"] and log["user_email"].iloc[0].startswith("cli")
+
+
+def test_the_counts_behind_the_rule_are_the_same_on_both_engines(engine):
+    """Respondents (a response without a customer counts as one) and customers, in the database."""
+    import_file(
+        engine,
+        _csv("customer_id,name,region", "A1,Ann,EU", "A2,Bo,EU", "A3,Cy,US"),
+        file_name="customers.csv",
+    )
+    import_file(
+        engine,
+        _csv(
+            "response_id,customer_id,submitted_at,nps",
+            "S1,A1,2025-01-02 10:00,9",
+            "S2,A1,2025-02-02 10:00,8",
+            "S3,A2,2025-02-03 10:00,3",
+            "S4,,2025-02-04 10:00,5",
+        ),
+        file_name="survey.csv",
+    )
+    eu = SegmentFilter(customer=(("region", ("EU",)),))
+    with engine.connect() as conn:
+        assert privacy.view_size(conn, SegmentFilter()) == privacy.ViewSize(respondents=3, customers=3)
+        assert privacy.view_size(conn, eu) == privacy.ViewSize(respondents=2, customers=2)
+        months = privacy.respondents_by_period(conn, SegmentFilter())
+        by_region = privacy.respondents_by_segment(conn, SegmentFilter(), "region")
+        names = set(privacy.personal_names(conn))
+    assert sorted(months["customers"].tolist()) == [1, 3]
+    assert dict(zip(by_region["segment"], by_region["customers"], strict=True)) == {"EU": 2}
+    assert {"Ann", "Bo", "Cy"} <= names

@@ -131,10 +131,12 @@ def sign_in_gate() -> str:
     if not st.user.is_logged_in:
         st.title("RelQ — relationship quality")
         st.write("Sign in with your organisation's account to see the dashboard.")
-        if importlib.util.find_spec("authlib") is None:
+        missing = [name for name in ("authlib", "httpx") if importlib.util.find_spec(name) is None]
+        if missing:  # st.login needs Authlib and the httpx client its Starlette integration uses
             st.error(
-                "Sign-in is configured in .streamlit/secrets.toml but the Authlib package is missing. "
-                "Install it with `pip install 'Authlib>=1.3.2'` and restart RelQ."
+                "Sign-in is configured in .streamlit/secrets.toml but the package(s) "
+                f"{', '.join(missing)} are missing: install the pinned requirements "
+                "(`pip install -r requirements.txt`) and restart RelQ."
             )
         else:
             st.button("Sign in", type="primary", on_click=st.login)
