@@ -73,6 +73,8 @@ ui.sidebar_navigation(PAGES, role)
 ui.sign_in_gate()  # the sign-in screen, or who is signed in; stops the run without a role
 engine = ui.get_engine()
 with ui.store_errors_as_sentences(engine), ui.timed_run(engine, page.url_path or "overview"):
+    ui.read_data_version(engine)  # every cached number is keyed on it: an import anywhere shows at once
     ui.filter_sidebar(engine)
+    ui.small_view_gate(engine)  # executives: a view of fewer than 5 customers shows a sentence only
     ui.demo_notice(engine)
     page.run()

@@ -39,6 +39,23 @@ st.caption(
     )
 )
 
+st.subheader("What executives see")
+allowed = ui.owner_splits_allowed()
+choice = st.toggle(
+    "Executives may see splits by account owner",
+    value=allowed,
+    key="admin_owner_splits",
+    help="Account owners are staff, and their names are personal data. Off (the default): executives "
+    "get no owner dimension anywhere — filters, segment explorer, retention, board report.",
+)
+if choice != allowed:
+    ui.set_owner_splits(choice)
+    st.rerun()
+st.caption(
+    "Executives always see aggregates only: no customer list, no comment word for word, and nothing "
+    "about fewer than 5 customers."
+)
+
 st.subheader("Audit log")
 log = ui.audit_records(engine)
 if log.empty:

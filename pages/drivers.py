@@ -65,9 +65,9 @@ with right:
     )
 
 st.subheader("Per segment")
-dimensions = ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt)
+dimensions = ui.allowed_dimensions(ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt))
 dimension = st.selectbox("Segment by", dimensions, index=0, key="drivers_dimension")
-with st.spinner(f"Decomposing R² in every {dimension.replace('_', ' ')}…"):
+with st.spinner(f"Decomposing R² in every {ui.plain(dimension.replace('_', ' '))}…"):
     by_segment = ui.cached_query(engine, drivers.driver_importance, flt, dimension=dimension, resamples=100)
 shown = ui.suppress_small_groups(by_segment, "customers")  # groups under 5 customers
 st.caption(

@@ -274,7 +274,7 @@ with st.expander("Edit the questionnaire (analysts)", expanded=False):
         try:
             new = instrument_from_frame(edited, instrument.scale_min, instrument.scale_max)
         except RelqError as exc:
-            st.error(str(exc))
+            st.error(ui.plain(exc))
         else:
             if new == instrument:
                 st.info("Nothing changed: the questionnaire is as saved.")

@@ -143,10 +143,16 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
     (
         "Small-sample rules",
         f"A score with n below {MIN_N} (the configurable minimum, RELQ_MIN_N) is shown greyed with its n "
-        "and never ranked or marked significant. A group of fewer than 5 customers is never shown to "
-        "executives.",
+        "and never ranked or marked significant. Executives never see a number about fewer than 5 "
+        "customers: a number describes a group — the view the filters select (from the sidebar or a URL), "
+        "a period, a segment, a cohort, a quadrant, a survival curve, the users of a word — and when that "
+        "group holds fewer than 5 customers (respondents: a response matched to no customer counts as "
+        "one), the whole view shows one sentence instead, or the group is left out of charts, tables, "
+        "downloads and the board report. Counts and shares of the customers within a group of 5 or more "
+        "are shown. Executives also never see a customer list, a comment word for word, or (unless an "
+        "admin allows it) a split by account owner.",
         [],
-        "Small groups can still be read with their (wide) intervals by analysts.",
+        "Small groups can still be read with their (wide) intervals by CX leads and analysts.",
     ),
     (
         "Gap quadrants",

@@ -22,6 +22,7 @@ if head.responses == 0:
 
 with st.spinner("Computing the headline scores…"):
     kpis, periods, retention_quarter = ui.cached_query(engine, board_report.overview_kpis, flt)
+kpis = ui.executive_kpis(engine, kpis, periods)  # executives: no period of fewer than 5 customers
 
 st.caption(
     f"{head.responses:,} survey responses in view. Cards: {periods.description}. Every score shows its n and "
@@ -47,7 +48,8 @@ def card(row, container) -> None:
 rows = {r.metric: r for r in kpis.itertuples()}
 first = st.columns(5)
 for col, metric in zip(first, ("rq", "trust", "commitment", "satisfaction", "nps"), strict=True):
-    card(rows[metric], col)
+    if metric in rows:
+        card(rows[metric], col)
 second = st.columns(5)
 for col, metric in zip(second, ("csat", "ces", "retention", "churn"), strict=False):
     if metric in rows:
@@ -59,25 +61,21 @@ if retention_quarter is not None:
     )
 
 
-def build_report() -> str:
-    with engine.connect() as conn:
-        return board_report.board_report_html(conn, flt, datetime.now())
+minimum = ui.minimum_customers()  # executives: nothing about fewer than 5 customers
+with second[4]:
+    ui.audited_download(
+        "Board report (HTML)",
+        lambda conn: board_report.board_report_html(conn, flt, datetime.now(), minimum),
+        file_name=f"relq-board-report-{datetime.now():%Y-%m-%d}.html",
+        mime="text/html",
+        key="board_report",
+        detail={"filter": flt.to_query_params()},
+        icon=":material/summarize:",
+        help="One self-contained HTML file with these scores, the charts and the segment moves; it opens "
+        "offline and prints to PDF from any browser.",
+    )
 
-
-second[4].download_button(
-    "Board report (HTML)",
-    build_report,
-    file_name=f"relq-board-report-{datetime.now():%Y-%m-%d}.html",
-    mime="text/html",
-    icon=":material/summarize:",
-    help="One self-contained HTML file with these scores, the charts and the segment moves; it opens "
-    "offline and prints to PDF from any browser.",
-    key="board_report",
-    on_click=ui.record_export,
-    args=("board report (HTML)", 0, []),
-)
-
-trend = ui.cached_trend(engine, flt)
+trend = ui.executive_trend(engine, flt, ui.cached_trend(engine, flt))
 left, right = st.columns(2)
 left.plotly_chart(
     charts.trend_with_band(
@@ -111,6 +109,7 @@ with right:
             moves = ui.cached_query(
                 engine, board_report.segment_moves, periods.current, previous=periods.previous
             )
+            moves = ui.executive_moves(engine, moves, periods)
         if moves.empty:
             st.info(
                 "No segment moved significantly between the two periods (Benjamini–Hochberg q < 0.05 across "

@@ -41,9 +41,9 @@ def _summary(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version:
 
 
 @st.cache_data(ttl=600, max_entries=32, show_spinner=False)
-def _picture(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int):
+def _picture(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int, max_points: int):
     with _engine.connect() as conn:
-        return quadrants.quadrant_picture(conn, flt, spec, MAX_POINTS, BIN_WIDTH)
+        return quadrants.quadrant_picture(conn, flt, spec, max_points, BIN_WIDTH)
 
 
 @st.cache_data(ttl=600, max_entries=32, show_spinner=False)
@@ -217,7 +217,8 @@ st.markdown(
 )
 
 names = {key: spec.name(key) for key in QUADRANT_KEYS}
-kind, picture = _picture(engine, url, flt, spec, version)
+# executives never get one dot per customer: always customers per cell
+kind, picture = _picture(engine, url, flt, spec, version, -1 if ui.is_executive() else MAX_POINTS)
 if kind == "points":
     fig = charts.quadrant_scatter(
         picture, x, y, spec.x_threshold, spec.y_threshold, names, title="One dot per customer"
@@ -231,11 +232,12 @@ else:
         spec.y_threshold,
         names,
         BIN_WIDTH,
-        title=f"Customers per {BIN_WIDTH:g}-point cell (more than {MAX_POINTS:,} customers: binned)",
+        title=f"Customers per {BIN_WIDTH:g}-point cell"
+        + ("" if ui.is_executive() else f" (more than {MAX_POINTS:,} customers: binned)"),
     )
 st.plotly_chart(fig, width="stretch")
 ui.download_csv(
-    summary.table.drop(columns=["action"]),
+    ui.suppress_small_groups(summary.table.drop(columns=["action"]), "customers", quiet=True),
     f"quadrants-{x}-{y}.csv",
     "Download quadrant table",
     key="q_dl_table",
@@ -294,7 +296,7 @@ else:
     few = few[few < small_n]
     if len(few):
         st.caption(
-            f":grey[Segments with fewer than {small_n} customers ({', '.join(map(str, few.index))}) "
+            f":grey[Segments with fewer than {small_n} customers ({ui.plain(', '.join(map(str, few.index)))}) "
             "have wide intervals: do not rank them.]"
         )
     ui.download_csv(mix, f"quadrant-mix-{dimension}.csv", "Download the mix", key="q_dl_mix")
@@ -329,6 +331,7 @@ if before is not None:
     if total == 0:
         st.info("No customer answered both pillars in both — nothing to compare.")
     else:
+        ui.small_group_gate(total)  # executives: no migration of fewer than 5 customers
         stayed = int(moves.loc[moves["from"] == moves["to"], "customers"].sum())
         st.plotly_chart(
             charts.transition_heatmap(

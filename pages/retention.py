@@ -104,7 +104,7 @@ def _metric(m: churn_risk.Metric, digits: int = 2) -> str:
 
 st.title("Retention and churn")
 basis = _basis(engine, url, version)
-cohorts = _cohorts(engine, url, flt, version)
+cohorts = ui.suppress_small_groups(_cohorts(engine, url, flt, version), "size", group_col="cohort")
 if cohorts.empty:
     st.warning(
         "No customers match the current filters (or there are no customers and purchases yet). "
@@ -115,7 +115,9 @@ st.caption(basis.describe())
 if flt.since or flt.until:
     st.caption("Cohorts, survival and lifetime value cover the customers acquired in the selected period.")
 
-DIMENSIONS = [d for d in ("plan", "region", "industry", "value_tier", "lifecycle_stage", "owner", "cohort")]
+DIMENSIONS = ui.allowed_dimensions(
+    ("plan", "region", "industry", "value_tier", "lifecycle_stage", "owner", "cohort")
+)
 SPLITS = ["(all customers)", *DIMENSIONS, *survival.SURVEY_SPLITS]
 horizon = int(st.session_state.get("ret_horizon", churn_risk.HORIZON_DAYS))
 
@@ -164,7 +166,12 @@ with tabs[0]:
             st.success("No active customer matches any at-risk rule with these settings.")
         else:
             value = listed["annual_value"].fillna(listed["revenue_12m"]).sum()
-            st.markdown(f"**{len(listed):,} active customers at risk**, together worth {value:,.0f} a year.")
+            if ui.minimum_customers() > len(listed):  # executives: no sum over fewer than 5 customers
+                st.markdown(f"**{len(listed):,} active customers at risk.**")
+            else:
+                st.markdown(
+                    f"**{len(listed):,} active customers at risk**, together worth {value:,.0f} a year."
+                )
             counts = {
                 "no recent purchase": int(listed["reasons"].str.contains("no purchase").sum()),
                 "RQ fell": int(listed["reasons"].str.contains("RQ fell").sum()),
@@ -337,7 +344,9 @@ with tabs[3]:
         freq = st.radio(
             "Period", ["month", "quarter"], horizontal=True, key="ret_freq", format_func=str.capitalize
         )
-        rates = _rates(engine, url, flt, freq, version)
+        rates = ui.suppress_small_groups(
+            _rates(engine, url, flt, freq, version), "at_start", group_col="period"
+        )
         if rates.empty:
             st.info("Not enough history for a whole period with customers at its start yet.")
         else:
@@ -357,6 +366,7 @@ with tabs[4]:
         split = st.selectbox("Compare by", SPLITS, key="ret_split", format_func=_split_label)
         by = None if split.startswith("(") else split
         km, landmark = _survival(engine, url, flt, by, version)
+        km = ui.executive_survival(km)
         if km.curves.empty:
             st.info("No customers to follow with these filters.")
         else:
@@ -439,6 +449,8 @@ with tabs[6]:
 
         st.subheader("Service quality from support tickets")
         quality, bands = _service(engine, url, flt, _customer_split("ret_service_by"), version)
+        quality = ui.suppress_small_groups(quality, "customers")
+        bands = ui.suppress_small_groups(bands, "customers")
         if quality.empty:
             st.info("No support tickets in view.")
         else:

@@ -18,7 +18,7 @@ head = ui.cached_headline(engine, flt)
 if head.responses == 0:
     ui.nothing_matches()
 
-dimensions = ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt)
+dimensions = ui.allowed_dimensions(ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt))
 left, mid, right = st.columns(3)
 first = left.selectbox(
     "Segment by", dimensions, key="seg_first", format_func=lambda d: d.replace("_", " ").capitalize()
@@ -42,6 +42,9 @@ with st.spinner("Scoring every segment and testing it against the rest…"):
     executive = ui.current_role() == "executive"
     scores = ui.cached_query(engine, explorer.segment_table, flt, dimensions=dims, count_customers=executive)
     kept = ui.cached_query(engine, explorer.segment_retention, flt, dimensions=dims)
+if executive:  # executives never see a group under 5 customers: not in the chart, tables or downloads
+    scores = ui.suppress_small_groups(scores, "customers", group_col="segment")
+    kept = ui.suppress_small_groups(kept, "n", quiet=True)  # retention: customers at the quarter's start
 if scores.empty:
     ui.nothing_matches("No segment of this dimension has survey responses under the current filters.")
 
@@ -50,7 +53,8 @@ st.caption(
     f"(NPS z-test, CSAT Newcombe, indices and CES Welch; ✱ = Benjamini–Hochberg q < 0.05). Segments with "
     f"fewer than {ui.min_n()} answers are greyed and never ranked. Retention: the last whole quarter."
     + (
-        f" Two dimensions: each {first.replace('_', ' ')} is compared with the rest of its {second.replace('_', ' ')}."
+        f" Two dimensions: each {ui.plain(first.replace('_', ' '))} is compared with the rest of its "
+        f"{ui.plain(second.replace('_', ' '))}."
         if second
         else ""
     )

@@ -62,11 +62,11 @@ def _prepare(data: bytes, file_name: str, key: str, default_mapping=None):
         )
     except ingest.AmbiguousDates as exc:
         progress.empty()
-        st.warning(f"{exc} Choose the order above.")
+        st.warning(f"{ui.plain(exc)} Choose the order above.")
         return None
     except ImportRejected as exc:
         progress.empty()
-        st.error(str(exc))
+        st.error(ui.plain(exc))  # names the file's columns: plain text, never Markdown
         return None
     progress.progress(0.6, text="Checked: ready to import.")
     return prepared
@@ -131,10 +131,10 @@ def _mapping_editor(prepared, key: str) -> None:
                 path = ingest.save_template(name, prepared.mapping)
                 st.success(f"Saved {path.name}; the next export with these columns will use it.")
             except (ImportRejected, OSError) as exc:
-                st.error(str(exc))
-        st.download_button(
+                st.error(ui.plain(exc))
+        ui.audited_download(
             "Download mapping file (JSON)",
-            prepared.mapping.to_json(),
+            lambda _conn: prepared.mapping.to_json(),
             file_name="mapping.json",
             mime="application/json",
             key=f"up_tpl_dl_{key}",
@@ -148,11 +148,12 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
     if prepared is None:
         return
     st.success(
-        f"**{file_name}**: {prepared.detected_format}; {prepared.rows_total:,} data rows read as "
-        f"**{prepared.kind}**." + (f" Template applied: {prepared.template}." if prepared.template else "")
+        f"**{ui.plain(file_name)}**: {ui.plain(prepared.detected_format)}; {prepared.rows_total:,} data rows "
+        f"read as **{prepared.kind}**."
+        + (f" Template applied: {ui.plain(prepared.template)}." if prepared.template else "")
     )
     for message in prepared.messages:
-        st.caption(message)
+        st.caption(ui.plain(message))
     _mapping_editor(prepared, key)
 
     rejects = prepared.rejects
@@ -175,15 +176,15 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             "record. Fix the file or the mapping above, or import the rest."
         )
         tab_problems.dataframe(rejects, hide_index=True, width="stretch")
-        tab_problems.download_button(
-            "Download problems (CSV)",
-            ingest.rejects_csv(rejects),
-            file_name=f"{Path(file_name).stem}-problems.csv",
-            mime="text/csv",
-            key=f"up_rej_dl_{key}",
-            on_click=ui.record_export,
-            args=(f"{Path(file_name).stem}-problems.csv", len(rejects), [str(c) for c in rejects.columns]),
-        )
+        with tab_problems:
+            ui.audited_download(
+                "Download problems (CSV)",
+                lambda _conn: ingest.rejects_csv(rejects),
+                file_name=f"{Path(file_name).stem}-problems.csv",
+                mime="text/csv",
+                key=f"up_rej_dl_{key}",
+                detail={"rows": len(rejects), "columns": [str(c) for c in rejects.columns]},
+            )
 
     if st.button(f"Import {valid:,} rows", type="primary", key=f"up_import_{key}"):
         bar = st.progress(0.7, text="Writing…")
@@ -191,18 +192,9 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             result = ingest.write_import(engine, prepared, user=ui.current_user_email())
         except RelqError as exc:
             bar.empty()
-            st.error(str(exc))
+            st.error(ui.plain(exc))
             return
-        bar.progress(1.0, text="Done.")
-        ui.audit(
-            "import",
-            {
-                "import_id": result.import_id,
-                "file": file_name,
-                "kind": result.kind,
-                "rows": result.rows_imported,
-            },
-        )
+        bar.progress(1.0, text="Done.")  # the import wrote its own audit row, in its transaction
         ui.bump_data_version()
         st.session_state["up_last_result"] = (
             f"Import {result.import_id}: {result.rows_imported:,} of {result.rows_total:,} rows imported as "
@@ -220,7 +212,7 @@ def _after_import(engine) -> None:
     if store.has_demo(engine):
         st.info("Your own data is in. The demo company is still there and mixes into every number.")
         if st.button("Remove the demo company", key="up_remove_demo"):
-            store.remove_demo(engine)
+            store.remove_demo(engine, user=ui.current_user_email())
             ui.bump_data_version()
             st.session_state["up_last_result"] = message + " The demo company was removed."
             st.rerun()
@@ -239,22 +231,20 @@ def _history(engine) -> None:
     left, right = st.columns([3, 1])
     chosen = left.selectbox("Undo an import (removes every row it added)", own, key="up_undo_choice")
     if right.button("Undo import", key="up_undo"):
-        store.undo_import(engine, chosen)
-        ui.audit("undo_import", {"import_id": chosen})
+        store.undo_import(engine, chosen, user=ui.current_user_email())  # with its audit row
         ui.bump_data_version()
         st.session_state["up_last_result"] = None
         st.success(f"Import {chosen} was undone.")
         st.rerun()
     rejected = ingest.stored_rejects(engine, chosen)
     if not rejected.empty:
-        st.download_button(
+        ui.audited_download(
             f"Download the {len(rejected):,} rejected rows of import {chosen} (CSV)",
-            ingest.rejects_csv(rejected),
+            lambda _conn: ingest.rejects_csv(rejected),
             file_name=f"import-{chosen}-rejects.csv",
             mime="text/csv",
             key="up_hist_rej_dl",
-            on_click=ui.record_export,
-            args=(f"import-{chosen}-rejects.csv", len(rejected), [str(c) for c in rejected.columns]),
+            detail={"import_id": chosen, "rows": len(rejected)},
         )
 
 
@@ -277,9 +267,9 @@ try:
         if sample:
             review_upload((SAMPLES / sample).read_bytes(), sample, engine, _sample_mapping(sample))
 except RelqError as exc:
-    st.error(str(exc))
+    st.error(ui.plain(exc))
 except Exception as exc:  # noqa: BLE001 - an upload must never show a traceback
     st.error(
-        f"This file could not be processed ({type(exc).__name__}: {exc}). Please report it with the file."
+        f"This file could not be processed ({type(exc).__name__}: {ui.plain(exc)}). Please report it with the file."
     )
 _history(engine)

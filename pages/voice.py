@@ -43,6 +43,8 @@ with st.spinner("Searching the comments and scoring their sentiment…"):
 if scored.empty:
     st.info("No comment matches this search and these filters. Try a shorter word or clear the filters.")
     st.stop()
+ui.small_group_gate(voice.commenters(scored))  # executives: no numbers about fewer than 5 customers
+verbatim = ui.personal_columns_visible()  # executives get counts, sentiment and terms, never the words
 summary = voice.sentiment_summary(scored)
 cols = st.columns(4)
 cols[0].metric("Comments shown", f"{len(scored):,}", help="The newest 2,000 at most.")
@@ -55,13 +57,20 @@ for col, row in zip(cols[1:], summary.itertuples(), strict=True):
     )
     col.caption(f"n = {row.n:,} · 95% CI {ui.format_interval(row.low, row.high, 0)}")
 
-st.dataframe(
-    scored[["submitted_at", "group", "nps", "sentiment", "compound", "comment"]],
-    hide_index=True,
-    width="stretch",
-    column_config={"compound": st.column_config.NumberColumn("VADER compound", format="%.2f")},
-)
-ui.download_csv(scored, "comments.csv", label="Download comments (CSV)", key="voice_csv")
+if verbatim:
+    st.dataframe(
+        scored[["submitted_at", "group", "nps", "sentiment", "compound", "comment"]],
+        hide_index=True,
+        width="stretch",
+        column_config={"compound": st.column_config.NumberColumn("VADER compound", format="%.2f")},
+    )
+    ui.download_csv(scored, "comments.csv", label="Download comments (CSV)", key="voice_csv")
+else:
+    st.info(
+        "Comments word for word are for roles that may see personal data: your role sees their count, "
+        "their sentiment and the words that set groups apart (names, emails and phone numbers masked; "
+        "only words used by at least 5 customers)."
+    )
 
 st.subheader("Words and phrases that set groups apart")
 a, b = st.columns(2)
@@ -76,6 +85,7 @@ with st.spinner("Comparing word use (log-odds with an informative Dirichlet prio
         flt,
         group_a=group_a,
         group_b=None if group_b == "everyone else" else group_b,
+        private=not verbatim,
     )
 if terms.empty:
     st.info("Too few comments in one of the two groups to compare their words.")

@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--date-order", choices=["dmy", "mdy", "ymd"], help="how to read dates like 03/04/2025 when unclear"
     )
 
+    check = commands.add_parser(
+        "check", help="Check that the dashboard may start: sign-in cookie secret, loopback without sign-in."
+    )
+    check.add_argument("--secrets", type=Path, help="secrets file (default .streamlit/secrets.toml)")
+    check.add_argument("--config", type=Path, help="Streamlit config file (default .streamlit/config.toml)")
+
     report = commands.add_parser("report", help="Print the headline numbers.")
     report.add_argument("--json", action="store_true", help="print JSON (the only format)")
     report.add_argument("--since", type=_date, help="first submission date, inclusive (YYYY-MM-DD)")
@@ -135,17 +141,6 @@ def _import(args) -> int:
         date_order=args.date_order,
         user=_cli_user(),
     )
-    store.record_audit(
-        engine,
-        _cli_user(),
-        "import",
-        {
-            "import_id": result.import_id,
-            "file": args.path.name,
-            "kind": result.kind,
-            "rows": result.rows_imported,
-        },
-    )
     print(
         f"{args.path.name}: imported {result.rows_imported:,} of {result.rows_total:,} rows as {result.kind} "
         f"({result.detected_format}); {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already "
@@ -197,6 +192,25 @@ def _risk(args) -> int:
     return 0
 
 
+def _check(args) -> int:
+    from relq.core import deployment
+
+    problem = deployment.check_files(
+        args.secrets or deployment.SECRETS_FILE, args.config or deployment.CONFIG_FILE
+    )
+    if problem:
+        raise RelqError(problem)
+    print(
+        "RelQ may start: "
+        + (
+            "sign-in is configured safely."
+            if (args.secrets or deployment.SECRETS_FILE).is_file()
+            else "local single-user mode, on loopback only."
+        )
+    )
+    return 0
+
+
 def _cli_user() -> str:
     """Who ran the command, for the imports record and the audit log."""
     try:
@@ -208,12 +222,15 @@ def _cli_user() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"demo": _demo, "import": _import, "report": _report, "themes": _themes, "risk": _risk}[
-            args.command
-        ](args)
+        commands = {"demo": _demo, "import": _import, "report": _report, "themes": _themes, "risk": _risk}
+        return {**commands, "check": _check}[args.command](args)
     except RelqError as exc:
         print(f"relq: {exc}", file=sys.stderr)
         return 2
     except sa.exc.OperationalError as exc:  # the database went away or is held by another process
         print(f"relq: {store.explain_connection_error(exc, store.get_engine())}", file=sys.stderr)
+        return 2
+    except sa.exc.DBAPIError as exc:  # any other refusal by the database: one line, never a traceback
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        print(f"relq: the database refused the operation ({reason}); nothing was changed.", file=sys.stderr)
         return 2

@@ -7,4 +7,7 @@ PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+# Refuse to start with a forgeable sign-in cookie secret, or without sign-in off loopback (one sentence).
+.venv/bin/python -m relq check
+# The project's .streamlit/config.toml (localhost only, no error details) is read from here.
 exec .venv/bin/python -m streamlit run app.py "$@"

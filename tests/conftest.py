@@ -260,18 +260,43 @@ def empty_store_env(tmp_path, monkeypatch):
     return url
 
 
+class Downloads(dict):
+    """Files behind the download buttons a page drew, by file name. A download is made when it is
+    fetched (the button's click in a browser): reading ``downloads[name]`` makes it, as Streamlit
+    does for the browser — audit row included."""
+
+    def __init__(self):
+        super().__init__()
+        self.pending: dict[str, object] = {}
+
+    def __missing__(self, name: str) -> bytes:
+        data = self.pending[name]()  # as Streamlit's execute_deferred does when the browser asks
+        return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+    def __contains__(self, name) -> bool:
+        return dict.__contains__(self, name) or name in self.pending
+
+
 @pytest.fixture
 def downloads(monkeypatch):
-    """Every file a page hands to a download button, by file name (the bytes the browser would get)."""
+    """Every file a page offers for download, by file name (the bytes the browser would get)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
-    files: dict[str, bytes] = {}
+    files = Downloads()
     original = MemoryMediaFileStorage.load_and_get_id
+    original_deferred = MediaFileManager.add_deferred
 
     def record(self, path_or_data, mimetype, kind, filename=None):
         if filename and isinstance(path_or_data, bytes):
-            files[filename] = path_or_data
+            dict.__setitem__(files, filename, path_or_data)
         return original(self, path_or_data, mimetype, kind, filename)
 
+    def record_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        if file_name:
+            files.pending[file_name] = data_callable
+        return original_deferred(self, data_callable, mimetype, coordinates, file_name=file_name, **kwargs)
+
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record_deferred)
     return files

@@ -59,13 +59,20 @@ def fresh_dashboard(tmp_path_factory, demo_company):
     yield from _fresh_dashboard(tmp_path_factory, demo_company)
 
 
-def _fresh_dashboard(tmp_path_factory, demo_company):
+def _fresh_dashboard(tmp_path_factory, demo_company, extra_args=(), extra_env=None, port=None, prepare=None):
     path = tmp_path_factory.mktemp("browser") / "relq.duckdb"
     engine = store.get_engine(f"duckdb:///{path}")
     store.load_demo(engine, demo_company)
+    if prepare is not None:
+        prepare(engine)
     engine.dispose()
-    port = _free_port()
-    env = {**os.environ, "RELQ_DATABASE_URL": f"duckdb:///{path}", "RELQ_DEMO_CUSTOMERS": "1500"}
+    port = port or _free_port()
+    env = {
+        **os.environ,
+        "RELQ_DATABASE_URL": f"duckdb:///{path}",
+        "RELQ_DEMO_CUSTOMERS": "1500",
+        **(extra_env or {}),
+    }
     log = open(path.parent / "streamlit.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [
@@ -82,6 +89,7 @@ def _fresh_dashboard(tmp_path_factory, demo_company):
             "127.0.0.1",
             "--browser.gatherUsageStats",
             "false",
+            *extra_args,
         ],
         cwd=ROOT,
         env=env,
@@ -89,23 +97,26 @@ def _fresh_dashboard(tmp_path_factory, demo_company):
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            raise RuntimeError(
-                "streamlit did not start: " + (path.parent / "streamlit.log").read_text()[-2000:]
-            )
-        time.sleep(0.5)
+    _wait_until_up(f"{base}/_stcore/health", server, path.parent / "streamlit.log")
     yield base
     server.terminate()
     server.wait(timeout=20)
     log.close()
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise RuntimeError(f"{url} did not answer: " + log_path.read_text()[-2000:])
+        time.sleep(0.5)
 
 
 def _settle(page) -> None:
@@ -237,3 +248,144 @@ def test_every_page_opens_by_url_and_survives_a_filter_change_in_chromium(dashbo
             _settle(page)
             assert not _errors(page), (url_path, _errors(page))
         browser.close()
+
+
+# ── sign-in through a real OpenID Connect provider on loopback ───────────────────────────────
+
+ROLES_TOML = '[users]\n"boss@example.com" = "executive"\n"ana@example.com" = "analyst"\n'
+
+
+@pytest.fixture
+def oidc_provider(tmp_path):
+    """oidc-provider-mock (a real OpenID Connect provider for tests) on a loopback port."""
+    port = _free_port()
+    log_path = tmp_path / "oidc.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
+    provider = subprocess.Popen(
+        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    _wait_until_up(f"{base}/.well-known/openid-configuration", provider, log_path)
+    yield base
+    provider.terminate()
+    provider.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture
+def signed_in_dashboard(tmp_path_factory, demo_company, oidc_provider, tmp_path):
+    """A fresh RelQ server with sign-in configured against the provider and a roles file."""
+    import secrets
+
+    port = _free_port()
+    secrets_file = tmp_path / "secrets.toml"
+    secrets_file.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        f'cookie_secret = "{secrets.token_hex(32)}"\n'
+        'client_id = "relq"\n'
+        'client_secret = "relq-secret"\n'
+        f'server_metadata_url = "{oidc_provider}/.well-known/openid-configuration"\n',
+        encoding="utf-8",
+    )
+    roles = tmp_path / "roles.toml"
+    roles.write_text(ROLES_TOML, encoding="utf-8")
+    yield from _fresh_dashboard(
+        tmp_path_factory,
+        demo_company,
+        extra_args=("--secrets.files", str(secrets_file)),
+        extra_env={"RELQ_ROLES": str(roles)},
+        port=port,
+    )
+
+
+@pytest.mark.browser
+def test_sign_in_round_trip_through_a_real_openid_provider_gives_the_role_from_the_roles_file(
+    signed_in_dashboard,
+):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(f"{signed_in_dashboard}/")  # a fresh server, opened at / first
+        page.get_by_role("button", name="Sign in").click(timeout=90_000)
+        page.wait_for_url(re.compile(r"/oauth2/authorize"), timeout=60_000)  # the provider's own page
+        page.fill('input[name="sub"]', "boss@example.com")
+        page.get_by_role("button", name="Authorize").click()
+        page.wait_for_url(re.compile(re.escape(signed_in_dashboard) + r"/?(\?.*)?$"), timeout=60_000)
+        _idle(page)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text("boss@example.com · Executive").wait_for(timeout=60_000)
+        assert page.locator('[data-testid="stMain"] h1').first.inner_text() == "Executive overview"
+        links = sidebar.locator("a").all_inner_texts()
+        assert any("Overview" in link for link in links)
+        assert not any("Upload" in link or "Access and audit" in link for link in links)  # not an executive's
+        assert not _errors(page), _errors(page)
+        browser.close()
+
+
+# ── text from data is plain text: an imported header never makes the browser fetch anything ──
+
+
+@pytest.fixture
+def pixel_server():
+    """A loopback HTTP server counting the requests it gets (a tracking pixel's host)."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server name
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+
+
+@pytest.fixture
+def hostile_dashboard(tmp_path_factory, demo_company, pixel_server):
+    from relq.ingest import import_file
+
+    url, _ = pixel_server
+    header = f"![b]({url}/header.png)"
+
+    def prepare(engine):
+        data = f'customer_id,name,"{header}"\nH1,Hostile One,"![v]({url}/value.png)"\nH2,Hostile Two,x\n'
+        import_file(engine, data.encode(), file_name="crm.csv", kind="customers")
+
+    yield from _fresh_dashboard(tmp_path_factory, demo_company, prepare=prepare)
+
+
+@pytest.mark.browser
+def test_an_imported_markdown_image_header_is_shown_as_text_and_never_fetched(
+    hostile_dashboard, pixel_server
+):
+    from playwright.sync_api import sync_playwright
+
+    _, hits = pixel_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(f"{hostile_dashboard}/")
+        _idle(page)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text("Segments", exact=True).click()
+        sidebar.get_by_text("header.png", exact=False).first.wait_for(timeout=30_000)  # shown, as text
+        for url_path in ("segments", "drivers"):
+            page.goto(f"{hostile_dashboard}/{url_path}")
+            _idle(page)
+        page.wait_for_timeout(1000)
+        browser.close()
+    assert hits == []

@@ -54,6 +54,7 @@ def ticket_quality(
         sa.select(
             *groups,
             sa.func.count().label("tickets"),
+            sa.func.count(sa.distinct(K.c.customer_id)).label("customers"),
             _quantile(first, 0.5).label("first_response_median_h"),
             _quantile(first, 0.9).label("first_response_p90_h"),
             _quantile(resolve, 0.5).label("resolution_median_h"),

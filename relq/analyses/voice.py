@@ -37,6 +37,7 @@ __all__ = [
     "scored_comments",
     "sentiment_summary",
     "group_terms",
+    "commenters",
 ]
 
 R = schema.survey_responses
@@ -81,8 +82,11 @@ def comments(
         flt = replace(flt, quadrant=quadrant)
     group = nps_group().label("group")
     clauses = [flt.response_clause(), R.c.comment.is_not(None), sa.func.length(sa.func.trim(R.c.comment)) > 0]
-    if search.strip():
-        clauses.append(R.c.comment.icontains(search.strip(), autoescape=True))
+    # A NUL cannot be stored in a comment (imports refuse it; PostgreSQL cannot hold it), so it
+    # is no part of any search: dropped, the same on every engine.
+    search = search.replace("\x00", "").strip()
+    if search:
+        clauses.append(R.c.comment.icontains(search, autoescape=True))
     if groups:
         clauses.append(nps_group().in_(list(groups)))
     rows = conn.execute(
@@ -217,12 +221,48 @@ def sentiment_summary(scored: pd.DataFrame) -> pd.DataFrame:
 
 
 def group_terms(
-    conn: Connection, flt: SegmentFilter, group_a: str, group_b: str | None = None, top: int = 15
+    conn: Connection,
+    flt: SegmentFilter,
+    group_a: str,
+    group_b: str | None = None,
+    top: int = 15,
+    private: bool = False,
 ):
-    """:func:`distinguishing_terms` over the newest comments in view (at most MAX_COMMENTS)."""
+    """:func:`distinguishing_terms` over the newest comments in view (at most MAX_COMMENTS).
+
+    ``private`` (for roles that may not see personal data): emails, phone numbers and the CRM's
+    names are masked before the words are counted, and a term is shown only when at least
+    MIN_GROUP_CUSTOMERS respondents used it (column ``customers``), so no term is one person's words.
+    """
     frame = comments(conn, flt, limit=MAX_COMMENTS)
     if (frame["group"] == group_a).sum() < 5 or (
         (frame["group"] == group_b).sum() < 5 if group_b else (frame["group"] != group_a).sum() < 5
     ):
         return pd.DataFrame(columns=["term", "leans_to", "count_a", "count_b", "z"])
-    return distinguishing_terms(frame, group_a, group_b, top)
+    if not private:
+        return distinguishing_terms(frame, group_a, group_b, top)
+    from relq.core.auth import MIN_GROUP_CUSTOMERS
+    from relq.core.redact import NameMasker
+    from relq.store.privacy import personal_names
+
+    masker = NameMasker(personal_names(conn))
+    frame = frame.assign(comment=frame["comment"].map(masker.mask))
+    who = frame["customer_id"].fillna("response:" + frame["response_id"].astype(str))
+    users: dict[str, set] = {}
+    for person, text in zip(who, frame["comment"], strict=True):
+        for term in set(tokens(text)):
+            users.setdefault(term, set()).add(person)
+    terms = distinguishing_terms(frame, group_a, group_b, top=len(users) or 1)
+    terms["customers"] = terms["term"].map(lambda t: len(users.get(t, ())))
+    terms = terms[terms["customers"] >= MIN_GROUP_CUSTOMERS]
+    return pd.concat(
+        [terms[terms["leans_to"] == group_a].head(top), terms[terms["leans_to"] != group_a].head(top)],
+        ignore_index=True,
+    )
+
+
+def commenters(frame: pd.DataFrame) -> int:
+    """Distinct respondents behind a comments frame (an unmatched response is someone of its own)."""
+    if frame.empty:
+        return 0
+    return int(frame["customer_id"].fillna("response:" + frame["response_id"].astype(str)).nunique())

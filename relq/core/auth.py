@@ -43,6 +43,11 @@ __all__ = [
     "can_see_personal_data",
     "mask_personal",
     "suppress_small_groups",
+    "STAFF_DIMENSIONS",
+    "TEXT_COLUMNS",
+    "OWNER_SPLITS_SETTING",
+    "dimensions_for",
+    "refuse_small_view",
 ]
 
 # Ordered from least to most access.
@@ -87,6 +92,12 @@ _CLOSED_PAGES: dict[str, frozenset[str]] = {
 PERSONAL_COLUMNS: frozenset[str] = frozenset(
     {"name", "email", "customer_name", "contact", "contact_name", "contact_email", "phone", "owner_email"}
 )
+# Free-text columns that may hold personal data (names, emails, phone numbers) inside them.
+TEXT_COLUMNS: frozenset[str] = frozenset({"comment", "latest_comment"})
+# Staff names are personal data too: account owners are a segment dimension only for roles that may
+# see personal data, and for executives only when an admin allows it (the setting below).
+STAFF_DIMENSIONS: frozenset[str] = frozenset({"owner"})
+OWNER_SPLITS_SETTING = "executives_see_owner_splits"
 # Methodology page: a group smaller than 5 customers is never shown to executives.
 MIN_GROUP_CUSTOMERS = 5
 
@@ -190,11 +201,50 @@ def can_see_personal_data(role: str | None) -> bool:
     return role in ("cx_lead", "analyst", "admin")
 
 
-def mask_personal(frame: pd.DataFrame, role: str | None) -> pd.DataFrame:
-    """``frame`` without its personal columns when ``role`` may not see personal data."""
+def mask_personal(frame: pd.DataFrame, role: str | None, masker=None) -> pd.DataFrame:
+    """``frame`` without its personal columns when ``role`` may not see personal data; free-text
+    columns (comments) keep their text with emails, phone numbers and the names ``masker`` knows
+    (relq.core.redact.NameMasker) masked.
+
+    >>> f = pd.DataFrame({"email": ["a@b.example"], "comment": ["Mail a@b.example"], "nps": [9]})
+    >>> mask_personal(f, "executive").to_dict("records")
+    [{'comment': 'Mail [email]', 'nps': 9}]
+    """
     if can_see_personal_data(role):
         return frame
-    return frame.drop(columns=[c for c in frame.columns if str(c).lower() in PERSONAL_COLUMNS])
+    from relq.core.redact import NameMasker
+
+    masker = masker or NameMasker()
+    out = frame.drop(columns=[c for c in frame.columns if str(c).lower() in PERSONAL_COLUMNS])
+    for column in out.columns:
+        if str(column).lower() in TEXT_COLUMNS:
+            out[column] = out[column].map(lambda t: t if t is None or t != t else masker.mask(t))
+    return out
+
+
+def dimensions_for(role: str | None, dimensions: Iterable[str], owner_splits: bool = False) -> list[str]:
+    """The segment dimensions ``role`` may split or filter by: never a personal column (a contact's
+    name or email imported as an extra field); account owners (staff names) only for roles that
+    may see personal data, or for executives when an admin allowed owner splits.
+
+    >>> dimensions_for("executive", ["region", "owner", "phone"]), dimensions_for("cx_lead", ["owner"])
+    (['region'], ['owner'])
+    """
+    personal = can_see_personal_data(role)
+    hidden = set() if personal else set(PERSONAL_COLUMNS)
+    if not personal and not (role == "executive" and owner_splits):
+        hidden |= STAFF_DIMENSIONS
+    return [d for d in dimensions if str(d).lower() not in hidden]
+
+
+def refuse_small_view(role: str | None, customers: int, minimum: int = MIN_GROUP_CUSTOMERS) -> bool:
+    """Whether a whole view must be withheld from ``role``: executives never see a number that
+    rests on fewer than ``minimum`` customers.
+
+    >>> refuse_small_view("executive", 4), refuse_small_view("executive", 5), refuse_small_view("admin", 1)
+    (True, False, False)
+    """
+    return role == "executive" and customers < minimum
 
 
 def suppress_small_groups(

@@ -45,7 +45,7 @@ from relq.ingest.write import (
     reject_records,
     write_rows,
 )
-from relq.store import import_transaction, new_import, schema
+from relq.store import audit_row, import_transaction, new_import, note_data_change, schema
 
 __all__ = [
     "ImportResult",
@@ -246,7 +246,8 @@ def prepare_import(
 
 
 def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -> ImportResult:
-    """Write a prepared import in one transaction: imports row, new rows, rejects."""
+    """Write a prepared import in one transaction: imports row, new rows, rejects and the audit
+    row saying who imported it."""
     kind = prepared.kind
     v = prepared.validated
     id_name = ID_TARGETS[kind]
@@ -327,6 +328,14 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
             instrument=prepared.instrument,
         )
         insert_frame(conn, schema.import_rejects, reject_records(rejects, prepared.table.frame, import_id))
+        # Who imported what, in the import's own transaction: no import without its audit row.
+        note_data_change(conn, "import")
+        audit_row(
+            conn,
+            user,
+            "import",
+            {"import_id": int(import_id), "file": prepared.file_name, "kind": kind, "rows": len(new)},
+        )
     if int(duplicate.sum()):
         messages.append(
             f"{int(duplicate.sum())} rows were already stored (or repeated in the file) and were skipped."

@@ -1091,6 +1091,7 @@ def build_demo_streamed(engine: Engine, customers: int, seed: int = 7, chunk: in
             .values(rows_total=int(totals[3]), rows_imported=int(totals[3]))
         )
         store.refresh_derived(conn)
+        store.note_data_change(conn, "demo")
     from relq.ingest.themes import refresh_themes
 
     refresh_themes(engine)

@@ -10,20 +10,39 @@ import codecs
 import csv
 import datetime as dt
 import io
-import sys
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from relq.exceptions import ImportRejected
 
-__all__ = ["RawFile", "read_source", "read_rows", "list_sheets", "MAX_FILE_BYTES"]
+__all__ = [
+    "RawFile",
+    "read_source",
+    "read_rows",
+    "list_sheets",
+    "MAX_FILE_BYTES",
+    "MAX_COLUMNS",
+    "MAX_CELLS",
+    "MAX_XLSX_CELLS",
+    "MAX_CELL_CHARS",
+    "MAX_XLSX_UNPACKED_BYTES",
+]
 
+# Limits on what a file may hold or declare (README → Limits). Each is checked before the file is
+# parsed whole, and a file over one is refused with a sentence naming it.
 MAX_FILE_BYTES = 200 * 1024 * 1024  # the default upload size, also .streamlit maxUploadSize
+MAX_COLUMNS = 1_000  # columns of a table (a wide Qualtrics export has a few hundred)
+MAX_CELLS = 50_000_000  # rows × columns of a CSV/TSV/TXT table (a 1M-row survey export has ~25M)
+MAX_XLSX_CELLS = 5_000_000  # rows × columns of a workbook sheet, as declared and as read
+MAX_CELL_CHARS = 32_767  # characters in one cell: Excel's own limit
+MAX_XLSX_UNPACKED_BYTES = 1024 * 1024 * 1024  # a workbook's XML once unzipped (zip bombs)
 DELIMITERS = (",", ";", "\t", "|")
 XLSX_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .xls
 
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+# One cell longer than the limit stops the parser at once (and names its line).
+csv.field_size_limit(MAX_CELL_CHARS)
 
 
 @dataclass(frozen=True)
@@ -93,14 +112,63 @@ def read_rows(data: bytes, file_name: str, sheet: str | int | None = None) -> Ra
         )
     if data.startswith(XLSX_MAGIC):
         return _read_xlsx(data, file_name, sheet)
-    text, encoding = decode_text(data, file_name)
+    text, encoding, messages = decode_text(data, file_name)
     delimiter = sniff_delimiter(text)
+    _check_declared_size(text, delimiter, file_name)
     rows = _parse_csv(text, delimiter, file_name)
-    return RawFile(rows=rows, encoding=encoding, delimiter=delimiter)
+    _refuse_nul(rows, file_name)
+    return RawFile(rows=rows, encoding=encoding, delimiter=delimiter, messages=messages)
 
 
-def decode_text(data: bytes, file_name: str) -> tuple[str, str]:
-    """Decode text: BOMs first, then UTF-8, then UTF-16 without BOM, then CP1252/Latin-1."""
+def _check_declared_size(text: str, delimiter: str, file_name: str) -> None:
+    """Refuse a table wider or larger than the limits from its first lines, before parsing it."""
+    head = text[: 256 * 1024]
+    lines = head.splitlines()[:60]
+    if len(head) < len(text) and len(lines) > 1:
+        lines = lines[:-1]
+    try:
+        widths = [len(r) for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)]
+        widths.append(
+            len(next(csv.reader(io.StringIO(text), delimiter=delimiter), []))
+        )  # a whole first record
+    except csv.Error:
+        widths = [line.count(delimiter) + 1 for line in lines]
+    width = max(widths, default=1)
+    if width > MAX_COLUMNS:
+        raise ImportRejected(
+            f"{file_name}: the table has {width:,} columns; RelQ reads at most {MAX_COLUMNS:,} columns "
+            "(README → Limits). Keep the columns you need and import that."
+        )
+    cells = (text.count("\n") + 1) * width
+    if cells > MAX_CELLS:
+        raise ImportRejected(
+            f"{file_name}: the table has about {cells:,} cells (rows × columns); RelQ reads at most "
+            f"{MAX_CELLS:,} cells from one file (README → Limits). Split it into smaller files."
+        )
+
+
+def _refuse_nul(rows: list[list[str]], file_name: str) -> None:
+    """A NUL character (byte 0) is not text and no database column can store it (PostgreSQL
+    refuses it): the same clear refusal on every engine, naming where it is."""
+    for number, row in enumerate(rows, start=1):
+        for index, cell in enumerate(row):
+            if "\x00" in cell:
+                header = rows[0][index] if number > 1 and index < len(rows[0]) else f"number {index + 1}"
+                raise ImportRejected(
+                    f"{file_name}: row {number:,}, column {header!r} holds a NUL character (byte 0), "
+                    "which is not text and cannot be stored; remove it (or export the file again) and "
+                    "import it again."
+                )
+
+
+def decode_text(data: bytes, file_name: str) -> tuple[str, str, tuple[str, ...]]:
+    """Decode text, deciding the encoding from the file's own evidence; returns (text, encoding
+    label, messages).
+
+    BOMs first; then UTF-8. A file that is UTF-8 except for a few lines (a stray Windows-1252
+    byte pasted in) is read as UTF-8, those lines as Windows-1252, and a message names them — the
+    rest is not garbled. A file with no UTF-8 sequence at all is a legacy single-byte file
+    (Windows-1252, else the encoding charset-normalizer finds most coherent)."""
     for bom, enc, label in (
         (codecs.BOM_UTF8, "utf-8-sig", "UTF-8 with BOM"),
         (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),
@@ -108,35 +176,116 @@ def decode_text(data: bytes, file_name: str) -> tuple[str, str]:
         (codecs.BOM_UTF16_BE, "utf-16", "UTF-16 (Excel Unicode text)"),
     ):
         if data.startswith(bom):
+            if enc == "utf-8-sig":
+                text, label, messages = _utf8_with_stray_lines(data[len(bom) :], file_name, label)
+                if text is not None:
+                    return _check_text(text, file_name), label, messages
             try:
-                return _check_text(data.decode(enc), file_name), label
+                return _check_text(data.decode(enc), file_name), label, ()
             except UnicodeDecodeError as exc:
                 raise ImportRejected(
                     f"{file_name}: the file says it is {label} but byte {exc.start} is not valid {label}; "
                     "save it again as UTF-8 CSV."
                 ) from exc
     try:
-        return _check_text(data.decode("utf-8"), file_name), "UTF-8"
+        return _check_text(data.decode("utf-8"), file_name), "UTF-8", ()
     except UnicodeDecodeError:
         pass
     sample = data[:4000]
     if len(sample) >= 4 and sample[1::2].count(0) > 0.4 * len(sample[1::2]) and not sample[0::2].count(0):
         try:
-            return _check_text(data.decode("utf-16-le"), file_name), "UTF-16 LE (no BOM)"
+            return _check_text(data.decode("utf-16-le"), file_name), "UTF-16 LE (no BOM)", ()
         except UnicodeDecodeError:
             pass
-    if b"\x00" in data:
+    if data.count(b"\x00") > max(2, len(data) // 100):
         raise ImportRejected(
             f"{file_name}: this is not a text table (CSV/TSV) or an Excel .xlsx workbook; "
             "export the data as CSV or XLSX and upload that."
         )
+    text, label, messages = _utf8_with_stray_lines(data, file_name, "UTF-8")
+    if text is not None:
+        return _check_text(text, file_name), label, messages
+    text, label = _legacy(data)
+    return _check_text(text, file_name), label, ()
+
+
+# A multi-byte UTF-8 sequence: evidence that a file was written as UTF-8.
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _utf8_with_stray_lines(data: bytes, file_name: str, label: str):
+    """(text, label, messages) when ``data`` is UTF-8 with a few lines that are not; else (None, …).
+
+    Evidence: the file holds valid multi-byte UTF-8 sequences, and at least as many of them as
+    lines that do not decode. Those lines are read as Windows-1252 (else Latin-1) and named."""
+    lines = data.split(b"\n")
+    bad = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(number)
+    if not bad:
+        return data.decode("utf-8"), label, ()
+    if len(_UTF8_SEQUENCE.findall(data, 0, 4 * 1024 * 1024)) < len(bad):
+        return None, label, ()
+    stray = set(bad)
+    decoded = [
+        _decode_legacy_line(line) if number in stray else line.decode("utf-8")
+        for number, line in enumerate(lines, start=1)
+    ]
+    named = ", ".join(f"{n:,}" for n in bad[:10]) + (f" and {len(bad) - 10:,} more" if len(bad) > 10 else "")
+    message = (
+        f"{file_name} is UTF-8 except line(s) {named}, which are not valid UTF-8 and were read as "
+        "Windows-1252: check those rows in the preview."
+    )
+    return "\n".join(decoded), f"{label}, {len(bad):,} line(s) Windows-1252", (message,)
+
+
+def _decode_legacy_line(line: bytes) -> str:
     try:
-        return _check_text(data.decode("cp1252"), file_name), "Windows-1252"
+        return line.decode("cp1252")
     except UnicodeDecodeError:
-        return _check_text(data.decode("latin-1"), file_name), "Latin-1"
+        return line.decode("latin-1")
+
+
+def _legacy(data: bytes) -> tuple[str, str]:
+    """A file with no UTF-8 in it: Windows-1252 when it decodes, else what charset-normalizer
+    finds most coherent among the common single-byte and East Asian encodings, else Latin-1."""
+    try:
+        return data.decode("cp1252"), "Windows-1252"
+    except UnicodeDecodeError:
+        pass
+    try:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(
+            data[: 1024 * 1024],
+            cp_isolation=[
+                "cp1250",
+                "cp1251",
+                "cp1253",
+                "cp1254",
+                "cp1257",
+                "iso8859_2",
+                "iso8859_15",
+                "mac_roman",
+                "cp850",
+                "shift_jis",
+                "gb18030",
+                "big5",
+                "euc_kr",
+            ],
+        ).best()
+        if best is not None:
+            return data.decode(best.encoding), best.encoding.replace("_", "-").upper()
+    except (UnicodeDecodeError, LookupError):
+        pass
+    return data.decode("latin-1"), "Latin-1"
 
 
 def _check_text(text: str, file_name: str) -> str:
+    """``text``, unless it is mostly control characters (binary data): then a refusal."""
     sample = text[:20000]
     controls = sum(1 for ch in sample if (ord(ch) < 32 and ch not in "\t\r\n") or 0x7F <= ord(ch) < 0xA0)
     if sample and controls > max(2, 0.01 * len(sample)):
@@ -177,13 +326,26 @@ def sniff_delimiter(text: str) -> str:
 
 def _parse_csv(text: str, delimiter: str, file_name: str) -> list[list[str]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[list[str]] = []
     try:
-        return list(reader)
+        for row in reader:
+            if len(row) > MAX_COLUMNS:
+                raise ImportRejected(
+                    f"{file_name}: line {reader.line_num:,} has {len(row):,} columns; RelQ reads at most "
+                    f"{MAX_COLUMNS:,} columns (README → Limits)."
+                )
+            rows.append(row)
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise ImportRejected(
+                f"{file_name}: line {reader.line_num:,} holds a cell longer than {MAX_CELL_CHARS:,} characters, "
+                "the most one cell may hold (README → Limits); often a quote that is never closed."
+            ) from exc
         raise ImportRejected(
             f"{file_name}: line {reader.line_num} cannot be read as {_delimiter_name(delimiter)}-separated "
             f"values ({exc}); check that quotes are closed and the file is not cut short."
         ) from exc
+    return rows
 
 
 def _delimiter_name(delimiter: str | None) -> str:
@@ -204,9 +366,59 @@ def _cell_text(value) -> str:
     return str(value)
 
 
+def _check_workbook_size(data: bytes, file_name: str) -> None:
+    """Refuse a workbook whose XML would unpack to more than the limit (a zip bomb), unopened."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # openpyxl's own refusal names the problem
+    if unpacked > MAX_XLSX_UNPACKED_BYTES:
+        raise ImportRejected(
+            f"{file_name}: the workbook unpacks to {unpacked / 2**20:,.0f} MB; RelQ opens workbooks of at "
+            f"most {MAX_XLSX_UNPACKED_BYTES / 2**20:,.0f} MB unpacked (README → Limits). Save it as CSV."
+        )
+
+
+def _sheet_rows(ws, file_name: str) -> list[list[str]]:
+    """The sheet's rows as text, streamed (openpyxl read-only): the declared size is checked first,
+    then every row as it is read, so no declared or real size beyond the limits is ever held."""
+    rows_declared, cols_declared = ws.max_row or 0, ws.max_column or 0
+    if cols_declared > MAX_COLUMNS or rows_declared * cols_declared > MAX_XLSX_CELLS:
+        raise ImportRejected(
+            f"{file_name}: sheet {ws.title!r} declares {rows_declared:,} rows × {cols_declared:,} columns; "
+            f"RelQ reads at most {MAX_COLUMNS:,} columns and {MAX_XLSX_CELLS:,} cells from a workbook "
+            "(README → Limits). Save the data as CSV, or keep the cells you need."
+        )
+    ws.reset_dimensions()  # rows come as written: no padding to a declared size
+    rows: list[list[str]] = []
+    width = 0
+    for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
+        width = max(width, len(values))
+        if width > MAX_COLUMNS or number * width > MAX_XLSX_CELLS:
+            raise ImportRejected(
+                f"{file_name}: sheet {ws.title!r} holds more than "
+                + (f"{MAX_COLUMNS:,} columns" if width > MAX_COLUMNS else f"{MAX_XLSX_CELLS:,} cells")
+                + f" (row {number:,}); that is the most RelQ reads from a workbook (README → Limits). "
+                "Save the data as CSV, or keep the cells you need."
+            )
+        row = [_cell_text(v) for v in values]
+        for index, cell in enumerate(row):
+            if len(cell) > MAX_CELL_CHARS:
+                raise ImportRejected(
+                    f"{file_name}: sheet {ws.title!r}, row {number:,}, column {index + 1:,} holds "
+                    f"{len(cell):,} characters; one cell may hold at most {MAX_CELL_CHARS:,} (README → Limits)."
+                )
+        rows.append(row)
+    return [r + [""] * (width - len(r)) if len(r) < width else r for r in rows]
+
+
 def _read_xlsx(data: bytes, file_name: str, sheet: str | int | None) -> RawFile:
     import openpyxl
 
+    _check_workbook_size(data, file_name)
     try:
         wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - zip/xml errors of every kind mean "not a workbook"
@@ -230,7 +442,7 @@ def _read_xlsx(data: bytes, file_name: str, sheet: str | int | None) -> RawFile:
             raise ImportRejected(
                 f"{file_name}: there is no sheet named {sheet!r}; the sheets are {', '.join(map(repr, names))}."
             )
-        rows = [[_cell_text(v) for v in r] for r in wb[chosen].iter_rows(values_only=True)]
+        rows = _sheet_rows(wb[chosen], file_name)
     except ImportRejected:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -239,6 +451,7 @@ def _read_xlsx(data: bytes, file_name: str, sheet: str | int | None) -> RawFile:
         ) from exc
     finally:
         wb.close()
+    _refuse_nul(rows, file_name)
     messages = ()
     if len(names) > 1:
         messages = (
@@ -250,7 +463,9 @@ def _read_xlsx(data: bytes, file_name: str, sheet: str | int | None) -> RawFile:
 
 
 def _sheet_has_data(ws) -> bool:
-    for row in ws.iter_rows(max_row=5, values_only=True):
+    for row in ws.iter_rows(
+        max_row=5, max_col=min(ws.max_column or MAX_COLUMNS, MAX_COLUMNS), values_only=True
+    ):
         if any(v not in (None, "") for v in row):
             return True
     return False

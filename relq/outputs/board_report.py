@@ -378,10 +378,18 @@ def _retention_note(conn: Connection, flt: SegmentFilter, quarter: date | None) 
     )
 
 
-def board_report_html(conn: Connection, flt: SegmentFilter, generated_at: datetime | None = None) -> str:
+def board_report_html(
+    conn: Connection,
+    flt: SegmentFilter,
+    generated_at: datetime | None = None,
+    minimum_customers: int = 0,
+) -> str:
     """One self-contained HTML page for a board pack: KPIs with deltas, trends with bands, the
-    quadrant mix and the significant segment moves. plotly.js is embedded, so it opens offline."""
-    from relq.analyses import quadrants
+    quadrant mix and the significant segment moves. plotly.js is embedded, so it opens offline.
+
+    ``minimum_customers`` (5 for executives): every score, period and segment resting on fewer
+    customers is left out (relq.analyses.small_groups)."""
+    from relq.analyses import quadrants, small_groups
 
     generated_at = generated_at or datetime.now()
     kpis, periods, quarter = overview_kpis(conn, flt)
@@ -392,6 +400,12 @@ def board_report_html(conn: Connection, flt: SegmentFilter, generated_at: dateti
         if periods.previous is not None
         else pd.DataFrame()
     )
+    if minimum_customers:
+        kpis, trend, moves = small_groups.executive_overview(
+            conn, flt, kpis, periods.current, periods.previous, trend, moves, minimum_customers
+        )
+        if sum(counts.values()) < minimum_customers:
+            counts = {}
     figures = [
         charts.trend_with_band(
             trend,

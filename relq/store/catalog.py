@@ -11,15 +11,35 @@ from sqlalchemy.engine import Connection
 from relq.store import schema
 from relq.store.filters import customer_dimension
 
-__all__ = ["dimensions", "dimension_values", "waves", "period_bounds"]
+__all__ = [
+    "MAX_EXTRA_DIMENSIONS",
+    "MAX_DIMENSION_VALUES",
+    "dimensions",
+    "dimension_values",
+    "waves",
+    "period_bounds",
+]
+
+# Extra CRM fields offered as segments (filters, splits): at most this many, the most filled first,
+# each with at most this many distinct values. Every field is stored; the others are no segment
+# (a customer's notes or an id are not one, and a thousand filters help nobody).
+MAX_EXTRA_DIMENSIONS = 25
+MAX_DIMENSION_VALUES = 200
 
 
 def dimensions(conn: Connection) -> list[str]:
-    """Built-in segment dimensions, then every imported extra CRM field."""
-    extra = conn.execute(
-        sa.select(schema.customer_fields.c.field).distinct().order_by(schema.customer_fields.c.field)
+    """Built-in segment dimensions, then the imported extra CRM fields that make segments (see
+    :data:`MAX_EXTRA_DIMENSIONS`), by name."""
+    f = schema.customer_fields.c
+    rows = conn.execute(
+        sa.select(f.field)
+        .group_by(f.field)
+        .having(sa.func.count(sa.distinct(f.value)) <= MAX_DIMENSION_VALUES)
+        .order_by(sa.func.count(f.value).desc(), f.field)
+        .limit(MAX_EXTRA_DIMENSIONS + len(schema.SEGMENT_DIMENSIONS))
     ).scalars()
-    return [*schema.SEGMENT_DIMENSIONS, *[f for f in extra if f not in schema.SEGMENT_DIMENSIONS]]
+    extra = [name for name in rows if name not in schema.SEGMENT_DIMENSIONS][:MAX_EXTRA_DIMENSIONS]
+    return [*schema.SEGMENT_DIMENSIONS, *sorted(extra)]
 
 
 def dimension_values(conn: Connection, name: str, limit: int = 500) -> list[str]:

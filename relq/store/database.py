@@ -48,7 +48,12 @@ __all__ = [
     "undo_import",
     "import_history",
     "record_audit",
+    "audit_row",
     "audit_log",
+    "note_data_change",
+    "data_version",
+    "get_setting",
+    "set_setting",
     "explain_connection_error",
     "DATA_TABLES",
 ]
@@ -69,6 +74,7 @@ DATA_TABLES: tuple[sa.Table, ...] = (
 def get_engine(url: str | None = None) -> Engine:
     """An engine for ``url`` (default: RELQ_DATABASE_URL, else the embedded DuckDB file)."""
     url = url or load_settings().database_url
+    shown = masked_url(url)
     if url.startswith("duckdb:///") and not url.startswith("duckdb:///:memory:"):
         path = url.removeprefix("duckdb:///")
         if not path.startswith("/"):
@@ -80,12 +86,18 @@ def get_engine(url: str | None = None) -> Engine:
         url, database = _chdb_url(url)
     try:
         engine = sa.create_engine(url, **_engine_options(url))
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+    except ImportError as exc:  # a known dialect whose Python driver is not installed
         raise StoreUnavailable(
-            f"RELQ_DATABASE_URL {url!r} is not a database URL RelQ can use ({exc}); "
-            "expected e.g. duckdb:///data/relq.duckdb, postgresql+psycopg://user@host/db, "
-            "clickhousedb://user@host:8123/db or chdb:///data/relq.chdb."
+            f"RELQ_DATABASE_URL {shown} needs the Python database driver {exc.name or str(exc)!r}, "
+            f"which is not installed; {_SUPPORTED}"
         ) from None
+    except sa.exc.NoSuchModuleError:
+        raise StoreUnavailable(
+            f"RELQ_DATABASE_URL {shown} names a database driver SQLAlchemy does not know "
+            f"({_driver_name(url)!r}); {_SUPPORTED}"
+        ) from None
+    except sa.exc.ArgumentError:  # not even a URL: say so without repeating what may hold a password
+        raise StoreUnavailable(f"RELQ_DATABASE_URL is not a database URL; {_SUPPORTED}") from None
     if engine.dialect.name == "duckdb" and engine.url.database not in (None, "", ":memory:"):
         sa.event.listen(engine, "do_connect", _wait_for_duckdb_lock)
     if database:  # the URL says which database (the driver never sees it; configure() selects it)
@@ -105,6 +117,33 @@ def _chdb_url(url: str) -> tuple[str, str | None]:
         (PROJECT_ROOT / "data").mkdir(exist_ok=True)
     rest = {k: v for k, v in parsed.query.items() if k != "database"}
     return parsed.set(database="/" + path.lstrip("/"), query=rest).render_as_string(False), database
+
+
+_SUPPORTED = (
+    "RelQ runs on duckdb:///data/relq.duckdb (embedded, the default), "
+    "postgresql+psycopg://user:password@host/database, clickhousedb://user@host:8123/database "
+    "or chdb:///data/relq.chdb (ClickHouse)."
+)
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ***, for messages (also when it does not parse).
+
+    >>> masked_url("mysql://relq:s3cret@db.example/relq")
+    'mysql://relq:***@db.example/relq'
+    >>> masked_url("nonsense://user:pw@")
+    'nonsense://user:***@'
+    """
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - any unparsable text: mask what looks like user:password@
+        import re
+
+        return re.sub(r"(//[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+def _driver_name(url: str) -> str:
+    return url.split("://", 1)[0]
 
 
 # A DuckDB file takes one writing process at a time. The dashboard's connections are short-lived
@@ -524,6 +563,7 @@ def load_demo(engine: Engine, company) -> LoadCounts:
         import_id = start_demo(conn, rows=len(company.responses), label=f"demo-{len(company.customers)}")
         counts = insert_demo(conn, import_id, company)
         refresh_derived(conn)
+        note_data_change(conn, "demo")
     return counts
 
 
@@ -606,21 +646,27 @@ def _remove_written(conn: Connection, import_ids: list[int]) -> list[str]:
     return left
 
 
-def remove_demo(engine: Engine) -> int:
-    """Remove the demo company; returns how many imports were removed."""
+def remove_demo(engine: Engine, user: str | None = None) -> int:
+    """Remove the demo company; returns how many imports were removed. The audit row is written
+    in the same transaction."""
     with import_transaction(engine, "Removing the demo company") as conn:
         ids = _demo_import_ids(conn)
         _remove_imports(conn, ids)
         refresh_derived(conn)
+        note_data_change(conn, "remove demo")
+        audit_row(conn, user, "remove_demo", {"import_ids": ids})
     return len(ids)
 
 
-def undo_import(engine: Engine, import_id: int) -> None:
-    """Remove an import and every row it added (one transaction, except on ClickHouse: there each
-    table's rows go by one lightweight DELETE, and an undo cut short is finished by running it again)."""
+def undo_import(engine: Engine, import_id: int, user: str | None = None) -> None:
+    """Remove an import and every row it added, with its audit row (one transaction, except on
+    ClickHouse: there each table's rows go by one lightweight DELETE, and an undo cut short is
+    finished by running it again)."""
     with import_transaction(engine, "Undoing the import") as conn:
         _remove_imports(conn, [int(import_id)])
         refresh_derived(conn)
+        note_data_change(conn, "undo import")
+        audit_row(conn, user, "undo_import", {"import_id": int(import_id)})
 
 
 def import_history(engine: Engine) -> pd.DataFrame:
@@ -640,11 +686,55 @@ def audit_log(engine: Engine, limit: int = 500) -> pd.DataFrame:
 
 def record_audit(engine: Engine, user_email: str | None, action: str, detail: str | dict = "") -> None:
     """Record who did what and when (exports, imports, undo, instrument edits)."""
+    with engine.begin() as conn:
+        audit_row(conn, user_email, action, detail)
+
+
+def audit_row(conn: Connection, user_email: str | None, action: str, detail: str | dict = "") -> None:
+    """Write an audit record inside ``conn``'s transaction: it stands or falls with what it records
+    (an import, an export, a settings change)."""
     if isinstance(detail, dict):
         detail = json.dumps(detail, default=str)
+    conn.execute(
+        schema.audit_log.insert().values(
+            logged_at=datetime.now(), user_email=user_email, action=action, detail=str(detail)
+        )
+    )
+
+
+def note_data_change(conn: Connection, change: str) -> None:
+    """Record, inside ``conn``'s transaction, that the stored data changed (see :func:`data_version`)."""
+    conn.execute(schema.data_changes.insert().values(changed_at=datetime.now(), change=change))
+
+
+def data_version(conn_or_engine) -> int:
+    """The store's data version: how many changes (imports, undos, demo loads, instrument edits)
+    it has seen. Every process's change counts, so a CLI import changes it for the dashboard too.
+    One count over a table of a few rows per import: cheap enough to read on every page run."""
+    query = sa.select(sa.func.count()).select_from(schema.data_changes)
+    if isinstance(conn_or_engine, Engine):
+        with conn_or_engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+    return int(conn_or_engine.execute(query).scalar_one())
+
+
+def get_setting(engine: Engine, key: str, default=None):
+    """An admin setting (JSON value) stored in the database, else ``default``."""
+    with engine.connect() as conn:
+        raw = conn.execute(
+            sa.select(schema.app_settings.c.value).where(schema.app_settings.c.key == key)
+        ).scalar_one_or_none()
+    return default if raw is None else json.loads(raw)
+
+
+def set_setting(engine: Engine, key: str, value, user: str | None = None) -> None:
+    """Store an admin setting, with its audit row in the same transaction."""
+    table = schema.app_settings
     with engine.begin() as conn:
+        conn.execute(table.delete().where(table.c.key == key))
         conn.execute(
-            schema.audit_log.insert().values(
-                logged_at=datetime.now(), user_email=user_email, action=action, detail=str(detail)
+            table.insert().values(
+                key=key, value=json.dumps(value), updated_at=datetime.now(), updated_by=user
             )
         )
+        audit_row(conn, user, "setting", {"key": key, "value": value})

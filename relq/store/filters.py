@@ -17,9 +17,20 @@ from relq.store.dialects import CUSTOMER_FIELD_LOOKUP, FieldLookup
 from relq.store.latest import DEFAULT_THRESHOLD, latest_responses, quadrant_key, quadrant_levels
 from relq.store.schema import QUALITY_FLAGS
 
-__all__ = ["SegmentFilter", "customer_dimension", "quadrant_customer_ids", "QUERY_KEYS"]
+__all__ = [
+    "SegmentFilter",
+    "customer_dimension",
+    "quadrant_customer_ids",
+    "QUERY_KEYS",
+    "EARLIEST_DAY",
+    "LATEST_DAY",
+]
 
 QUERY_KEYS = ("since", "until", "wave", "quadrant", "exclude", "theme")
+# The days a period may start or end on (the sidebar's date picker offers the same range).
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(2100, 12, 31)
+_MAX_URL_VALUE = 500  # characters; longer values in a URL are no stored segment value
 
 
 def _start_of(day: date) -> datetime:
@@ -173,26 +184,40 @@ class SegmentFilter:
 
         def day(key):
             try:
-                return date.fromisoformat(str(params.get(key, ""))[:10]) if params.get(key) else None
+                value = date.fromisoformat(str(params.get(key, ""))[:10]) if params.get(key) else None
             except ValueError:
                 return None
+            return value if value is None or EARLIEST_DAY <= value <= LATEST_DAY else None
+
+        def clean(value: str) -> bool:
+            return bool(value) and len(value) <= _MAX_URL_VALUE and value.isprintable()
 
         def listed(key, sep=","):
             raw = params.get(key)
-            return tuple(v for v in str(raw).split(sep) if v) if raw else ()
+            return tuple(v for v in str(raw).split(sep) if clean(v)) if raw else ()
+
+        def quadrant():
+            key = params.get("quadrant")
+            try:
+                return quadrant_levels(key) and key if key else None
+            except ValueError:
+                return None
 
         customer = tuple(
             (key[4:], listed(key, "|"))
             for key in sorted(params)
-            if key.startswith("seg.") and params.get(key)
+            if key.startswith("seg.") and clean(key[4:]) and listed(key, "|")
         )
         exclude = tuple(f for f in listed("exclude") if f in QUALITY_FLAGS)
+        since, until = day("since"), day("until")
+        if since and until and since > until:  # the same period, written the other way round
+            since, until = until, since
         return cls(
-            since=day("since"),
-            until=day("until"),
+            since=since,
+            until=until,
             waves=listed("wave"),
             customer=customer,
-            quadrant=params.get("quadrant") or None,
+            quadrant=quadrant(),
             exclude_flags=exclude,
             themes=listed("theme", "|"),
         )

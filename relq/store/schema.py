@@ -40,6 +40,8 @@ __all__ = [
     "theme_discovered",
     "comment_facts",
     "comment_themes",
+    "app_settings",
+    "data_changes",
     "PILLARS",
     "CUSTOMER_FIELDS",
     "TRANSACTION_FIELDS",
@@ -284,6 +286,26 @@ comment_themes = Table(
     # joins it would save); PostgreSQL: the filter's semi-join looks up by theme.
     Index("ix_comment_themes_theme", "theme", "response_id").ddl_if(dialect="postgresql"),
     Index("ix_comment_themes_response", "response_id").ddl_if(dialect="postgresql"),
+)
+
+# What an admin sets on the Admin page (e.g. whether executives may see owner splits): key → JSON.
+app_settings = Table(
+    "app_settings",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text),
+    Column("updated_at", DateTime),
+    Column("updated_by", Text),
+)
+
+# One row per change of the stored data (import, undo, demo, instrument edit), appended in the
+# same transaction as the change. Its row count is the store's data version: every process (the
+# dashboard, the CLI) sees an import at once, and the dashboard's cached numbers are keyed on it.
+data_changes = Table(
+    "data_changes",
+    metadata,
+    Column("changed_at", DateTime, nullable=False),
+    Column("change", Text, nullable=False),
 )
 
 CUSTOMER_FIELDS: tuple[str, ...] = (

@@ -5,11 +5,14 @@ session (engine, data version, store errors), access (sign-in, roles, personal d
 frame (RelQ's menu, pages served through the frame), sidebar (the shared filters), queries (cached), widgets (cards, tables, downloads).
 """
 
+from relq.core.plaintext import plain  # noqa: F401
 from relq.ui.access import (  # noqa: F401
     LOCAL_USER,
+    SMALL_VIEW_SENTENCE,
     _refusal_page,
     _roles,
     _roles_file_version,
+    allowed_dimensions,
     audit,
     audit_records,
     auth_configured,
@@ -17,14 +20,26 @@ from relq.ui.access import (  # noqa: F401
     current_role,
     current_user_email,
     customer_list_hidden_notice,
+    deployment_gate,
+    executive_kpis,
+    executive_moves,
+    executive_survival,
+    executive_trend,
+    is_executive,
     mask_personal,
+    minimum_customers,
+    name_masker,
     navigation_for_role,
+    owner_splits_allowed,
     personal_columns_visible,
-    record_export,
     require_action,
     role_map,
+    set_owner_splits,
     sign_in_gate,
+    small_group_gate,
+    small_view_gate,
     suppress_small_groups,
+    view_size,
 )
 from relq.ui.frame import (  # noqa: F401
     framed,
@@ -47,6 +62,7 @@ from relq.ui.session import (  # noqa: F401
     fail_clearly,
     get_engine,
     min_n,
+    read_data_version,
     store_errors_as_sentences,
 )
 from relq.ui.sidebar import (  # noqa: F401
@@ -62,6 +78,7 @@ from relq.ui.sidebar import (  # noqa: F401
 )
 from relq.ui.timing import timed_run  # noqa: F401
 from relq.ui.widgets import (  # noqa: F401
+    audited_download,
     download_csv,
     format_interval,
     nothing_matches,

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 import streamlit as st
 
 from relq import store
+from relq.core.plaintext import plain
 from relq.core.settings import load_settings
 from relq.exceptions import RelqError
 from relq.ingest.demo import ensure_demo
@@ -17,9 +18,8 @@ __all__ = [
     "fail_clearly",
     "get_engine",
     "min_n",
-    "get_engine",
-    "min_n",
     "data_version",
+    "read_data_version",
     "bump_data_version",
     "demo_notice",
     "store_errors_as_sentences",
@@ -28,7 +28,7 @@ __all__ = [
 
 def fail_clearly(exc: Exception) -> None:
     """Show a RelQ error as a sentence and stop the page (no traceback)."""
-    st.error(str(exc))
+    st.error(plain(str(exc)))  # may quote a file's name or columns: plain text
     st.stop()
 
 
@@ -58,13 +58,28 @@ def min_n() -> int:
     return load_settings().min_n
 
 
+def read_data_version(engine) -> int:
+    """Read the store's data version (one count over a tiny table); the frame does it once at the
+    start of every run, so a change made anywhere — this dashboard, another server, the CLI — is
+    seen by the very next run."""
+    version = store.data_version(engine)
+    st.session_state["relq_data_version"] = version
+    return version
+
+
 def data_version() -> int:
-    """Bumped after an import or undo so cached queries are recomputed."""
-    return st.session_state.setdefault("relq_data_version", 0)
+    """The store's data version, which every import, undo, demo load and instrument edit changes —
+    from this dashboard or from the CLI in another process. Every cached query is keyed on it."""
+    if "relq_data_version" in st.session_state:
+        return st.session_state["relq_data_version"]
+    return read_data_version(get_engine())  # a page run on its own, outside the frame
 
 
 def bump_data_version() -> None:
-    st.session_state["relq_data_version"] = data_version() + 1
+    """After this session changed the data (an instrument edit, say): record the change in the
+    store, so every process's caches follow, and forget this process's cached results at once."""
+    with get_engine().begin() as conn:
+        store.note_data_change(conn, "dashboard")
     st.cache_data.clear()
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import streamlit as st
 
+from relq.core.plaintext import plain
 from relq.store import catalog
 from relq.store import themes as stored_themes
-from relq.store.filters import SegmentFilter
+from relq.store.filters import EARLIEST_DAY, LATEST_DAY, SegmentFilter
 from relq.ui.session import data_version
 
 __all__ = [
@@ -84,8 +83,8 @@ def filter_sidebar(engine) -> SegmentFilter:
         period = sb.date_input(
             "Period (survey submitted)",
             value=st.session_state.get("flt_period", (lo, hi)),
-            min_value=date(1970, 1, 1),
-            max_value=date(2100, 12, 31),
+            min_value=EARLIEST_DAY,
+            max_value=LATEST_DAY,
             key="flt_period",
             help="Inclusive dates. The previous period of equal length is used for deltas.",
         )
@@ -101,7 +100,7 @@ def filter_sidebar(engine) -> SegmentFilter:
     with sb.expander("Segments", expanded=any(st.session_state.get(f"flt_dim_{d}") for d in dims)):
         for name in dims:
             values = st.multiselect(
-                name.replace("_", " ").capitalize(),
+                plain(name.replace("_", " ").capitalize()),  # an imported header: plain text, never Markdown
                 _options(engine, url, name, version),
                 key=f"flt_dim_{name}",
             )

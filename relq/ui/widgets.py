@@ -4,18 +4,21 @@ and the sentence shown when nothing matches."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
 
+from relq import store
 from relq.core.exports import to_safe_csv
 from relq.outputs import charts
-from relq.ui.access import mask_personal, record_export
-from relq.ui.session import min_n
+from relq.ui.access import current_role, current_user_email, mask_personal
+from relq.ui.session import get_engine, min_n
 
 __all__ = [
     "format_interval",
     "score_card",
+    "audited_download",
     "download_csv",
     "nothing_matches",
     "table_with_download",
@@ -63,20 +66,50 @@ def score_card(
     )
 
 
+def audited_download(
+    label: str,
+    produce: Callable[..., bytes | str],
+    *,
+    file_name: str,
+    mime: str,
+    key: str | None = None,
+    detail: dict | None = None,
+    **button_args,
+) -> None:
+    """A download button whose file exists only once its audit row does.
+
+    Nothing is put on the server when the page is drawn: when the user clicks, Streamlit calls
+    ``produce(conn)`` and the audit row (who, role, file, ``detail``) is written in the same
+    database transaction. A file no one was recorded fetching is never made, and when the audit
+    row cannot be written the download fails instead of leaving unrecorded."""
+    engine = get_engine()
+    who, role = current_user_email() or None, current_role()
+    record = {"file": file_name, "role": role, **(detail or {})}
+
+    def fetch() -> bytes | str:
+        with engine.begin() as conn:
+            data = produce(conn)
+            store.audit_row(conn, who, "export", record)
+        return data
+
+    st.download_button(
+        label, fetch, file_name=file_name, mime=mime, key=key, on_click="ignore", **button_args
+    )
+
+
 def download_csv(
     frame: pd.DataFrame, file_name: str, label: str = "Download CSV", key: str | None = None
 ) -> None:
     """A formula-safe CSV download of ``frame``, with personal columns masked for roles that may
-    not see them; each download is recorded in the audit log (who, what, when)."""
+    not see them; each download is recorded in the audit log (who, what, when) as it is made."""
     frame = mask_personal(frame)
-    st.download_button(
+    audited_download(
         label,
-        to_safe_csv(frame),
+        lambda _conn: to_safe_csv(frame),
         file_name=file_name,
         mime="text/csv",
         key=key,
-        on_click=record_export,
-        args=(file_name, len(frame), [str(c) for c in frame.columns]),
+        detail={"rows": len(frame), "columns": [str(c) for c in frame.columns]},
     )
 
 
