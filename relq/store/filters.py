@@ -16,9 +16,27 @@ from relq.store import schema
 from relq.store.latest import DEFAULT_THRESHOLD, latest_responses, quadrant_key, quadrant_levels
 from relq.store.schema import QUALITY_FLAGS
 
-__all__ = ["SegmentFilter", "customer_dimension", "quadrant_customer_ids", "QUERY_KEYS"]
+__all__ = [
+    "SegmentFilter",
+    "Weighting",
+    "WEIGHT_SCHEMES",
+    "WEIGHT_LABELS",
+    "DEFAULT_RAKE",
+    "customer_dimension",
+    "quadrant_customer_ids",
+    "QUERY_KEYS",
+]
 
-QUERY_KEYS = ("since", "until", "wave", "quadrant", "exclude")
+QUERY_KEYS = ("since", "until", "wave", "quadrant", "exclude", "weight", "rake")
+
+WEIGHT_SCHEMES: tuple[str, ...] = ("response", "customer", "value", "raked")
+WEIGHT_LABELS = {
+    "response": "response",
+    "customer": "customer",
+    "value": "annual value",
+    "raked": "raked to the customer base",
+}
+DEFAULT_RAKE: tuple[str, ...] = ("region", "plan")
 
 
 def _start_of(day: date) -> datetime:
@@ -41,12 +59,57 @@ def customer_dimension(name: str) -> ColumnElement:
 
 
 @dataclass(frozen=True)
+class Weighting:
+    """How each response counts in a score (Methodology page → Weights).
+
+    ``response``: each response once. ``customer``: each customer once (a response weighs 1 / that
+    customer's responses in view having the score). ``value``: the customer's annual value, split the
+    same way. ``raked``: customer weights raked (IPF) to the customer base on the ``rake``
+    dimensions, split the same way. ``rake`` matters only for ``raked``.
+    """
+
+    scheme: str = "response"
+    rake: tuple[str, ...] = DEFAULT_RAKE
+
+    def __post_init__(self) -> None:
+        if self.scheme not in WEIGHT_SCHEMES:
+            raise ValueError(
+                f"{self.scheme!r} is not a weighting; choose one of {', '.join(WEIGHT_SCHEMES)}."
+            )
+        rake = tuple(str(d) for d in self.rake)
+        if not rake or len(set(rake)) != len(rake) or not all(rake):
+            raise ValueError(f"rake needs one or more different dimensions, got {self.rake!r}.")
+        object.__setattr__(self, "rake", rake)
+
+    @property
+    def per_customer(self) -> bool:
+        """True when each response's weight comes from its customer (unmatched responses are left out)."""
+        return self.scheme != "response"
+
+    @property
+    def label(self) -> str:
+        if self.scheme == "raked":
+            return f"raked to the customer base on {', '.join(d.replace('_', ' ') for d in self.rake)}"
+        return WEIGHT_LABELS[self.scheme]
+
+    def question(self) -> str:
+        """What a score answers under this weighting, in the users' words."""
+        return {
+            "response": "what do our responses say",
+            "customer": "what does the average customer feel",
+            "value": "what does our revenue feel",
+            "raked": "what would the whole customer base say",
+        }[self.scheme]
+
+
+@dataclass(frozen=True)
 class SegmentFilter:
     """Which responses and customers a number covers.
 
     ``since``/``until`` are inclusive submission dates; ``customer`` holds (dimension, values)
     pairs; ``quadrant`` is a quadrant key such as ``x_high_y_low`` for the default pair and
     threshold; ``exclude_flags`` removes flagged responses — the user's visible choice.
+    ``weighting`` says how each selected response counts (it selects nothing).
     """
 
     since: date | None = None
@@ -55,6 +118,7 @@ class SegmentFilter:
     customer: tuple[tuple[str, tuple[str, ...]], ...] = ()
     quadrant: str | None = None
     exclude_flags: tuple[str, ...] = ()
+    weighting: Weighting = Weighting()
 
     # -- building -------------------------------------------------------------------------
     def with_dimension(self, name: str, values) -> SegmentFilter:
@@ -126,6 +190,10 @@ class SegmentFilter:
             params["exclude"] = ",".join(self.exclude_flags)
         for name, values in self.customer:
             params[f"seg.{name}"] = "|".join(values)
+        if self.weighting.scheme != "response":
+            params["weight"] = self.weighting.scheme
+            if self.weighting.scheme == "raked" and self.weighting.rake != DEFAULT_RAKE:
+                params["rake"] = ",".join(self.weighting.rake)
         return params
 
     @classmethod
@@ -148,6 +216,8 @@ class SegmentFilter:
             if key.startswith("seg.") and params.get(key)
         )
         exclude = tuple(f for f in listed("exclude") if f in QUALITY_FLAGS)
+        scheme = params.get("weight") if params.get("weight") in WEIGHT_SCHEMES else "response"
+        rake = tuple(dict.fromkeys(listed("rake"))) or DEFAULT_RAKE
         return cls(
             since=day("since"),
             until=day("until"),
@@ -155,6 +225,7 @@ class SegmentFilter:
             customer=customer,
             quadrant=params.get("quadrant") or None,
             exclude_flags=exclude,
+            weighting=Weighting(scheme, rake),
         )
 
 
