@@ -61,6 +61,7 @@ __all__ = [
     "pair_sums",
     "per_customer",
     "raking",
+    "sums_by",
     "weight_plan",
     "view_period",
 ]
@@ -548,6 +549,24 @@ def group_sums(
     stmt = stmt.add_columns(*_totals(wc, weight), *cols).select_from(wc)
     if group:
         stmt = stmt.group_by(*group)
+    frame = pd.DataFrame(conn.execute(stmt).mappings().all())
+    _check_value_weights(plan, frame)
+    return frame, plan
+
+
+def sums_by(
+    conn: Connection, flt: SegmentFilter, pc: sa.Subquery, group: str, scores: Sequence[str]
+) -> tuple[pd.DataFrame, WeightPlan]:
+    """Sums over customers per ``group`` of a one-row-per-customer subquery ``pc`` (columns cid,
+    responses, ``group`` and each score's per-customer columns as in :func:`per_customer`), weighted
+    as the view (``raked``: the view's responding customers raked to its base). Used where a
+    customer's row is already chosen, e.g. their latest response for the gap quadrants."""
+    plan = weight_plan(conn, flt)
+    omega, joins = _omega(plan, pc, keyed=False)
+    wc = _weighted(pc, {"omega": omega}, joins, None)
+    weight = wc.c.omega if omega is not None else None
+    cols, _ = _over_customers(wc, weight, scores)
+    stmt = sa.select(wc.c[group], *_totals(wc, weight), *cols).select_from(wc).group_by(wc.c[group])
     frame = pd.DataFrame(conn.execute(stmt).mappings().all())
     _check_value_weights(plan, frame)
     return frame, plan
