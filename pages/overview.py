@@ -24,12 +24,18 @@ with st.spinner("Computing the headline scores…"):
     kpis, periods, retention_quarter = ui.cached_query(engine, board_report.overview_kpis, flt)
 
 st.caption(
-    f"{head.responses:,} survey responses in view. Cards: {periods.description}. Every score shows its n and "
-    "95% interval; ✱ marks a change that is significant (q < 0.05)."
+    f"{ui.responses_sentence(head.responses, head.customers, head.unmatched)} in view. Cards: "
+    f"{periods.description}. Every score shows its n, its customers and a 95% interval that treats each "
+    "customer as a cluster. ✱ marks a change significant at Benjamini–Hochberg q < 0.05 across the nine "
+    "cards (survey scores: z-test on the change, linearised over the customers of both periods; retention "
+    "and churn: Newcombe)." + (f" Counting each {flt.weighting.label}." if flt.weighting.per_customer else "")
 )
+if head.weighting_note():
+    st.caption(head.weighting_note())
 
 
 def card(row, container) -> None:
+    survey = row.metric not in ("retention", "churn")
     ui.score_card(
         row.label,
         row.estimate,
@@ -41,6 +47,11 @@ def card(row, container) -> None:
         significant=bool(row.significant),
         lower_is_better=row.metric in board_report.LOWER_IS_BETTER,
         container=container,
+        customers=int(row.customers) if survey and not pd.isna(row.customers) else None,
+        unmatched=int(row.unmatched) if survey and not pd.isna(row.unmatched) else 0,
+        n_eff=None if pd.isna(row.n_eff) else float(row.n_eff),
+        q_value=None if pd.isna(row.q_value) else float(row.q_value),
+        unit="responses" if survey else "customers",
     )
 
 
