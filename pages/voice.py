@@ -6,6 +6,7 @@ import streamlit as st
 from relq import ui
 from relq.analyses import voice
 from relq.analyses.quadrants import QUADRANT_NAMES
+from relq.measures import customer_sums
 from relq.outputs import charts
 
 ui.framed()  # first: a fresh server's first request is served through the frame
@@ -43,7 +44,15 @@ with st.spinner("Searching the comments and scoring their sentiment…"):
 if scored.empty:
     st.info("No comment matches this search and these filters. Try a shorter word or clear the filters.")
     st.stop()
-summary = voice.sentiment_summary(scored)
+weights = None
+if flt.weighting.per_customer:
+    weights = ui.cached_query(
+        engine,
+        customer_sums.customer_weight_series,
+        flt,
+        customers=tuple(sorted(str(c) for c in scored["customer_id"].dropna().unique())),
+    )
+summary = voice.sentiment_summary(scored, weights)
 cols = st.columns(4)
 cols[0].metric("Comments shown", f"{len(scored):,}", help="The newest 2,000 at most.")
 cols[0].caption(f"n = {len(scored):,}")
@@ -51,9 +60,15 @@ for col, row in zip(cols[1:], summary.itertuples(), strict=True):
     col.metric(
         f"{row.sentiment.capitalize()} sentiment",
         f"{row.share:.0f}%",
-        help="VADER compound ≥ 0.05 is positive, ≤ −0.05 negative (Hutto & Gilbert 2014).",
+        help="VADER compound ≥ 0.05 is positive, ≤ −0.05 negative (Hutto & Gilbert 2014). The interval is "
+        "Wilson's on the effective n"
+        + (f" ({row.n_eff:,.0f})" if row.n_eff == row.n_eff else "")
+        + ": each customer's comments count as one cluster."
+        + (f" Counting each {flt.weighting.label}." if flt.weighting.per_customer else ""),
     )
-    col.caption(f"n = {row.n:,} · 95% CI {ui.format_interval(row.low, row.high, 0)}")
+    col.caption(
+        f"{ui.responses_sentence(row.n, row.customers)} · 95% CI {ui.format_interval(row.low, row.high, 0)}"
+    )
 
 st.dataframe(
     scored[["submitted_at", "group", "nps", "sentiment", "compound", "comment"]],

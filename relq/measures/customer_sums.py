@@ -57,12 +57,15 @@ __all__ = [
     "GroupSums",
     "RakeOutcome",
     "WeightPlan",
+    "customer_weight_series",
     "group_sums",
     "pair_sums",
     "per_customer",
     "raking",
     "sums_by",
+    "weight_of",
     "weight_plan",
+    "with_weights",
     "view_period",
 ]
 
@@ -552,6 +555,39 @@ def group_sums(
     frame = pd.DataFrame(conn.execute(stmt).mappings().all())
     _check_value_weights(plan, frame)
     return frame, plan
+
+
+def weight_of(plan: WeightPlan, pc) -> tuple[ColumnElement | None, list]:
+    """The customer weight ω of ``plan`` for the one-row-per-customer subquery ``pc`` (column cid):
+    (expression or None for ``response``, the joins it needs). Use with :func:`with_weights`."""
+    return _omega(plan, pc, keyed=False)
+
+
+def with_weights(pc, omega: ColumnElement | None, joins: list, segment: str | None = None) -> sa.Subquery:
+    """``pc`` with its customer's weight (column ``omega``, when there is one) and, with ``segment``,
+    the customer's value of that dimension (column ``segment``)."""
+    return _weighted(pc, {"omega": omega}, joins, segment)
+
+
+def customer_weight_series(
+    conn: Connection, flt: SegmentFilter, customers: Sequence[str] = ()
+) -> pd.Series | None:
+    """Each listed customer's weight ω under the view's weighting (None for ``response``): 1 for
+    ``customer``, the annual value for ``value``, the raked weight for ``raked``; a customer without
+    one is missing from the series. For numbers computed from a few rows already in Python (e.g.
+    the sentiment of the comments shown), split per customer by
+    :func:`relq.measures.clustered.customer_weights`."""
+    if flt.weighting.scheme == "response":
+        return None
+    plan = weight_plan(conn, flt)
+    ids = [str(c) for c in customers if c is not None]
+    if not ids:
+        return pd.Series(dtype=float, name="weight")
+    pc = sa.select(C.c.customer_id.label("cid")).where(C.c.customer_id.in_(ids)).subquery("listed")
+    omega, joins = _omega(plan, pc, keyed=False)
+    wc = _weighted(pc, {"omega": omega}, joins, None)
+    rows = conn.execute(sa.select(wc.c.cid, wc.c.omega).where(wc.c.omega.is_not(None))).all()
+    return pd.Series({r.cid: float(r.omega) for r in rows}, dtype=float, name="weight")
 
 
 def sums_by(
