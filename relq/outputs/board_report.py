@@ -308,21 +308,31 @@ def segment_moves(
 def _kpi_table(frame: pd.DataFrame) -> str:
     rows = []
     for r in frame.itertuples():
-        digits = 0 if r.metric == "nps" else 1
+        digits = 0 if r.metric == "nps" else (2 if r.metric == "ces" else 1)  # CES is a 1–7 mean
         mark = "significant" if r.significant else ("not significant" if not math.isnan(r.delta) else "")
+        if mark and not pd.isna(r.q_value):
+            mark += f" (q = {r.q_value:.3f})"
         good = (r.delta < 0) if r.metric in LOWER_IS_BETTER else (r.delta > 0)
         colour = (charts.GOOD if good else charts.BAD) if r.significant else "#52606D"
         rows.append(
             f"<tr{' class=small' if r.small else ''}><td>{html.escape(r.label)}</td>"
             f"<td class=num>{charts.format_number(r.estimate, digits)}</td>"
-            f"<td class=num>[{charts.format_number(r.low, digits)}, {charts.format_number(r.high, digits)}]</td><td class=num>{r.n:,}</td>"
+            f"<td class=num>[{charts.format_number(r.low, digits)}, {charts.format_number(r.high, digits)}]</td>"
+            f"<td class=num>{_n_text(r)}</td>"
             f"<td class=num style='color:{colour}'>{'' if math.isnan(r.delta) else f'{r.delta:+.{digits}f}'}</td>"
             f"<td>{mark}{' · small sample' if r.small else ''}</td></tr>"
         )
     return (
         "<table><thead><tr><th>Score</th><th>Value</th><th>95% CI</th><th>n</th><th>Δ vs previous</th>"
-        "<th>Test (q &lt; 0.05)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<th>Benjamini–Hochberg q &lt; 0.05</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
+
+
+def _n_text(r) -> str:
+    if r.metric in ("retention", "churn") or pd.isna(r.customers):
+        return f"{int(r.n):,} customers"
+    text = f"{int(r.n):,} responses from {int(r.customers):,} customers"
+    return text + (f" and {int(r.unmatched):,} unmatched" if r.unmatched else "")
 
 
 def quadrant_shares(counts: dict[str, int]) -> pd.DataFrame:
