@@ -112,3 +112,33 @@ def test_last_full_quarter_is_the_default_period(demo_engine):
         periods = board_report.overview_periods(conn, SegmentFilter())
     assert periods.current.since.day == 1 and periods.current.since.month in (1, 4, 7, 10)
     assert periods.previous.until.toordinal() == periods.current.since.toordinal() - 1
+
+
+def test_board_report_axis_labels_are_not_clipped_in_chromium(demo_engine, tmp_path):
+    """Every y-axis tick label of the board report's charts lies wholly inside its chart, as drawn by
+    Debian's chromium (a 10 px left margin once cut "64" to "4")."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import CHROMIUM_ARGS
+
+    with demo_engine.connect() as conn:
+        page_html = board_report.board_report_html(conn, SegmentFilter())
+    path = tmp_path / "board.html"
+    path.write_text(page_html, encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(path.as_uri())
+        page.wait_for_selector(".ytick text")
+        boxes = page.evaluate(
+            """() => [...document.querySelectorAll('.main-svg')].flatMap(svg => {
+                const frame = svg.getBoundingClientRect();
+                return [...svg.querySelectorAll('.ytick text')].map(t => {
+                    const b = t.getBoundingClientRect();
+                    return {text: t.textContent, left: b.left - frame.left};
+                });
+            })"""
+        )
+        browser.close()
+    assert boxes and all(b["left"] >= 0 for b in boxes), [b for b in boxes if b["left"] < 0]
+    assert any(b["text"] in {"60", "62", "64", "65", "70"} for b in boxes)
