@@ -392,3 +392,22 @@ def test_duckdb_and_postgresql_agree_to_1e_9(duckdb_demo, demo_postgres_url, sch
             assert math.isnan(float(other)), key
         else:
             assert float(other) == pytest.approx(float(value), rel=1e-9, abs=1e-12), key
+
+
+def test_design_effect_is_statsmodels_cluster_robust_over_plain_ols_variance(duckdb_engine):
+    # deff = var(clustered) / (s²/n): statsmodels' cluster-robust variance of an intercept-only OLS
+    # over its plain (nonrobust) variance, whose s² has n − 1 degrees of freedom.
+    cust, frame = _company(SEED + 8)
+    _load(duckdb_engine, cust, frame)
+    with duckdb_engine.connect() as conn:
+        effects = metrics.design_effects(conn).set_index("metric")
+    for name in ("trust", "ces", "nps", "csat"):
+        keep = frame[name].notna().to_numpy()
+        part = frame[keep]
+        exog = np.ones((len(part), 1))
+        groups = _groups(part["customer_id"])
+        robust = sm.OLS(_score(part, name), exog).fit(cov_type="cluster", cov_kwds={"groups": groups})
+        plain = sm.OLS(_score(part, name), exog).fit()
+        deff = robust.cov_params()[0, 0] / plain.cov_params()[0, 0]
+        assert effects.loc[name, "deff"] == pytest.approx(deff, rel=1e-9), name
+        assert effects.loc[name, "n_eff"] == pytest.approx(len(part) / deff, rel=1e-9), name

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
@@ -62,6 +62,7 @@ __all__ = [
     "pair_sums",
     "per_customer",
     "raking",
+    "raking_diagnostics",
     "sums_by",
     "weight_of",
     "weight_plan",
@@ -588,6 +589,14 @@ def customer_weight_series(
     wc = _weighted(pc, {"omega": omega}, joins, None)
     rows = conn.execute(sa.select(wc.c.cid, wc.c.omega).where(wc.c.omega.is_not(None))).all()
     return pd.Series({r.cid: float(r.omega) for r in rows}, dtype=float, name="weight")
+
+
+def raking_diagnostics(conn: Connection, flt: SegmentFilter) -> RakeOutcome:
+    """How raking the view's responding customers on ``flt.weighting.rake`` goes (whatever the
+    view's own weighting): target vs achieved margins, weight range, Kish's design effect, or the
+    sentence saying which dimension values cannot be raked. For analysts."""
+    raked = replace(flt, weighting=Weighting("raked", flt.weighting.rake))
+    return next(iter(weight_plan(conn, raked).rakes.values()))
 
 
 def sums_by(

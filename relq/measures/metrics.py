@@ -31,6 +31,7 @@ from relq.store.schema import PILLARS
 __all__ = [
     "Headline",
     "Score",
+    "design_effects",
     "headline",
     "headline_from_sums",
     "score_from_sums",
@@ -272,3 +273,72 @@ def trend(conn: Connection, flt: SegmentFilter = SegmentFilter(), freq: str = "m
 
 
 MEAN_METRICS = MEAN_SCORES
+
+
+def design_effects(conn: Connection, flt: SegmentFilter = SegmentFilter()) -> pd.DataFrame:
+    """How much the customers' clustering (and the weighting) costs each score, for analysts.
+
+    Per score: n (responses), customers (clusters), responses per customer, the variance of the
+    estimate treating each customer as a cluster against the variance if every response were
+    independent (``s²/n``; for NPS and CSAT ``u/(n−1)``) — the design effect deff — the effective
+    n = n/deff, and the intra-customer correlation implied by ``deff = 1 + (m* − 1)·ρ`` with Kish's
+    ``m* = Σn_c²/Σn_c`` (only when each response counts once). Means use one extra pass for Σ(y − shift)².
+    """
+    import sqlalchemy as sa
+
+    from relq.store import schema
+
+    R = schema.survey_responses
+    frame, plan = group_sums(conn, flt)
+    weighting_problem(plan)
+    g = GroupSums.from_row(frame.iloc[0].to_dict() if not frame.empty else {})
+    head = headline_from_sums(g, flt.weighting)
+    squares = (
+        conn.execute(
+            sa.select(
+                *[
+                    sa.func.sum(_square(sa.cast(R.c[name], sa.Double) - SHIFT[name])).label(name)
+                    for name in MEAN_SCORES
+                ],
+                *[
+                    sa.func.sum(sa.cast(R.c[name], sa.Double) - SHIFT[name]).label(f"{name}_s")
+                    for name in MEAN_SCORES
+                ],
+            ).where(flt.response_clause())
+        )
+        .one()
+        ._mapping
+    )
+    records = []
+    for name in (*PILLARS, "rq", "nps", "csat", "ces"):
+        s = head.score(name)
+        n = s.n
+        if n < 2 or math.isnan(s.var):
+            deff = NAN
+        elif s.kind == "mean":
+            total, sq = float(squares[f"{name}_s"] or 0.0), float(squares[name] or 0.0)
+            s2 = max(sq - total * total / n, 0.0) / (n - 1)
+            deff = s.var / (s2 / n) if s2 > 0 else NAN
+        else:
+            deff = s.deff
+        per = n / s.customers if s.customers else NAN
+        # deff = 1 + (m* − 1)·ρ with m* = Σn_c²/Σn_c (Kish), known from the sums when each response counts once
+        sums = g.scores[name]
+        m_star = sums.WW / sums.W if flt.weighting.scheme == "response" and sums.W > 0 else NAN
+        icc = (deff - 1) / (m_star - 1) if m_star > 1 and not math.isnan(deff) else NAN
+        records.append(
+            {
+                "metric": name,
+                "n": n,
+                "customers": s.customers,
+                "responses_per_customer": per,
+                "deff": deff,
+                "n_eff": n / deff if deff and not math.isnan(deff) and deff > 1 else float(n),
+                "icc": icc,
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def _square(x):
+    return x * x
