@@ -89,6 +89,11 @@ second[4].download_button(
 )
 
 trend = ui.cached_trend(engine, flt)
+if trend.attrs.get("problems"):  # raked weights: a month whose respondents miss a base value has no point
+    st.caption(
+        f"{len(trend.attrs['problems'])} month(s) of the trend cannot be raked and are left blank, e.g.: "
+        + trend.attrs["problems"][0]
+    )
 left, right = st.columns(2)
 left.plotly_chart(
     charts.trend_with_band(

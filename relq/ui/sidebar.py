@@ -112,7 +112,7 @@ def filter_sidebar(engine) -> SegmentFilter:
         help="By default every stored response counts; excluding flagged ones is your visible choice.",
     )
     label_to_flag = {v: k for k, v in FLAG_LABELS.items()}
-    weighting = _weighting_choice(sb, dims)
+    weighting = _weighting_choice(sb, _options(engine, url, "__dimensions__", version))
     flt = SegmentFilter(
         since=flt.since,
         until=flt.until,
@@ -161,7 +161,7 @@ def _weighting_choice(sb, dims: list[str]) -> Weighting:
     )
     rake = DEFAULT_RAKE
     if scheme == "raked":
-        options = [d for d in dims if d != "cohort"] or list(DEFAULT_RAKE)
+        options = list(dims) or list(DEFAULT_RAKE)
         chosen = [d for d in st.session_state.get("flt_rake", list(DEFAULT_RAKE)) if d in options]
         st.session_state["flt_rake"] = chosen or [d for d in DEFAULT_RAKE if d in options]
         picked = sb.multiselect(
