@@ -131,12 +131,26 @@ def test_methodology_page_explains_every_number_with_formula_and_when_to_trust_i
         "Cox",
         "At risk",
         "Data-quality flags",
+        "The unit is the customer",
+        "Effective n",
+        "Weights",
+        "Key drivers",
+        "Why fewer deltas are significant now",
     ):
         assert topic in headers, topic
     assert len(at.latex) >= 15
     text = " ".join(m.value for m in at.markdown)
     assert text.count("When to trust it.") == len(at.header)
     assert "[14, 44]" in text  # the published NPS example
+    # the clustered variance's equivalents in Stata and R, and what each weighting answers
+    assert "vce(cluster customer)" in text and "survey::svymean" in text and "ids = ~customer" in text
+    for question in (
+        "what do our responses say",
+        "what does the average customer feel",
+        "what does our revenue feel",
+        "what would the whole customer base say",
+    ):
+        assert question in text
 
 
 def test_measurement_page_shows_design_effects_and_raking_diagnostics(demo_env):
