@@ -123,7 +123,7 @@ def _score_sums(prefix: str, scores: Sequence[str], when=None) -> list:
         else:
             cols += [
                 sa.func.count(only(R.c[name])).label(f"{prefix}{name}_n"),
-                sa.func.sum(only(_double(R.c[name]) - SHIFT[name])).label(f"{prefix}{name}_s"),
+                _sum(only(_double(R.c[name]) - SHIFT[name])).label(f"{prefix}{name}_s"),
             ]
     return cols
 
@@ -165,13 +165,15 @@ def _over_customers(
 ) -> tuple[list, dict]:
     """Sums over customers of each score's per-customer W_c and S_c; also returns, per score, the
     per-customer (used, W_c, S_c) expressions for the period cross sums."""
+    if omega is None:
+        return _over_customers_unweighted(pc, scores, prefix)
     cols, parts = [], {}
     for name in scores:
         n = pc.c[f"{prefix}{name}_n"]
         if name == "nps":
             raw = _double(pc.c[f"{prefix}nps_p"]) - _double(pc.c[f"{prefix}nps_d"])
         else:
-            raw = sa.func.coalesce(pc.c[f"{prefix}{name}_s"], 0.0)
+            raw = pc.c[f"{prefix}{name}_s"]
         if omega is None:
             used = n > 0
             w, s = _double(n), _double(raw)
@@ -205,6 +207,39 @@ def _over_customers(
                 ),
             ]
         parts[name] = (used, w_c, s_c)
+    return cols, parts
+
+
+def _over_customers_unweighted(pc, scores: Sequence[str], prefix: str = "") -> tuple[list, dict]:
+    """:func:`_over_customers` when each response counts once: ``W_c = n_c`` and ``S_c = Σ(y − shift)``
+    (both 0 for a customer without the score), so no expression needs a CASE but the counts."""
+    cols, parts = [], {}
+    for name in scores:
+        n = pc.c[f"{prefix}{name}_n"]
+        if name == "nps":
+            s = pc.c[f"{prefix}nps_p"] - pc.c[f"{prefix}nps_d"]
+        else:
+            s = pc.c[f"{prefix}{name}_s"]
+        label = f"{prefix}{name}_"
+        cols += [
+            _count_if(n > 0).label(label + "C"),
+            sa.func.sum(n).label(label + "N"),
+            sa.func.sum(sa.case((pc.c.cid.is_(None), n))).label(label + "U"),
+            sa.func.sum(n).label(label + "W"),
+            sa.func.sum(s).label(label + "S"),
+            sa.func.sum(n * n).label(label + "WW"),
+            sa.func.sum(n * s).label(label + "WS"),
+            sa.func.sum(s * s).label(label + "SS"),
+        ]
+        if name == "nps":
+            p, d = pc.c[f"{prefix}nps_p"], pc.c[f"{prefix}nps_d"]
+            cols += [
+                sa.func.sum(p).label(label + "P"),
+                sa.func.sum(d).label(label + "D"),
+                sa.func.sum(p).label(label + "promoters"),
+                sa.func.sum(d).label(label + "detractors"),
+            ]
+        parts[name] = (n > 0, n, s)
     return cols, parts
 
 
@@ -445,8 +480,8 @@ class GroupSums:
     @classmethod
     def from_row(cls, m: Mapping, scores: Sequence[str] = SCORES, prefix: str = "") -> GroupSums:
         def num(key, kind=float):
-            value = m.get(key)
-            return kind(0) if value is None else kind(value)
+            value = m.get(key)  # a sum over no row is NULL (NaN once in a frame): 0
+            return kind(0) if value is None or value != value else kind(value)
 
         sums = {
             name: CustomerSums(
@@ -738,7 +773,7 @@ def period_sums(m: Mapping, name: str) -> PeriodSums:
 
     def num(key):
         value = m.get(key)
-        return 0.0 if value is None else float(value)
+        return 0.0 if value is None or value != value else float(value)
 
     return PeriodSums(
         int(num(f"{name}_C")),
