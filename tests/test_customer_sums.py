@@ -411,3 +411,27 @@ def test_design_effect_is_statsmodels_cluster_robust_over_plain_ols_variance(duc
         deff = robust.cov_params()[0, 0] / plain.cov_params()[0, 0]
         assert effects.loc[name, "deff"] == pytest.approx(deff, rel=1e-9), name
         assert effects.loc[name, "n_eff"] == pytest.approx(len(part) / deff, rel=1e-9), name
+
+
+def test_read_frame_gives_the_rows_sqlalchemy_gives_with_in_lists_and_dates(engine):
+    # DuckDB hands its result over column-wise; the bound parameters (an IN list, dates) must be
+    # passed exactly as SQLAlchemy would pass them.
+    cust, frame = _company(SEED + 9)
+    _load(engine, cust, frame)
+    flt = SegmentFilter(since=date(2025, 2, 1), until=date(2025, 4, 30)).with_dimension(
+        "region", ["North", "East"]
+    )
+    R = schema.survey_responses
+    stmt = (
+        sa.select(R.c.response_id, R.c.customer_id, R.c.trust, R.c.nps)
+        .where(flt.response_clause())
+        .order_by(R.c.response_id)
+    )
+    with engine.connect() as conn:
+        got = store.read_frame(conn, stmt)
+        rows = conn.execute(stmt).all()
+    assert len(got) == len(rows) > 10
+    assert got["response_id"].tolist() == [r.response_id for r in rows]
+    np.testing.assert_allclose(
+        got["trust"].to_numpy(float), [np.nan if r.trust is None else r.trust for r in rows]
+    )

@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from relq import store
 from relq.core.instrument import Instrument, configured_instrument
 from relq.core.settings import resolve_min_n
 from relq.measures import customer_sums, stats
@@ -184,14 +185,16 @@ def customer_moments(
     ).select_from(wc)
     if omega is not None:
         stmt = stmt.where(wc.c.omega.is_not(None))
-    columns = [c.name for c in stmt.selected_columns]
-    frame = pd.DataFrame(conn.execute(stmt).all(), columns=columns)
-    for c in columns:
+    frame = store.read_frame(conn, stmt)
+    for c in frame.columns:
         if c not in ("segment", "cid", "lone"):
             frame[c] = frame[c].astype(float)
+    for c in ("segment", "cid", "lone"):
+        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
     # A fixed order (not the engine's) so the seeded bootstrap draws the same customers everywhere.
     key = frame["cid"].where(frame["cid"].notna(), "\uffff" + frame["lone"].astype(str))
-    return frame.assign(_key=key).sort_values(["segment", "_key"]).drop(columns="_key").reset_index(drop=True)
+    order = np.lexsort((key.to_numpy(dtype=str), frame["segment"].to_numpy(dtype=str)))
+    return frame.iloc[order].reset_index(drop=True)
 
 
 def moments(
@@ -247,16 +250,25 @@ def _bootstrap(w, sums, cross, k: int, resamples: int, rng: np.random.Generator)
     r = np.full((resamples, p), np.nan)
     if customers < 2:
         return lmg, share, r2, r
-    for b in range(resamples):
-        counts = np.bincount(rng.integers(0, customers, customers), minlength=customers).astype(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = _correlation_of(float(counts @ w), counts @ sums, (counts @ cross).reshape(k, k))
-        lmg[b] = shapley_r2(corr)
-        if not np.isnan(lmg[b]).all():
-            r2[b] = float(np.nansum(lmg[b]))
-            if r2[b] > 0:
-                share[b] = lmg[b] / r2[b]
-        r[b] = corr[:p, -1]
+    stacked = np.column_stack([w, sums, cross])  # one matrix product per batch of resamples
+    batch = max(1, min(resamples, 4_000_000 // customers))
+    for start in range(0, resamples, batch):
+        size = min(batch, resamples - start)
+        # the same stream as one draw of C customers per resample, in order
+        drawn = rng.integers(0, customers, (size, customers))
+        flat = (drawn + customers * np.arange(size)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=size * customers).reshape(size, customers).astype(float)
+        totals = counts @ stacked
+        for i, row in enumerate(totals):
+            b = start + i
+            with np.errstate(invalid="ignore", divide="ignore"):
+                corr = _correlation_of(float(row[0]), row[1 : 1 + k], row[1 + k :].reshape(k, k))
+            lmg[b] = shapley_r2(corr)
+            if not np.isnan(lmg[b]).all():
+                r2[b] = float(np.nansum(lmg[b]))
+                if r2[b] > 0:
+                    share[b] = lmg[b] / r2[b]
+            r[b] = corr[:p, -1]
     return lmg, share, r2, r
 
 
