@@ -3,7 +3,9 @@
 Every implementation returns a flat dict of the same figures, so the harness can check that the
 three agree before it trusts any timing. The relq side calls exactly what the pages and the CLI
 call; the SQL side is what a competent analyst would write by hand against the same file; the
-pandas side works on the tables loaded in memory (load time is measured separately).
+pandas side works on the tables loaded in memory (load time is measured separately). Survey
+scores are customer-clustered on every side: per customer first, then over customers, the same
+interval arithmetic on the resulting sums.
 """
 
 from __future__ import annotations
@@ -60,12 +62,162 @@ def _data_end_sql(con) -> date:
 # --------------------------------------------------------------------------- headline (Overview)
 
 
+# --------------------------------------------------------------------------- customer-clustered sums
+#
+# Every survey score's interval treats each customer as a cluster (an unmatched response is one of
+# its own): per customer first (n_c, Σy), then over customers (C, ΣW, ΣS, ΣW², ΣWS, ΣS²), then
+# var = C/(C−1)·(SS − 2ȳ·WS + ȳ²·WW)/W², a t-interval on C − 1 df for means, Wilson (CSAT) and
+# adjusted Wald (NPS) on the effective n. The SQL and pandas sides below compute exactly that by
+# hand; the finishing arithmetic on a dozen sums is the same few lines for both.
+
+CLUSTER_SCORES = (*SCORES, "nps", "csat")
+_SHIFT = {**{name: 50.0 for name in (*PILLARS, "rq")}, "ces": 4.0, "nps": 0.0, "csat": 0.0}
+
+
+def _per_customer_sql(group: str | None) -> str:
+    """SELECT list of the per-customer level (group, customer, lone response, n and Σ per score)."""
+    cols = [f"{group} AS grp"] if group else []
+    cols += [
+        "r.customer_id",
+        "CASE WHEN r.customer_id IS NULL THEN r.response_id END AS lone",
+        "count(*) AS responses",
+    ]
+    for name in SCORES:
+        cols += [
+            f"count(r.{name}) AS {name}_n",
+            f"coalesce(sum(r.{name}::DOUBLE - {_SHIFT[name]}), 0) AS {name}_s",
+        ]
+    cols += [
+        "count(r.nps) AS nps_n",
+        "count(*) FILTER (WHERE r.nps >= 9)::DOUBLE - count(*) FILTER (WHERE r.nps <= 6) AS nps_s",
+        "count(*) FILTER (WHERE r.nps >= 9) AS nps_p",
+        "count(*) FILTER (WHERE r.nps <= 6) AS nps_d",
+        "count(r.csat) AS csat_n",
+        "count(*) FILTER (WHERE r.csat >= 4)::DOUBLE AS csat_s",
+    ]
+    return ", ".join(cols)
+
+
+def _over_customers_sql() -> str:
+    cols = ["sum(responses) AS responses", "count(customer_id) AS customers"]
+    for name in CLUSTER_SCORES:
+        n, s = f"{name}_n", f"{name}_s"
+        cols += [
+            f"count(*) FILTER (WHERE {n} > 0) AS {name}_C",
+            f"sum({n})::DOUBLE AS {name}_W",
+            f"sum({s}) AS {name}_S",
+            f"sum({n}::DOUBLE * {n}) AS {name}_WW",
+            f"sum({n} * {s}) AS {name}_WS",
+            f"sum({s} * {s}) AS {name}_SS",
+        ]
+    cols += ["sum(nps_p)::DOUBLE AS nps_P", "sum(nps_d)::DOUBLE AS nps_D"]
+    return ", ".join(cols)
+
+
+def clustered_sql(
+    con, source: str, where: str = "TRUE", group: str | None = None, rollup: bool = False, params=()
+):
+    """Every score's sums over customers per group, in one hand-written two-level query."""
+    grp_out = "grp, " if group else ""
+    grouping = ""
+    if group:
+        grouping = "GROUP BY ROLLUP (grp)" if rollup else "GROUP BY grp"
+    total = ", grouping(grp) AS is_total" if group and rollup else ""
+    return con.execute(
+        f"""WITH per AS (SELECT {_per_customer_sql(group)} FROM {source} WHERE {where} GROUP BY ALL)
+            SELECT {grp_out}{_over_customers_sql()}{total} FROM per {grouping}""",  # noqa: S608
+        list(params),
+    ).df()
+
+
+def clustered_pandas(frame: pd.DataFrame, group: pd.Series | None = None) -> pd.DataFrame:
+    """The same sums with pandas: group by customer (each unmatched response alone), then over customers."""
+    r = frame
+    lone = r["response_id"].where(r["customer_id"].isna(), "")
+    cols = {"responses": pd.Series(1, index=r.index)}
+    for name in SCORES:
+        cols[f"{name}_n"] = r[name].notna().astype(int)
+        cols[f"{name}_s"] = (r[name] - _SHIFT[name]).fillna(0.0)
+    cols["nps_n"] = r["nps"].notna().astype(int)
+    cols["nps_p"] = (r["nps"] >= 9).astype(int)
+    cols["nps_d"] = (r["nps"] <= 6).astype(int)
+    cols["nps_s"] = (cols["nps_p"] - cols["nps_d"]).astype(float)
+    cols["csat_n"] = r["csat"].notna().astype(int)
+    cols["csat_s"] = (r["csat"] >= 4).astype(float)
+    keys = [r["customer_id"].fillna(""), lone]
+    if group is not None:
+        keys = [group, *keys]
+    per = pd.DataFrame(cols).groupby(keys, dropna=False, sort=False).sum()
+    per["customer"] = (per.index.get_level_values(-2) != "").astype(int)
+    out = {"responses": "responses", "customers": "customer"}
+    parts = {"responses": per["responses"], "customers": per["customer"]}
+    for name in CLUSTER_SCORES:
+        n, s = per[f"{name}_n"].astype(float), per[f"{name}_s"]
+        parts[f"{name}_C"] = (n > 0).astype(int)
+        parts[f"{name}_W"], parts[f"{name}_S"] = n, s
+        parts[f"{name}_WW"], parts[f"{name}_WS"], parts[f"{name}_SS"] = n * n, n * s, s * s
+    parts["nps_P"], parts["nps_D"] = per["nps_p"].astype(float), per["nps_d"].astype(float)
+    table = pd.DataFrame(parts)
+    del out
+    if group is None:
+        return table.sum().to_frame().T
+    return table.groupby(level=0, sort=True).sum().reset_index(names="grp")
+
+
+def _interval(m: dict, name: str) -> tuple[float, float, float, float, float]:
+    """(estimate, low, high, var, n_eff) of one score from its sums over customers."""
+    from scipy import stats as sps
+
+    c, w, s = float(m[f"{name}_C"]), float(m[f"{name}_W"]), float(m[f"{name}_S"])
+    if w <= 0:
+        return (np.nan,) * 5
+    ybar = s / w
+    t2 = max(
+        0.0, float(m[f"{name}_SS"]) - 2 * ybar * float(m[f"{name}_WS"]) + ybar * ybar * float(m[f"{name}_WW"])
+    )
+    var = c / (c - 1) * t2 / (w * w) if c > 1 else np.nan
+    if name in SCORES:
+        half = sps.t.ppf(0.975, c - 1) * np.sqrt(var)
+        mean = _SHIFT[name] + ybar
+        return mean, mean - half, mean + half, var, np.nan
+    z = sps.norm.ppf(0.975)
+    if name == "csat":
+        p, d = ybar, 0.0
+        u = p * (1 - p)
+    else:
+        p, d = float(m["nps_P"]) / w, float(m["nps_D"]) / w
+        u = p + d - (p - d) ** 2
+    deff = var / (u / (w - 1)) if u > 0 else np.nan
+    n_eff = w if not deff > 1 + 1e-12 else w / deff
+    if name == "csat":
+        z2n = z * z / n_eff
+        centre = (p + z2n / 2) / (1 + z2n)
+        half = z * np.sqrt(p * (1 - p) / n_eff + z2n / (4 * n_eff)) / (1 + z2n)
+        return 100 * p, 100 * max(0.0, centre - half), 100 * min(1.0, centre + half), var, n_eff
+    ns = n_eff + 3
+    ps, ds = (p * n_eff + 0.75) / ns, (d * n_eff + 0.75) / ns
+    half = z * np.sqrt((ps + ds - (ps - ds) ** 2) / ns)
+    return 100 * (p - d), 100 * (ps - ds - half), 100 * (ps - ds + half), var, n_eff
+
+
+def _clustered_figures(m: dict, prefix: str = "") -> dict:
+    out = {f"{prefix}responses": int(m["responses"])}
+    for name in ("trust", "rq", "ces", "nps", "csat"):
+        est, low, high, _var, n_eff = _interval(m, name)
+        out[f"{prefix}{name}"], out[f"{prefix}{name}_low"], out[f"{prefix}{name}_high"] = est, low, high
+        out[f"{prefix}{name}_n"], out[f"{prefix}{name}_customers"] = int(m[f"{name}_W"]), int(m[f"{name}_C"])
+        if name == "nps":
+            out[f"{prefix}nps_n_eff"] = n_eff
+    return out
+
+
 def _headline_figures(h: metrics.Headline) -> dict:
-    out = {"responses": h.responses, "nps": h.nps.score, "nps_n": h.nps.n, "csat": h.csat.estimate}
-    for name in PILLARS:
-        out[f"{name}_mean"] = h.pillars[name].estimate
-        out[f"{name}_n"] = h.pillars[name].n
-    out["rq_mean"], out["ces_mean"] = h.rq.estimate, h.ces.estimate
+    out = {"responses": h.responses}
+    for name in ("trust", "rq", "ces", "nps", "csat"):
+        s = h.score(name)
+        out[name], out[f"{name}_low"], out[f"{name}_high"] = s.estimate, s.low, s.high
+        out[f"{name}_n"], out[f"{name}_customers"] = s.n, s.customers
+    out["nps_n_eff"] = h.nps.n_eff
     return out
 
 
@@ -74,47 +226,12 @@ def headline_relq(engine, flt=SegmentFilter()) -> dict:
         return _headline_figures(metrics.headline(conn, flt))
 
 
-HEADLINE_SELECT = """
-    count(*) AS responses,
-    100.0 * (count(*) FILTER (WHERE nps >= 9) - count(*) FILTER (WHERE nps <= 6)) / count(nps) AS nps,
-    count(nps) AS nps_n,
-    100.0 * count(*) FILTER (WHERE csat >= 4) / count(csat) AS csat,
-    avg(trust) AS trust_mean, count(trust) AS trust_n,
-    avg(commitment) AS commitment_mean, count(commitment) AS commitment_n,
-    avg(satisfaction) AS satisfaction_mean, count(satisfaction) AS satisfaction_n,
-    avg(rq) AS rq_mean, avg(ces) AS ces_mean,
-    stddev_samp(trust), stddev_samp(commitment), stddev_samp(satisfaction), stddev_samp(rq),
-    stddev_samp(ces)
-"""
-
-
-def _row_dict(cursor) -> dict:
-    names = [d[0] for d in cursor.description]
-    return dict(zip(names, cursor.fetchone(), strict=True))
-
-
 def headline_sql(con) -> dict:
-    row = _row_dict(con.execute(f"SELECT {HEADLINE_SELECT} FROM survey_responses"))  # noqa: S608
-    return {k: v for k, v in row.items() if not k.startswith("stddev")}
-
-
-def _headline_pandas(r: pd.DataFrame) -> dict:
-    out = {
-        "responses": len(r),
-        "nps": 100.0 * ((r["nps"] >= 9).sum() - (r["nps"] <= 6).sum()) / r["nps"].count(),
-        "nps_n": r["nps"].count(),
-        "csat": 100.0 * (r["csat"] >= 4).sum() / r["csat"].count(),
-    }
-    described = r[list(SCORES)].agg(["mean", "count", "std"])
-    for name in PILLARS:
-        out[f"{name}_mean"] = described.loc["mean", name]
-        out[f"{name}_n"] = described.loc["count", name]
-    out["rq_mean"], out["ces_mean"] = described.loc["mean", "rq"], described.loc["mean", "ces"]
-    return out
+    return _clustered_figures(clustered_sql(con, "survey_responses r").iloc[0].to_dict())
 
 
 def headline_pandas(f) -> dict:
-    return _headline_pandas(f["responses"])
+    return _clustered_figures(clustered_pandas(f["responses"]).iloc[0].to_dict())
 
 
 # A typical executive filter: the last 12 months in EMEA on Growth and Enterprise plans.
@@ -131,15 +248,13 @@ def headline_filtered_relq(engine) -> dict:
 
 
 def headline_filtered_sql(con) -> dict:
-    row = _row_dict(
-        con.execute(
-            f"""SELECT {HEADLINE_SELECT} FROM survey_responses r JOIN customers c USING (customer_id)
-                WHERE r.submitted_at >= ? AND r.submitted_at < ? AND c.region = 'EMEA'
-                  AND c.plan IN ('Growth', 'Enterprise')""",  # noqa: S608
-            [FILTER_SINCE, FILTER_UNTIL + timedelta(days=1)],
-        )
+    frame = clustered_sql(
+        con,
+        "survey_responses r JOIN customers c USING (customer_id)",
+        "r.submitted_at >= ? AND r.submitted_at < ? AND c.region = 'EMEA' AND c.plan IN ('Growth', 'Enterprise')",
+        params=[FILTER_SINCE, FILTER_UNTIL + timedelta(days=1)],
     )
-    return {k: v for k, v in row.items() if not k.startswith("stddev")}
+    return _clustered_figures(frame.iloc[0].to_dict())
 
 
 def headline_filtered_pandas(f) -> dict:
@@ -151,69 +266,50 @@ def headline_filtered_pandas(f) -> dict:
         & (at < pd.Timestamp(FILTER_UNTIL + timedelta(days=1)))
         & r["customer_id"].isin(keep)
     ]
-    return _headline_pandas(part)
+    return _clustered_figures(clustered_pandas(part).iloc[0].to_dict())
 
 
 # --------------------------------------------------------------------------- trend (Overview)
 
 
-def _grouped_sql(con, group: str, source: str, params=()) -> pd.DataFrame:
-    """Every headline score (n, mean/score, sd) per group, in one hand-written query."""
-    return con.execute(
-        f"SELECT {group} AS grp, {HEADLINE_SELECT} FROM {source} GROUP BY 1 ORDER BY 1",  # noqa: S608
-        list(params),
-    ).df()
-
-
-def _grouped_pandas(frame: pd.DataFrame, key) -> pd.DataFrame:
-    """The same per-group scores with pandas."""
-    g = frame.assign(
-        promoter=frame["nps"] >= 9, detractor=frame["nps"] <= 6, top2=frame["csat"] >= 4
-    ).groupby(key, dropna=False)
-    agg = g.agg(
-        responses=("nps", "size"),
-        promoters=("promoter", "sum"),
-        detractors=("detractor", "sum"),
-        nps_n=("nps", "count"),
-        top2=("top2", "sum"),
-        csat_n=("csat", "count"),
-        **{f"{name}_mean": (name, "mean") for name in SCORES},
-        **{f"{name}_n": (name, "count") for name in SCORES},
-        **{f"{name}_sd": (name, "std") for name in SCORES},
-    )
-    agg["nps"] = 100.0 * (agg["promoters"] - agg["detractors"]) / agg["nps_n"]
-    agg["csat"] = 100.0 * agg["top2"] / agg["csat_n"]
-    return agg.reset_index(names="grp")
-
-
-def _group_figures(frame: pd.DataFrame, label) -> dict:
-    out = {}
-    for row in frame.itertuples():
-        name = label(row.grp)
-        out[f"{name}_trust"], out[f"{name}_trust_n"] = row.trust_mean, row.trust_n
-        out[f"{name}_nps"], out[f"{name}_nps_n"] = row.nps, row.nps_n
-        out[f"{name}_rq"], out[f"{name}_csat"] = row.rq_mean, row.csat
-    return out
-
-
 def trend_sql(con) -> dict:
-    frame = _grouped_sql(con, "date_trunc('month', submitted_at)", "survey_responses")
-    return {"periods": len(frame), **_group_figures(frame, lambda p: f"{p:%Y-%m}")}
+    frame = clustered_sql(con, "survey_responses r", group="date_trunc('month', r.submitted_at)")
+    out = {"periods": len(frame)}
+    for m in frame.to_dict("records"):
+        out.update(_trend_month(m, f"{pd.Timestamp(m['grp']):%Y-%m}"))
+    return out
 
 
 def trend_pandas(f) -> dict:
     r = f["responses"]
-    frame = _grouped_pandas(r, r["submitted_at"].dt.to_period("M"))
-    return {"periods": len(frame), **_group_figures(frame, str)}
+    frame = clustered_pandas(r, r["submitted_at"].dt.to_period("M").astype(str))
+    out = {"periods": len(frame)}
+    for m in frame.to_dict("records"):
+        out.update(_trend_month(m, m["grp"]))
+    return out
+
+
+def _trend_month(m: dict, month: str) -> dict:
+    figures = _clustered_figures(m)
+    return {
+        f"{month}_{k}": v
+        for k, v in figures.items()
+        if k in ("trust", "trust_low", "trust_n", "nps", "nps_high", "nps_n", "rq", "csat", "csat_low")
+    }
 
 
 def _trend_figures(frame: pd.DataFrame) -> dict:
-    """Per month: n and estimate of trust, NPS, RQ and CSAT."""
+    """Per month: trust, NPS, RQ and CSAT with n and an interval bound."""
     out = {"periods": frame["period"].nunique()}
     for row in frame[frame["metric"].isin(["trust", "nps", "rq", "csat"])].itertuples():
-        out[f"{row.period:%Y-%m}_{row.metric}"] = row.estimate
+        month = f"{row.period:%Y-%m}"
+        out[f"{month}_{row.metric}"] = row.estimate
         if row.metric in ("trust", "nps"):
-            out[f"{row.period:%Y-%m}_{row.metric}_n"] = row.n
+            out[f"{month}_{row.metric}_n"] = row.n
+        if row.metric in ("trust", "csat"):
+            out[f"{month}_{row.metric}_low"] = row.low
+        if row.metric == "nps":
+            out[f"{month}_nps_high"] = row.high
     return out
 
 
@@ -235,22 +331,50 @@ def segments_relq(engine) -> dict:
         for dim in SEGMENT_DIMENSIONS:
             frame = segment_scores(conn, SegmentFilter(), dim)
             for row in frame[frame["metric"].isin(["trust", "nps", "rq", "csat"])].itertuples():
-                out[f"{dim}={row.value}_{row.metric}"] = row.estimate
+                key = f"{dim}={row.value}_{row.metric}"
+                out[key], out[f"{key}_low"], out[f"{key}_p"] = row.estimate, row.low, row.p_value
                 if row.metric in ("trust", "nps"):
-                    out[f"{dim}={row.value}_{row.metric}_n"] = row.n
+                    out[f"{key}_n"] = row.n
+    return out
+
+
+def _segment_tests(frame: pd.DataFrame, dim: str) -> dict:
+    """Each segment vs the rest (total − segment): Welch–Satterthwaite on clustered variances for
+    means, z on clustered variances for NPS/CSAT."""
+    from scipy import stats as sps
+
+    sums = [c for c in frame.columns if c not in ("grp", "is_total")]
+    total = frame[frame["is_total"] == 1].iloc[0] if "is_total" in frame else frame[sums].sum()
+    out = {}
+    for m in (
+        frame[frame["is_total"] == 0].to_dict("records") if "is_total" in frame else frame.to_dict("records")
+    ):
+        rest = {k: float(total[k]) - float(m[k]) for k in sums}
+        value = "(no value)" if m["grp"] is None or m["grp"] != m["grp"] else m["grp"]
+        for name in ("trust", "rq", "nps", "csat"):
+            est, low, _high, v1, _ = _interval(m, name)
+            other, _, _, v2, _ = _interval(rest, name)
+            delta, se = est - other, np.sqrt(v1 + v2)
+            if name in ("trust", "rq"):
+                c1, c2 = float(m[f"{name}_C"]), float(rest[f"{name}_C"])
+                df = (v1 + v2) ** 2 / (v1**2 / (c1 - 1) + v2**2 / (c2 - 1))
+                p = 2 * sps.t.sf(abs(delta) / se, df)
+            else:
+                p = 2 * sps.norm.sf(abs(delta) / (100 * se))
+            key = f"{dim}={value}_{name}"
+            out[key], out[f"{key}_low"], out[f"{key}_p"] = est, low, p
+            if name in ("trust", "nps"):
+                out[f"{key}_n"] = int(m[f"{name}_W"])
     return out
 
 
 def segments_sql(con) -> dict:
     out = {}
     for dim in SEGMENT_DIMENSIONS:
-        # The rest of each segment is the total minus the segment, as relq does: one query each.
-        frame = _grouped_sql(
-            con,
-            f"coalesce(c.{dim}, '(no value)')",
-            "survey_responses r LEFT JOIN customers c USING (customer_id)",
+        frame = clustered_sql(
+            con, "survey_responses r LEFT JOIN customers c USING (customer_id)", group=f"c.{dim}", rollup=True
         )
-        out.update(_group_figures(frame, lambda v, dim=dim: f"{dim}={v}"))
+        out.update(_segment_tests(frame, dim))
     return out
 
 
@@ -259,8 +383,8 @@ def segments_pandas(f) -> dict:
     out = {}
     for dim in SEGMENT_DIMENSIONS:
         joined = r.merge(c[["customer_id", dim]], on="customer_id", how="left")
-        frame = _grouped_pandas(joined, joined[dim].fillna("(no value)"))
-        out.update(_group_figures(frame, lambda v, dim=dim: f"{dim}={v}"))
+        frame = clustered_pandas(joined, joined[dim].fillna("(no value)"))
+        out.update(_segment_tests(frame.assign(grp=frame["grp"].replace("(no value)", None)), dim))
     return out
 
 
@@ -437,25 +561,25 @@ def durations_pandas(f) -> dict:
 
 
 DRIVER_VARIABLES = (*PILLARS, "nps")
-SAMPLE_SEED, SAMPLE_ROWS = "20240601", 20_000
 
 
-def _driver_figures(moments: pd.DataFrame, sample: pd.DataFrame) -> dict:
-    out = {"sample_rows": len(sample), "sample_trust_sum": float(sample["trust"].sum())}
-    for row in moments.itertuples():
-        out[f"{row.segment}_n"] = row.n
-        out[f"{row.segment}_customers"] = row.customers
-        out[f"{row.segment}_s0"] = row.s_0
-        out[f"{row.segment}_c0_3"] = row.c_0_3
+def _driver_figures(per: pd.DataFrame) -> dict:
+    """The bootstrap's input — one row per customer — summed per segment, plus its size."""
+    out = {"customer_rows": len(per)}
+    for segment, part in per.groupby("segment"):
+        out[f"{segment}_n"] = int(part["n"].sum())
+        out[f"{segment}_customers"] = int(part["cid"].notna().sum())
+        out[f"{segment}_s0"] = float(part["s_0"].sum())
+        out[f"{segment}_c0_3"] = float(part["c_0_3"].sum())
     return out
 
 
 def drivers_relq(engine) -> dict:
-    """The drivers page's inputs: item moments by region and the bootstrap sample."""
-    from relq.analyses.drivers import moments, sample_rows
+    """The drivers page's input: per-customer sums (by region) that the customer bootstrap resamples."""
+    from relq.analyses.drivers import customer_moments
 
     with engine.connect() as conn:
-        return _driver_figures(moments(conn, SegmentFilter(), "region"), sample_rows(conn, SegmentFilter()))
+        return _driver_figures(customer_moments(conn, SegmentFilter(), "region"))
 
 
 def drivers_sql(con) -> dict:
@@ -468,40 +592,33 @@ def drivers_sql(con) -> dict:
         for j, b in enumerate(cols)
         if j >= i
     )
-    moments = con.execute(
-        f"""SELECT coalesce(c.region, '(no value)') AS segment, count(*) AS n,
-                   count(DISTINCT r.customer_id) AS customers, {sums}, {cross}
+    per = con.execute(
+        f"""SELECT coalesce(c.region, '(no value)') AS segment, r.customer_id AS cid,
+                   CASE WHEN r.customer_id IS NULL THEN r.response_id END AS lone, count(*) AS n, {sums}, {cross}
             FROM survey_responses r LEFT JOIN customers c USING (customer_id) WHERE {complete}
-            GROUP BY 1"""  # noqa: S608
+            GROUP BY ALL ORDER BY segment, cid, lone"""  # noqa: S608
     ).df()
-    sample = con.execute(
-        f"""SELECT {", ".join(f"r.{c}" for c in cols)} FROM survey_responses r WHERE {complete}
-            ORDER BY md5(r.response_id || ?) LIMIT ?""",  # noqa: S608
-        [SAMPLE_SEED, SAMPLE_ROWS],
-    ).df()
-    return _driver_figures(moments, sample)
+    return _driver_figures(per)
 
 
 def drivers_pandas(f) -> dict:
-    import hashlib
-
     r, c = f["responses"], f["customers"]
     cols = list(DRIVER_VARIABLES)
     r = r.dropna(subset=cols)
     joined = r.merge(c[["customer_id", "region"]], on="customer_id", how="left")
-    joined["segment"] = joined["region"].fillna("(no value)")
-    parts = {
-        "n": joined.groupby("segment").size(),
-        "customers": joined.groupby("segment")["customer_id"].nunique(),
-    }
+    parts = {"n": pd.Series(1, index=joined.index)}
     for i, a in enumerate(cols):
-        parts[f"s_{i}"] = joined.groupby("segment")[a].sum()
+        parts[f"s_{i}"] = joined[a].astype(float)
         for j in range(i, len(cols)):
-            parts[f"c_{i}_{j}"] = (joined[a] * joined[cols[j]]).groupby(joined["segment"]).sum()
-    moments = pd.DataFrame(parts).reset_index(names="segment")
-    key = [hashlib.md5((rid + SAMPLE_SEED).encode()).hexdigest() for rid in r["response_id"]]
-    sample = r.assign(_key=key).sort_values("_key").head(SAMPLE_ROWS)
-    return _driver_figures(moments, sample)
+            parts[f"c_{i}_{j}"] = joined[a].astype(float) * joined[cols[j]]
+    keys = [
+        joined["region"].fillna("(no value)").rename("segment"),
+        joined["customer_id"].fillna("").rename("cid"),
+        joined["response_id"].where(joined["customer_id"].isna(), "").rename("lone"),
+    ]
+    per = pd.DataFrame(parts).groupby(keys, sort=True).sum().reset_index()
+    per["cid"] = per["cid"].replace("", None)
+    return _driver_figures(per)
 
 
 # --------------------------------------------------------------------------- reliability (Measurement)
@@ -595,7 +712,7 @@ def report_relq(engine) -> dict:
     from relq.outputs.report import build_report
 
     report = build_report(engine)
-    out = {"responses": report["responses"], "nps": report["nps"]["score"]}
+    out = {"responses": report["responses"], "nps": report["nps"]["score"], "nps_low": report["nps"]["ci"][0]}
     out.update({f"{p}_alpha": report["pillars"][p]["alpha"] for p in PILLARS})
     out.update(report["quadrants"]["counts"])
     cohorts = report["cohorts"]
@@ -646,7 +763,7 @@ def retention_pandas(f) -> dict:
 
 
 def _report_from(headline: dict, reliability: dict, quadrants: dict, cohorts: dict, kept: dict) -> dict:
-    out = {"responses": headline["responses"], "nps": headline["nps"]}
+    out = {"responses": headline["responses"], "nps": headline["nps"], "nps_low": headline["nps_low"]}
     out.update({f"{p}_alpha": reliability[f"{p}_alpha"] for p in PILLARS})
     out.update(quadrants)
     sizes = [v for k, v in cohorts.items() if k.endswith("_size")]

@@ -14,12 +14,6 @@ engine = ui.get_engine()
 flt = ui.current_filter()
 
 st.title("What drives NPS")
-st.caption(
-    "Shapley (LMG) decomposition: each pillar's average gain in R² over the 3! orders of entering a "
-    "regression of NPS (0–10) on the three pillars — exact, from the correlation matrix computed in the "
-    "database. 95% intervals: percentile bootstrap (200 resamples of at most 20,000 rows, fixed seed). "
-    "Correlations carry Fisher-z intervals."
-)
 
 with st.spinner("Decomposing R² and bootstrapping its intervals…"):
     overall = ui.cached_query(engine, drivers.driver_importance, flt)
@@ -31,28 +25,43 @@ if overall.empty or overall["n"].max() < 10:
 
 n = int(overall["n"].iloc[0])
 r2 = overall.iloc[0]
+drawn = int(overall["resamples"].max())
+st.caption(
+    "Shapley (LMG) decomposition: each pillar's average gain in R² over the 3! orders of entering a "
+    "regression of NPS (0–10) on the three pillars — exact, on every response in view, from per-customer "
+    "sums computed in the database. 95% intervals: percentile bootstrap over customers ("
+    + (f"{drawn} resamples" if drawn else "no resamples: too few responses")
+    + ", fixed seed), each resample drawing whole customers with all their responses, because the "
+    "responses of one customer are not independent."
+    + (f" Counting each {flt.weighting.label}." if flt.weighting.per_customer else "")
+)
 metric_cols = st.columns(4)
 metric_cols[0].metric(
     "R² of NPS on the pillars",
     f"{r2['r2']:.2f}",
-    help=f"n = {n:,}; 95% bootstrap interval {ui.format_interval(r2['r2_low'], r2['r2_high'], 2)}",
+    help=f"{ui.responses_sentence(n, int(r2['customers']))}; 95% bootstrap interval "
+    f"{ui.format_interval(r2['r2_low'], r2['r2_high'], 2)}",
 )
-metric_cols[0].caption(f"n = {n:,} · 95% CI {ui.format_interval(r2['r2_low'], r2['r2_high'], 2)}")
+metric_cols[0].caption(
+    f"{ui.responses_sentence(n, int(r2['customers']))} · 95% CI {ui.format_interval(r2['r2_low'], r2['r2_high'], 2)}"
+)
 for col, row in zip(metric_cols[1:], overall.itertuples(), strict=False):
     col.metric(
         f"{row.predictor.capitalize()}: share of R²",
         f"{100 * row.share:.0f}%",
-        help=f"LMG {row.lmg:.3f}, 95% CI [{row.lmg_low:.3f}, {row.lmg_high:.3f}]; n = {row.n:,}",
+        help=f"Share of the explained variance, 95% CI {ui.format_interval(100 * row.share_low, 100 * row.share_high, 0)}%; "
+        f"LMG {row.lmg:.3f} of R² {row.r2:.3f} (95% CI [{row.lmg_low:.3f}, {row.lmg_high:.3f}]); "
+        f"{ui.responses_sentence(row.n, row.customers)}",
     )
     col.caption(
-        f"n = {row.n:,} · 95% CI {ui.format_interval(row.lmg_low, row.lmg_high, 3)} · r = {row.r:.2f}"
+        f"95% CI {ui.format_interval(100 * row.share_low, 100 * row.share_high, 0)}% · r = {row.r:.2f}"
     )
 
 left, right = st.columns(2)
 left.plotly_chart(charts.driver_bars(overall, "Share of R² explained by each pillar (LMG)"), width="stretch")
 with right:
     st.subheader("Plain correlations with NPS")
-    corr = overall[["predictor", "n", "r", "r_low", "r_high", "lmg", "lmg_low", "lmg_high"]]
+    corr = overall[["predictor", "n", "customers", "r", "r_low", "r_high", "lmg", "lmg_low", "lmg_high"]]
     ui.table_with_download(
         corr,
         "drivers-overall.csv",
@@ -60,19 +69,22 @@ with right:
         column_config={
             c: st.column_config.NumberColumn(format="%.3f")
             for c in corr.columns
-            if c not in ("predictor", "n")
+            if c not in ("predictor", "n", "customers")
         },
     )
+    st.caption("Correlation intervals: the same bootstrap over customers.")
 
 st.subheader("Per segment")
 dimensions = ui.allowed_dimensions(ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt))
 dimension = st.selectbox("Segment by", dimensions, index=0, key="drivers_dimension")
 with st.spinner(f"Decomposing R² in every {ui.plain(dimension.replace('_', ' '))}…"):
-    by_segment = ui.cached_query(engine, drivers.driver_importance, flt, dimension=dimension, resamples=100)
+    by_segment = ui.cached_query(engine, drivers.driver_importance, flt, dimension=dimension)
 shown = ui.suppress_small_groups(by_segment, "customers")  # groups under 5 customers
+segment_drawn = int(by_segment["resamples"].max()) if not by_segment.empty else 0
 st.caption(
-    f"Segments with fewer than {ui.min_n()} responses are greyed (marked small): their shares are "
-    "shown without intervals and never ranked."
+    f"Each segment's intervals: {segment_drawn} bootstrap resamples of its customers (fixed seed). Segments with "
+    f"fewer than {ui.min_n()} responses are greyed (marked small): their shares are shown without intervals "
+    "(resamples 0) and never ranked."
 )
 ui.table_with_download(
     shown,
@@ -81,7 +93,7 @@ ui.table_with_download(
     column_config={
         c: st.column_config.NumberColumn(format="%.3f")
         for c in shown.columns
-        if c not in ("segment", "predictor", "n", "small")
+        if c not in ("segment", "predictor", "n", "customers", "small", "resamples")
     },
 )
 

@@ -13,7 +13,8 @@ from relq.core.instrument import (
     instrument_from_frame,
     save_instrument,
 )
-from relq.exceptions import RelqError
+from relq.exceptions import RelqError, WeightingError
+from relq.measures import customer_sums, metrics
 from relq.measures.reliability import (
     HTMT_WARNING,
     answer_distribution,
@@ -242,6 +243,86 @@ else:
     st.subheader("Answer distribution per item")
     st.plotly_chart(_distribution_bars(dist, instrument.scale_min, instrument.scale_max), width="stretch")
     ui.download_csv(dist, "relq_answer_distribution.csv", key="dl_dist")
+
+st.subheader("Customers as clusters, and weights")
+st.caption(
+    "Several people at one customer answer, wave after wave, so their responses are not independent. Every "
+    "interval in RelQ treats each customer as a cluster; the design effect says how much wider that makes it "
+    "than if every response were independent, and the effective n how many independent responses the score is "
+    "worth. The intra-customer correlation ρ follows from deff = 1 + (m* − 1)·ρ (m* = Σn_c²/Σn_c)."
+)
+try:
+    effects = ui.cached_query(engine, metrics.design_effects, flt)
+except WeightingError as exc:
+    st.warning(str(exc))
+    effects = None
+if effects is not None:
+    st.dataframe(
+        effects.assign(metric=effects["metric"].map(lambda m: LABELS.get(m, m))),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "metric": "score",
+            "n": st.column_config.NumberColumn("n (responses)", format="%d"),
+            "customers": st.column_config.NumberColumn("customers (clusters)", format="%d"),
+            "responses_per_customer": st.column_config.NumberColumn("responses per customer", format="%.1f"),
+            "deff": st.column_config.NumberColumn("design effect", format="%.2f"),
+            "n_eff": st.column_config.NumberColumn("effective n", format="%.0f"),
+            "icc": st.column_config.NumberColumn("intra-customer ρ", format="%.2f"),
+        },
+    )
+dims = flt.weighting.rake
+st.markdown(
+    f"**Raking to the customer base on {', '.join(d.replace('_', ' ') for d in dims)}** "
+    + (
+        "(the weighting in use)"
+        if flt.weighting.scheme == "raked"
+        else "(what choosing it in the sidebar would do)"
+    )
+)
+try:
+    raked = ui.cached_query(engine, customer_sums.raking_diagnostics, flt)
+except WeightingError as exc:
+    raked = None
+    st.warning(str(exc))
+if raked is not None and raked.problem:
+    st.warning(raked.problem + " Raked numbers are not shown while this is so.")
+elif raked is not None and raked.diagnostics is not None:
+    diag = raked.diagnostics
+    when = f"{raked.since:%d %b %Y} – {raked.until:%d %b %Y}" if raked.since and raked.until else "the data"
+    cols = st.columns(4)
+    cols[0].metric("Kish design effect of the weights", f"{diag.kish_deff:.2f}", help="n·Σw² / (Σw)²")
+    cols[1].metric("Smallest weight", f"{diag.weight_min:.2f}")
+    cols[2].metric(
+        "Largest weight", f"{diag.weight_max:.2f}", help=f"{diag.weight_ratio:.1f} times the smallest"
+    )
+    cols[3].metric("IPF passes", f"{diag.iterations}", help="to every margin within 1e-10 of its target")
+    st.caption(
+        f"Base: customers acquired on or before the last day of {when} (or without a date) and not churned before "
+        "its first day, in the segments of the sidebar. Targets are their counts; achieved are the raked weights "
+        "of the responding customers."
+    )
+    margins = diag.margins.assign(
+        target_share=lambda f: 100 * f["target_share"], achieved_share=lambda f: 100 * f["achieved_share"]
+    )
+    ui.table_with_download(
+        margins,
+        "raking-margins.csv",
+        key="dl_raking",
+        column_config={
+            "target": st.column_config.NumberColumn("target (customers)", format="%.0f"),
+            "target_share": st.column_config.NumberColumn("target %", format="%.2f"),
+            "respondents": st.column_config.NumberColumn("responding customers", format="%d"),
+            "achieved": st.column_config.NumberColumn("achieved (Σ weight)", format="%.4f"),
+            "achieved_share": st.column_config.NumberColumn("achieved %", format="%.2f"),
+        },
+    )
+head = ui.cached_headline(engine, flt)
+if head.unmatched:
+    st.caption(
+        f"{head.unmatched:,} response{'s' if head.unmatched != 1 else ''} in view match no customer: each is a "
+        "cluster of its own, and customer-level weights (customer, annual value, raked) leave them out."
+    )
 
 st.subheader("The questionnaire")
 st.caption(

@@ -12,9 +12,9 @@ st.title("Methodology")
 st.markdown(
     "Every number in RelQ is defined here: what it means in plain words, how it is computed, and when "
     "to trust it. Every score on screen carries its **n** (how many answers it rests on) and its "
-    "**95% interval** (the range the true value plausibly lies in, given the sample). "
-    "All figures are computed inside the database from counts and sums, so they are identical on the "
-    "embedded store and on PostgreSQL."
+    "**95% interval** (the range the true value plausibly lies in, given the sample). Intervals and tests "
+    "treat each **customer** as the unit (below). All figures are computed inside the database from counts and "
+    "sums, so they are identical on the embedded store and on PostgreSQL."
 )
 
 SECTIONS: list[tuple[str, str, list[str], str]] = [
@@ -39,13 +39,31 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
         "Only responses with all three pillar indices have an RQ.",
     ),
     (
-        "Means and their t-interval (pillars, RQ, CES)",
-        "The average over the responses submitted in the period (dates inclusive) that have the score, "
-        "with a 95% interval from Student's t distribution.",
+        "The unit is the customer: customer-clustered intervals",
+        "A relationship is an account. Several people at one customer answer the survey, and they answer "
+        "wave after wave, so their responses are not independent: colleagues at a customer who trusts you tend "
+        "to say so together. On the demo company a customer gives about 7 responses and the correlation "
+        "between two responses of the same customer is about 0.5. Treating every response as independent "
+        "would make intervals 2–3 times too narrow. So every interval and test in RelQ treats each **customer "
+        "as a cluster** (a response that matches no customer is a cluster of its own). For a (weighted) mean "
+        "over the responses having the score, with one sum per customer c and C customers:",
         [
-            r"\bar{x} \pm t_{0.975,\,n-1} \cdot \frac{s}{\sqrt{n}}, \qquad s^2 = \frac{\sum x^2 - (\sum x)^2/n}{n-1}"
+            r"\bar y = \frac{\sum_i w_i y_i}{\sum_i w_i}, \qquad t_c = \sum_{i \in c} w_i\,(y_i - \bar y)",
+            r"\widehat{\operatorname{var}}(\bar y) = \frac{C}{C-1} \cdot \frac{\sum_c t_c^2}{\left(\sum_i w_i\right)^2}",
         ],
-        f"Reliable for n ≥ {MIN_N}; with fewer answers the score is greyed and never ranked.",
+        "This is the linearised (“ultimate cluster”) variance that Stata computes with "
+        "`mean y [pw=w], vce(cluster customer)` and R with `survey::svymean(~y, svydesign(ids = ~customer, "
+        "weights = ~w, data = d))`. It needs only sums per customer, so the database computes it in two "
+        "steps — per customer first, then over customers — and never ships responses. With one response per "
+        "customer it is exactly the usual s²/n.",
+    ),
+    (
+        "Means and their t-interval (pillars, RQ, CES)",
+        "The average over the responses submitted in the period (dates inclusive) that have the score, with "
+        "a 95% interval from Student's t distribution on C − 1 degrees of freedom (C customers).",
+        [r"\bar y \pm t_{0.975,\,C-1} \cdot \sqrt{\widehat{\operatorname{var}}(\bar y)}"],
+        f"Reliable for n ≥ {MIN_N}; with fewer answers the score is greyed and never ranked. Every score shows "
+        "its n and its customers: “n = 11,883 responses from 3,201 customers”.",
     ),
     (
         "Cronbach's α and its Feldt interval",
@@ -89,56 +107,126 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
         "together, 200 seeded resamples) and recomputing HTMT each time; judge the warning by the interval.",
     ),
     (
+        "Effective n and the design effect",
+        "How many independent responses a score is worth. The design effect compares the customer-clustered "
+        "variance with the variance the same responses would have if they were independent; the effective n "
+        "divides n by it (never above n). The Measurement page lists both for every score, with the "
+        "intra-customer correlation ρ they imply.",
+        [
+            r"\text{deff} = \frac{\widehat{\operatorname{var}}}{u/(n-1)},\quad "
+            r"u = p(1-p)\ \text{(CSAT)},\quad u = p + d - (p-d)^2\ \text{(NPS)},\qquad "
+            r"n_{\text{eff}} = \min\!\left(n,\ \frac{n}{\text{deff}}\right)",
+            r"\text{deff} \approx 1 + (m^* - 1)\,\rho, \qquad m^* = \frac{\sum_c n_c^2}{\sum_c n_c}",
+        ],
+        "A design effect of 4 means 4,000 responses carry as much information as 1,000 independent ones. "
+        "Hover a score card to see its effective n.",
+    ),
+    (
         "NPS and its adjusted-Wald interval",
         "Net Promoter Score: the share of promoters (9–10 on “How likely are you to recommend…”) minus the "
-        "share of detractors (0–6), in points from −100 to 100.",
+        "share of detractors (0–6), in points from −100 to 100 (weighted shares p and d under a weighting). "
+        "The interval is the adjusted Wald interval on the effective n.",
         [
-            r"\text{NPS} = 100 \cdot \frac{P - D}{n}",
-            r"n^* = n + 3,\quad p^* = \frac{P + 3/4}{n^*},\quad d^* = \frac{D + 3/4}{n^*},\quad "
-            r"se = \sqrt{\frac{p^* + d^* - (p^* - d^*)^2}{n^*}}",
+            r"\text{NPS} = 100 \cdot (p - d)",
+            r"n^* = n_{\text{eff}} + 3,\quad p^* = \frac{p\,n_{\text{eff}} + 3/4}{n^*},\quad "
+            r"d^* = \frac{d\,n_{\text{eff}} + 3/4}{n^*},\quad se = \sqrt{\frac{p^* + d^* - (p^* - d^*)^2}{n^*}}",
             r"100 \cdot \left((p^* - d^*) \pm 1.96 \cdot se\right)",
         ],
-        "Example: 50 promoters, 30 passives, 20 detractors give NPS 30 with interval about [14, 44] — "
-        "NPS moves a lot with small samples, so read the interval.",
+        "Example with one response per customer (n_eff = n): 50 promoters, 30 passives, 20 detractors give NPS 30 "
+        "with interval about [14, 44] — NPS moves a lot with small samples, so read the interval.",
     ),
     (
         "CSAT and its Wilson interval",
         "Customer satisfaction: the percentage answering 4 or 5 on the 1–5 satisfaction question "
-        "(top-2-box), with Wilson's score interval, which stays sensible near 0% and 100%.",
+        "(top-2-box), with Wilson's score interval on the effective n, which stays sensible near 0% and 100%. "
+        "Comment sentiment shares (Voice of the customer) use the same interval.",
         [
-            r"\hat p = \frac{\#\{4, 5\}}{n}, \qquad "
-            r"\frac{\hat p + \frac{z^2}{2n} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n} + \frac{z^2}{4n^2}}}{1 + z^2/n}"
+            r"\hat p = \text{share answering 4–5}, \qquad "
+            r"\frac{\hat p + \frac{z^2}{2n_{\text{eff}}} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n_{\text{eff}}} + "
+            r"\frac{z^2}{4n_{\text{eff}}^2}}}{1 + z^2/n_{\text{eff}}}"
         ],
-        f"Reliable for n ≥ {MIN_N}.",
+        f"Reliable for n ≥ {MIN_N}. With one response per customer n_eff = n and this is the plain Wilson interval.",
     ),
     (
         "CES",
-        "Customer effort score: the mean answer on the 1–7 effort question, with a t-interval. Lower means "
-        "less effort, so lower is better (segments rank lowest first).",
-        [r"\overline{\text{CES}} \pm t_{0.975,\,n-1}\, s/\sqrt{n}"],
-        f"Reliable for n ≥ {MIN_N}.",
+        "Customer effort score: the mean answer on the 1–7 effort question, with the customer-clustered "
+        "t-interval of the means above. Lower means less effort, so lower is better (segments rank lowest "
+        "first).",
+        [r"\overline{\text{CES}} \pm t_{0.975,\,C-1}\, \sqrt{\widehat{\operatorname{var}}}"],
+        f"Reliable for n ≥ {MIN_N}; shown with two decimals.",
+    ),
+    (
+        "Weights: what each way of counting answers",
+        "The sidebar's **Count each** sets how much each response weighs; every interval still treats each "
+        "customer as a cluster. **Response** (the default): each response counts once — *what do our responses "
+        "say*; customers who send many people weigh more. **Customer**: each customer counts once — *what does "
+        "the average customer feel*; a response weighs 1 / (that customer's responses in view having the "
+        "score). **Annual value**: each customer weighs its annual value, split the same way — *what does our "
+        "revenue feel*. **Raked to the customer base**: customer weights by iterative proportional fitting, "
+        "so that on each chosen dimension (default region and plan) the responding customers match the "
+        "customer base — customers acquired on or before the period's last day (or without a date) and not "
+        "churned before its first day — *what would the whole customer base say*.",
+        [
+            r"w_i = \frac{\omega_c}{n_c^{(\text{score})}}, \qquad \omega_c = 1 \ \text{(customer)},\ "
+            r"\text{annual value}_c\ \text{(value)},\ \text{raked weight}_c\ \text{(raked)}",
+            r"\text{Kish design effect of the weights} = \frac{m \sum_c \omega_c^2}{\left(\sum_c \omega_c\right)^2}",
+        ],
+        "Weights are treated as fixed in the variance. Responses that match no customer carry no customer "
+        "weight and are left out of customer, value and raked figures — the screen says how many. A "
+        "dimension value present in the base with no responding customer cannot be raked: RelQ says which and "
+        "shows no raked number. The Measurement page shows the raking's target and achieved margins, the "
+        "weight range and its Kish design effect; a large design effect means a few customers carry much "
+        "weight.",
     ),
     (
         "Comparisons: segment vs rest, period vs previous",
-        "A segment is compared with all other filtered responses; a period with the previous period of "
-        "equal length. NPS differences use a z-test on the adjusted-Wald variances; CSAT differences "
-        "Newcombe's interval (from the two Wilson intervals) and the two-proportion z-test; means (pillars, "
-        "RQ, CES) Welch's t-test, which does not assume equal variances.",
+        "A segment is compared with all other responses in view; a period with the previous period of equal "
+        "length. Means (pillars, RQ, CES): Welch's t with the customer-clustered variances and Satterthwaite's "
+        "degrees of freedom on the customers. NPS and CSAT: a z-test on the difference with the clustered "
+        "variances. Period vs previous: the same customer often answers in both periods, so the difference is "
+        "linearised over the customers of both.",
         [
-            r"z_{\text{NPS}} = \frac{\text{NPS}_1 - \text{NPS}_2}{100\sqrt{se_1^2 + se_2^2}}",
-            r"t = \frac{\bar x_1 - \bar x_2}{\sqrt{s_1^2/n_1 + s_2^2/n_2}},\quad "
-            r"df = \frac{(s_1^2/n_1 + s_2^2/n_2)^2}{\frac{(s_1^2/n_1)^2}{n_1-1} + \frac{(s_2^2/n_2)^2}{n_2-1}}",
+            r"t = \frac{\bar y_1 - \bar y_2}{\sqrt{v_1 + v_2}},\quad "
+            r"df = \frac{(v_1 + v_2)^2}{\frac{v_1^2}{C_1 - 1} + \frac{v_2^2}{C_2 - 1}}",
+            r"z_{\text{NPS}} = \frac{\text{NPS}_1 - \text{NPS}_2}{100\sqrt{v_1 + v_2}}",
+            r"\widehat{\operatorname{var}}(\bar y^{(1)} - \bar y^{(2)}) = \frac{C}{C-1}\sum_c "
+            r"\left(\frac{t_c^{(1)}}{W_1} - \frac{t_c^{(2)}}{W_2}\right)^2",
         ],
-        "A delta is marked significant only when its q-value (below) is under 0.05. A period "
-        "comparison is one question per score, so there q equals p.",
+        "A delta is marked significant only when its Benjamini–Hochberg q-value (below) is under 0.05; the "
+        "screen names the test and the family the q-value was computed over.",
     ),
     (
         "Benjamini–Hochberg q-values",
-        "When many segments are compared at once, some would look different by chance alone. "
-        "Benjamini–Hochberg adjusts the p-values so that, among the deltas marked significant, at most 5% "
-        "are expected to be false alarms.",
+        "When many deltas are shown together, some would look different by chance alone. Benjamini–Hochberg "
+        "adjusts the p-values so that, among the deltas marked significant, at most 5% are expected to be false "
+        "alarms.",
         [r"q_{(i)} = \min_{j \ge i} \min\!\left(1,\ \frac{m \, p_{(j)}}{j}\right)"],
-        "Applied per score across the segments of a dimension that are not small.",
+        "The family is what is shown together: a segment table per score across the dimension's values; the "
+        "overview's cards across the cards; the segments that moved most across every segment and score tested.",
+    ),
+    (
+        "Why fewer deltas are significant now",
+        "Earlier versions of RelQ treated every response as independent. With about 7 responses per customer "
+        "and a correlation of about 0.5 between them, their intervals were 2–3 times too narrow and many "
+        "differences looked certain that are not: on the demo company trust read ±0.14 where the "
+        "customer-clustered interval is ±0.40, and 325 of 532 segment deltas were marked significant where 189 "
+        "are. Retail's RQ of −1.1 against the rest had p = 10⁻¹¹; counted by customers it is p = 0.02 and, "
+        "among the seven industries, q = 0.07 — a lead to watch, not a finding.",
+        [],
+        "A delta that stays significant under customer clustering and Benjamini–Hochberg is one an executive "
+        "can act on.",
+    ),
+    (
+        "Key drivers (Shapley / LMG) and their bootstrap",
+        "How much of NPS's variance each pillar explains: each pillar's gain in R² averaged over every order of "
+        "entering a regression of NPS on the pillars, computed exactly on every response in view. The 95% "
+        "intervals come from a bootstrap that resamples customers — all of a customer's responses together — "
+        "with a fixed seed; the page states how many resamples it drew.",
+        [
+            r"\phi_j = \sum_{S \subseteq P \setminus \{j\}} \frac{|S|!\,(p - |S| - 1)!}{p!}"
+            r"\left(R^2_{S \cup \{j\}} - R^2_S\right)"
+        ],
+        "A pillar's share of R² says where NPS comes from in your data, not what causes it.",
     ),
     (
         "Small-sample rules",

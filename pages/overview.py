@@ -25,12 +25,18 @@ with st.spinner("Computing the headline scores…"):
 kpis = ui.executive_kpis(engine, kpis, periods)  # executives: no period of fewer than 5 customers
 
 st.caption(
-    f"{head.responses:,} survey responses in view. Cards: {periods.description}. Every score shows its n and "
-    "95% interval; ✱ marks a change that is significant (q < 0.05)."
+    f"{ui.responses_sentence(head.responses, head.customers, head.unmatched)} in view. Cards: "
+    f"{periods.description}. Every score shows its n, its customers and a 95% interval that treats each "
+    "customer as a cluster. ✱ marks a change significant at Benjamini–Hochberg q < 0.05 across the nine "
+    "cards (survey scores: z-test on the change, linearised over the customers of both periods; retention "
+    "and churn: Newcombe)." + (f" Counting each {flt.weighting.label}." if flt.weighting.per_customer else "")
 )
+if head.weighting_note():
+    st.caption(head.weighting_note())
 
 
 def card(row, container) -> None:
+    survey = row.metric not in ("retention", "churn")
     ui.score_card(
         row.label,
         row.estimate,
@@ -42,6 +48,11 @@ def card(row, container) -> None:
         significant=bool(row.significant),
         lower_is_better=row.metric in board_report.LOWER_IS_BETTER,
         container=container,
+        customers=int(row.customers) if survey and not pd.isna(row.customers) else None,
+        unmatched=int(row.unmatched) if survey and not pd.isna(row.unmatched) else 0,
+        n_eff=None if pd.isna(row.n_eff) else float(row.n_eff),
+        q_value=None if pd.isna(row.q_value) else float(row.q_value),
+        unit="responses" if survey else "customers",
     )
 
 
@@ -56,8 +67,9 @@ for col, metric in zip(second, ("csat", "ces", "retention", "churn"), strict=Fal
         card(rows[metric], col)
 if retention_quarter is not None:
     second[4].caption(
-        f"Retention and churn: customers at the start of the quarter beginning {retention_quarter:%d %b %Y} "
-        "((at end − new) / at start), vs the quarter before."
+        f"Retention and churn: the customers active at the start of the quarter beginning "
+        f"{retention_quarter:%d %b %Y} still active at its end (new customers are not in the rate), vs the "
+        "quarter before."
     )
 
 
@@ -76,6 +88,11 @@ with second[4]:
     )
 
 trend = ui.executive_trend(engine, flt, ui.cached_trend(engine, flt))
+if trend.attrs.get("problems"):  # raked weights: a month whose respondents miss a base value has no point
+    st.caption(
+        f"{len(trend.attrs['problems'])} month(s) of the trend cannot be raked and are left blank, e.g.: "
+        + trend.attrs["problems"][0]
+    )
 left, right = st.columns(2)
 left.plotly_chart(
     charts.trend_with_band(

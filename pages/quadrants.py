@@ -105,6 +105,13 @@ def _money(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _effective(n: int, n_eff: float) -> str:
+    """The effective n, where a weighting makes it smaller than n."""
+    if n_eff != n_eff or round(n_eff) >= n:
+        return ""
+    return f", effective n {n_eff:,.0f}"
+
+
 def _quadrant_card(box, row, small_n: int) -> None:
     """One quadrant: name, count and share, NPS, CSAT, churn, revenue at stake, action."""
     n = int(row.customers)
@@ -119,8 +126,12 @@ def _quadrant_card(box, row, small_n: int) -> None:
     else:
         grey = n < small_n
         lines = [
-            f"NPS **{_num(row.nps)}** (95% CI {_num(row.nps_low)} to {_num(row.nps_high)}, n = {row.nps_n:,})",
-            f"CSAT **{_pct(row.csat)}** (95% CI {_pct(row.csat_low)}–{_pct(row.csat_high)}, n = {row.csat_n:,})",
+            f"NPS **{_num(row.nps)}** (95% CI {_num(row.nps_low)} to {_num(row.nps_high)}, n = {row.nps_n:,}"
+            + _effective(row.nps_n, row.nps_n_eff)
+            + ")",
+            f"CSAT **{_pct(row.csat)}** (95% CI {_pct(row.csat_low)}–{_pct(row.csat_high)}, n = {row.csat_n:,}"
+            + _effective(row.csat_n, row.csat_n_eff)
+            + ")",
             f"Churned **{_pct(row.churn_share)}** (95% CI {_pct(row.churn_low)}–{_pct(row.churn_high)}); "
             f"retained {_pct(row.retention_share)}",
             f"Revenue at stake **{_money(row.revenue_at_stake)}** (annual value, else last 12 months' purchases)",
@@ -183,7 +194,13 @@ threshold_text = (
 )
 st.caption(
     f"{summary.customers:,} customers · threshold {threshold_text} — {MODES[spec.mode].lower()} · "
-    "shares with Wilson 95% intervals, NPS with adjusted-Wald intervals."
+    "shares of customers with Wilson 95% intervals; NPS (adjusted Wald) and CSAT (Wilson) from each customer's "
+    "latest response — one per customer"
+    + (
+        f", weighted by {flt.weighting.label} (intervals on the effective n)."
+        if flt.weighting.scheme in ("value", "raked")
+        else "."
+    )
 )
 
 table = summary.table.set_index("quadrant")

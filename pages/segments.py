@@ -49,9 +49,13 @@ if scores.empty:
     ui.nothing_matches("No segment of this dimension has survey responses under the current filters.")
 
 st.caption(
-    f"Each score: estimate, 95% interval, n, and its difference from the rest of the responses in view "
-    f"(NPS z-test, CSAT Newcombe, indices and CES Welch; ✱ = Benjamini–Hochberg q < 0.05). Segments with "
-    f"fewer than {ui.min_n()} answers are greyed and never ranked. Retention: the last whole quarter."
+    "Each score: estimate, 95% interval and n (responses from how many customers), and its difference from the "
+    "rest of the responses in view. Every interval and test treats each customer as a cluster (several people "
+    "at one customer answer, wave after wave): pillars, RQ and CES by Welch's t with customer-clustered "
+    "variances (Satterthwaite df), NPS and CSAT by a z-test on the clustered variances. ✱ = Benjamini–Hochberg "
+    f"q < 0.05 across the segments of this table, per score. Segments with fewer than {ui.min_n()} answers are "
+    "greyed and never ranked. Retention: the last whole quarter (customers, Newcombe)."
+    + (f" Counting each {flt.weighting.label}." if flt.weighting.per_customer else "")
     + (
         f" Two dimensions: each {ui.plain(first.replace('_', ' '))} is compared with the rest of its "
         f"{ui.plain(second.replace('_', ' '))}."
@@ -77,8 +81,6 @@ else:
 wide = explorer.wide_segment_table(scores, kept)
 if executive:  # executives never see a group under 5 customers
     wide = ui.suppress_small_groups(wide, "customers")
-else:
-    wide = wide.drop(columns="customers", errors="ignore")
 
 
 def grey_small(row):

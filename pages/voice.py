@@ -6,6 +6,7 @@ import streamlit as st
 from relq import ui
 from relq.analyses import voice
 from relq.analyses.quadrants import QUADRANT_NAMES
+from relq.measures import customer_sums
 from relq.outputs import charts
 
 ui.framed()  # first: a fresh server's first request is served through the frame
@@ -45,7 +46,15 @@ if scored.empty:
     st.stop()
 ui.small_group_gate(voice.commenters(scored))  # executives: no numbers about fewer than 5 customers
 verbatim = ui.personal_columns_visible()  # executives get counts, sentiment and terms, never the words
-summary = voice.sentiment_summary(scored)
+weights = None
+if flt.weighting.per_customer:
+    weights = ui.cached_query(
+        engine,
+        customer_sums.customer_weight_series,
+        flt,
+        customers=tuple(sorted(str(c) for c in scored["customer_id"].dropna().unique())),
+    )
+summary = voice.sentiment_summary(scored, weights)
 cols = st.columns(4)
 cols[0].metric("Comments shown", f"{len(scored):,}", help="The newest 2,000 at most.")
 cols[0].caption(f"n = {len(scored):,}")
@@ -53,9 +62,15 @@ for col, row in zip(cols[1:], summary.itertuples(), strict=True):
     col.metric(
         f"{row.sentiment.capitalize()} sentiment",
         f"{row.share:.0f}%",
-        help="VADER compound ≥ 0.05 is positive, ≤ −0.05 negative (Hutto & Gilbert 2014).",
+        help="VADER compound ≥ 0.05 is positive, ≤ −0.05 negative (Hutto & Gilbert 2014). The interval is "
+        "Wilson's on the effective n"
+        + (f" ({row.n_eff:,.0f})" if row.n_eff == row.n_eff else "")
+        + ": each customer's comments count as one cluster."
+        + (f" Counting each {flt.weighting.label}." if flt.weighting.per_customer else ""),
     )
-    col.caption(f"n = {row.n:,} · 95% CI {ui.format_interval(row.low, row.high, 0)}")
+    col.caption(
+        f"{ui.responses_sentence(row.n, row.customers)} · 95% CI {ui.format_interval(row.low, row.high, 0)}"
+    )
 
 if verbatim:
     st.dataframe(

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from relq import store
 from relq.exceptions import RelqError
+from relq.store.filters import DEFAULT_RAKE, WEIGHT_SCHEMES
 from relq.store.schema import PILLARS
 
 __all__ = ["main", "build_parser"]
@@ -28,6 +29,13 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; expected YYYY-MM-DD") from None
+
+
+def _dimensions(text: str) -> tuple[str, ...]:
+    dims = tuple(d.strip() for d in text.split(",") if d.strip())
+    if not dims or len(set(dims)) != len(dims):
+        raise argparse.ArgumentTypeError(f"{text!r}: name one or more different dimensions, e.g. region,plan")
+    return dims
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--x", default="trust", choices=PILLARS, help="quadrant x pillar")
     report.add_argument("--y", default="satisfaction", choices=PILLARS, help="quadrant y pillar")
     report.add_argument("--threshold", type=float, default=50.0, help="quadrant threshold (0-100)")
+    report.add_argument(
+        "--weight",
+        default="response",
+        choices=WEIGHT_SCHEMES,
+        help="count each response (default), each customer, each customer's annual value, or customers "
+        "raked to the customer base",
+    )
+    report.add_argument(
+        "--rake",
+        type=_dimensions,
+        default=DEFAULT_RAKE,
+        help="dimensions to rake on with --weight raked, comma-separated (default region,plan)",
+    )
 
     themes = commands.add_parser(
         "themes", help="Print the comment themes: share, NPS with vs without, impact."
@@ -156,7 +177,9 @@ def _report(args) -> int:
         raise RelqError(f"--x and --y must be two different pillars (both are {args.x}).")
     engine = store.get_engine()
     store.create_schema(engine)
-    request = ReportRequest(args.since, args.until, args.by, args.x, args.y, args.threshold)
+    request = ReportRequest(
+        args.since, args.until, args.by, args.x, args.y, args.threshold, args.weight, args.rake
+    )
     print(json.dumps(_clean(build_report(engine, request)), indent=2, default=str))
     return 0
 

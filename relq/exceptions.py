@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["RelqError", "InstrumentError", "ImportRejected", "StoreUnavailable", "SettingError"]
+__all__ = [
+    "RelqError",
+    "InstrumentError",
+    "ImportRejected",
+    "StoreUnavailable",
+    "SettingError",
+    "WeightingError",
+]
 
 
 class RelqError(Exception):
@@ -23,3 +30,8 @@ class StoreUnavailable(RelqError):
 
 class SettingError(RelqError):
     """A setting has a value RelQ cannot use."""
+
+
+class WeightingError(RelqError):
+    """The chosen weighting cannot be applied to the responses in view (e.g. a raking dimension
+    value with no responding customer, or value weights without annual values)."""

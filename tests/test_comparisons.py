@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+import statsmodels.api as sm
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from relq import store
 from relq.exceptions import RelqError
@@ -22,10 +22,14 @@ from relq.store.schema import PILLARS
 
 
 def _raw(engine, dimension: str = "region") -> pd.DataFrame:
-    """Every response with its scores and its customer's segment, as stored (the reference's input)."""
+    """Every response with its scores, customer and segment, as stored (the reference's input)."""
     R, C = schema.survey_responses, schema.customers
     query = sa.select(
-        R.c.submitted_at, *[R.c[c] for c in (*PILLARS, "rq", "nps", "csat", "ces")], C.c[dimension]
+        R.c.response_id,
+        R.c.customer_id,
+        R.c.submitted_at,
+        *[R.c[c] for c in (*PILLARS, "rq", "nps", "csat", "ces")],
+        C.c[dimension],
     ).select_from(R.outerjoin(C, R.c.customer_id == C.c.customer_id))
     with engine.connect() as conn:
         frame = pd.read_sql(query, conn)
@@ -33,58 +37,66 @@ def _raw(engine, dimension: str = "region") -> pd.DataFrame:
     return frame
 
 
-def _adjusted_wald(scores: pd.Series) -> tuple[float, float]:
-    """NPS and the adjusted-Wald variance of p* − d*, written out from the Methodology page."""
-    s = scores.dropna()
-    n, p, d = len(s), int((s >= 9).sum()), int((s <= 6).sum())
-    ns = n + 3
-    ps, ds = (p + 0.75) / ns, (d + 0.75) / ns
-    return 100 * (p - d) / n, (ps + ds - (ps - ds) ** 2) / ns
+def _score(part: pd.DataFrame, metric: str) -> np.ndarray:
+    if metric == "nps":
+        return np.where(part["nps"] >= 9, 1.0, np.where(part["nps"] <= 6, -1.0, 0.0))
+    if metric == "csat":
+        return np.where(part["csat"] >= 4, 1.0, 0.0)
+    return part[metric].to_numpy(dtype=float)
 
 
-def test_segment_mean_p_values_match_scipy_welch_ttest_ind_on_raw_rows(duckdb_demo):
+def _cluster_fit(part: pd.DataFrame, metric: str):
+    """statsmodels OLS on a constant, cov_type="cluster" by customer (unmatched: each its own).
+
+    Returns (mean, clustered variance, clusters); for k = 1 statsmodels' CRV1 is C/(C−1)·Σt²/n².
+    """
+    part = part[part[metric].notna()]
+    groups = pd.factorize(part["customer_id"].fillna(part["response_id"]))[0]
+    fit = sm.OLS(_score(part, metric), np.ones((len(part), 1))).fit(
+        cov_type="cluster", cov_kwds={"groups": groups}
+    )
+    return fit.params[0], fit.cov_params()[0, 0], len(np.unique(groups))
+
+
+def test_segment_mean_tests_match_statsmodels_cluster_robust_fits_with_satterthwaite_t(duckdb_demo):
+    # Welch with clustered variances: v₁, v₂ from statsmodels for the segment and the rest;
+    # df = (v₁+v₂)²/(v₁²/(C₁−1) + v₂²/(C₂−1)); p and interval from scipy's t.
     with duckdb_demo.connect() as conn:
         frame = comparisons.segment_scores(conn, SegmentFilter(), "region", min_n=30)
     raw = _raw(duckdb_demo)
     checked = 0
     for row in frame[frame["metric"].isin([*PILLARS, "rq", "ces"])].itertuples():
-        inside = raw.loc[raw["region"] == row.value, row.metric].dropna()
-        rest = raw.loc[raw["region"] != row.value, row.metric].dropna()
-        ref = sps.ttest_ind(inside, rest, equal_var=False)
-        ci = ref.confidence_interval(0.95)
-        assert row.n == len(inside)
-        assert row.delta == pytest.approx(inside.mean() - rest.mean(), abs=1e-9)
-        assert row.p_value == pytest.approx(ref.pvalue, rel=1e-6, abs=1e-12)
-        assert (row.delta_low, row.delta_high) == pytest.approx((ci.low, ci.high), abs=1e-7)
+        m1, v1, c1 = _cluster_fit(raw[raw["region"] == row.value], row.metric)
+        m2, v2, c2 = _cluster_fit(raw[raw["region"] != row.value], row.metric)
+        df = (v1 + v2) ** 2 / (v1**2 / (c1 - 1) + v2**2 / (c2 - 1))
+        se = math.sqrt(v1 + v2)
+        assert row.n == raw.loc[raw["region"] == row.value, row.metric].notna().sum()
+        assert row.delta == pytest.approx(m1 - m2, abs=1e-9)
+        assert row.p_value == pytest.approx(2 * sps.t.sf(abs(m1 - m2) / se, df), rel=1e-6, abs=1e-12)
+        half = sps.t.ppf(0.975, df) * se
+        assert (row.delta_low, row.delta_high) == pytest.approx((m1 - m2 - half, m1 - m2 + half), abs=1e-7)
+        assert row.test == "Welch (customer-clustered)"
         checked += 1
     assert checked == 5 * frame["value"].nunique()
 
 
-def test_segment_csat_difference_matches_statsmodels_newcombe_and_ztest(duckdb_demo):
+@pytest.mark.parametrize("metric", ["nps", "csat"])
+def test_segment_nps_and_csat_z_tests_match_statsmodels_cluster_robust_fits(duckdb_demo, metric):
+    # z = δ / (100·√(v₁+v₂)) with the clustered variances of the −1/0/+1 (NPS) or 0/1 (CSAT) score.
     with duckdb_demo.connect() as conn:
         frame = comparisons.segment_scores(conn, SegmentFilter(), "region", min_n=30)
     raw = _raw(duckdb_demo)
-    for row in frame[frame["metric"] == "csat"].itertuples():
-        inside = raw.loc[raw["region"] == row.value, "csat"].dropna()
-        rest = raw.loc[raw["region"] != row.value, "csat"].dropna()
-        x1, n1, x2, n2 = int((inside >= 4).sum()), len(inside), int((rest >= 4).sum()), len(rest)
-        low, high = confint_proportions_2indep(x1, n1, x2, n2, method="newcomb")
-        _, p = proportions_ztest([x1, x2], [n1, n2])
-        assert row.estimate == pytest.approx(100 * x1 / n1, abs=1e-9)
-        assert (row.delta_low, row.delta_high) == pytest.approx((100 * low, 100 * high), abs=1e-9)
-        assert row.p_value == pytest.approx(p, rel=1e-9)
-
-
-def test_segment_nps_z_test_matches_adjusted_wald_written_out_in_pandas(duckdb_demo):
-    with duckdb_demo.connect() as conn:
-        frame = comparisons.segment_scores(conn, SegmentFilter(), "region", min_n=30)
-    raw = _raw(duckdb_demo)
-    for row in frame[frame["metric"] == "nps"].itertuples():
-        s1, v1 = _adjusted_wald(raw.loc[raw["region"] == row.value, "nps"])
-        s2, v2 = _adjusted_wald(raw.loc[raw["region"] != row.value, "nps"])
-        z = (s1 - s2) / (100 * math.sqrt(v1 + v2))
-        assert row.delta == pytest.approx(s1 - s2, abs=1e-9)
-        assert row.p_value == pytest.approx(2 * sps.norm.sf(abs(z)), rel=1e-9)
+    for row in frame[frame["metric"] == metric].itertuples():
+        m1, v1, _ = _cluster_fit(raw[raw["region"] == row.value], metric)
+        m2, v2, _ = _cluster_fit(raw[raw["region"] != row.value], metric)
+        se = 100 * math.sqrt(v1 + v2)
+        delta = 100 * (m1 - m2)
+        assert row.estimate == pytest.approx(100 * m1, abs=1e-9)
+        assert row.delta == pytest.approx(delta, abs=1e-9)
+        assert row.p_value == pytest.approx(2 * sps.norm.sf(abs(delta) / se), rel=1e-7)
+        z = sps.norm.ppf(0.975)
+        assert (row.delta_low, row.delta_high) == pytest.approx((delta - z * se, delta + z * se), abs=1e-7)
+        assert row.test == f"{metric} z-test (customer-clustered)"
 
 
 def test_q_values_match_statsmodels_multipletests_fdr_bh_across_segments(duckdb_demo):
@@ -178,25 +190,38 @@ def test_filters_matching_nothing_give_an_empty_frame(engine):
     assert period["n"].eq(0).all() and not period["significant"].any()
 
 
-def test_period_comparison_matches_scipy_welch_on_the_two_periods(duckdb_demo):
+def test_period_comparison_matches_statsmodels_stacked_ols_with_a_period_dummy(duckdb_demo):
+    # The same customers answer in both periods: regress the score on [1, current] over the stacked
+    # responses of both periods, each period's responses weighing 1/n_k, clustered by customer; the
+    # slope is the delta and statsmodels' CRV1 is ours × (N−1)/(N−2). q: BH across the cards.
     flt = SegmentFilter(since=date(2026, 4, 1), until=date(2026, 9, 30))
     with duckdb_demo.connect() as conn:
         frame = comparisons.period_comparison(conn, flt, min_n=30).set_index("metric")
     raw = _raw(duckdb_demo)
     day = pd.to_datetime(raw["submitted_at"]).dt.date
-    now = raw[(day >= date(2026, 4, 1)) & (day <= date(2026, 9, 30))]
     # the previous period has the same 183 days, ending the day before the period starts
     assert (flt.shifted_back().since, flt.shifted_back().until) == (date(2025, 9, 30), date(2026, 3, 31))
-    before = raw[(day >= date(2025, 9, 30)) & (day <= date(2026, 3, 31))]
-    for metric in ("trust", "satisfaction", "ces"):
-        ref = sps.ttest_ind(now[metric].dropna(), before[metric].dropna(), equal_var=False)
+    now = raw[(day >= date(2026, 4, 1)) & (day <= date(2026, 9, 30))].assign(current=1.0)
+    before = raw[(day >= date(2025, 9, 30)) & (day <= date(2026, 3, 31))].assign(current=0.0)
+    for metric in ("trust", "satisfaction", "ces", "nps", "csat"):
+        stacked = pd.concat([now, before], ignore_index=True)
+        stacked = stacked[stacked[metric].notna()]
+        w = 1.0 / stacked.groupby("current")[metric].transform("size").to_numpy()
+        groups = pd.factorize(stacked["customer_id"].fillna(stacked["response_id"]))[0]
+        fit = sm.WLS(
+            _score(stacked, metric), np.column_stack([np.ones(len(stacked)), stacked["current"]]), weights=w
+        ).fit(cov_type="cluster", cov_kwds={"groups": groups})
+        scale = 1.0 if metric not in ("nps", "csat") else 100.0
+        n_obs = len(stacked)
+        se = scale * math.sqrt(fit.cov_params()[1, 1] * (n_obs - 2) / (n_obs - 1))
         assert frame.loc[metric, "n"] == now[metric].notna().sum()
         assert frame.loc[metric, "previous_n"] == before[metric].notna().sum()
-        assert frame.loc[metric, "p_value"] == pytest.approx(ref.pvalue, rel=1e-6, abs=1e-12)
-        assert frame.loc[metric, "significant"] == (ref.pvalue < 0.05)
-    s1, _ = _adjusted_wald(now["nps"])
-    s0, _ = _adjusted_wald(before["nps"])
-    assert frame.loc["nps", "delta"] == pytest.approx(s1 - s0, abs=1e-9)
+        assert frame.loc[metric, "delta"] == pytest.approx(scale * fit.params[1], rel=1e-9)
+        p = 2 * sps.norm.sf(abs(scale * fit.params[1]) / se)
+        assert frame.loc[metric, "p_value"] == pytest.approx(p, rel=1e-6, abs=1e-12)
+    q = multipletests(frame["p_value"], method="fdr_bh")[1]
+    np.testing.assert_allclose(frame["q_value"], q, rtol=1e-12)
+    assert frame["significant"].tolist() == list(q < 0.05)
 
 
 def test_period_comparison_without_a_closed_period_is_empty(duckdb_demo):

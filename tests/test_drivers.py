@@ -98,17 +98,51 @@ def test_correlations_and_fisher_intervals_match_scipy_pearsonr(duckdb_engine):
         assert result.loc[pillar, "r_high"] == pytest.approx(ci.high, rel=1e-6)
 
 
-def test_bootstrap_is_seeded_and_the_sample_is_capped(duckdb_engine):
+def test_bootstrap_is_seeded_and_says_how_many_resamples_it_drew(duckdb_engine):
     with duckdb_engine.begin() as conn:
         store.bulk_insert(conn, schema.survey_responses, _responses(300))
     with duckdb_engine.connect() as conn:
         a = drivers.driver_importance(conn, SegmentFilter(), resamples=40, seed=1)
         b = drivers.driver_importance(conn, SegmentFilter(), resamples=40, seed=1)
-        sample = drivers.sample_rows(conn, SegmentFilter(), limit=100)
-        with pytest.raises(ValueError, match="at most 20,000"):
-            drivers.sample_rows(conn, SegmentFilter(), limit=50_000)
+        c = drivers.driver_importance(conn, SegmentFilter(), resamples=40, seed=2)
+        with pytest.raises(ValueError, match="resamples"):
+            drivers.driver_importance(conn, SegmentFilter(), resamples=-1)
     pd.testing.assert_frame_equal(a, b)
-    assert len(sample) == 100
+    assert not a["lmg_low"].equals(c["lmg_low"])
+    assert (a["resamples"] == 40).all()
+    assert (a["share_low"] <= a["share"]).all() and (a["share"] <= a["share_high"]).all()
+
+
+def test_bootstrap_resamples_whole_customers_like_a_numpy_row_bootstrap_of_drawn_customers(engine):
+    # Reference: the same seeded draws of customers, written out on the raw rows in numpy — every
+    # row of each drawn customer, repeated as often as it is drawn — then np.corrcoef and the
+    # Shapley decomposition (checked above against statsmodels OLS over every subset).
+    frame = _responses(360, seed=5)  # 50 customers, about 7 responses each
+    with engine.begin() as conn:
+        store.bulk_insert(conn, schema.survey_responses, frame)
+    resamples, seed = 30, 11
+    with engine.connect() as conn:
+        got = drivers.driver_importance(conn, SegmentFilter(), resamples=resamples, seed=seed, min_n=30)
+    columns = ["trust", "commitment", "satisfaction", "nps"]
+    customers = sorted(frame["customer_id"].unique())
+    rows = {c: frame.loc[frame["customer_id"] == c, columns].to_numpy(float) for c in customers}
+    rng = np.random.default_rng(seed)
+    shares, lmgs, r2s = [], [], []
+    for _ in range(resamples):
+        drawn = rng.integers(0, len(customers), len(customers))
+        values = np.vstack([rows[customers[i]] for i in drawn])
+        lmg = drivers.shapley_r2(np.corrcoef(values, rowvar=False))
+        lmgs.append(lmg)
+        r2s.append(lmg.sum())
+        shares.append(lmg / lmg.sum())
+    got = got.set_index("predictor")
+    for j, pillar in enumerate(columns[:3]):
+        draws = np.array(shares)[:, j]
+        assert got.loc[pillar, "share_low"] == pytest.approx(np.percentile(draws, 2.5), rel=1e-9)
+        assert got.loc[pillar, "share_high"] == pytest.approx(np.percentile(draws, 97.5), rel=1e-9)
+        assert got.loc[pillar, "lmg_low"] == pytest.approx(np.percentile(np.array(lmgs)[:, j], 2.5), rel=1e-9)
+    assert got["r2_high"].iloc[0] == pytest.approx(np.percentile(r2s, 97.5), rel=1e-9)
+    assert got["customers"].iloc[0] == 50 and got["n"].iloc[0] == 360
 
 
 def test_per_segment_decomposition_flags_small_segments(demo_db_url):

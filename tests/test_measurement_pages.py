@@ -23,8 +23,8 @@ def test_measurement_page_shows_alpha_with_interval_per_pillar_and_the_weak_item
     at = _page("measurement.py").run()
     assert not at.exception
     labels = [m.label for m in at.metric]
-    assert labels == ["Trust α", "Commitment α", "Satisfaction α"]
-    assert all(0 < float(m.value.split()[0]) < 1 for m in at.metric)
+    assert labels[:3] == ["Trust α", "Commitment α", "Satisfaction α"]
+    assert all(0 < float(m.value.split()[0]) < 1 for m in at.metric[:3])
     assert sum("95% CI [" in c.value and "items" in c.value for c in at.caption) == 3
     # the demo's reverse-keyed items are answered noisily: the page names them
     assert any("Items that weaken reliability" in w.value and "trust_4" in w.value for w in at.warning)
@@ -131,9 +131,37 @@ def test_methodology_page_explains_every_number_with_formula_and_when_to_trust_i
         "Cox",
         "At risk",
         "Data-quality flags",
+        "The unit is the customer",
+        "Effective n",
+        "Weights",
+        "Key drivers",
+        "Why fewer deltas are significant now",
     ):
         assert topic in headers, topic
     assert len(at.latex) >= 15
     text = " ".join(m.value for m in at.markdown)
     assert text.count("When to trust it.") == len(at.header)
     assert "[14, 44]" in text  # the published NPS example
+    # the clustered variance's equivalents in Stata and R, and what each weighting answers
+    assert "vce(cluster customer)" in text and "survey::svymean" in text and "ids = ~customer" in text
+    for question in (
+        "what do our responses say",
+        "what does the average customer feel",
+        "what does our revenue feel",
+        "what would the whole customer base say",
+    ):
+        assert question in text
+
+
+def test_measurement_page_shows_design_effects_and_raking_diagnostics(demo_env):
+    at = _page("measurement.py").run()
+    assert not at.exception
+    assert any(s.value == "Customers as clusters, and weights" for s in at.subheader)
+    effects = next(df.value for df in at.dataframe if "icc" in df.value.columns)
+    assert set(effects["metric"]) >= {"Trust", "NPS"}
+    assert (effects["deff"] > 1).all() and (effects["n_eff"] < effects["n"]).all()
+    labels = {m.label for m in at.metric}
+    assert {"Kish design effect of the weights", "Smallest weight", "Largest weight"} <= labels
+    margins = next(df.value for df in at.dataframe if "achieved" in df.value.columns)
+    assert set(margins["dimension"]) == {"region", "plan"}
+    assert (abs(margins["achieved"] - margins["target"]) < 1e-6 * margins["target"]).all()

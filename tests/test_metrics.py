@@ -8,6 +8,7 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
@@ -15,6 +16,7 @@ from relq import store
 from relq.cli import main
 from relq.core.instrument import load_instrument
 from relq.measures import metrics
+from relq.measures.customer_sums import GroupSums, group_sums
 from relq.store import schema
 from relq.store.filters import SegmentFilter
 from relq.store.schema import PILLARS
@@ -89,22 +91,36 @@ def test_csat_and_ces_match_statsmodels_wilson_and_scipy_t_interval(engine):
     assert (head.ces.low, head.ces.high) == pytest.approx(ci, abs=1e-9)
 
 
-def test_pillar_and_rq_means_match_scipy_t_interval_on_the_stored_indices(duckdb_engine, demo_company):
+def test_pillar_and_rq_means_match_statsmodels_cluster_robust_t_interval_on_the_stored_indices(
+    duckdb_engine, demo_company
+):
+    # Customers answer several times, so the interval is the customer-clustered one: statsmodels OLS
+    # of the index on a constant with cov_type="cluster" (each unmatched response its own cluster);
+    # its CRV1 factor (N−1)/(N−k) is 1 for k = 1, so the variances agree exactly. t with C − 1 df.
     store.load_demo(duckdb_engine, demo_company)
     with duckdb_engine.connect() as conn:
         head = metrics.headline(conn)
         stored = pd.read_sql(
             schema.survey_responses.select().with_only_columns(
-                *[schema.survey_responses.c[p] for p in (*PILLARS, "rq")]
+                schema.survey_responses.c.customer_id,
+                *[schema.survey_responses.c[p] for p in (*PILLARS, "rq")],
             ),
             conn,
         )
     for name, got in [*head.pillars.items(), ("rq", head.rq)]:
-        values = stored[name].dropna()
-        ci = sps.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=sps.sem(values))
-        assert got.n == len(values)
-        assert got.estimate == pytest.approx(values.mean(), abs=1e-9)
-        assert (got.low, got.high) == pytest.approx(ci, abs=1e-9)
+        part = stored.dropna(subset=[name])
+        groups, _ = pd.factorize(
+            part["customer_id"].fillna(pd.Series(part.index.astype(str), index=part.index))
+        )
+        fit = sm.OLS(part[name].to_numpy(), np.ones((len(part), 1))).fit(
+            cov_type="cluster", cov_kwds={"groups": groups}
+        )
+        clusters = len(np.unique(groups))
+        ci = sps.t.interval(0.95, clusters - 1, loc=fit.params[0], scale=fit.bse[0])
+        assert (got.n, got.customers) == (len(part), clusters)
+        assert got.estimate == pytest.approx(part[name].mean(), rel=1e-12)
+        assert got.var == pytest.approx(fit.cov_params()[0, 0], rel=1e-9)
+        assert (got.low, got.high) == pytest.approx(ci, rel=1e-10)
 
 
 def test_since_and_until_are_inclusive_submission_dates(engine, monkeypatch, capsys):
@@ -138,19 +154,25 @@ def test_report_json_has_the_design_shape_with_alpha_and_segments(
     store.load_demo(duckdb_engine, demo_company)
     report = _report(monkeypatch, capsys, duckdb_engine, "--by", "region")
     assert report["responses"] == len(demo_company.responses)
+    assert report["weight"] == "response"
     for pillar in PILLARS:
         entry = report["pillars"][pillar]
-        assert {"mean", "ci", "n", "alpha"} <= set(entry)
+        assert {"mean", "ci", "n", "customers", "alpha"} <= set(entry)
         assert 0.5 < entry["alpha"] < 1 and len(entry["ci"]) == 2
-    assert {"mean", "ci", "n"} <= set(report["rq"])
-    assert {"score", "ci", "n", "promoters", "passives", "detractors"} <= set(report["nps"])
-    assert {"score", "ci", "n"} <= set(report["csat"])
-    assert {"mean", "ci", "n"} <= set(report["ces"])
+        assert 0 < entry["customers"] < entry["n"]  # several responses per customer
+    assert {"mean", "ci", "n", "customers"} <= set(report["rq"])
+    assert {"score", "ci", "n", "customers", "n_eff", "promoters", "passives", "detractors"} <= set(
+        report["nps"]
+    )
+    assert {"score", "ci", "n", "customers", "n_eff"} <= set(report["csat"])
+    assert {"mean", "ci", "n", "customers"} <= set(report["ces"])
+    for share in ("nps", "csat"):
+        assert 0 < report[share]["n_eff"] < report[share]["n"]  # responses of a customer agree
     segments = report["segments"]
     assert {s["value"] for s in segments} >= {"North America", "EMEA", "APAC", "LATAM"}
     assert sum(s["n"] for s in segments) == report["responses"]
     for seg in segments:
-        assert {"value", "n", "nps", "pillars", "csat", "ces", "rq"} <= set(seg)
+        assert {"value", "n", "customers", "nps", "pillars", "csat", "ces", "rq"} <= set(seg)
         assert set(seg["pillars"]) == set(PILLARS)
         assert {"score", "ci", "n"} <= set(seg["nps"])
         assert {"delta", "ci", "p", "q", "significant"} <= set(seg["vs_rest"]["nps"])
@@ -185,7 +207,8 @@ def test_report_on_an_empty_store_has_nulls_not_errors(engine, monkeypatch, caps
     assert report["pillars"]["trust"]["alpha"] is None
 
 
-def test_statistics_difference_gives_the_rest_without_a_query(engine):
+def test_the_rest_of_a_group_is_a_difference_of_sums_over_customers(engine):
+    # Every sum is over customers and each customer is in one group, so total − part = the other part.
     frame = _nps_example().assign(
         csat=[5, 4, 3, 2, 1] * 20,
         trust=np.linspace(0, 100, 100),
@@ -193,17 +216,16 @@ def test_statistics_difference_gives_the_rest_without_a_query(engine):
     )
     _insert_responses(engine, frame)
     with engine.connect() as conn:
-        total = conn.execute(metrics.sa.select(*metrics.sufficient_statistics())).one()
-        first = conn.execute(
-            metrics.sa.select(*metrics.sufficient_statistics()).where(
-                SegmentFilter(until=date(2025, 5, 1)).response_clause()
-            )
-        ).one()
-        second = conn.execute(
-            metrics.sa.select(*metrics.sufficient_statistics()).where(
-                SegmentFilter(since=date(2025, 5, 2)).response_clause()
-            )
-        ).one()
-    rest = metrics.statistics_difference(total, first)
-    for key in metrics.STATISTIC_KEYS:
-        assert float(rest[key]) == pytest.approx(float(second._mapping[key]), abs=1e-9)
+        total = GroupSums.from_row(group_sums(conn, SegmentFilter())[0].iloc[0].to_dict())
+        first = GroupSums.from_row(
+            group_sums(conn, SegmentFilter(until=date(2025, 5, 1)))[0].iloc[0].to_dict()
+        )
+        second = GroupSums.from_row(
+            group_sums(conn, SegmentFilter(since=date(2025, 5, 2)))[0].iloc[0].to_dict()
+        )
+    rest = total - first
+    assert rest.responses == second.responses == 50
+    for name, sums in rest.scores.items():
+        for got, want in zip(sums._fields(), second.scores[name]._fields(), strict=True):
+            assert float(got) == pytest.approx(float(want), abs=1e-9)
+    assert rest.nps_P == pytest.approx(second.nps_P) and rest.promoters == second.promoters

@@ -7,7 +7,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from relq import store
-from relq.measures import stats
 from relq.outputs import board_report
 from relq.store.filters import SegmentFilter
 
@@ -40,9 +39,16 @@ def test_overview_has_every_kpi_with_a_delta_and_a_board_report(demo_env):
     assert any("last full quarter" in c.value for c in at.caption)
 
 
-def test_kpi_deltas_match_scipy_welch_and_the_nps_z_test(demo_db_url, demo_company):
-    """The trust delta equals scipy's Welch t-test on the raw responses of the two quarters."""
+def test_kpi_deltas_match_statsmodels_stacked_ols_and_bh_across_the_cards(demo_db_url, demo_company):
+    """A card's delta is linearised over the customers of both quarters: statsmodels WLS of the score
+    on [1, current] over both quarters' responses (weights 1/n per quarter), clustered by customer,
+    has the same slope and ours × (N−1)/(N−2) as variance. q: statsmodels' fdr_bh across the cards."""
+    import math
+
+    import numpy as np
+    import statsmodels.api as sm
     from scipy import stats as sp
+    from statsmodels.stats.multitest import multipletests
 
     engine = store.get_engine(demo_db_url)
     with engine.connect() as conn:
@@ -50,22 +56,34 @@ def test_kpi_deltas_match_scipy_welch_and_the_nps_z_test(demo_db_url, demo_compa
     engine.dispose()
     r = demo_company.responses
     at = pd.to_datetime(r["submitted_at"])
-    now = r[
-        (at >= pd.Timestamp(periods.current.since))
-        & (at < pd.Timestamp(periods.current.until) + pd.Timedelta(days=1))
-    ]
-    before = r[
-        (at >= pd.Timestamp(periods.previous.since))
-        & (at < pd.Timestamp(periods.previous.until) + pd.Timedelta(days=1))
-    ]
-    trust = frame.set_index("metric").loc["trust"]
-    ref = sp.ttest_ind(now["trust"].dropna(), before["trust"].dropna(), equal_var=False)
-    assert trust["delta"] == pytest.approx(now["trust"].mean() - before["trust"].mean(), rel=1e-6)
-    assert trust["p_value"] == pytest.approx(ref.pvalue, rel=1e-5)
-    nps = frame.set_index("metric").loc["nps"]
-    a = stats.nps_interval((now.nps >= 9).sum(), now.nps.between(7, 8).sum(), (now.nps <= 6).sum())
-    b = stats.nps_interval((before.nps >= 9).sum(), before.nps.between(7, 8).sum(), (before.nps <= 6).sum())
-    assert nps["p_value"] == pytest.approx(stats.nps_difference(a, b).p_value)
+
+    def inside(flt):
+        return (at >= pd.Timestamp(flt.since)) & (at < pd.Timestamp(flt.until) + pd.Timedelta(days=1))
+
+    cards = frame.set_index("metric")
+    for metric in ("trust", "nps"):
+        stacked = pd.concat(
+            [r[inside(periods.current)].assign(current=1.0), r[inside(periods.previous)].assign(current=0.0)]
+        )
+        stacked = stacked[stacked[metric].notna()]
+        y = stacked[metric].to_numpy(float)
+        if metric == "nps":
+            y = 100 * np.where(y >= 9, 1.0, np.where(y <= 6, -1.0, 0.0))
+        w = 1.0 / stacked.groupby("current")[metric].transform("size").to_numpy()
+        groups = pd.factorize(stacked["customer_id"].fillna(stacked["response_id"]))[0]
+        fit = sm.WLS(y, np.column_stack([np.ones(len(y)), stacked["current"]]), weights=w).fit(
+            cov_type="cluster", cov_kwds={"groups": groups}
+        )
+        se = math.sqrt(fit.cov_params()[1, 1] * (len(y) - 2) / (len(y) - 1))
+        assert cards.loc[metric, "delta"] == pytest.approx(fit.params[1], rel=1e-8)
+        assert cards.loc[metric, "p_value"] == pytest.approx(
+            2 * sp.norm.sf(abs(fit.params[1]) / se), rel=1e-6
+        )
+    tested = frame[frame["q_value"].notna()]
+    assert len(tested) == 9  # every card is in the family
+    reject, q, *_ = multipletests(tested["p_value"], method="fdr_bh")
+    assert tested["q_value"].to_numpy() == pytest.approx(q, rel=1e-12)
+    assert (tested["significant"].to_numpy() == reject).all()
 
 
 def test_segment_moves_are_significant_after_benjamini_hochberg_like_statsmodels(demo_engine):
@@ -94,3 +112,33 @@ def test_last_full_quarter_is_the_default_period(demo_engine):
         periods = board_report.overview_periods(conn, SegmentFilter())
     assert periods.current.since.day == 1 and periods.current.since.month in (1, 4, 7, 10)
     assert periods.previous.until.toordinal() == periods.current.since.toordinal() - 1
+
+
+def test_board_report_axis_labels_are_not_clipped_in_chromium(demo_engine, tmp_path):
+    """Every y-axis tick label of the board report's charts lies wholly inside its chart, as drawn by
+    Debian's chromium (a 10 px left margin once cut "64" to "4")."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import CHROMIUM_ARGS
+
+    with demo_engine.connect() as conn:
+        page_html = board_report.board_report_html(conn, SegmentFilter())
+    path = tmp_path / "board.html"
+    path.write_text(page_html, encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(path.as_uri())
+        page.wait_for_selector(".ytick text")
+        boxes = page.evaluate(
+            """() => [...document.querySelectorAll('.main-svg')].flatMap(svg => {
+                const frame = svg.getBoundingClientRect();
+                return [...svg.querySelectorAll('.ytick text')].map(t => {
+                    const b = t.getBoundingClientRect();
+                    return {text: t.textContent, left: b.left - frame.left};
+                });
+            })"""
+        )
+        browser.close()
+    assert boxes and all(b["left"] >= 0 for b in boxes), [b for b in boxes if b["left"] < 0]
+    assert any(b["text"] in {"60", "62", "64", "65", "70"} for b in boxes)

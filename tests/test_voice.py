@@ -4,6 +4,7 @@ from collections import Counter
 from math import log, sqrt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -89,3 +90,28 @@ def test_voice_page_searches_and_filters(demo_env):
     assert shown["comment"].str.lower().str.contains("support").all()
     at.multiselect(key="voice_groups").select("detractor").run()
     assert not at.exception
+
+
+def test_sentiment_shares_are_wilson_on_the_effective_n_like_statsmodels():
+    # One comment per customer: statsmodels' plain Wilson interval. Several per customer: the
+    # clustered variance of the 0/1 share equals statsmodels' cluster-robust OLS on a constant.
+    import statsmodels.api as sm
+    from statsmodels.stats.proportion import proportion_confint
+
+    from relq.analyses.voice import sentiment_summary
+
+    labels = ["positive"] * 30 + ["neutral"] * 12 + ["negative"] * 18
+    alone = pd.DataFrame({"customer_id": [f"c{i}" for i in range(60)], "sentiment": labels})
+    got = sentiment_summary(alone).set_index("sentiment")
+    low, high = proportion_confint(30, 60, method="wilson")
+    assert got.loc["positive", "n_eff"] == 60
+    assert (got.loc["positive", "low"], got.loc["positive", "high"]) == pytest.approx((100 * low, 100 * high))
+    grouped = alone.assign(customer_id=[f"c{i // 4}" for i in range(60)])  # 15 customers, 4 comments each
+    got = sentiment_summary(grouped).set_index("sentiment")
+    y = (grouped["sentiment"] == "positive").to_numpy(float)
+    fit = sm.OLS(y, np.ones((60, 1))).fit(cov_type="cluster", cov_kwds={"groups": np.arange(60) // 4})
+    deff = fit.cov_params()[0, 0] / (0.5 * 0.5 / 59)
+    assert got.loc["positive", "customers"] == 15
+    assert got.loc["positive", "n_eff"] == pytest.approx(60 / deff, rel=1e-9)
+    weighted = sentiment_summary(grouped, pd.Series({f"c{i}": 1.0 for i in range(15)}))
+    assert weighted.set_index("sentiment").loc["positive", "share"] == pytest.approx(50.0)

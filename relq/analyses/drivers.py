@@ -2,14 +2,15 @@
 
 - **Shapley / LMG decomposition of R²** (Lindeman, Merenda & Gold 1980; Grömping 2006, J. Stat.
   Softw. 17(1)): each pillar's share is its increase in R² averaged over all 3! orders of entering
-  the regression. It is computed exactly from the correlation matrix, which comes from SQL
-  sufficient statistics (n, Σx, Σxxᵀ) — no rows leave the database for the point estimate.
-- **Bootstrap intervals**: percentile intervals over resamples of at most 20,000 rows pulled in
-  SQL in a fixed pseudo-random order (md5 of response id and seed), so the same filter gives the
-  same interval on DuckDB and PostgreSQL.
-- **Plain correlations** with Fisher-z intervals, next to the decomposition.
+  the regression. It is computed exactly from the correlation matrix of all rows in view, which
+  comes from per-customer sums (n, Σx, Σxxᵀ) computed in SQL — no response row leaves the database.
+- **Bootstrap intervals resample customers** (all of a customer's responses together: a customer is
+  a cluster), seeded: each resample draws C customers with replacement and adds up their sums, so
+  it uses every row of the customers drawn. Percentile intervals of the LMG values, of each pillar's
+  share of R² (the number the cards show), of R² and of the correlations.
+- **Weights** follow the view: under a customer-level weighting a customer's sums count ω_c/n_c.
 - **Importance × performance** for the pillars and their items: correlation with NPS against
-  the mean (0–100).
+  the mean (0–100); the correlations carry Fisher-z intervals over responses.
 """
 
 from __future__ import annotations
@@ -22,20 +23,22 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from relq import store
 from relq.core.instrument import Instrument, configured_instrument
 from relq.core.settings import resolve_min_n
-from relq.measures import stats
+from relq.measures import customer_sums, stats
+from relq.measures.metrics import weighting_problem
 from relq.store import schema
-from relq.store.filters import SegmentFilter, customer_dimension
+from relq.store.filters import SegmentFilter
 from relq.store.schema import PILLARS
 
 __all__ = [
     "OUTCOME",
-    "MAX_BOOTSTRAP_ROWS",
+    "RESAMPLES",
     "r_squared",
     "shapley_r2",
+    "customer_moments",
     "moments",
-    "sample_rows",
     "driver_importance",
     "item_importance",
     "importance_performance",
@@ -45,7 +48,7 @@ __all__ = [
 R = schema.survey_responses
 A = schema.survey_answers
 OUTCOME = "nps"
-MAX_BOOTSTRAP_ROWS = 20_000
+RESAMPLES = 200
 _COLUMNS = [
     "segment",
     "predictor",
@@ -59,9 +62,12 @@ _COLUMNS = [
     "lmg_low",
     "lmg_high",
     "share",
+    "share_low",
+    "share_high",
     "r2",
     "r2_low",
     "r2_high",
+    "resamples",
 ]
 
 
@@ -129,98 +135,141 @@ def _complete(columns) -> sa.ColumnElement:
     return sa.and_(*[c.is_not(None) for c in columns])
 
 
-def moments(
+def customer_moments(
     conn: Connection, flt: SegmentFilter, dimension: str | None = None, pillars=PILLARS
 ) -> pd.DataFrame:
-    """Sufficient statistics per segment (or overall): segment, n, Σx for every variable and Σxy
-    for every pair, over responses having all pillars and NPS. One grouped query."""
+    """Per customer (an unmatched response: per response), over its responses having every pillar
+    and NPS: segment, cid, lone (an unmatched response's id), n, the weight factor ``f`` (1 per response; ω_c/n_c under a
+    customer-level weighting, customers without a weight left out), Σx of every variable (``s_i``)
+    and Σxy of every pair (``c_i_j``). One two-level query; its rows are customers, never responses."""
     names = _variables(tuple(pillars))
-    cols = [sa.cast(R.c[name], sa.Float) for name in names]
+    cols = [sa.cast(R.c[name], sa.Double) for name in names]
+    keys = [
+        R.c.customer_id.label("cid"),
+        sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("lone"),
+    ]
+    pc = (
+        sa.select(
+            *keys,
+            sa.func.count().label("responses"),
+            *[sa.func.sum(c).label(f"s_{i}") for i, c in enumerate(cols)],
+            *[
+                sa.func.sum(cols[i] * cols[j]).label(f"c_{i}_{j}")
+                for i in range(len(cols))
+                for j in range(i, len(cols))
+            ],
+        )
+        .where(flt.response_clause(), _complete([R.c[n] for n in names]))
+        .group_by(*[k.element for k in keys])
+        .subquery("driver_customers")
+    )
+    plan = customer_sums.weight_plan(conn, flt)
+    weighting_problem(plan)
+    omega, joins = customer_sums.weight_of(plan, pc)
+    wc = customer_sums.with_weights(pc, omega, joins, dimension)
     segment = (
-        sa.func.coalesce(sa.cast(customer_dimension(dimension), sa.Text), "(no value)")
+        sa.func.coalesce(sa.cast(wc.c.segment, sa.Text), "(no value)")
         if dimension
         else sa.literal("All responses")
     ).label("segment")
-    select = [
-        segment,
-        sa.func.count().label("n"),
-        sa.func.count(sa.distinct(R.c.customer_id)).label("customers"),
-        *[sa.func.sum(c).label(f"s_{i}") for i, c in enumerate(cols)],
-        *[
-            sa.func.sum(cols[i] * cols[j]).label(f"c_{i}_{j}")
-            for i in range(len(cols))
-            for j in range(i, len(cols))
-        ],
-    ]
-    source = R.outerjoin(schema.customers, R.c.customer_id == schema.customers.c.customer_id)
-    stmt = (
-        sa.select(*select)
-        .select_from(source)
-        .where(flt.response_clause(), _complete([R.c[n] for n in names]))
+    factor = (sa.literal(1.0) if omega is None else wc.c.omega / sa.cast(wc.c.responses, sa.Double)).label(
+        "f"
     )
-    if dimension:  # in order: the bootstrap draws segment after segment from one seeded generator
-        stmt = stmt.group_by(segment).order_by(segment)
-    return pd.DataFrame(conn.execute(stmt).mappings().all())
+    stmt = sa.select(
+        segment,
+        wc.c.cid,
+        wc.c.lone,
+        wc.c.responses.label("n"),
+        factor,
+        *[c for c in wc.c if c.name.startswith(("s_", "c_"))],
+    ).select_from(wc)
+    if omega is not None:
+        stmt = stmt.where(wc.c.omega.is_not(None))
+    frame = store.read_frame(conn, stmt)
+    for c in frame.columns:
+        if c not in ("segment", "cid", "lone"):
+            frame[c] = frame[c].astype(float)
+    for c in ("segment", "cid", "lone"):
+        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    # A fixed order (not the engine's) so the seeded bootstrap draws the same customers everywhere.
+    key = frame["cid"].where(frame["cid"].notna(), "\uffff" + frame["lone"].astype(str))
+    order = np.lexsort((key.to_numpy(dtype=str), frame["segment"].to_numpy(dtype=str)))
+    return frame.iloc[order].reset_index(drop=True)
 
 
-def _correlation(row, k: int) -> tuple[int, np.ndarray]:
-    n = int(row["n"] or 0)
-    sums = np.array([float(row[f"s_{i}"] or 0.0) for i in range(k)])
-    cross = np.zeros((k, k))
+def moments(
+    conn: Connection, flt: SegmentFilter, dimension: str | None = None, pillars=PILLARS
+) -> pd.DataFrame:
+    """Sums per segment (or overall) of :func:`customer_moments`: segment, n (responses), customers,
+    the weighted count ``w`` and the weighted Σx (``s_i``) and Σxy (``c_i_j``)."""
+    per = customer_moments(conn, flt, dimension, pillars)
+    sums = [c for c in per.columns if c.startswith(("s_", "c_"))]
+    if per.empty:
+        return pd.DataFrame(columns=["segment", "n", "customers", "w", *sums])
+    out = per[sums].mul(per["f"], axis=0)
+    out["w"] = per["f"] * per["n"]
+    out["n"] = per["n"]
+    out["customers"] = per["cid"].notna().astype(int)
+    out["segment"] = per["segment"]
+    out = out.groupby("segment", sort=True).sum().reset_index()
+    out["n"] = out["n"].astype(int)
+    return out[["segment", "n", "customers", "w", *sums]]
+
+
+def _correlation_of(w: float, sums: np.ndarray, cross: np.ndarray) -> np.ndarray:
+    """Correlation matrix from weighted sums: cov ∝ Σxyᵀ/w − m·mᵀ (the divisor cancels)."""
+    k = sums.shape[0]
+    if not w > 0:
+        return np.full((k, k), np.nan)
+    mean = sums / w
+    cov = cross / w - np.outer(mean, mean)
+    return stats.correlation_from_cov((cov + cov.T) / 2)
+
+
+def _unpack(frame: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per customer: weighted count (C,), weighted sums (C×k) and cross products (C×k²)."""
+    f = frame["f"].to_numpy(dtype=float)
+    w = f * frame["n"].to_numpy(dtype=float)
+    sums = frame[[f"s_{i}" for i in range(k)]].to_numpy(dtype=float) * f[:, None]
+    cross = np.zeros((len(frame), k, k))
     for i in range(k):
         for j in range(i, k):
-            cross[i, j] = cross[j, i] = float(row[f"c_{i}_{j}"] or 0.0)
-    cov = stats.covariance_from_sums(n, sums, cross)
-    if n < 3:
-        return n, np.full((k, k), np.nan)
-    return n, stats.correlation_from_cov(cov)
+            cross[:, i, j] = cross[:, j, i] = frame[f"c_{i}_{j}"].to_numpy(dtype=float) * f
+    return w, sums, cross.reshape(len(frame), k * k)
 
 
-def sample_rows(
-    conn: Connection,
-    flt: SegmentFilter,
-    columns: tuple[str, ...] = (*PILLARS, OUTCOME),
-    dimension: str | None = None,
-    limit: int = MAX_BOOTSTRAP_ROWS,
-    seed: int = 20240601,
-) -> pd.DataFrame:
-    """Up to ``limit`` complete rows in a fixed pseudo-random order (md5 of response id + seed),
-    the same on every engine; with ``dimension`` a ``segment`` column is added."""
-    if limit > MAX_BOOTSTRAP_ROWS:
-        raise ValueError(f"at most {MAX_BOOTSTRAP_ROWS:,} rows are pulled for the bootstrap, not {limit:,}.")
-    order = sa.func.md5(sa.func.concat(R.c.response_id, sa.literal(str(seed))))
-    select = [R.c[c] for c in columns]
-    if dimension:
-        select.append(
-            sa.func.coalesce(sa.cast(customer_dimension(dimension), sa.Text), "(no value)").label("segment")
-        )
-    stmt = (
-        sa.select(*select)
-        .select_from(R.outerjoin(schema.customers, R.c.customer_id == schema.customers.c.customer_id))
-        .where(flt.response_clause(), _complete([R.c[c] for c in columns]))
-        .order_by(order)
-        .limit(limit)
-    )
-    frame = pd.DataFrame(conn.execute(stmt).all(), columns=[*columns, *(["segment"] if dimension else [])])
-    for c in columns:
-        frame[c] = frame[c].astype(float)
-    return frame
+def _bootstrap(w, sums, cross, k: int, resamples: int, rng: np.random.Generator):
+    """Resample customers with replacement; a draw adds the drawn customers' sums (all their rows).
 
-
-def _bootstrap(values: np.ndarray, resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap LMG shares and R² (rows: resamples)."""
-    n, k = values.shape
-    shares = np.full((resamples, k - 1), np.nan)
+    Returns per resample: LMG (B×p), share of R² (B×p), R² (B,) and r with NPS (B×p).
+    """
+    customers, p = w.shape[0], k - 1
+    lmg = np.full((resamples, p), np.nan)
+    share = np.full((resamples, p), np.nan)
     r2 = np.full(resamples, np.nan)
-    if n < 10:
-        return shares, r2
-    for b in range(resamples):
-        draw = values[rng.integers(0, n, n)]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.corrcoef(draw, rowvar=False)
-        shares[b] = shapley_r2(corr)
-        r2[b] = np.nansum(shares[b]) if not np.isnan(shares[b]).all() else np.nan
-    return shares, r2
+    r = np.full((resamples, p), np.nan)
+    if customers < 2:
+        return lmg, share, r2, r
+    stacked = np.column_stack([w, sums, cross])  # one matrix product per batch of resamples
+    batch = max(1, min(resamples, 4_000_000 // customers))
+    for start in range(0, resamples, batch):
+        size = min(batch, resamples - start)
+        # the same stream as one draw of C customers per resample, in order
+        drawn = rng.integers(0, customers, (size, customers))
+        flat = (drawn + customers * np.arange(size)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=size * customers).reshape(size, customers).astype(float)
+        totals = counts @ stacked
+        for i, row in enumerate(totals):
+            b = start + i
+            with np.errstate(invalid="ignore", divide="ignore"):
+                corr = _correlation_of(float(row[0]), row[1 : 1 + k], row[1 + k :].reshape(k, k))
+            lmg[b] = shapley_r2(corr)
+            if not np.isnan(lmg[b]).all():
+                r2[b] = float(np.nansum(lmg[b]))
+                if r2[b] > 0:
+                    share[b] = lmg[b] / r2[b]
+            r[b] = corr[:p, -1]
+    return lmg, share, r2, r
 
 
 def _percentiles(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,55 +297,75 @@ def driver_importance(
     conn: Connection,
     flt: SegmentFilter,
     dimension: str | None = None,
-    resamples: int = 200,
+    resamples: int = RESAMPLES,
     seed: int = 20240601,
     min_n: int | None = None,
     pillars: tuple[str, ...] = PILLARS,
 ) -> pd.DataFrame:
-    """Per segment (or overall) and pillar: n, correlation with NPS and its Fisher interval, the
-    LMG share of R² with a bootstrap percentile interval, the share of the explained variance and
-    the full R² with its interval. Small segments (n < min_n) are flagged and get no bootstrap.
+    """Per segment (or overall) and pillar: n (responses), customers, correlation with NPS, the LMG
+    share of R², the pillar's share of the explained variance and the full R², each with a 95%
+    percentile interval from ``resamples`` bootstrap resamples of customers (seeded; the column
+    ``resamples`` says how many were drawn, 0 where none). Point estimates use all rows in view.
+    Small segments (n < min_n) are flagged and get no bootstrap. Without resamples the correlations
+    carry Fisher-z intervals over responses (right only when each customer answers once).
     """
+    if resamples < 0:
+        raise ValueError(f"resamples must be >= 0, not {resamples}.")
     min_n = resolve_min_n(min_n)
     k = len(pillars) + 1
-    mom = moments(conn, flt, dimension, pillars)
+    per = customer_moments(conn, flt, dimension, pillars)
     rng = np.random.default_rng(seed)
-    sample = sample_rows(conn, flt, (*pillars, OUTCOME), dimension, seed=seed) if resamples else None
     records = []
-    for _, row in mom.iterrows():
-        n, corr = _correlation(row, k)
+    for segment, part in per.groupby("segment", sort=True):
+        w, sums, cross = _unpack(part, k)
+        n = int(part["n"].sum())
         if n == 0:
             continue
+        customers = int(part["cid"].notna().sum())
+        corr = _correlation_of(float(w.sum()), sums.sum(axis=0), cross.sum(axis=0).reshape(k, k))
+        if n < 3:
+            corr = np.full((k, k), np.nan)
         small = stats.is_small(n, min_n)
         lmg = shapley_r2(corr)
         total = float(np.nansum(lmg)) if not np.isnan(lmg).all() else math.nan
-        lo = hi = np.full(len(pillars), np.nan)
+        nan = np.full(len(pillars), np.nan)
+        lo = hi = share_lo = share_hi = r_lo = r_hi = nan
         r2_lo = r2_hi = math.nan
-        if sample is not None and not small:
-            part = sample if dimension is None else sample[sample["segment"] == row["segment"]]
-            shares, r2 = _bootstrap(part[[*pillars, OUTCOME]].to_numpy(), resamples, rng)
-            lo, hi = _percentiles(shares)
-            (r2_lo,), (r2_hi,) = _percentiles(r2)
+        drawn = 0
+        if resamples and not small and n >= 10:
+            b_lmg, b_share, b_r2, b_r = _bootstrap(w, sums, cross, k, resamples, rng)
+            lo, hi = _percentiles(b_lmg)
+            share_lo, share_hi = _percentiles(b_share)
+            (r2_lo,), (r2_hi,) = _percentiles(b_r2)
+            r_lo, r_hi = _percentiles(b_r)
+            drawn = resamples
         for j, pillar in enumerate(pillars):
             r = corr[j, -1]
-            fisher = _fisher(r, n)
+            if drawn:
+                low, high = r_lo[j], r_hi[j]
+            else:
+                fisher = _fisher(r, n)
+                low, high = fisher.low, fisher.high
             records.append(
                 {
-                    "segment": row["segment"],
+                    "segment": segment,
                     "predictor": pillar,
                     "n": n,
-                    "customers": int(row["customers"] or 0),
+                    "customers": customers,
                     "small": small,
-                    "r": fisher.estimate,
-                    "r_low": fisher.low,
-                    "r_high": fisher.high,
+                    "r": r,
+                    "r_low": low,
+                    "r_high": high,
                     "lmg": lmg[j],
                     "lmg_low": lo[j],
                     "lmg_high": hi[j],
                     "share": lmg[j] / total if total and not math.isnan(total) else math.nan,
+                    "share_low": share_lo[j],
+                    "share_high": share_hi[j],
                     "r2": total,
                     "r2_low": r2_lo,
                     "r2_high": r2_hi,
+                    "resamples": drawn,
                 }
             )
     frame = pd.DataFrame(records, columns=_COLUMNS)
@@ -386,15 +455,21 @@ def importance_performance(
     conn: Connection, flt: SegmentFilter, instrument: Instrument | None = None
 ) -> pd.DataFrame:
     """Pillars and items: importance = correlation with NPS (Fisher interval), performance = mean
-    index (0–100). Pillar rows come from the same sufficient statistics as the decomposition."""
+    index (0–100). Pillar rows come from the same per-customer sums as the decomposition."""
     mom = moments(conn, flt)
     records = []
+    k = len(PILLARS) + 1
     if not mom.empty and int(mom.iloc[0]["n"] or 0) > 0:
         row = mom.iloc[0]
-        n, corr = _correlation(row, len(PILLARS) + 1)
+        n, w = int(row["n"]), float(row["w"])
+        sums = np.array([float(row[f"s_{i}"]) for i in range(k)])
+        cross = np.zeros((k, k))
+        for i in range(k):
+            for j in range(i, k):
+                cross[i, j] = cross[j, i] = float(row[f"c_{i}_{j}"])
+        corr = _correlation_of(w, sums, cross) if n >= 3 else np.full((k, k), np.nan)
         for j, pillar in enumerate(PILLARS):
-            r = corr[j, -1]
-            fisher = _fisher(r, n)
+            fisher = _fisher(corr[j, -1], n)
             records.append(
                 {
                     "name": pillar,
@@ -402,7 +477,7 @@ def importance_performance(
                     "text": f"{pillar.capitalize()} index",
                     "level": "pillar",
                     "n": n,
-                    "performance": float(row[f"s_{j}"]) / n,
+                    "performance": sums[j] / w,
                     "importance": fisher.estimate,
                     "importance_low": fisher.low,
                     "importance_high": fisher.high,

@@ -1,5 +1,8 @@
 """The segment explorer: every segment of one or two dimensions with its scores, intervals,
-retention and significance vs the rest (Benjamini–Hochberg), built on relq.measures.comparisons."""
+retention and significance vs the rest (Benjamini–Hochberg), built on relq.measures.comparisons.
+
+Survey scores treat each customer as a cluster (customer-clustered intervals, Welch and z-tests on
+clustered variances); retention is customer-level already (one row per customer, Wilson/Newcombe)."""
 
 from __future__ import annotations
 
@@ -151,8 +154,9 @@ def _retained(row) -> int:
 
 
 def wide_segment_table(scores: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
-    """One row per segment: responses, then per score its estimate, 95% interval, n and q vs the
-    rest (✱ when significant); retention joined by segment. Small rows keep ``small`` True."""
+    """One row per segment: responses and customers, then per score its estimate, 95% interval, n
+    (NPS and CSAT also n_eff) and q vs the rest (✱ when significant); retention joined by segment.
+    Small rows keep ``small`` True."""
     if scores.empty:
         return pd.DataFrame()
     rows = []
@@ -168,6 +172,8 @@ def wide_segment_table(scores: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame
             row[r.metric] = None if pd.isna(r.estimate) else round(float(r.estimate), digits)
             row[f"{r.metric} 95% CI"] = _interval(r.low, r.high, digits)
             row[f"{r.metric} n"] = int(r.n)
+            if r.metric in ("nps", "csat") and "n_eff" in part and not pd.isna(r.n_eff):
+                row[f"{r.metric} n_eff"] = int(round(float(r.n_eff)))
             row[f"{r.metric} vs rest"] = _versus(r.delta, r.q_value, r.significant, digits)
             row[f"{r.metric} rank"] = None if pd.isna(r.rank) else int(r.rank)
         rows.append(row)

@@ -20,7 +20,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from relq.measures import stats
+from relq.measures import customer_sums, metrics, stats
+from relq.measures.metrics import Score
 from relq.store import schema
 from relq.store.filters import SegmentFilter, customer_dimension, quadrant_customer_ids
 from relq.store.latest import (
@@ -375,6 +376,37 @@ def _borderline(latest: sa.Subquery, spec: QuadrantSpec, x_sem: float, y_sem: fl
     return sa.or_(*parts) if parts else sa.false()
 
 
+_NO_SCORES = (
+    Score("nps", math.nan, math.nan, math.nan, 0, 0),
+    Score("csat", math.nan, math.nan, math.nan, 0, 0),
+)
+
+
+def _quadrant_scores(conn: Connection, flt: SegmentFilter, latest: sa.Subquery, key) -> dict:
+    """NPS and CSAT per quadrant from each customer's latest response, weighted as the view.
+
+    One response per customer, so with each response counted once they are the plain adjusted-Wald
+    and Wilson intervals; customer-level weights (annual value, raked) give their effective n.
+    """
+    pc = sa.select(
+        latest.c.customer_id.label("cid"),
+        sa.literal(1).label("responses"),
+        key.label("quadrant"),
+        sa.case((latest.c.nps.is_not(None), 1), else_=0).label("nps_n"),
+        sa.case((latest.c.nps >= 9, 1), else_=0).label("nps_p"),
+        sa.case((latest.c.nps <= 6, 1), else_=0).label("nps_d"),
+        sa.case((latest.c.csat.is_not(None), 1), else_=0).label("csat_n"),
+        sa.case((latest.c.csat >= 4, 1), else_=0).label("csat_s"),
+    ).subquery("latest_sums")
+    frame, plan = customer_sums.sums_by(conn, flt, pc, "quadrant", ("nps", "csat"))
+    metrics.weighting_problem(plan)
+    out = {}
+    for m in frame.to_dict("records"):
+        g = customer_sums.GroupSums.from_row(m, ("nps", "csat"))
+        out[m["quadrant"]] = (metrics.score_from_sums("nps", g), metrics.score_from_sums("csat", g))
+    return out
+
+
 def quadrant_summary(
     conn: Connection, flt: SegmentFilter, spec: QuadrantSpec = QuadrantSpec(), instrument=None
 ) -> QuadrantSummary:
@@ -418,15 +450,13 @@ def quadrant_summary(
     ).all()
     by_key = {r.quadrant: r._mapping for r in rows}
     total = sum(int(r.customers) for r in rows)
+    scores = _quadrant_scores(conn, flt, latest, key)
     records = []
     for k in QUADRANT_KEYS:
         m = by_key.get(k, {})
         n = int(m.get("customers", 0))
         share = stats.wilson_interval(n, total)
-        nps = stats.nps_interval(
-            int(m.get("promoters", 0)), int(m.get("passives", 0)), int(m.get("detractors", 0))
-        )
-        csat = stats.csat_interval(int(m.get("csat_top2", 0)), int(m.get("csat_n", 0)))
+        nps, csat = scores.get(k, _NO_SCORES)
         known, churned = int(m.get("known", 0)), int(m.get("churned", 0))
         churn = stats.wilson_interval(churned, known)
         records.append(
@@ -443,10 +473,12 @@ def quadrant_summary(
                 "nps_low": nps.low,
                 "nps_high": nps.high,
                 "nps_n": nps.n,
+                "nps_n_eff": nps.n_eff,
                 "csat": csat.estimate,
                 "csat_low": csat.low,
                 "csat_high": csat.high,
                 "csat_n": csat.n,
+                "csat_n_eff": csat.n_eff,
                 "churned": churned,
                 "churn_share": 100 * churn.estimate,
                 "churn_low": 100 * churn.low,

@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from relq.measures import stats
+from relq.measures import clustered
 from relq.store import schema
 from relq.store.filters import SegmentFilter
 
@@ -200,21 +200,33 @@ def scored_comments(conn: Connection, flt: SegmentFilter, **options) -> pd.DataF
     return pd.concat([frame, sentiment(frame["comment"]).set_index(frame.index)], axis=1)
 
 
-def sentiment_summary(scored: pd.DataFrame) -> pd.DataFrame:
-    """Share of positive, neutral and negative comments with Wilson 95% intervals (percent)."""
-    n = len(scored)
+def sentiment_summary(scored: pd.DataFrame, weights: pd.Series | None = None) -> pd.DataFrame:
+    """Share of positive, neutral and negative comments (percent) with Wilson 95% intervals on the
+    effective n: each customer is a cluster (an unmatched response its own), as for CSAT.
+
+    ``weights``: each customer's weight under a customer-level weighting (split over the customer's
+    comments; unmatched comments are then left out); None counts each comment once.
+    """
+    ids = scored["customer_id"] if "customer_id" in scored else pd.Series([None] * len(scored))
+    w = None
+    if weights is not None:  # customers without a weight (and unmatched comments) are left out
+        weighted = ids.where(ids.isin(weights.index))
+        w = clustered.customer_weights(weighted.to_numpy(dtype=object), weights)
     records = []
     for label in ("positive", "neutral", "negative"):
-        count = int((scored["sentiment"] == label).sum()) if n else 0
-        w = stats.wilson_interval(count, n)
+        hit = (scored["sentiment"] == label).to_numpy(dtype=float) if len(scored) else np.zeros(0)
+        sums = clustered.cluster_sums(hit, w, ids.to_numpy(dtype=object))
+        share = clustered.csat_interval_clustered(sums["W"], sums["S"], sums["n"])
         records.append(
             {
                 "sentiment": label,
-                "comments": count,
-                "share": 100 * w.estimate,
-                "low": 100 * w.low,
-                "high": 100 * w.high,
-                "n": n,
+                "comments": int(hit.sum()),
+                "share": share.score,
+                "low": share.low,
+                "high": share.high,
+                "n": share.n,
+                "customers": share.customers,
+                "n_eff": share.n_eff,
             }
         )
     return pd.DataFrame(records)

@@ -34,19 +34,25 @@ __all__ = [
     "ClusteredDifference",
     "ClusteredMean",
     "ClusteredShare",
+    "CustomerSums",
+    "PeriodSums",
     "RakingDiagnostics",
     "RakingError",
     "benjamini_hochberg",
     "cluster_sums",
     "clustered_mean",
+    "clustered_mean_from_sums",
     "clustered_variance",
     "csat_cluster_sums",
     "csat_interval_clustered",
+    "csat_interval_from_sums",
     "customer_weights",
     "kish_deff",
     "nps_cluster_sums",
     "nps_interval_clustered",
+    "nps_interval_from_sums",
     "period_difference",
+    "period_difference_from_sums",
     "period_difference_share",
     "rake",
     "rake_with_diagnostics",
@@ -343,14 +349,19 @@ def clustered_mean(W_c: object, S_c: object, n_c: object, level: float = 0.95) -
     s = sums["S_c"]
     customers, responses = int(w.shape[0]), int(n.sum())
     if customers == 0:
-        return ClusteredMean(NAN, NAN, NAN, NAN, NAN, 0, 0, 0)
+        return _mean_result(NAN, NAN, 0, 0, level)
     total = float(w.sum())
     if total <= 0:
         raise ValueError("the weights of the responses sum to 0; no weighted mean exists.")
     mean = float(s.sum()) / total
+    return _mean_result(mean, _clustered_var(s - mean * w, total), responses, customers, level)
+
+
+def _mean_result(mean: float, var: float, responses: int, customers: int, level: float) -> ClusteredMean:
+    if customers == 0:
+        return ClusteredMean(NAN, NAN, NAN, NAN, NAN, 0, 0, 0)
     df = customers - 1
-    var = _clustered_var(s - mean * w, total)
-    if customers < 2:
+    if customers < 2 or math.isnan(var):
         return ClusteredMean(mean, NAN, NAN, NAN, NAN, responses, customers, df)
     se = math.sqrt(var)
     half = float(_sp.t.ppf(0.5 + level / 2, df)) * se
@@ -405,7 +416,12 @@ def csat_interval_clustered(W_c: object, S_c: object, n_c: object, level: float 
     if total <= 0:
         raise ValueError("the weights of the responses sum to 0; no weighted CSAT exists.")
     p = min(1.0, max(0.0, float(s.sum()) / total))
-    var = _clustered_var(s - p * w, total)
+    return _csat_result(p, _clustered_var(s - p * w, total), responses, customers, z)
+
+
+def _csat_result(p: float, var: float, responses: int, customers: int, z: float) -> ClusteredShare:
+    if customers == 0:
+        return ClusteredShare("csat", NAN, NAN, NAN, 0, 0, NAN, NAN, NAN, NAN, 0.0)
     n_eff, deff = _effective_n(var, p * (1 - p), responses)
     if math.isnan(n_eff):
         return ClusteredShare("csat", 100 * p, NAN, NAN, responses, customers, NAN, NAN, var, p, 0.0)
@@ -445,7 +461,12 @@ def nps_interval_clustered(
         raise ValueError("the weights of the responses sum to 0; no weighted NPS exists.")
     p = min(1.0, max(0.0, float(pc.sum()) / total))
     d = min(1.0 - p, max(0.0, float(dc.sum()) / total))
-    var = _clustered_var((pc - dc) - (p - d) * w, total)
+    return _nps_result(p, d, _clustered_var((pc - dc) - (p - d) * w, total), responses, customers, z)
+
+
+def _nps_result(p: float, d: float, var: float, responses: int, customers: int, z: float) -> ClusteredShare:
+    if customers == 0:
+        return ClusteredShare("nps", NAN, NAN, NAN, 0, 0, NAN, NAN, NAN, NAN, NAN)
     u = max(0.0, p + d - (p - d) ** 2)
     n_eff, deff = _effective_n(var, u, responses)
     score = 100 * (p - d)
@@ -621,6 +642,200 @@ def period_difference_share(
     delta, var = _linearised_difference(cols["W1"], s1, cols["W2"], s2)
     se = NAN if math.isnan(var) else 100 * math.sqrt(var)
     return _z_result(100 * delta, se, level, f"{kind} period z-test (customer-linearised)")
+
+
+# --------------------------------------------------------------------------- from sums over customers
+
+
+@dataclass(frozen=True)
+class CustomerSums:
+    """One score in one group, as sums over its customers of their per-customer sums.
+
+    ``customers`` C (customers with a response having the score; an unmatched response is one),
+    ``responses`` N = Σn_c, ``W = ΣW_c``, ``S = ΣS_c``, ``WW = ΣW_c²``, ``WS = ΣW_c·S_c`` and
+    ``SS = ΣS_c²``. SQL returns them from a two-level aggregation (per customer first, then over
+    customers). Each field is a sum over customers, so two disjoint groups add and "the rest" of a
+    group is a difference. ``Σ_c t_c² = SS − 2ȳ·WS + ȳ²·WW`` with ``ȳ = S/W``.
+
+    >>> s = CustomerSums.of_customers([1, 1, 1, 1], [1.0, 2.0, 3.0, 4.0], [1, 1, 1, 1])
+    >>> s.customers, s.sum_t2(), round(s.variance(), 6)
+    (4, 5.0, 0.416667)
+    """
+
+    customers: int = 0
+    responses: int = 0
+    W: float = 0.0
+    S: float = 0.0
+    WW: float = 0.0
+    WS: float = 0.0
+    SS: float = 0.0
+
+    @classmethod
+    def of_customers(cls, W_c: object, S_c: object, n_c: object) -> CustomerSums:
+        """The sums of per-customer arrays (customers with ``n_c == 0`` are left out)."""
+        w, sums, n = _customer_arrays(W_c, {"S_c": S_c}, n_c)
+        s = sums["S_c"]
+        return cls(
+            int(w.shape[0]),
+            int(n.sum()),
+            float(w.sum()),
+            float(s.sum()),
+            float(np.dot(w, w)),
+            float(np.dot(w, s)),
+            float(np.dot(s, s)),
+        )
+
+    def __add__(self, other: CustomerSums) -> CustomerSums:
+        return CustomerSums(*(a + b for a, b in zip(self._fields(), other._fields(), strict=True)))
+
+    def __sub__(self, other: CustomerSums) -> CustomerSums:
+        return CustomerSums(*(a - b for a, b in zip(self._fields(), other._fields(), strict=True)))
+
+    def _fields(self) -> tuple:
+        return (self.customers, self.responses, self.W, self.S, self.WW, self.WS, self.SS)
+
+    def mean(self) -> float:
+        """``ȳ = S/W`` (NaN without weight)."""
+        return self.S / self.W if self.W > 0 else NAN
+
+    def sum_t2(self) -> float:
+        """``Σ_c t_c² = Σ_c (S_c − ȳW_c)²`` from the sums (rounding below 0 is clipped)."""
+        if self.W <= 0:
+            return NAN
+        m = self.S / self.W
+        return max(0.0, self.SS - 2 * m * self.WS + m * m * self.WW)
+
+    def variance(self) -> float:
+        """``C/(C−1) · Σt_c² / W²``; NaN for fewer than two customers."""
+        if self.customers < 2 or self.W <= 0:
+            return NAN
+        return self.customers / (self.customers - 1) * self.sum_t2() / (self.W * self.W)
+
+    def check(self, what: str) -> None:
+        if self.customers < 0 or self.responses < 0 or self.W < 0 or self.WW < 0 or self.SS < 0:
+            raise ValueError(f"the sums of {what} cannot be negative: {self}.")
+        if self.customers > 0 and self.W <= 0:
+            raise ValueError(f"the weights of the responses sum to 0; no weighted {what} exists.")
+
+
+def clustered_mean_from_sums(sums: CustomerSums, shift: float = 0.0, level: float = 0.95) -> ClusteredMean:
+    """:func:`clustered_mean` from the sums over customers (``S_c`` of ``y − shift``).
+
+    SQL sums ``y − shift`` (e.g. 50 for a 0–100 index) so that ``SS − 2ȳ·WS + ȳ²·WW`` does not
+    cancel digits away; the shift moves the mean and nothing else.
+
+    >>> r = clustered_mean_from_sums(CustomerSums(4, 4, 4.0, -2.0, 4.0, -2.0, 6.0), shift=3.0)
+    >>> r.estimate, round(r.low, 4), round(r.high, 4)
+    (2.5, 0.4457, 4.5543)
+    """
+    level = _check_level(level)
+    sums.check("mean")
+    if sums.customers == 0:
+        return _mean_result(NAN, NAN, 0, 0, level)
+    return _mean_result(shift + sums.mean(), sums.variance(), sums.responses, sums.customers, level)
+
+
+def csat_interval_from_sums(sums: CustomerSums, level: float = 0.95) -> ClusteredShare:
+    """:func:`csat_interval_clustered` from the sums over customers (``S_c`` = weight answering 4–5).
+
+    >>> r = csat_interval_from_sums(CustomerSums(10, 10, 10.0, 8.0, 10.0, 8.0, 8.0))
+    >>> r.score, round(r.low, 2), round(r.high, 2), r.n_eff
+    (80.0, 49.02, 94.33, 10.0)
+    """
+    z = _z(level)
+    sums.check("CSAT")
+    if sums.customers == 0:
+        return _csat_result(NAN, NAN, 0, 0, z)
+    p = min(1.0, max(0.0, sums.mean()))
+    return _csat_result(p, sums.variance(), sums.responses, sums.customers, z)
+
+
+def nps_interval_from_sums(sums: CustomerSums, P: float, D: float, level: float = 0.95) -> ClusteredShare:
+    """:func:`nps_interval_clustered` from the sums over customers: ``sums`` of ``S_c = P_c − D_c``
+    and the totals ``P = ΣP_c``, ``D = ΣD_c`` (weight of promoters and of detractors).
+
+    >>> r = nps_interval_from_sums(CustomerSums(100, 100, 100.0, 30.0, 100.0, 30.0, 70.0), 50.0, 20.0)
+    >>> r.score, round(r.low, 1), round(r.high, 1), r.n_eff
+    (30.0, 14.1, 44.2, 100.0)
+    """
+    z = _z(level)
+    sums.check("NPS")
+    if sums.customers == 0:
+        return _nps_result(NAN, NAN, NAN, 0, 0, z)
+    if P < 0 or D < 0 or P + D > sums.W * (1 + 1e-9):
+        raise ValueError(
+            f"promoters ({P}) and detractors ({D}) must be >= 0 and add up to at most W ({sums.W})."
+        )
+    p = min(1.0, max(0.0, P / sums.W))
+    d = min(1.0 - p, max(0.0, D / sums.W))
+    return _nps_result(p, d, sums.variance(), sums.responses, sums.customers, z)
+
+
+@dataclass(frozen=True)
+class PeriodSums:
+    """One score in two periods, linearised over the customers of both (current = 1, previous = 2).
+
+    ``customers`` counts the customers having the score in either period; ``current`` and
+    ``previous`` are each period's :class:`CustomerSums`; the cross sums over customers are
+    ``S1S2 = ΣS_c¹S_c²``, ``S1W2 = ΣS_c¹W_c²``, ``W1S2 = ΣW_c¹S_c²`` and ``W1W2 = ΣW_c¹W_c²``
+    (0 for a customer absent from a period).
+    """
+
+    customers: int
+    current: CustomerSums
+    previous: CustomerSums
+    S1S2: float = 0.0
+    S1W2: float = 0.0
+    W1S2: float = 0.0
+    W1W2: float = 0.0
+
+    def __add__(self, other: PeriodSums) -> PeriodSums:
+        return PeriodSums(
+            self.customers + other.customers,
+            self.current + other.current,
+            self.previous + other.previous,
+            self.S1S2 + other.S1S2,
+            self.S1W2 + other.S1W2,
+            self.W1S2 + other.W1S2,
+            self.W1W2 + other.W1W2,
+        )
+
+
+def period_difference_from_sums(
+    sums: PeriodSums, kind: Literal["mean", "nps", "csat"] = "mean", level: float = 0.95
+) -> ClusteredDifference:
+    """:func:`period_difference` / :func:`period_difference_share` from sums over customers.
+
+    ``e_c = t_c¹/W₁ − t_c²/W₂``; ``Σe_c² = Σt¹²/W₁² − 2Σt¹t²/(W₁W₂) + Σt²²/W₂²`` with
+    ``Σt¹t² = S1S2 − ȳ₂·S1W2 − ȳ₁·W1S2 + ȳ₁ȳ₂·W1W2``; ``var(δ) = C/(C−1)·Σe_c²``; z-test.
+    NPS and CSAT differences are in points (× 100).
+
+    >>> one = CustomerSums(3, 3, 3.0, 15.0, 3.0, 15.0, 77.0)
+    >>> two = CustomerSums(2, 2, 2.0, 8.0, 2.0, 8.0, 34.0)
+    >>> r = period_difference_from_sums(PeriodSums(3, one, two, 37.0, 9.0, 8.0, 2.0))
+    >>> r.delta, round(r.se, 4)
+    (1.0, 0.7638)
+    """
+    if kind not in ("mean", "nps", "csat"):
+        raise ValueError(f"kind must be 'mean', 'nps' or 'csat', got {kind!r}.")
+    scale = 1.0 if kind == "mean" else 100.0
+    test = (
+        "period z-test (customer-linearised)"
+        if kind == "mean"
+        else f"{kind} period z-test (customer-linearised)"
+    )
+    a, b = sums.current, sums.previous
+    a.check(kind)
+    b.check(kind)
+    if a.W <= 0 or b.W <= 0:
+        return _z_result(NAN, NAN, level, test)
+    m1, m2 = a.mean(), b.mean()
+    cross = sums.S1S2 - m2 * sums.S1W2 - m1 * sums.W1S2 + m1 * m2 * sums.W1W2
+    sum_e2 = a.sum_t2() / (a.W * a.W) - 2 * cross / (a.W * b.W) + b.sum_t2() / (b.W * b.W)
+    c = sums.customers
+    var = c / (c - 1) * max(0.0, sum_e2) if c >= 2 else NAN
+    se = NAN if math.isnan(var) else scale * math.sqrt(var)
+    return _z_result(scale * (m1 - m2), se, level, test)
 
 
 def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -1,15 +1,21 @@
 """Segment vs rest and period vs previous, with the tests and small-sample rules of the Methodology page.
 
-- NPS: z-test on the difference with the adjusted-Wald variances.
-- CSAT (top-2-box): Newcombe's interval for the difference of proportions.
-- Pillar indices, RQ and CES: Welch's t-test.
-- Many segments at once: Benjamini–Hochberg q-values across the segments, per score; a delta is
-  significant only at q < 0.05.
+Every test treats each customer as a cluster (Methodology page → Comparisons):
+
+- Two disjoint groups (a segment vs the rest of the responses in view): means (pillars, RQ, CES)
+  by Welch's t with the customer-clustered variances and Satterthwaite df; NPS and CSAT by a
+  z-test on the difference with the clustered variances.
+- Period vs previous: the same customer often answers in both, so the difference is linearised
+  over the customers of both periods; z-test.
+- Benjamini–Hochberg over the family shown together (a segment table: per score across the
+  dimension's values; the period's cards: across the scores); a delta is significant only at
+  q < 0.05.
 - A score with n below the minimum (default 30) is flagged ``small``: it is shown greyed with its n,
   never ranked and never marked significant.
 
-One ``GROUP BY ROLLUP`` query returns the sufficient statistics of every segment and of the
-total; "the rest" of a segment is the total minus the segment, so it needs no query.
+One two-level query (per customer, then over customers, ``GROUP BY ROLLUP``) returns the sums of
+every segment and of the total; "the rest" of a segment is the total minus the segment, because
+every sum is a sum over customers and each customer is in one segment.
 """
 
 from __future__ import annotations
@@ -19,15 +25,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from relq.core.settings import resolve_min_n
 from relq.exceptions import RelqError
-from relq.measures import metrics, stats
-from relq.measures.metrics import Headline
-from relq.store import catalog, schema
-from relq.store.filters import SegmentFilter, customer_dimension
+from relq.measures import clustered, stats
+from relq.measures.customer_sums import GroupSums, group_sums, pair_sums, period_sums
+from relq.measures.metrics import Headline, Score, headline_from_sums, weighting_problem
+from relq.store import catalog
+from relq.store.filters import SegmentFilter
 from relq.store.schema import PILLARS
 
 __all__ = [
@@ -37,14 +43,14 @@ __all__ = [
     "Segment",
     "SegmentScores",
     "compare_headlines",
+    "compare_scores",
     "delta_record",
-    "statistics_row",
     "segment_breakdown",
     "segment_scores",
     "period_comparison",
+    "period_deltas",
 ]
 
-R = schema.survey_responses
 MEAN_METRICS: tuple[str, ...] = (*PILLARS, "rq", "ces")
 METRICS: tuple[str, ...] = (*PILLARS, "rq", "nps", "csat", "ces")
 # Lower effort is better: CES ranks ascending.
@@ -52,41 +58,26 @@ LOWER_IS_BETTER = frozenset({"ces"})
 NO_VALUE = "(no value)"
 
 
-def score_of(head: Headline, metric: str) -> stats.Interval:
-    """One score of a headline as an Interval (NPS included)."""
-    if metric in PILLARS:
-        return head.pillars[metric]
-    if metric == "nps":
-        return stats.Interval(head.nps.score, head.nps.low, head.nps.high, head.nps.n)
-    return {"rq": head.rq, "csat": head.csat, "ces": head.ces}[metric]
+def score_of(head: Headline, metric: str) -> Score:
+    """One score of a headline."""
+    return head.score(metric)
 
 
-def _variance(m, name: str) -> float:
-    return stats.variance_from_sums(int(m[f"{name}_n"]), float(m[f"{name}_sum"]), float(m[f"{name}_sumsq"]))
+def _comparison(d: clustered.ClusteredDifference) -> stats.Comparison:
+    return stats.Comparison(d.delta, d.low, d.high, d.p_value, d.test)
 
 
-def compare_headlines(a: Headline, a_stats, b: Headline, b_stats) -> dict[str, stats.Comparison]:
-    """Every score of ``a`` minus ``b`` with the Methodology page's test (deltas in the score's own points).
+def compare_scores(a: Score, b: Score) -> stats.Comparison:
+    """``a − b`` for two disjoint groups: Welch with clustered variances and Satterthwaite df for
+    means, a z-test with the clustered variances for NPS and CSAT (points)."""
+    if a.kind == "mean":
+        return _comparison(clustered.welch_clustered(a.clustered(), b.clustered()))
+    return _comparison(clustered.z_difference(a.clustered(), b.clustered()))
 
-    ``a_stats``/``b_stats`` are the sufficient-statistics rows behind the two headlines.
-    """
-    ma = a_stats._mapping if hasattr(a_stats, "_mapping") else a_stats
-    mb = b_stats._mapping if hasattr(b_stats, "_mapping") else b_stats
-    out: dict[str, stats.Comparison] = {}
-    for name in MEAN_METRICS:
-        sa_, sb_ = score_of(a, name), score_of(b, name)
-        if sa_.n < 2 or sb_.n < 2:
-            out[name] = stats.Comparison(math.nan, math.nan, math.nan, math.nan, "Welch")
-            continue
-        out[name] = stats.welch_difference(
-            sa_.n, sa_.estimate, _variance(ma, name), sb_.n, sb_.estimate, _variance(mb, name)
-        )
-    out["nps"] = stats.nps_difference(a.nps, b.nps)
-    share = stats.proportion_difference(
-        int(ma["csat_top2"]), int(ma["csat_n"]), int(mb["csat_top2"]), int(mb["csat_n"])
-    )
-    out["csat"] = replace(share, delta=100 * share.delta, low=100 * share.low, high=100 * share.high)
-    return out
+
+def compare_headlines(a: Headline, b: Headline) -> dict[str, stats.Comparison]:
+    """Every score of ``a`` minus ``b`` (two disjoint groups), in the score's own points."""
+    return {name: compare_scores(a.score(name), b.score(name)) for name in METRICS}
 
 
 @dataclass(frozen=True)
@@ -94,16 +85,17 @@ class Segment:
     """One value of a dimension: its scores and each score compared with the rest."""
 
     value: str
-    stats_row: dict
+    sums: GroupSums
     headline: Headline
     comparisons: dict[str, stats.Comparison]
-    customers: int | None = None  # distinct customers, when counted (executives never see < 5)
+    customers: int | None = None  # distinct customers (executives never see a group under 5)
 
     def as_report(self) -> dict:
         head = self.headline.as_dict()
         return {
             "value": self.value,
             "n": self.headline.responses,
+            "customers": self.headline.customers,
             "nps": head["nps"],
             "pillars": head["pillars"],
             "rq": head["rq"],
@@ -138,6 +130,8 @@ class SegmentScores:
                         "low": score.low,
                         "high": score.high,
                         "n": score.n,
+                        "score_customers": score.customers,
+                        "n_eff": score.n_eff,
                         "small": small,
                         "delta": comp.delta,
                         "delta_low": comp.low,
@@ -171,6 +165,8 @@ _FRAME_COLUMNS = [
     "low",
     "high",
     "n",
+    "score_customers",
+    "n_eff",
     "small",
     "delta",
     "delta_low",
@@ -193,58 +189,38 @@ def segment_breakdown(
     flt: SegmentFilter,
     dimension: str,
     min_n: int | None = None,
-    count_customers: bool = False,
+    count_customers: bool = True,
 ) -> SegmentScores:
     """Scores per value of ``dimension``, each compared with the rest of the filtered responses.
 
     The filter's own selection on ``dimension`` is dropped (comparing "EU" with a rest that the
     filter already removed says nothing). Responses whose customer has no value for the dimension
     (or that match no customer) form the segment ``"(no value)"``. Segments come largest first.
-    q-values: Benjamini–Hochberg per score across the segments that are not small.
+    Tests: Welch with customer-clustered variances (means), z-test with clustered variances (NPS,
+    CSAT); q-values: Benjamini–Hochberg per score across the segments that are not small.
+    ``count_customers`` is kept for callers of the earlier signature: customers are always counted.
     """
     _check_dimension(conn, dimension)
     min_n = resolve_min_n(min_n)
     flt = flt.with_dimension(dimension, ())
-    customers = schema.customers
-    inner = (
-        sa.select(
-            *[R.c[name] for name in (*PILLARS, "rq", "nps", "csat", "ces")],
-            R.c.customer_id,
-            customer_dimension(dimension).label("segment"),
-        )
-        .select_from(R.outerjoin(customers, R.c.customer_id == customers.c.customer_id))
-        .where(flt.response_clause())
-        .subquery("by_segment")
-    )
-    is_total = sa.func.grouping(inner.c.segment).label("is_total")
-    # Distinct customers per segment cost a DISTINCT over every response (≈1.6× the query on the
-    # 1M-response tier), so they are counted only when asked: for executives, who never see a
-    # group under 5 customers.
-    customers_count = (
-        sa.func.count(sa.distinct(inner.c.customer_id)) if count_customers else sa.null()
-    ).label("customers")
-    rows = conn.execute(
-        sa.select(inner.c.segment, is_total, customers_count, *metrics.sufficient_statistics(inner)).group_by(
-            sa.func.rollup(inner.c.segment)
-        )
-    ).all()
-    total_row = next((r._mapping for r in rows if int(r.is_total) == 1), None)
-    if total_row is None or int(total_row["responses"]) == 0:
-        empty = metrics.headline_from_row({k: 0 for k in metrics.STATISTIC_KEYS})
+    frame, plan = group_sums(conn, flt, segment=dimension, rollup=True)
+    weighting_problem(plan)
+    rows = frame.to_dict("records") if not frame.empty else []
+    total_row = next((r for r in rows if int(r["is_total"]) == 1), None)
+    if total_row is None or int(total_row["responses"] or 0) == 0:
+        empty = headline_from_sums(GroupSums.from_row({}), flt.weighting)
         return SegmentScores(dimension, empty, (), min_n)
-    total_row = {k: total_row[k] for k in metrics.STATISTIC_KEYS}
-    total = metrics.headline_from_row(total_row)
+    total_sums = GroupSums.from_row(total_row)
+    total = headline_from_sums(total_sums, flt.weighting)
     parts = []
     for r in rows:
-        if int(r.is_total) == 1:
+        if int(r["is_total"]) == 1:
             continue
-        m = {k: r._mapping[k] for k in metrics.STATISTIC_KEYS}
-        head = metrics.headline_from_row(m)
-        rest_row = metrics.statistics_difference(total_row, m)
-        rest = metrics.headline_from_row(rest_row)
-        value = NO_VALUE if r.segment is None else str(r.segment)
-        customers_n = None if r.customers is None else int(r.customers)
-        parts.append(Segment(value, m, head, compare_headlines(head, m, rest, rest_row), customers_n))
+        sums = GroupSums.from_row(r)
+        head = headline_from_sums(sums, flt.weighting)
+        rest = headline_from_sums(total_sums - sums, flt.weighting)
+        value = NO_VALUE if r["segment"] is None or r["segment"] != r["segment"] else str(r["segment"])
+        parts.append(Segment(value, sums, head, compare_headlines(head, rest), sums.customers))
     parts.sort(key=lambda s: (-s.headline.responses, s.value))
     return SegmentScores(dimension, total, tuple(_with_q_values(parts, min_n)), min_n)
 
@@ -269,22 +245,18 @@ def segment_scores(
     flt: SegmentFilter,
     dimension: str,
     min_n: int | None = None,
-    count_customers: bool = False,
+    count_customers: bool = True,
 ) -> pd.DataFrame:
     """Tidy frame, one row per segment value × score, each vs the rest of the filtered responses.
 
-    Columns: value, responses, customers (distinct; only with ``count_customers``), metric (trust,
-    commitment, satisfaction, rq, nps, csat, ces), estimate, low, high, n, small, delta, delta_low, delta_high (segment − rest, in the score's
-    points), p_value, q_value (Benjamini–Hochberg across segments), test, significant (q < 0.05,
-    never when small), rank (1 = best among segments that are not small; NaN when small).
+    Columns: value, responses, customers (distinct customers of the segment), metric (trust,
+    commitment, satisfaction, rq, nps, csat, ces), estimate, low, high, n (responses having the
+    score), score_customers (its clusters), n_eff (NPS, CSAT), small, delta, delta_low, delta_high
+    (segment − rest, in the score's points), p_value, q_value (Benjamini–Hochberg across segments),
+    test, significant (q < 0.05, never when small), rank (1 = best among segments that are not
+    small; NaN when small).
     """
     return segment_breakdown(conn, flt, dimension, min_n, count_customers).frame()
-
-
-def statistics_row(conn: Connection, flt: SegmentFilter) -> dict:
-    """The sufficient statistics of the filtered responses, as a plain dict (one query)."""
-    row = conn.execute(sa.select(*metrics.sufficient_statistics()).where(flt.response_clause())).one()
-    return {k: row._mapping[k] for k in metrics.STATISTIC_KEYS}
 
 
 DELTA_COLUMNS = [
@@ -293,12 +265,16 @@ DELTA_COLUMNS = [
     "low",
     "high",
     "n",
+    "customers",
+    "unmatched",
+    "n_eff",
     "previous",
     "previous_n",
     "delta",
     "delta_low",
     "delta_high",
     "p_value",
+    "q_value",
     "test",
     "significant",
     "small",
@@ -306,10 +282,15 @@ DELTA_COLUMNS = [
 
 
 def delta_record(
-    metric: str, now: stats.Interval, previous: stats.Interval, comp: stats.Comparison, min_n: int
+    metric: str,
+    now: Score | stats.Interval,
+    previous: Score | stats.Interval,
+    comp: stats.Comparison,
+    min_n: int,
 ) -> dict:
-    """One score now vs before (the keys of :data:`DELTA_COLUMNS`): estimate, interval, n, the previous value, the delta with its interval
-    and test. ``small`` is the current side's flag; ``significant`` never when either side is small."""
+    """One score now vs before (the keys of :data:`DELTA_COLUMNS`): estimate, interval, n, customers,
+    n_eff, the previous value, the delta with its interval, test and q. ``small`` is the current
+    side's flag; ``significant`` (q < 0.05) never when either side is small."""
     small = stats.is_small(now.n, min_n)
     return {
         "metric": metric,
@@ -317,35 +298,68 @@ def delta_record(
         "low": now.low,
         "high": now.high,
         "n": now.n,
+        "customers": getattr(now, "matched_customers", math.nan),
+        "unmatched": getattr(now, "unmatched", 0),
+        "n_eff": getattr(now, "n_eff", math.nan),
         "previous": previous.estimate,
         "previous_n": previous.n,
         "delta": comp.delta,
         "delta_low": comp.low,
         "delta_high": comp.high,
         "p_value": comp.p_value,
+        "q_value": math.nan if comp.q_value is None else comp.q_value,
         "test": comp.test,
         "significant": bool(not small and not stats.is_small(previous.n, min_n) and comp.significant()),
         "small": small,
     }
 
 
+def period_deltas(
+    conn: Connection, current: SegmentFilter, previous: SegmentFilter
+) -> tuple[Headline, Headline, dict[str, stats.Comparison]]:
+    """Headlines of two periods and each score's difference, linearised over the customers of both
+    (the same customer often answers in both); z-tests, no q-values yet."""
+    frame, plan = pair_sums(conn, current, previous)
+    weighting_problem(plan)
+    m = frame.iloc[0].to_dict() if not frame.empty else {}
+    now = headline_from_sums(GroupSums.from_row(m, prefix="c_"), current.weighting)
+    before = headline_from_sums(GroupSums.from_row(m, prefix="p_"), current.weighting)
+    comps = {}
+    for metric in METRICS:
+        kind = "mean" if metric in MEAN_METRICS else metric
+        comps[metric] = _comparison(clustered.period_difference_from_sums(period_sums(m, metric), kind))
+    return now, before, comps
+
+
+def with_family_q(records: list[dict], eligible: list[bool]) -> list[dict]:
+    """Benjamini–Hochberg across one family of delta records (e.g. the KPI cards); a record that
+    is not eligible (small) gets no q and is never significant."""
+    idx = [i for i, ok in enumerate(eligible) if ok]
+    q = stats.benjamini_hochberg([records[i]["p_value"] for i in idx])
+    out = [dict(r, q_value=math.nan, significant=False) for r in records]
+    for i, qi in zip(idx, q, strict=True):
+        out[i]["q_value"] = float(qi)
+        out[i]["significant"] = bool(qi < clustered.Q_THRESHOLD)
+    return out
+
+
 def period_comparison(conn: Connection, flt: SegmentFilter, min_n: int | None = None) -> pd.DataFrame:
     """Each headline score in the filter's period vs the previous period of equal length.
 
-    Returns metric, estimate, low, high, n, previous, previous_n, delta, delta_low, delta_high,
-    p_value, test, significant. Each score is one question, so q = p here; a delta where either
-    side is small is never significant. Empty when the filter has no closed period.
+    Returns :data:`DELTA_COLUMNS` without ``small``. The difference is linearised over the customers
+    of both periods (z-test); q-values by Benjamini–Hochberg across the scores shown together; a
+    delta where either side is small is not tested and never significant. Empty when the filter has
+    no closed period.
     """
     columns = [c for c in DELTA_COLUMNS if c != "small"]
     before = flt.shifted_back()
     if before is None:
         return pd.DataFrame(columns=columns)
     min_n = resolve_min_n(min_n)
-    now_row, before_row = statistics_row(conn, flt), statistics_row(conn, before)
-    now, prev = metrics.headline_from_row(now_row), metrics.headline_from_row(before_row)
-    comps = compare_headlines(now, now_row, prev, before_row)
+    now, prev, comps = period_deltas(conn, flt, before)
     records = [
         delta_record(metric, score_of(now, metric), score_of(prev, metric), comps[metric], min_n)
         for metric in METRICS
     ]
-    return pd.DataFrame(records, columns=columns)
+    eligible = [not r["small"] and not stats.is_small(r["previous_n"], min_n) for r in records]
+    return pd.DataFrame(with_family_q(records, eligible), columns=columns)

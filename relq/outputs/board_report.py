@@ -1,9 +1,11 @@
 """The executive view: KPIs with deltas vs the previous period, the segments that moved most,
 and a one-file board report (HTML with the Plotly charts embedded, opens offline).
 
-Deltas follow Methodology page → Comparisons: NPS z-test on adjusted-Wald variances, CSAT/retention/churn
-by Newcombe, means by Welch; many segments at once by Benjamini–Hochberg; significant only at
-q < 0.05 and never when either side is below the small-sample minimum.
+Deltas follow Methodology page → Comparisons: each customer is a cluster, and the same customer often
+answers in both periods, so a survey score's change is linearised over the customers of both periods
+(z-test); retention and churn (one row per customer) by Newcombe. Benjamini–Hochberg over the family
+shown together (the KPI cards; every segment × score of the moves); significant only at q < 0.05 and
+never when either side is below the small-sample minimum.
 
 When the filter has no closed period, the view compares the last full calendar quarter before the
 data's end with the quarter before it.
@@ -22,11 +24,19 @@ from sqlalchemy.engine import Connection
 
 from relq import store
 from relq.core.settings import resolve_min_n
-from relq.measures import metrics, stats
-from relq.measures.comparisons import DELTA_COLUMNS, compare_headlines, delta_record, score_of, statistics_row
+from relq.measures import clustered, metrics, stats
+from relq.measures.comparisons import (
+    DELTA_COLUMNS,
+    MEAN_METRICS,
+    delta_record,
+    period_deltas,
+    score_of,
+    with_family_q,
+)
+from relq.measures.customer_sums import GroupSums, pair_sums, period_sums
 from relq.outputs import charts
 from relq.store import schema
-from relq.store.filters import SegmentFilter, customer_dimension
+from relq.store.filters import SegmentFilter
 
 __all__ = [
     "KPI_METRICS",
@@ -115,17 +125,17 @@ def _nan_comparison() -> stats.Comparison:
 def kpi_comparison(
     conn: Connection, current: SegmentFilter, previous: SegmentFilter | None, min_n: int | None = None
 ) -> pd.DataFrame:
-    """RQ, pillars, NPS, CSAT and CES in ``current`` with the delta vs ``previous``.
+    """RQ, pillars, NPS, CSAT and CES in ``current`` with the delta vs ``previous``, linearised over
+    the customers of both periods (z-test; Methodology page → Comparisons).
 
-    Columns as :data:`_KPI_COLUMNS`; without ``previous`` the delta columns are NaN.
+    Columns as :data:`_KPI_COLUMNS`; without ``previous`` the delta columns are NaN. q-values come
+    later, across every card shown together (:func:`overview_kpis`).
     """
     min_n = resolve_min_n(min_n)
-    now_row = statistics_row(conn, current)
-    now = metrics.headline_from_row(now_row)
     if previous is not None:
-        prev_row = statistics_row(conn, previous)
-        prev = metrics.headline_from_row(prev_row)
-        comps = compare_headlines(now, now_row, prev, prev_row)
+        now, prev, comps = period_deltas(conn, current, previous)
+    else:
+        now = metrics.headline(conn, current)
     records = []
     for metric in ("rq", "trust", "commitment", "satisfaction", "nps", "csat", "ces"):
         a = score_of(now, metric)
@@ -196,10 +206,18 @@ def overview_kpis(
     conn: Connection, flt: SegmentFilter, min_n: int | None = None
 ) -> tuple[pd.DataFrame, Periods, date | None]:
     """Every KPI of the executive overview with its delta: (frame, periods, retention quarter)."""
+    min_n = resolve_min_n(min_n)
     periods = overview_periods(conn, flt)
     survey = kpi_comparison(conn, periods.current, periods.previous, min_n)
     kept, quarter = retention_comparison(conn, flt, periods.current.until, min_n)
     frame = pd.concat([survey, kept], ignore_index=True) if not kept.empty else survey
+    # Benjamini–Hochberg across the cards shown together; a small side is not tested.
+    records = frame.to_dict("records")
+    eligible = [
+        not r["small"] and not stats.is_small(int(r["previous_n"]), min_n) and not math.isnan(r["p_value"])
+        for r in records
+    ]
+    frame = pd.DataFrame(with_family_q(records, eligible), columns=_KPI_COLUMNS)
     return frame, periods, quarter
 
 
@@ -214,9 +232,10 @@ def segment_moves(
 ) -> pd.DataFrame:
     """Segments whose score changed between ``previous`` and ``current`` (same filter otherwise).
 
-    One grouped query per dimension returns sufficient statistics per (segment, period);
-    Benjamini–Hochberg runs across every segment × score tested; segments small in either
-    period are not tested. Sorted by the size of the move.
+    One two-level query per dimension returns, per segment, the sums over its customers of both
+    periods; each difference is linearised over the customers of both periods (z-test).
+    Benjamini–Hochberg runs across every segment × score tested; segments small in either period
+    are not tested. Sorted by the size of the move.
     """
     min_n = resolve_min_n(min_n)
     columns = [
@@ -239,44 +258,27 @@ def segment_moves(
     if not (current.since and current.until and previous.since and previous.until):
         return pd.DataFrame(columns=columns)
     records = []
-    customers = schema.customers
-    is_now = R.c.submitted_at >= datetime.combine(current.since, datetime.min.time())
     for dimension in dimensions:
-        base = replace(current.with_dimension(dimension, ()), since=previous.since, until=current.until)
-        inner = (
-            sa.select(
-                *[R.c[name] for name in ("trust", "commitment", "satisfaction", "rq", "nps", "csat", "ces")],
-                customer_dimension(dimension).label("segment"),
-                sa.case((is_now, "now"), else_="before").label("period"),
-            )
-            .select_from(R.join(customers, R.c.customer_id == customers.c.customer_id))
-            .where(base.response_clause())
-            .subquery("moves")
+        frame, _plan = pair_sums(
+            conn,
+            current.with_dimension(dimension, ()),
+            previous.with_dimension(dimension, ()),
+            segment=dimension,
         )
-        rows = conn.execute(
-            sa.select(inner.c.segment, inner.c.period, *metrics.sufficient_statistics(inner))
-            .where(inner.c.segment.is_not(None))
-            .group_by(inner.c.segment, inner.c.period)
-        ).all()
-        by_segment: dict[str, dict[str, dict]] = {}
-        for r in rows:
-            by_segment.setdefault(str(r.segment), {})[r.period] = {
-                k: r._mapping[k] for k in metrics.STATISTIC_KEYS
-            }
-        for value, parts in by_segment.items():
-            if "now" not in parts or "before" not in parts:
-                continue
-            now, before = metrics.headline_from_row(parts["now"]), metrics.headline_from_row(parts["before"])
-            comps = compare_headlines(now, parts["now"], before, parts["before"])
+        metrics.weighting_problem(_plan)
+        for m in frame.to_dict("records"):
+            now = metrics.headline_from_sums(GroupSums.from_row(m, prefix="c_"), current.weighting)
+            before = metrics.headline_from_sums(GroupSums.from_row(m, prefix="p_"), current.weighting)
             for metric in scores:
                 a, b = score_of(now, metric), score_of(before, metric)
                 if stats.is_small(a.n, min_n) or stats.is_small(b.n, min_n):
                     continue
-                c = comps[metric]
+                kind = "mean" if metric in MEAN_METRICS else metric
+                c = clustered.period_difference_from_sums(period_sums(m, metric), kind)
                 records.append(
                     {
                         "dimension": dimension,
-                        "value": value,
+                        "value": str(m["segment"]),
                         "metric": metric,
                         "label": KPI_LABELS[metric],
                         "now": a.estimate,
@@ -305,21 +307,31 @@ def segment_moves(
 def _kpi_table(frame: pd.DataFrame) -> str:
     rows = []
     for r in frame.itertuples():
-        digits = 0 if r.metric == "nps" else 1
+        digits = 0 if r.metric == "nps" else (2 if r.metric == "ces" else 1)  # CES is a 1–7 mean
         mark = "significant" if r.significant else ("not significant" if not math.isnan(r.delta) else "")
+        if mark and not pd.isna(r.q_value):
+            mark += f" (q = {r.q_value:.3f})"
         good = (r.delta < 0) if r.metric in LOWER_IS_BETTER else (r.delta > 0)
         colour = (charts.GOOD if good else charts.BAD) if r.significant else "#52606D"
         rows.append(
             f"<tr{' class=small' if r.small else ''}><td>{html.escape(r.label)}</td>"
             f"<td class=num>{charts.format_number(r.estimate, digits)}</td>"
-            f"<td class=num>[{charts.format_number(r.low, digits)}, {charts.format_number(r.high, digits)}]</td><td class=num>{r.n:,}</td>"
+            f"<td class=num>[{charts.format_number(r.low, digits)}, {charts.format_number(r.high, digits)}]</td>"
+            f"<td class=num>{_n_text(r)}</td>"
             f"<td class=num style='color:{colour}'>{'' if math.isnan(r.delta) else f'{r.delta:+.{digits}f}'}</td>"
             f"<td>{mark}{' · small sample' if r.small else ''}</td></tr>"
         )
     return (
         "<table><thead><tr><th>Score</th><th>Value</th><th>95% CI</th><th>n</th><th>Δ vs previous</th>"
-        "<th>Test (q &lt; 0.05)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<th>Benjamini–Hochberg q &lt; 0.05</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
+
+
+def _n_text(r) -> str:
+    if r.metric in ("retention", "churn") or pd.isna(r.customers):
+        return f"{int(r.n):,} customers"
+    text = f"{int(r.n):,} responses from {int(r.customers):,} customers"
+    return text + (f" and {int(r.unmatched):,} unmatched" if r.unmatched else "")
 
 
 def quadrant_shares(counts: dict[str, int]) -> pd.DataFrame:
@@ -342,6 +354,13 @@ def quadrant_shares(counts: dict[str, int]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(records)
+
+
+def _weighting_sentence(flt: SegmentFilter) -> str:
+    w = flt.weighting
+    return (
+        f"Each {w.label} counts once." if w.scheme in ("response", "customer") else f"Weighted by {w.label}."
+    )
 
 
 def _describe_filter(flt: SegmentFilter) -> str:
@@ -449,8 +468,10 @@ tr.small td {{color: #9AA5B1}} .note {{color:#52606D; font-size: 0.9em}} .chart 
 Period: {html.escape(periods.description)}.{retention_note}</p>
 <h2>Headline scores</h2>
 {_kpi_table(kpis)}
-<p class=note>Every score carries its n and 95% interval. A change is called significant only at Benjamini–Hochberg
-q &lt; 0.05 (NPS: z-test on adjusted-Wald variances; CSAT, retention and churn: Newcombe; indices and CES: Welch).
+<p class=note>Every score carries its n (responses), its customers and a 95% interval that treats each customer
+as a cluster (several people at one customer answer, wave after wave). {html.escape(_weighting_sentence(flt))}
+A change is called significant only at Benjamini–Hochberg q &lt; 0.05 across the scores above (survey scores:
+z-test on the change, linearised over the customers of both periods; retention and churn: Newcombe).
 Greyed rows rest on fewer answers than the minimum and are not ranked.</p>
 <h2>Trends</h2>
 {chart_html}

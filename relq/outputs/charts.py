@@ -45,8 +45,9 @@ TEMPLATE = go.layout.Template(
         plot_bgcolor="rgba(0,0,0,0)",
         margin=dict(l=10, r=10, t=80, b=10),
         title=dict(x=0, xanchor="left", y=0.98, yanchor="top", font=dict(size=16)),
-        xaxis=dict(showgrid=False, linecolor="#CBD2D9"),
-        yaxis=dict(gridcolor="#E4E7EB", zeroline=False),
+        # automargin: the axis labels get the room they need (a 10 px margin cut "64" to "4")
+        xaxis=dict(showgrid=False, linecolor="#CBD2D9", automargin=True),
+        yaxis=dict(gridcolor="#E4E7EB", zeroline=False, automargin=True),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
         hoverlabel=dict(bgcolor="white"),
     )
@@ -98,9 +99,9 @@ def _band(x: pd.Series, low: pd.Series, high: pd.Series, colour: str, **trace) -
 
 
 def trend_with_band(frame: pd.DataFrame, metrics: list[str], title: str = "", y_title: str = "") -> go.Figure:
-    """Lines of estimates with shaded 95% interval bands; hover shows n and the interval.
+    """Lines of estimates with shaded 95% interval bands; hover shows n, customers and the interval.
 
-    ``frame`` is tidy: period, metric, estimate, low, high, n.
+    ``frame`` is tidy: period, metric, estimate, low, high, n and (optionally) customers.
     """
     fig = go.Figure()
     for metric in metrics:
@@ -116,9 +117,16 @@ def trend_with_band(frame: pd.DataFrame, metrics: list[str], title: str = "", y_
                 mode="lines+markers",
                 name=METRIC_LABELS.get(metric, metric),
                 line=dict(color=colour, width=2),
-                customdata=part[["low", "high", "n"]].to_numpy(),
+                customdata=part[["low", "high", "n", "customers" if "customers" in part else "n"]].to_numpy(),
                 hovertemplate="%{x|%b %Y}: %{y:.1f}<br>95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}"
-                "<br>n = %{customdata[2]:,}<extra>" + METRIC_LABELS.get(metric, metric) + "</extra>",
+                + (
+                    "<br>n = %{customdata[2]:,} responses from %{customdata[3]:,} customers"
+                    if "customers" in part
+                    else "<br>n = %{customdata[2]:,}"
+                )
+                + "<extra>"
+                + METRIC_LABELS.get(metric, metric)
+                + "</extra>",
             )
         )
     fig.update_layout(template=TEMPLATE, title=title, yaxis_title=y_title, hovermode="x unified")
@@ -190,6 +198,12 @@ def segment_bars(frame: pd.DataFrame, metric: str, title: str = "", x_title: str
             "<br>n = %{customdata[2]:,}<extra></extra>",
         )
     )
+    if "score_customers" in frame:  # survey scores: the customers behind the n (the clusters)
+        fig.update_traces(
+            customdata=frame[["low", "high", "n", "score_customers"]].to_numpy(),
+            hovertemplate="%{y}: %{x:.1f}<br>95% CI %{customdata[0]:.1f}–%{customdata[1]:.1f}"
+            "<br>n = %{customdata[2]:,} responses from %{customdata[3]:,} customers<extra></extra>",
+        )
     fig.update_layout(
         template=TEMPLATE,
         title=title,

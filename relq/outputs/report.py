@@ -12,7 +12,7 @@ from datetime import date
 from sqlalchemy.engine import Engine
 
 from relq.measures import metrics
-from relq.store.filters import SegmentFilter
+from relq.store.filters import DEFAULT_RAKE, SegmentFilter, Weighting
 
 __all__ = ["ReportRequest", "build_report"]
 
@@ -25,13 +25,24 @@ class ReportRequest:
     x: str = "trust"
     y: str = "satisfaction"
     threshold: float = 50.0
+    weight: str = "response"
+    rake: tuple[str, ...] = DEFAULT_RAKE
 
 
 def build_report(engine: Engine, request: ReportRequest = ReportRequest()) -> dict:
-    """The whole JSON report for ``request``."""
-    flt = SegmentFilter(since=request.since, until=request.until)
+    """The whole JSON report for ``request``: every score with n (responses), customers (the
+    clusters of its customer-clustered interval) and, for NPS and CSAT, n_eff; ``weight`` says how
+    each response counts (``--weight``)."""
+    flt = SegmentFilter(
+        since=request.since, until=request.until, weighting=Weighting(request.weight, request.rake)
+    )
     with engine.connect() as conn:
-        report = metrics.headline(conn, flt).as_dict()
+        head = metrics.headline(conn, flt)
+        report = head.as_dict()
+        if head.weighting_note():
+            report["weight_note"] = head.weighting_note()
+        if flt.weighting.scheme == "raked":
+            report["raking"] = _raking(conn, flt)
         _add_reliability(conn, flt, report)
         if request.by:
             from relq.measures.comparisons import segment_breakdown
@@ -45,6 +56,24 @@ def build_report(engine: Engine, request: ReportRequest = ReportRequest()) -> di
             "until": request.until.isoformat() if request.until else None,
         }
     return report
+
+
+def _raking(conn, flt: SegmentFilter) -> dict:
+    """Target vs achieved margins, the weight range and Kish's design effect of the raked weights."""
+    from relq.measures.customer_sums import weight_plan
+
+    outcome = next(iter(weight_plan(conn, flt).rakes.values()))
+    diag = outcome.diagnostics
+    if diag is None:
+        return {"dimensions": list(flt.weighting.rake), "problem": outcome.problem}
+    return {
+        "dimensions": list(flt.weighting.rake),
+        "kish_deff": diag.kish_deff,
+        "weight_min": diag.weight_min,
+        "weight_max": diag.weight_max,
+        "iterations": diag.iterations,
+        "margins": diag.margins.to_dict("records"),
+    }
 
 
 def _quadrants(conn, flt: SegmentFilter, request: ReportRequest) -> dict:

@@ -37,6 +37,7 @@ __all__ = [
     "serialise_imports",
     "import_transaction",
     "stored_keys",
+    "read_frame",
     "refresh_derived",
     "data_end",
     "load_demo",
@@ -395,6 +396,22 @@ def stored_keys(conn: Connection, column: sa.Column, keys) -> set:
 
 # Any fixed 64-bit number: the PostgreSQL advisory lock every import takes for its transaction.
 _IMPORT_LOCK_KEY = 0x52454C51  # "RELQ"
+
+
+def read_frame(conn: Connection, stmt) -> pd.DataFrame:
+    """The rows of a Core ``select`` as a DataFrame, for results of many rows (e.g. one per customer).
+
+    On DuckDB the engine hands the result over column by column (numpy arrays, no Python object
+    per value), with the statement's bound parameters passed positionally; elsewhere the rows come
+    through SQLAlchemy.
+    """
+    if conn.dialect.name == "duckdb":
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.construct_params()
+        args = [params[name] for name in (compiled.positiontup or [])]
+        return conn.connection.driver_connection.execute(str(compiled), args).df()
+    result = conn.execute(stmt)
+    return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
 def serialise_imports(conn: Connection) -> None:

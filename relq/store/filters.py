@@ -19,6 +19,10 @@ from relq.store.schema import QUALITY_FLAGS
 
 __all__ = [
     "SegmentFilter",
+    "Weighting",
+    "WEIGHT_SCHEMES",
+    "WEIGHT_LABELS",
+    "DEFAULT_RAKE",
     "customer_dimension",
     "quadrant_customer_ids",
     "QUERY_KEYS",
@@ -26,11 +30,20 @@ __all__ = [
     "LATEST_DAY",
 ]
 
-QUERY_KEYS = ("since", "until", "wave", "quadrant", "exclude", "theme")
+QUERY_KEYS = ("since", "until", "wave", "quadrant", "exclude", "theme", "weight", "rake")
 # The days a period may start or end on (the sidebar's date picker offers the same range).
 EARLIEST_DAY = date(1970, 1, 1)
 LATEST_DAY = date(2100, 12, 31)
 _MAX_URL_VALUE = 500  # characters; longer values in a URL are no stored segment value
+
+WEIGHT_SCHEMES: tuple[str, ...] = ("response", "customer", "value", "raked")
+WEIGHT_LABELS = {
+    "response": "response",
+    "customer": "customer",
+    "value": "annual value",
+    "raked": "raked to the customer base",
+}
+DEFAULT_RAKE: tuple[str, ...] = ("region", "plan")
 
 
 def _start_of(day: date) -> datetime:
@@ -55,6 +68,50 @@ def customer_dimension(name: str) -> ColumnElement:
 
 
 @dataclass(frozen=True)
+class Weighting:
+    """How each response counts in a score (Methodology page → Weights).
+
+    ``response``: each response once. ``customer``: each customer once (a response weighs 1 / that
+    customer's responses in view having the score). ``value``: the customer's annual value, split the
+    same way. ``raked``: customer weights raked (IPF) to the customer base on the ``rake``
+    dimensions, split the same way. ``rake`` matters only for ``raked``.
+    """
+
+    scheme: str = "response"
+    rake: tuple[str, ...] = DEFAULT_RAKE
+
+    def __post_init__(self) -> None:
+        if self.scheme not in WEIGHT_SCHEMES:
+            raise ValueError(
+                f"{self.scheme!r} is not a weighting; choose one of {', '.join(WEIGHT_SCHEMES)}."
+            )
+        rake = tuple(str(d) for d in self.rake)
+        if not rake or len(set(rake)) != len(rake) or not all(rake):
+            raise ValueError(f"rake needs one or more different dimensions, got {self.rake!r}.")
+        object.__setattr__(self, "rake", rake)
+
+    @property
+    def per_customer(self) -> bool:
+        """True when each response's weight comes from its customer (unmatched responses are left out)."""
+        return self.scheme != "response"
+
+    @property
+    def label(self) -> str:
+        if self.scheme == "raked":
+            return f"raked to the customer base on {', '.join(d.replace('_', ' ') for d in self.rake)}"
+        return WEIGHT_LABELS[self.scheme]
+
+    def question(self) -> str:
+        """What a score answers under this weighting, in the users' words."""
+        return {
+            "response": "what do our responses say",
+            "customer": "what does the average customer feel",
+            "value": "what does our revenue feel",
+            "raked": "what would the whole customer base say",
+        }[self.scheme]
+
+
+@dataclass(frozen=True)
 class SegmentFilter:
     """Which responses and customers a number covers.
 
@@ -63,6 +120,7 @@ class SegmentFilter:
     threshold; ``exclude_flags`` removes flagged responses — the user's visible choice;
     ``themes`` keeps the responses whose comment mentions any of these comment themes (and, for
     customer-level figures, the customers who wrote such a comment in the period).
+    ``weighting`` says how each selected response counts (it selects nothing).
     """
 
     since: date | None = None
@@ -72,6 +130,7 @@ class SegmentFilter:
     quadrant: str | None = None
     exclude_flags: tuple[str, ...] = ()
     themes: tuple[str, ...] = ()
+    weighting: Weighting = Weighting()
 
     # -- building -------------------------------------------------------------------------
     def with_dimension(self, name: str, values) -> SegmentFilter:
@@ -176,6 +235,10 @@ class SegmentFilter:
             params["theme"] = "|".join(self.themes)
         for name, values in self.customer:
             params[f"seg.{name}"] = "|".join(values)
+        if self.weighting.scheme != "response":
+            params["weight"] = self.weighting.scheme
+            if self.weighting.scheme == "raked" and self.weighting.rake != DEFAULT_RAKE:
+                params["rake"] = ",".join(self.weighting.rake)
         return params
 
     @classmethod
@@ -212,6 +275,8 @@ class SegmentFilter:
         since, until = day("since"), day("until")
         if since and until and since > until:  # the same period, written the other way round
             since, until = until, since
+        scheme = params.get("weight") if params.get("weight") in WEIGHT_SCHEMES else "response"
+        rake = tuple(dict.fromkeys(listed("rake"))) or DEFAULT_RAKE
         return cls(
             since=since,
             until=until,
@@ -220,6 +285,7 @@ class SegmentFilter:
             quadrant=quadrant(),
             exclude_flags=exclude,
             themes=listed("theme", "|"),
+            weighting=Weighting(scheme, rake),
         )
 
 

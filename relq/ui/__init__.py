@@ -82,6 +82,7 @@ from relq.ui.widgets import (  # noqa: F401
     download_csv,
     format_interval,
     nothing_matches,
+    responses_sentence,
     score_card,
     table_with_download,
 )

@@ -11,7 +11,7 @@ import streamlit as st
 from relq import store
 from relq.core.plaintext import plain
 from relq.core.settings import load_settings
-from relq.exceptions import RelqError
+from relq.exceptions import RelqError, WeightingError
 from relq.ingest.demo import ensure_demo
 
 __all__ = [
@@ -102,9 +102,13 @@ def demo_notice(engine) -> None:
 @contextlib.contextmanager
 def store_errors_as_sentences(engine):
     """Turn a database that went down, or a DuckDB file another process holds, into a sentence
-    saying what to do, with a retry button — never a traceback."""
+    saying what to do, with a retry button — never a traceback. A weighting that cannot be applied
+    to the view (Methodology page → Weights) is a sentence too, and no number is shown."""
     try:
         yield
+    except WeightingError as exc:  # e.g. raking on a dimension value nobody in view answers for
+        st.warning(str(exc), icon=":material/balance:")
+        st.stop()
     except sa.exc.OperationalError as exc:
         st.error(store.explain_connection_error(exc, engine), icon=":material/database_off:")
         st.button("Try again", key="relq_store_retry")

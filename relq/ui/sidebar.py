@@ -7,7 +7,15 @@ import streamlit as st
 from relq.core.plaintext import plain
 from relq.store import catalog
 from relq.store import themes as stored_themes
-from relq.store.filters import EARLIEST_DAY, LATEST_DAY, SegmentFilter
+from relq.store.filters import (
+    DEFAULT_RAKE,
+    EARLIEST_DAY,
+    LATEST_DAY,
+    WEIGHT_LABELS,
+    WEIGHT_SCHEMES,
+    SegmentFilter,
+    Weighting,
+)
 from relq.ui.session import data_version
 
 __all__ = [
@@ -58,6 +66,8 @@ def _init_widgets_from_url(engine) -> None:
     st.session_state["flt_quadrant"] = flt.quadrant or ""
     st.session_state["flt_exclude"] = [FLAG_LABELS[f] for f in flt.exclude_flags]
     st.session_state["flt_themes"] = list(flt.themes)
+    st.session_state["flt_weight"] = flt.weighting.scheme
+    st.session_state["flt_rake"] = list(flt.weighting.rake)
     st.session_state["relq_filter_seeded"] = True
 
 
@@ -114,6 +124,7 @@ def filter_sidebar(engine) -> SegmentFilter:
         help="By default every stored response counts; excluding flagged ones is your visible choice.",
     )
     label_to_flag = {v: k for k, v in FLAG_LABELS.items()}
+    weighting = _weighting_choice(sb, _options(engine, url, "__dimensions__", version))
     flt = SegmentFilter(
         since=flt.since,
         until=flt.until,
@@ -122,6 +133,7 @@ def filter_sidebar(engine) -> SegmentFilter:
         quadrant=quadrant or None,
         exclude_flags=tuple(label_to_flag[x] for x in excluded),
         themes=tuple(themes),
+        weighting=weighting,
     )
     sb.button("Clear all filters", on_click=_clear_filters, width="stretch")
     params = flt.to_query_params()
@@ -157,6 +169,43 @@ def _theme_choice(sb, engine, url: str, version: int) -> list[str]:
         key="flt_themes",
         help="Keeps the responses whose comment mentions any of these themes (Comment themes page).",
     )
+
+
+def _weighting_choice(sb, dims: list[str]) -> Weighting:
+    """ "Count each: response · customer · annual value · raked to the customer base", and the
+    raking dimensions; both live in the URL (``weight``, ``rake``)."""
+    if st.session_state.get("flt_weight") not in WEIGHT_SCHEMES:
+        st.session_state["flt_weight"] = "response"
+    scheme = sb.radio(
+        "Count each",
+        list(WEIGHT_SCHEMES),
+        format_func=lambda s: WEIGHT_LABELS[s],
+        key="flt_weight",
+        horizontal=True,
+        help="response: what do our responses say · customer: what does the average customer feel · "
+        "annual value: what does our revenue feel · raked: what would the whole customer base say. "
+        "Every interval treats each customer as a cluster, whatever you count.",
+    )
+    rake = DEFAULT_RAKE
+    if scheme == "raked":
+        options = list(dims) or list(DEFAULT_RAKE)
+        chosen = [d for d in st.session_state.get("flt_rake", list(DEFAULT_RAKE)) if d in options]
+        st.session_state["flt_rake"] = chosen or [d for d in DEFAULT_RAKE if d in options]
+        picked = sb.multiselect(
+            "Rake on",
+            options,
+            key="flt_rake",
+            format_func=lambda d: d.replace("_", " ").capitalize(),
+            help="The responding customers are weighted (iterative proportional fitting) so that, on each of "
+            "these dimensions, they match the customers active in the period.",
+        )
+        if picked:
+            rake = tuple(picked)
+        else:
+            sb.caption(
+                ":orange[Choose at least one dimension to rake on; region and plan are used meanwhile.]"
+            )
+    return Weighting(scheme, rake)
 
 
 def current_filter() -> SegmentFilter:

@@ -17,6 +17,7 @@ from relq.ui.session import get_engine, min_n
 
 __all__ = [
     "format_interval",
+    "responses_sentence",
     "score_card",
     "audited_download",
     "download_csv",
@@ -27,6 +28,17 @@ __all__ = [
 
 def format_interval(low: float, high: float, digits: int = 1) -> str:
     return f"[{charts.format_number(low, digits)}, {charts.format_number(high, digits)}]"
+
+
+def responses_sentence(n: int, customers: int | None = None, unmatched: int = 0) -> str:
+    """ "n = 11,883 responses from 3,201 customers" (and the unmatched responses, each its own cluster)."""
+    if customers is None or (isinstance(customers, float) and math.isnan(customers)):
+        return f"n = {n:,}"
+    customers = int(customers)
+    text = f"n = {n:,} responses from {customers:,} customer{'s' if customers != 1 else ''}"
+    if unmatched:
+        text += f" and {unmatched:,} unmatched"
+    return text
 
 
 def score_card(
@@ -41,29 +53,51 @@ def score_card(
     significant: bool | None = None,
     lower_is_better: bool = False,
     container=None,
+    customers: int | None = None,
+    unmatched: int = 0,
+    n_eff: float | None = None,
+    q_value: float | None = None,
+    unit: str = "responses",
 ) -> None:
-    """A KPI with its n and 95% interval; small n is greyed and says so; a delta is marked
-    significant only when the test says it is."""
+    """A KPI with its n, customers and 95% interval; small n is greyed and says so; a delta is
+    marked significant only when its q says so (the caption above the cards names the test)."""
     box = container or st
     small = n < min_n()
     value = charts.format_number(estimate, digits)
     delta_text = None
     if delta is not None and not (isinstance(delta, float) and math.isnan(delta)):
-        # short enough for a card: the caption above the cards names the two periods
+        # short enough for a card: the caption above the cards names the two periods and the test
         mark = " ✱ significant" if significant else ", not significant"
         delta_text = f"{delta:+.{digits}f}{mark}"
+    if unit == "responses":
+        count = responses_sentence(n, customers, unmatched)
+    else:
+        count = f"n = {n:,} {unit}"
+    no_interval = math.isnan(low) or math.isnan(high)
+    interval = f"95% CI {format_interval(low, high, digits)}"
+    if no_interval and customers is not None and int(customers) - int(unmatched or 0) < 2:
+        interval = "no interval from fewer than two customers"
+    details = [count + "."]
+    if n_eff is not None and not math.isnan(n_eff):
+        details.append(
+            f"Effective n {n_eff:,.0f}: responses of one customer agree with each other, so {n:,} of them "
+            f"carry as much information as {n_eff:,.0f} independent ones."
+        )
+    details.append(f"95% interval {format_interval(low, high, digits)}, treating each customer as a cluster.")
+    if q_value is not None and not math.isnan(q_value):
+        details.append(
+            f"Change: Benjamini–Hochberg q = {q_value:.3f} across the cards (significant below 0.05)."
+        )
+    if small:
+        details.append(f"Fewer than {min_n()} answers: too few to trust or rank.")
     box.metric(
         label,
         value if not small else f"{value} (n<{min_n()})",
         delta=delta_text,
         delta_color=("inverse" if lower_is_better else "normal") if significant else "off",
-        help=f"n = {n:,}; 95% interval {format_interval(low, high, digits)}."
-        + (f" Fewer than {min_n()} answers: too few to trust or rank." if small else ""),
+        help=" ".join(details),
     )
-    box.caption(
-        f"n = {n:,} · 95% CI {format_interval(low, high, digits)}"
-        + (" · :grey[small sample]" if small else "")
-    )
+    box.caption(f"{count} · {interval}" + (" · :grey[small sample]" if small else ""))
 
 
 def audited_download(

@@ -1,0 +1,815 @@
+"""Per-customer sums first, then sums over customers: the sufficient statistics of every
+customer-clustered score, computed where the data live (Methodology page → The unit is the customer).
+
+A relationship is an account: several people at one customer answer, wave after wave, so every
+interval and test treats each **customer as a cluster** (an unmatched response is a cluster of its
+own). Its variance needs only per-customer sums, so one SQLAlchemy Core query does it in two levels:
+
+1. :func:`per_customer` groups the responses in view by customer (and by period when a trend or a
+   period comparison asks for it): ``n_c`` responses having each score and ``Σ(y − shift)``; for
+   NPS the promoters and detractors, for CSAT the 4–5 answers.
+2. The outer query joins each customer's weight (:class:`WeightPlan`) and sums over customers, per
+   group: C, N, ``ΣW_c``, ``ΣS_c``, ``ΣW_c²``, ``ΣW_c·S_c``, ``ΣS_c²`` (and cross sums over both
+   periods for period vs previous). :mod:`relq.measures.clustered` turns them into intervals.
+
+Weights (:class:`relq.store.filters.Weighting`): ``response`` gives ``W_c = n_c``, ``S_c = Σ(y−a)``;
+the customer-level schemes give ``W_c = ω_c`` and ``S_c = ω_c · Σ(y−a) / n_c`` — the customer's
+weight split over its responses having the score — with ω = 1 (``customer``), the annual value
+(``value``) or the raked weight (``raked``). Unmatched responses carry no customer weight and are
+left out of the customer-level schemes; every result counts them.
+
+Raking (:func:`raking`): the base is the customers of the view's segments acquired on or before the
+period's last day (or without a date) and not churned before its first day; the responding
+customers are raked to its counts on each dimension by
+:func:`relq.measures.clustered.rake_with_diagnostics` (IPF to 1e-10). All respondents in one cell
+of the dimensions get the same weight, so SQL joins a small table of cell weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from relq.exceptions import WeightingError
+from relq.measures.clustered import (
+    CustomerSums,
+    PeriodSums,
+    RakingDiagnostics,
+    RakingError,
+    rake_with_diagnostics,
+)
+from relq.store import catalog, schema
+from relq.store.filters import SegmentFilter, Weighting, customer_dimension
+from relq.store.schema import PILLARS
+
+__all__ = [
+    "MEAN_SCORES",
+    "SCORES",
+    "SHIFT",
+    "GroupSums",
+    "RakeOutcome",
+    "WeightPlan",
+    "customer_weight_series",
+    "group_sums",
+    "pair_sums",
+    "per_customer",
+    "raking",
+    "raking_diagnostics",
+    "sums_by",
+    "weight_of",
+    "weight_plan",
+    "with_weights",
+    "view_period",
+]
+
+R = schema.survey_responses
+C = schema.customers
+MEAN_SCORES: tuple[str, ...] = (*PILLARS, "rq", "ces")
+SCORES: tuple[str, ...] = (*MEAN_SCORES, "nps", "csat")
+# SQL sums y − shift so that SS − 2ȳ·WS + ȳ²·WW keeps its digits (0–100 indices, 1–7 CES).
+SHIFT: dict[str, float] = {**{name: 50.0 for name in (*PILLARS, "rq")}, "ces": 4.0, "nps": 0.0, "csat": 0.0}
+MISSING = "(missing)"
+_PARTS = ("C", "N", "W", "S", "WW", "WS", "SS")
+
+
+def _double(x) -> ColumnElement:
+    return sa.cast(x, sa.Double)
+
+
+def _sum(x) -> ColumnElement:
+    return sa.func.coalesce(sa.func.sum(x), 0.0)
+
+
+def _count_if(condition) -> ColumnElement:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
+# --------------------------------------------------------------------------- level 1: per customer
+
+
+def _score_sums(prefix: str, scores: Sequence[str], when=None) -> list:
+    """Per-customer n and Σ(y − shift) of each score (NPS: promoters and detractors; CSAT: 4–5)."""
+
+    def only(x):
+        return x if when is None else sa.case((when, x))
+
+    cols = []
+    for name in scores:
+        if name == "nps":
+            cols += [
+                sa.func.count(only(R.c.nps)).label(f"{prefix}nps_n"),
+                _count_if(sa.and_(R.c.nps >= 9, *([when] if when is not None else []))).label(
+                    f"{prefix}nps_p"
+                ),
+                _count_if(sa.and_(R.c.nps <= 6, *([when] if when is not None else []))).label(
+                    f"{prefix}nps_d"
+                ),
+            ]
+        elif name == "csat":
+            cols += [
+                sa.func.count(only(R.c.csat)).label(f"{prefix}csat_n"),
+                _count_if(sa.and_(R.c.csat >= 4, *([when] if when is not None else []))).label(
+                    f"{prefix}csat_s"
+                ),
+            ]
+        else:
+            cols += [
+                sa.func.count(only(R.c[name])).label(f"{prefix}{name}_n"),
+                _sum(only(_double(R.c[name]) - SHIFT[name])).label(f"{prefix}{name}_s"),
+            ]
+    return cols
+
+
+def _cluster_keys() -> list:
+    # A matched response's cluster is its customer; an unmatched response is a cluster of its own.
+    return [
+        R.c.customer_id.label("cid"),
+        sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("lone"),
+    ]
+
+
+def per_customer(
+    flt: SegmentFilter,
+    period: ColumnElement | None = None,
+    scores: Sequence[str] = SCORES,
+    where: ColumnElement | None = None,
+) -> sa.Subquery:
+    """Level 1: one row per customer (per period with ``period``) of the responses in view.
+
+    Columns: [period], cid (NULL for an unmatched response), lone (its response_id), responses, and
+    per score ``{score}_n`` (responses having it) with ``{score}_s`` = Σ(y − shift); NPS has
+    ``nps_p`` / ``nps_d`` (promoters / detractors), CSAT ``csat_s`` (answers 4–5).
+    """
+    keys = ([period.label("period")] if period is not None else []) + _cluster_keys()
+    stmt = (
+        sa.select(*keys, sa.func.count().label("responses"), *_score_sums("", scores))
+        .where(flt.response_clause(), *([where] if where is not None else []))
+        .group_by(*[k.element for k in keys])
+    )
+    return stmt.subquery("per_customer")
+
+
+# --------------------------------------------------------------------------- level 2: over customers
+
+
+def _over_customers(
+    pc, omega: ColumnElement | None, scores: Sequence[str], prefix: str = ""
+) -> tuple[list, dict]:
+    """Sums over customers of each score's per-customer W_c and S_c; also returns, per score, the
+    per-customer (used, W_c, S_c) expressions for the period cross sums."""
+    if omega is None:
+        return _over_customers_unweighted(pc, scores, prefix)
+    cols, parts = [], {}
+    for name in scores:
+        n = pc.c[f"{prefix}{name}_n"]
+        if name == "nps":
+            raw = _double(pc.c[f"{prefix}nps_p"]) - _double(pc.c[f"{prefix}nps_d"])
+        else:
+            raw = pc.c[f"{prefix}{name}_s"]
+        if omega is None:
+            used = n > 0
+            w, s = _double(n), _double(raw)
+        else:
+            used = sa.and_(n > 0, omega.is_not(None))
+            w, s = omega, omega * _double(raw) / _double(n)
+        w_c, s_c = sa.case((used, w)), sa.case((used, s))
+        label = f"{prefix}{name}_"
+        cols += [
+            _count_if(used).label(label + "C"),
+            sa.func.coalesce(sa.func.sum(sa.case((used, n))), 0).label(label + "N"),
+            _count_if(sa.and_(used, pc.c.cid.is_(None))).label(label + "U"),
+            _sum(w_c).label(label + "W"),
+            _sum(s_c).label(label + "S"),
+            _sum(w_c * w_c).label(label + "WW"),
+            _sum(w_c * s_c).label(label + "WS"),
+            _sum(s_c * s_c).label(label + "SS"),
+        ]
+        if name == "nps":
+            p, d = _double(pc.c[f"{prefix}nps_p"]), _double(pc.c[f"{prefix}nps_d"])
+            if omega is not None:
+                p, d = omega * p / _double(n), omega * d / _double(n)
+            cols += [
+                _sum(sa.case((used, p))).label(label + "P"),
+                _sum(sa.case((used, d))).label(label + "D"),
+                sa.func.coalesce(sa.func.sum(sa.case((used, pc.c[f"{prefix}nps_p"]))), 0).label(
+                    label + "promoters"
+                ),
+                sa.func.coalesce(sa.func.sum(sa.case((used, pc.c[f"{prefix}nps_d"]))), 0).label(
+                    label + "detractors"
+                ),
+            ]
+        parts[name] = (used, w_c, s_c)
+    return cols, parts
+
+
+def _over_customers_unweighted(pc, scores: Sequence[str], prefix: str = "") -> tuple[list, dict]:
+    """:func:`_over_customers` when each response counts once: ``W_c = n_c`` and ``S_c = Σ(y − shift)``
+    (both 0 for a customer without the score), so no expression needs a CASE but the counts."""
+    cols, parts = [], {}
+    for name in scores:
+        n = pc.c[f"{prefix}{name}_n"]
+        if name == "nps":
+            s = pc.c[f"{prefix}nps_p"] - pc.c[f"{prefix}nps_d"]
+        else:
+            s = pc.c[f"{prefix}{name}_s"]
+        label = f"{prefix}{name}_"
+        cols += [
+            _count_if(n > 0).label(label + "C"),
+            sa.func.sum(n).label(label + "N"),
+            sa.func.sum(sa.case((pc.c.cid.is_(None), n))).label(label + "U"),
+            sa.func.sum(n).label(label + "W"),
+            sa.func.sum(s).label(label + "S"),
+            sa.func.sum(n * n).label(label + "WW"),
+            sa.func.sum(n * s).label(label + "WS"),
+            sa.func.sum(s * s).label(label + "SS"),
+        ]
+        if name == "nps":
+            p, d = pc.c[f"{prefix}nps_p"], pc.c[f"{prefix}nps_d"]
+            cols += [
+                sa.func.sum(p).label(label + "P"),
+                sa.func.sum(d).label(label + "D"),
+                sa.func.sum(p).label(label + "promoters"),
+                sa.func.sum(d).label(label + "detractors"),
+            ]
+        parts[name] = (n > 0, n, s)
+    return cols, parts
+
+
+# --------------------------------------------------------------------------- weights
+
+
+@dataclass(frozen=True)
+class RakeOutcome:
+    """Raking of one period: cell weights (dimension values → weight) or why it cannot be done."""
+
+    since: date | None
+    until: date | None
+    cells: pd.DataFrame | None  # columns d0.. (dimension values) and w
+    diagnostics: RakingDiagnostics | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class WeightPlan:
+    """The weighting of one query: the scheme and, for ``raked``, each period's cell weights."""
+
+    weighting: Weighting
+    rakes: Mapping[object, RakeOutcome] = field(default_factory=dict)
+
+    @property
+    def scheme(self) -> str:
+        return self.weighting.scheme
+
+    def problems(self) -> list[str]:
+        return [o.problem for o in self.rakes.values() if o.problem]
+
+
+def view_period(conn: Connection, flt: SegmentFilter) -> tuple[date | None, date | None]:
+    """The period the view covers: the filter's dates, else the first and last submission in view."""
+    since, until = flt.since, flt.until
+    if since is None or until is None:
+        lo, hi = conn.execute(
+            sa.select(sa.func.min(R.c.submitted_at), sa.func.max(R.c.submitted_at)).where(
+                flt.response_clause()
+            )
+        ).one()
+        since = since or (pd.Timestamp(lo).date() if lo is not None else None)
+        until = until or (pd.Timestamp(hi).date() if hi is not None else None)
+    return since, until
+
+
+def _cell_columns(dims: Sequence[str]) -> list[ColumnElement]:
+    return [
+        sa.func.coalesce(sa.cast(customer_dimension(d), sa.Text), MISSING).label(f"d{i}")
+        for i, d in enumerate(dims)
+    ]
+
+
+def _check_rake_dimensions(conn: Connection, dims: Sequence[str]) -> None:
+    known = catalog.dimensions(conn)
+    unknown = [d for d in dims if d not in known]
+    if unknown:
+        raise WeightingError(
+            f"Cannot rake on {', '.join(unknown)}: not a customer dimension. Choose from {', '.join(known)}."
+        )
+
+
+def raking(
+    conn: Connection,
+    flt: SegmentFilter,
+    periods: Mapping[object, tuple[date | None, date | None]],
+    respondents: pd.DataFrame,
+) -> dict[object, RakeOutcome]:
+    """Rake each period's responding customers to its customer base (Methodology page → Weights).
+
+    ``respondents``: responding customers per period and cell (columns period, d0.., customers).
+    The base of a period: customers of the filter's segments acquired on or before its last day
+    (or without a date) and not churned before its first day — one query, a column per period.
+    """
+    dims = flt.weighting.rake
+    cells = _cell_columns(dims)
+    keys = list(periods)
+    counts = []
+    for k in keys:
+        since, until = periods[k]
+        active = sa.and_(
+            sa.true() if until is None else sa.or_(C.c.acquired_at.is_(None), C.c.acquired_at <= until),
+            sa.true() if since is None else sa.or_(C.c.churned_at.is_(None), C.c.churned_at >= since),
+        )
+        counts.append(_count_if(active).label(f"b{len(counts)}"))
+    base_rows = conn.execute(
+        sa.select(*cells, *counts).where(flt.customer_clause()).group_by(*[c.element for c in cells])
+    ).all()
+    names = [f"d{i}" for i in range(len(dims))]
+    base = pd.DataFrame(base_rows, columns=[*names, *[f"b{i}" for i in range(len(keys))]])
+    out = {}
+    for i, k in enumerate(keys):
+        since, until = periods[k]
+        part = respondents[respondents["period"] == k] if "period" in respondents else respondents
+        out[k] = _rake_period(base, f"b{i}", part, dims, names, since, until)
+    return out
+
+
+def _expand(frame: pd.DataFrame, names: list[str], dims: Sequence[str], count: str) -> pd.DataFrame:
+    """One row per customer from a table of cells and their counts."""
+    counts = frame[count].to_numpy(dtype=np.int64)
+    rows = np.repeat(np.arange(len(frame)), counts)
+    return pd.DataFrame({d: frame[n].to_numpy(dtype=object)[rows] for d, n in zip(dims, names, strict=True)})
+
+
+def _rake_period(base, column, respondents, dims, names, since, until) -> RakeOutcome:
+    base_period = base[base[column] > 0]
+    when = f" ({since:%d %b %Y} – {until:%d %b %Y})" if since and until else ""
+    if respondents.empty:  # nothing to weight: every number of the period is empty anyway
+        return RakeOutcome(since, until, None, None)
+    if base_period.empty:
+        return RakeOutcome(
+            since,
+            until,
+            None,
+            None,
+            f"The customer base of the period{when} is empty: there is nothing to rake to.",
+        )
+    people = _expand(respondents, names, dims, "customers")
+    try:
+        weights, diagnostics = rake_with_diagnostics(_expand(base_period, names, dims, column), people, dims)
+    except RakingError as exc:
+        return RakeOutcome(since, until, None, None, f"{exc}{' Period' + when + '.' if when else ''}".strip())
+    if not diagnostics.converged:
+        return RakeOutcome(
+            since,
+            until,
+            None,
+            diagnostics,
+            f"Raking on {', '.join(dims)} did not converge{when}: the responding customers cannot match every "
+            "margin at once. Rake on fewer dimensions.",
+        )
+    people = people.assign(w=weights.to_numpy())
+    cells = people.drop_duplicates(subset=list(dims)).rename(columns=dict(zip(dims, names, strict=True)))
+    return RakeOutcome(since, until, cells.reset_index(drop=True), diagnostics)
+
+
+def _period_literal(key):
+    if isinstance(key, (datetime, pd.Timestamp)):
+        return sa.cast(sa.literal(pd.Timestamp(key).date()), sa.Date)
+    if isinstance(key, date):
+        return sa.cast(sa.literal(key), sa.Date)
+    return sa.cast(sa.literal(int(key)), sa.Integer)
+
+
+def _cell_table(plan: WeightPlan, keyed: bool) -> sa.Subquery | None:
+    """The raked cell weights as a small derived table: [period], d0.., w (bound parameters)."""
+    selects = []
+    for key, outcome in plan.rakes.items():
+        if outcome.cells is None:
+            continue
+        for row in outcome.cells.itertuples(index=False):
+            values = row._asdict()
+            cols = [_period_literal(key).label("period")] if keyed else []
+            cols += [
+                sa.cast(sa.literal(str(values[f"d{i}"])), sa.Text).label(f"d{i}")
+                for i in range(len(plan.weighting.rake))
+            ]
+            cols.append(sa.cast(sa.literal(float(values["w"])), sa.Double).label("w"))
+            selects.append(sa.select(*cols))
+    if not selects:
+        return None
+    return (selects[0] if len(selects) == 1 else sa.union_all(*selects)).subquery("raked")
+
+
+def _respondent_cells(conn: Connection, pc, dims: Sequence[str], keyed: bool) -> pd.DataFrame:
+    cells = _cell_columns(dims)
+    period = [pc.c.period] if keyed else []
+    rows = conn.execute(
+        sa.select(*period, *cells, sa.func.count().label("customers"))
+        .select_from(pc.join(C, C.c.customer_id == pc.c.cid))
+        .group_by(*period, *[c.element for c in cells])
+    ).all()
+    names = [f"d{i}" for i in range(len(dims))]
+    return pd.DataFrame(rows, columns=[*(["period"] if keyed else []), *names, "customers"])
+
+
+def weight_plan(
+    conn: Connection,
+    flt: SegmentFilter,
+    pc=None,
+    periods: Mapping[object, tuple[date | None, date | None]] | None = None,
+) -> WeightPlan:
+    """What each customer weighs in this view. For ``raked``, ``pc`` is the per-customer subquery
+    (with a ``period`` column when ``periods`` has more than the view's own period)."""
+    weighting = flt.weighting
+    if weighting.scheme != "raked":
+        return WeightPlan(weighting)
+    _check_rake_dimensions(conn, weighting.rake)
+    keyed = periods is not None
+    if periods is None:
+        periods = {None: view_period(conn, flt)}
+    if pc is None:
+        pc = per_customer(flt, scores=())
+    respondents = _respondent_cells(conn, pc, weighting.rake, keyed)
+    return WeightPlan(weighting, raking(conn, flt, periods, respondents))
+
+
+def _omega(plan: WeightPlan, pc, keyed: bool, period_key=None):
+    """(ω expression, extra joins) for the plan over the per-customer rows ``pc``."""
+    if plan.scheme == "response":
+        return None, []
+    if plan.scheme == "customer":
+        return sa.case((C.c.customer_id.is_not(None), 1.0)), []
+    if plan.scheme == "value":
+        return sa.case((C.c.annual_value > 0, _double(C.c.annual_value))), []
+    table = _cell_table(plan, keyed)
+    if table is None:
+        return sa.cast(sa.null(), sa.Double), []
+    cells = _cell_columns(plan.weighting.rake)
+    alias = table.alias(f"raked_{period_key}" if period_key is not None else "raked_view")
+    on = [alias.c[f"d{i}"] == cell.element for i, cell in enumerate(cells)]
+    if keyed:
+        on.append(alias.c.period == (pc.c.period if period_key is None else _period_literal(period_key)))
+    return alias.c.w, [(alias, sa.and_(*on))]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class GroupSums:
+    """One group's sufficient statistics: per score its :class:`CustomerSums` (NPS also the weighted
+    promoters P and detractors D and the unweighted counts), the responses in view, distinct
+    customers, unmatched responses and responses left out of a customer-level weighting."""
+
+    responses: int
+    customers: int
+    unmatched: int
+    left_out: int
+    scores: Mapping[str, CustomerSums]
+    unmatched_by_score: Mapping[str, int]
+    nps_P: float = 0.0
+    nps_D: float = 0.0
+    promoters: int = 0
+    detractors: int = 0
+
+    @classmethod
+    def from_row(cls, m: Mapping, scores: Sequence[str] = SCORES, prefix: str = "") -> GroupSums:
+        def num(key, kind=float):
+            value = m.get(key)  # a sum over no row is NULL (NaN once in a frame): 0
+            return kind(0) if value is None or value != value else kind(value)
+
+        sums = {
+            name: CustomerSums(
+                num(f"{prefix}{name}_C", int),
+                num(f"{prefix}{name}_N", int),
+                *(num(f"{prefix}{name}_{part}") for part in _PARTS[2:]),
+            )
+            for name in scores
+        }
+        return cls(
+            responses=num(f"{prefix}responses", int),
+            customers=num(f"{prefix}customers", int),
+            unmatched=num(f"{prefix}unmatched", int),
+            left_out=num(f"{prefix}left_out", int),
+            scores=sums,
+            unmatched_by_score={name: num(f"{prefix}{name}_U", int) for name in scores},
+            nps_P=num(f"{prefix}nps_P"),
+            nps_D=num(f"{prefix}nps_D"),
+            promoters=num(f"{prefix}nps_promoters", int),
+            detractors=num(f"{prefix}nps_detractors", int),
+        )
+
+    def __sub__(self, other: GroupSums) -> GroupSums:
+        """The rest of a group: every field is a sum over customers, so a difference."""
+        return GroupSums(
+            self.responses - other.responses,
+            self.customers - other.customers,
+            self.unmatched - other.unmatched,
+            self.left_out - other.left_out,
+            {k: self.scores[k] - other.scores[k] for k in self.scores},
+            {k: self.unmatched_by_score[k] - other.unmatched_by_score[k] for k in self.unmatched_by_score},
+            self.nps_P - other.nps_P,
+            self.nps_D - other.nps_D,
+            self.promoters - other.promoters,
+            self.detractors - other.detractors,
+        )
+
+
+def _totals(pc, omega) -> list:
+    cols = [
+        _sum(pc.c.responses).label("responses"),
+        sa.func.count(pc.c.cid).label("customers"),
+        sa.func.coalesce(sa.func.sum(sa.case((pc.c.cid.is_(None), pc.c.responses))), 0).label("unmatched"),
+    ]
+    left_out = (
+        sa.literal(0)
+        if omega is None
+        else sa.func.coalesce(sa.func.sum(sa.case((omega.is_(None), pc.c.responses))), 0)
+    )
+    return [*cols, left_out.label("left_out")]
+
+
+def _weighted(
+    pc, omegas: Mapping[str, ColumnElement | None], joins: list, segment: str | None
+) -> sa.Subquery:
+    """Level 2a: each per-customer row with its customer's weight(s) and segment value."""
+    cols = list(pc.c)
+    for name, omega in omegas.items():
+        if omega is not None:
+            cols.append(omega.label(name))
+    if segment is not None:
+        cols.append(customer_dimension(segment).label("segment"))
+    source = pc
+    if len(cols) > len(pc.c):
+        source = source.outerjoin(C, C.c.customer_id == pc.c.cid)
+    for table, on in joins:
+        source = source.outerjoin(table, on)
+    return sa.select(*cols).select_from(source).subquery("weighted")
+
+
+def group_sums(
+    conn: Connection,
+    flt: SegmentFilter,
+    *,
+    period: ColumnElement | None = None,
+    periods: Mapping[object, tuple[date | None, date | None]] | None = None,
+    segment: str | None = None,
+    rollup: bool = False,
+    scores: Sequence[str] = SCORES,
+) -> tuple[pd.DataFrame, WeightPlan]:
+    """The sufficient statistics of every score per group, in one two-level query.
+
+    ``period``: a response-level key (e.g. :func:`month_key`); raked weights then need ``periods``
+    (key → first and last day), each raked to its own base. ``segment``: a customer dimension
+    (unmatched responses and customers without a value have NULL); ``rollup`` adds the total row
+    (``is_total`` = 1). Returns (one row per group, the weight plan); read a row with
+    :meth:`GroupSums.from_row`.
+    """
+    pc = per_customer(flt, period, scores)
+    plan = weight_plan(conn, flt, pc, periods if period is not None else None)
+    omega, joins = _omega(plan, pc, keyed=period is not None)
+    wc = _weighted(pc, {"omega": omega}, joins, segment)
+    weight = wc.c.omega if omega is not None else None
+    cols, _ = _over_customers(wc, weight, scores)
+    head = [wc.c.period] if period is not None else []
+    if segment is not None:
+        head.append(wc.c.segment)
+    stmt = sa.select(*head)
+    if rollup and segment is not None:
+        stmt = sa.select(*head, sa.func.grouping(wc.c.segment).label("is_total"))
+        group = [*head[:-1], sa.func.rollup(wc.c.segment)]
+    else:
+        group = head
+    stmt = stmt.add_columns(*_totals(wc, weight), *cols).select_from(wc)
+    if group:
+        stmt = stmt.group_by(*group)
+    frame = pd.DataFrame(conn.execute(stmt).mappings().all())
+    _check_value_weights(plan, frame)
+    return frame, plan
+
+
+def weight_of(plan: WeightPlan, pc) -> tuple[ColumnElement | None, list]:
+    """The customer weight ω of ``plan`` for the one-row-per-customer subquery ``pc`` (column cid):
+    (expression or None for ``response``, the joins it needs). Use with :func:`with_weights`."""
+    return _omega(plan, pc, keyed=False)
+
+
+def with_weights(pc, omega: ColumnElement | None, joins: list, segment: str | None = None) -> sa.Subquery:
+    """``pc`` with its customer's weight (column ``omega``, when there is one) and, with ``segment``,
+    the customer's value of that dimension (column ``segment``)."""
+    return _weighted(pc, {"omega": omega}, joins, segment)
+
+
+def customer_weight_series(
+    conn: Connection, flt: SegmentFilter, customers: Sequence[str] = ()
+) -> pd.Series | None:
+    """Each listed customer's weight ω under the view's weighting (None for ``response``): 1 for
+    ``customer``, the annual value for ``value``, the raked weight for ``raked``; a customer without
+    one is missing from the series. For numbers computed from a few rows already in Python (e.g.
+    the sentiment of the comments shown), split per customer by
+    :func:`relq.measures.clustered.customer_weights`."""
+    if flt.weighting.scheme == "response":
+        return None
+    plan = weight_plan(conn, flt)
+    ids = [str(c) for c in customers if c is not None]
+    if not ids:
+        return pd.Series(dtype=float, name="weight")
+    pc = sa.select(C.c.customer_id.label("cid")).where(C.c.customer_id.in_(ids)).subquery("listed")
+    omega, joins = _omega(plan, pc, keyed=False)
+    wc = _weighted(pc, {"omega": omega}, joins, None)
+    rows = conn.execute(sa.select(wc.c.cid, wc.c.omega).where(wc.c.omega.is_not(None))).all()
+    return pd.Series({r.cid: float(r.omega) for r in rows}, dtype=float, name="weight")
+
+
+def raking_diagnostics(conn: Connection, flt: SegmentFilter) -> RakeOutcome:
+    """How raking the view's responding customers on ``flt.weighting.rake`` goes (whatever the
+    view's own weighting): target vs achieved margins, weight range, Kish's design effect, or the
+    sentence saying which dimension values cannot be raked. For analysts."""
+    raked = replace(flt, weighting=Weighting("raked", flt.weighting.rake))
+    return next(iter(weight_plan(conn, raked).rakes.values()))
+
+
+def sums_by(
+    conn: Connection, flt: SegmentFilter, pc: sa.Subquery, group: str, scores: Sequence[str]
+) -> tuple[pd.DataFrame, WeightPlan]:
+    """Sums over customers per ``group`` of a one-row-per-customer subquery ``pc`` (columns cid,
+    responses, ``group`` and each score's per-customer columns as in :func:`per_customer`), weighted
+    as the view (``raked``: the view's responding customers raked to its base). Used where a
+    customer's row is already chosen, e.g. their latest response for the gap quadrants."""
+    plan = weight_plan(conn, flt)
+    omega, joins = _omega(plan, pc, keyed=False)
+    wc = _weighted(pc, {"omega": omega}, joins, None)
+    weight = wc.c.omega if omega is not None else None
+    cols, _ = _over_customers(wc, weight, scores)
+    stmt = sa.select(wc.c[group], *_totals(wc, weight), *cols).select_from(wc).group_by(wc.c[group])
+    frame = pd.DataFrame(conn.execute(stmt).mappings().all())
+    _check_value_weights(plan, frame)
+    return frame, plan
+
+
+def _check_value_weights(plan: WeightPlan, frame: pd.DataFrame) -> None:
+    if plan.scheme != "value" or frame.empty:
+        return
+    responses = int(frame["responses"].sum())
+    if responses and int(frame["left_out"].sum()) == responses:
+        raise WeightingError(
+            "Annual-value weights need each customer's annual value, and no customer in view has one above 0. "
+            "Import customers with an annual value, or count each response or each customer instead."
+        )
+
+
+def pair_sums(
+    conn: Connection,
+    current: SegmentFilter,
+    previous: SegmentFilter,
+    segment: str | None = None,
+    scores: Sequence[str] = SCORES,
+) -> tuple[pd.DataFrame, WeightPlan]:
+    """Period vs previous, linearised over the customers of both: one row (per segment value,
+    customers without one left out), columns ``c_*`` (current), ``p_*`` (previous) and per score
+    ``{score}_C`` (customers in either period) and cross sums ``{score}_S1S2, _S1W2, _W1S2, _W1W2``.
+
+    ``previous`` must end before ``current`` starts; both share every other filter setting.
+    """
+    if not (current.since and current.until and previous.since and previous.until):
+        raise ValueError("period vs previous needs two closed periods.")
+    if previous.until >= current.since:
+        raise ValueError("the previous period must end before the current one starts.")
+    start = datetime.combine(current.since, time.min)
+    end_previous = datetime.combine(previous.until + timedelta(days=1), time.min)
+    span = SegmentFilter(
+        since=previous.since,
+        until=current.until,
+        waves=current.waves,
+        customer=current.customer,
+        quadrant=current.quadrant,
+        exclude_flags=current.exclude_flags,
+        weighting=current.weighting,
+    )
+    is_current = R.c.submitted_at >= start
+    is_previous = R.c.submitted_at < end_previous
+    keys = _cluster_keys()
+    stmt = (
+        sa.select(
+            *keys,
+            _count_if(is_current).label("c_responses"),
+            _count_if(is_previous).label("p_responses"),
+            *_score_sums("c_", scores, is_current),
+            *_score_sums("p_", scores, is_previous),
+        )
+        .where(span.response_clause(), sa.or_(is_current, is_previous))
+        .group_by(*[k.element for k in keys])
+    )
+    pc = stmt.subquery("per_customer_pair")
+    plan = WeightPlan(current.weighting)
+    joins: list = []
+    if current.weighting.scheme == "raked":
+        _check_rake_dimensions(conn, current.weighting.rake)
+        # each period is raked to its own base: respondents per period and cell
+        both = per_customer(span, sa.case((is_current, 1), else_=2), (), sa.or_(is_current, is_previous))
+        cells = _respondent_cells(conn, both, current.weighting.rake, keyed=True)
+        periods = {1: (current.since, current.until), 2: (previous.since, previous.until)}
+        plan = WeightPlan(current.weighting, raking(conn, span, periods, cells))
+        omega_c, j1 = _omega(plan, pc, keyed=True, period_key=1)
+        omega_p, j2 = _omega(plan, pc, keyed=True, period_key=2)
+        joins = j1 + j2
+        wc = _weighted(pc, {"omega_c": omega_c, "omega_p": omega_p}, joins, segment)
+        weight_c, weight_p = wc.c.omega_c, wc.c.omega_p
+    else:
+        omega, _ = _omega(plan, pc, keyed=False)
+        wc = _weighted(pc, {"omega": omega}, [], segment)
+        weight_c = weight_p = wc.c.omega if omega is not None else None
+    cols_c, parts_c = _over_customers(wc, weight_c, scores, "c_")
+    cols_p, parts_p = _over_customers(wc, weight_p, scores, "p_")
+    cross = []
+    for name in scores:
+        used1, w1, s1 = parts_c[name]
+        used2, w2, s2 = parts_p[name]
+        w1, s1, w2, s2 = (sa.func.coalesce(x, 0.0) for x in (w1, s1, w2, s2))
+        cross += [
+            _count_if(sa.or_(used1, used2)).label(f"{name}_C"),
+            _sum(s1 * s2).label(f"{name}_S1S2"),
+            _sum(s1 * w2).label(f"{name}_S1W2"),
+            _sum(w1 * s2).label(f"{name}_W1S2"),
+            _sum(w1 * w2).label(f"{name}_W1W2"),
+        ]
+    totals = []
+    for side, weight in (("c_", weight_c), ("p_", weight_p)):
+        responses = wc.c[f"{side}responses"]
+        left_out = (
+            sa.literal(0)
+            if weight is None
+            else sa.func.coalesce(sa.func.sum(sa.case((weight.is_(None), responses))), 0)
+        )
+        totals += [
+            _sum(responses).label(f"{side}responses"),
+            _count_if(sa.and_(wc.c.cid.is_not(None), responses > 0)).label(f"{side}customers"),
+            sa.func.coalesce(sa.func.sum(sa.case((wc.c.cid.is_(None), responses))), 0).label(
+                f"{side}unmatched"
+            ),
+            left_out.label(f"{side}left_out"),
+        ]
+    head = [wc.c.segment] if segment is not None else []
+    stmt = sa.select(*head, *totals, *cols_c, *cols_p, *cross).select_from(wc)
+    if segment is not None:
+        stmt = stmt.where(wc.c.segment.is_not(None)).group_by(wc.c.segment)
+    frame = pd.DataFrame(conn.execute(stmt).mappings().all())
+    for side in ("c_", "p_"):
+        _check_value_weights(
+            plan, frame.rename(columns={f"{side}responses": "responses", f"{side}left_out": "left_out"})
+        )
+    return frame, plan
+
+
+def period_sums(m: Mapping, name: str) -> PeriodSums:
+    """The :class:`PeriodSums` of one score from a row of :func:`pair_sums`."""
+    now = GroupSums.from_row(m, (name,), "c_").scores[name]
+    before = GroupSums.from_row(m, (name,), "p_").scores[name]
+
+    def num(key):
+        value = m.get(key)
+        return 0.0 if value is None or value != value else float(value)
+
+    return PeriodSums(
+        int(num(f"{name}_C")),
+        now,
+        before,
+        num(f"{name}_S1S2"),
+        num(f"{name}_S1W2"),
+        num(f"{name}_W1S2"),
+        num(f"{name}_W1W2"),
+    )
+
+
+def month_key(freq: str = "month") -> ColumnElement:
+    """The first day of the submission's month (or quarter), as a DATE on every engine."""
+    if freq not in ("month", "quarter"):
+        raise ValueError(f"freq must be 'month' or 'quarter', not {freq!r}")
+    return sa.cast(sa.func.date_trunc(freq, R.c.submitted_at), sa.Date)
+
+
+def period_bounds(key: date, freq: str) -> tuple[date, date]:
+    """First and last day of the month or quarter starting on ``key``."""
+    start = pd.Timestamp(key)
+    end = start + pd.DateOffset(months=1 if freq == "month" else 3) - pd.Timedelta(days=1)
+    return start.date(), end.date()
+
+
+def periods_in_view(conn: Connection, flt: SegmentFilter, freq: str) -> dict[date, tuple[date, date]]:
+    """Every month (or quarter) with a response in view → its first and last day (clipped to the filter)."""
+    key = month_key(freq)
+    keys = conn.execute(sa.select(key).where(flt.response_clause()).distinct()).scalars().all()
+    out = {}
+    for k in sorted(pd.Timestamp(k).date() for k in keys if k is not None):
+        lo, hi = period_bounds(k, freq)
+        out[k] = (max(lo, flt.since) if flt.since else lo, min(hi, flt.until) if flt.until else hi)
+    return out
+
+
+def is_nan(x) -> bool:
+    return isinstance(x, float) and math.isnan(x)
