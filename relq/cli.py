@@ -1,4 +1,5 @@
-"""``python -m relq demo | import | report --json`` — the same functions the pages call.
+"""``python -m relq demo | import | report --json | alerts run | digest`` — the same functions the
+pages call.
 
 Errors a user can fix end with one clear line on stderr and a non-zero exit, never a traceback.
 """
@@ -58,6 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--x", default="trust", choices=PILLARS, help="quadrant x pillar")
     report.add_argument("--y", default="satisfaction", choices=PILLARS, help="quadrant y pillar")
     report.add_argument("--threshold", type=float, default=50.0, help="quadrant threshold (0-100)")
+
+    alerts = commands.add_parser(
+        "alerts", help="Evaluate the alert rules and deliver what fired (and anything still queued)."
+    )
+    alerts.add_argument("action", choices=["run"], help="run: evaluate every rule, then deliver")
+
+    digest = commands.add_parser(
+        "digest", help="Send the board report by email, filtered to each recipient's role and scope."
+    )
+    digest.add_argument(
+        "--to",
+        nargs="+",
+        required=True,
+        metavar="EMAIL",
+        help="recipients (each needs a role in the roles file)",
+    )
     return parser
 
 
@@ -88,6 +105,7 @@ def _demo(args) -> int:
 
 def _import(args) -> int:
     from relq.ingest import import_file
+    from relq.outputs.followup import follow_up_import
 
     mapping = None
     if args.mapping:
@@ -107,6 +125,7 @@ def _import(args) -> int:
         mapping=mapping,
         date_order=args.date_order,
         user=_cli_user(),
+        after=follow_up_import,
     )
     store.record_audit(
         engine,
@@ -124,6 +143,8 @@ def _import(args) -> int:
         f"({result.detected_format}); {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already "
         f"present, {result.rows_unmatched:,} unmatched to a customer. Import id {result.import_id}."
     )
+    for line in result.follow_up:
+        print(line)
     return 0
 
 
@@ -139,6 +160,34 @@ def _report(args) -> int:
     return 0
 
 
+def _alerts(args) -> int:
+    from relq.outputs.alerting import run_alerts
+
+    engine = store.get_engine()
+    store.create_schema(engine)
+    run = run_alerts(engine, user=_cli_user())
+    for line in run.lines():
+        print(line)
+    if not run.ok:
+        print(f"relq: {run.problem()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _digest(args) -> int:
+    from relq.outputs.digest import send_digest
+
+    engine = store.get_engine()
+    store.create_schema(engine)
+    run = send_digest(engine, args.to, user=_cli_user())
+    for line in run.lines():
+        print(line)
+    if not run.ok:
+        print(f"relq: {run.problem()}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cli_user() -> str:
     """Who ran the command, for the imports record and the audit log."""
     try:
@@ -150,7 +199,8 @@ def _cli_user() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"demo": _demo, "import": _import, "report": _report}[args.command](args)
+        commands = {"demo": _demo, "import": _import, "report": _report, "alerts": _alerts, "digest": _digest}
+        return commands[args.command](args)
     except RelqError as exc:
         print(f"relq: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["RelqError", "InstrumentError", "ImportRejected", "StoreUnavailable", "SettingError"]
+__all__ = [
+    "RelqError",
+    "InstrumentError",
+    "ImportRejected",
+    "StoreUnavailable",
+    "SettingError",
+    "CaseConflict",
+    "DeliveryFailed",
+]
 
 
 class RelqError(Exception):
@@ -23,3 +31,11 @@ class StoreUnavailable(RelqError):
 
 class SettingError(RelqError):
     """A setting has a value RelQ cannot use."""
+
+
+class CaseConflict(RelqError):
+    """Someone else changed a case between reading and saving it; nothing was saved."""
+
+
+class DeliveryFailed(RelqError):
+    """A mail or webhook delivery did not go through; it stays queued for the next run."""

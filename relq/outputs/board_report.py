@@ -356,9 +356,13 @@ def _describe_filter(flt: SegmentFilter) -> str:
     return "; ".join(parts) or "all customers and responses"
 
 
-def board_report_html(conn: Connection, flt: SegmentFilter, generated_at: datetime | None = None) -> str:
+def board_report_html(
+    conn: Connection, flt: SegmentFilter, generated_at: datetime | None = None, *, moves_filter=None
+) -> str:
     """One self-contained HTML page for a board pack: KPIs with deltas, trends with bands, the
-    quadrant mix and the significant segment moves. plotly.js is embedded, so it opens offline."""
+    quadrant mix and the significant segment moves. plotly.js is embedded, so it opens offline.
+    ``moves_filter`` (frame → frame) may drop segment moves a reader must not see (the digest
+    drops groups under 5 customers for executives)."""
     from relq.analyses import quadrants
 
     generated_at = generated_at or datetime.now()
@@ -370,6 +374,8 @@ def board_report_html(conn: Connection, flt: SegmentFilter, generated_at: dateti
         if periods.previous is not None
         else pd.DataFrame()
     )
+    if moves_filter is not None and not moves.empty:
+        moves = moves_filter(moves)
     figures = [
         charts.trend_with_band(
             trend,
