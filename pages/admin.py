@@ -1,4 +1,5 @@
-"""Admin: who has which role, and the audit log of every export and import (who, what, when)."""
+"""Admin: who has which role, a test digest, and the audit log of every export, import, case change,
+alert and send (who, what, when)."""
 
 import streamlit as st
 
@@ -38,6 +39,8 @@ st.caption(
         for r in auth.ROLES
     )
 )
+
+ui.test_digest(engine)
 
 st.subheader("Audit log")
 log = ui.audit_records(engine)

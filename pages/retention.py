@@ -265,6 +265,9 @@ with tabs[4]:
             if len(risk) > 500:
                 st.caption(f"Showing the 500 most valuable of {len(risk):,}; the download has them all.")
             ui.download_csv(risk, "at_risk_customers.csv", "Download the at-risk list", key="dl_at_risk")
+            ui.open_cases_for(
+                risk, reason="at_risk", source="Retention → At risk", key="ret_cases", detail_column="reasons"
+            )
     st.caption(
         f"At risk = an active customer with no purchase in the last {int(days)} days, an RQ that fell by at "
         f"least {drop:g} points between their last two survey answers, or a detractor (NPS 0–6) latest answer."

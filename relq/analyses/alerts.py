@@ -47,6 +47,7 @@ __all__ = [
     "delete_rule",
     "list_rules",
     "rules_table",
+    "alert_events",
     "latest_survey_day",
     "evaluate_rule",
     "filtered_view_link",
@@ -284,6 +285,30 @@ def rules_table(conn: Connection) -> pd.DataFrame:
             "last result",
         ],
     )
+
+
+def alert_events(conn: Connection, limit: int = 200) -> pd.DataFrame:
+    """The latest alerts that fired, newest first: when, which rule, the number and its interval."""
+    e = schema.alert_events
+    rows = conn.execute(
+        sa.select(
+            e.c.fired_at,
+            A.c.name.label("rule"),
+            e.c.headline,
+            e.c.estimate,
+            e.c.low,
+            e.c.high,
+            e.c.n,
+            e.c.customers,
+            e.c.window_start,
+            e.c.window_end,
+            e.c.link,
+        )
+        .select_from(e.outerjoin(A, A.c.rule_id == e.c.rule_id))
+        .order_by(e.c.fired_at.desc(), e.c.event_id.desc())
+        .limit(limit)
+    )
+    return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
 
 
 def latest_survey_day(conn: Connection) -> date | None:

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from scipy import stats as sp_stats
 from sqlalchemy.engine import Connection, Engine
 
+from relq import store
 from relq.analyses import retention
 from relq.analyses.quadrants import quadrant_name
 from relq.exceptions import RelqError
@@ -377,6 +378,11 @@ class CaseEffects:
     left_out: dict[str, int] = field(default_factory=dict)
     horizon_days: int = 90
 
+    @property
+    def compared(self) -> int:
+        """Closed cases compared on at least one outcome."""
+        return int(self.table["cases"].max()) if len(self.table) else 0
+
 
 def _closed_cases(flt: SegmentFilter | None):
     t0 = sa.func.coalesce(CASES.c.contacted_at, CASES.c.closed_at).label("t0")
@@ -390,9 +396,55 @@ def _closed_cases(flt: SegmentFilter | None):
     return query.cte("closed")
 
 
-def _stratum(responses, band: float):
-    quadrant = quadrant_key(responses.c.trust, responses.c.satisfaction, 50.0, 50.0)
-    return quadrant, sa.func.floor(responses.c.rq / band)
+def _answers_in_sequence():
+    """Every customer's complete answers (RQ, trust and satisfaction present), each with when the
+    customer answered next and what: one window over the responses, computed once."""
+    scored = sa.and_(
+        R.c.customer_id.is_not(None),
+        R.c.rq.is_not(None),
+        R.c.trust.is_not(None),
+        R.c.satisfaction.is_not(None),
+    )
+    order = {"partition_by": R.c.customer_id, "order_by": (R.c.submitted_at, R.c.response_id)}
+    return (
+        sa.select(
+            R.c.customer_id,
+            R.c.submitted_at,
+            R.c.trust,
+            R.c.satisfaction,
+            R.c.rq,
+            R.c.nps,
+            sa.func.lead(R.c.submitted_at).over(**order).label("next_at"),
+            sa.func.lead(R.c.nps).over(**order).label("next_nps"),
+            sa.func.lead(R.c.rq).over(**order).label("next_rq"),
+        )
+        .where(scored)
+        .cte("answers")
+    )
+
+
+def _standing(answers, closed, lookback: timedelta):
+    """The answer that stood on the contact day: the latest before it (within ``lookback``)."""
+    return sa.and_(
+        answers.c.submitted_at < closed.c.t0,
+        answers.c.submitted_at >= closed.c.t0 - lookback,
+        sa.or_(answers.c.next_at.is_(None), answers.c.next_at >= closed.c.t0),
+    )
+
+
+def _stratum(answers, band: float) -> list:
+    """What a comparison customer must share with the contacted one, besides the plan."""
+    nps_group = sa.case(
+        (answers.c.nps >= 9, "promoter"),
+        (answers.c.nps >= 7, "passive"),
+        (answers.c.nps >= 0, "detractor"),
+        else_="none",
+    )
+    return [
+        quadrant_key(answers.c.trust, answers.c.satisfaction, 50.0, 50.0).label("quadrant"),
+        sa.func.floor(answers.c.rq / band).label("band"),
+        nps_group.label("nps_group"),
+    ]
 
 
 def case_effects(
@@ -407,156 +459,104 @@ def case_effects(
     time origin: the contact day."""
     closed = _closed_cases(flt)
     lookback = timedelta(days=lookback_days)
-    scored = sa.and_(R.c.rq.is_not(None), R.c.trust.is_not(None), R.c.satisfaction.is_not(None))
-    data_end = conn.execute(sa.select(sa.func.max(R.c.submitted_at))).scalar()
-    # the contacted customer's latest response before the contact day (their stratum)
-    t_ranked = (
-        sa.select(
-            closed.c.case_id,
-            R.c.trust,
-            R.c.satisfaction,
-            R.c.rq,
-            sa.func.row_number()
-            .over(partition_by=closed.c.case_id, order_by=(R.c.submitted_at.desc(), R.c.response_id.desc()))
-            .label("recency"),
-        )
-        .select_from(closed.join(R, R.c.customer_id == closed.c.customer_id))
-        .where(scored, R.c.submitted_at < closed.c.t0, R.c.submitted_at >= closed.c.t0 - lookback)
-        .subquery("t_ranked")
-    )
-    t_quadrant, t_band = _stratum(t_ranked, band)
-    treated_pre = (
-        sa.select(
-            t_ranked.c.case_id,
-            t_quadrant.label("quadrant"),
-            t_band.label("band"),
-            t_ranked.c.rq.label("rq_before"),
-        )
-        .where(t_ranked.c.recency == 1)
-        .cte("treated_pre")
-    )
-    # comparison customers: never had a case, same plan, still customers on the contact day
-    ever = sa.select(CASES.c.customer_id)
-    c_ranked = (
-        sa.select(
-            closed.c.case_id,
-            R.c.customer_id,
-            R.c.trust,
-            R.c.satisfaction,
-            R.c.rq,
-            sa.func.row_number()
-            .over(
-                partition_by=(closed.c.case_id, R.c.customer_id),
-                order_by=(R.c.submitted_at.desc(), R.c.response_id.desc()),
-            )
-            .label("recency"),
-        )
-        .select_from(closed.join(K, K.c.plan == closed.c.plan).join(R, R.c.customer_id == K.c.customer_id))
-        .where(
-            scored,
-            K.c.customer_id.not_in(ever),
-            sa.or_(K.c.churned_at.is_(None), K.c.churned_at >= sa.cast(closed.c.t0, sa.Date)),
-            R.c.submitted_at < closed.c.t0,
-            R.c.submitted_at >= closed.c.t0 - lookback,
-        )
-        .subquery("c_ranked")
-    )
-    c_quadrant, c_band = _stratum(c_ranked, band)
-    control_pre = (
-        sa.select(
-            c_ranked.c.case_id, c_ranked.c.customer_id, c_quadrant.label("quadrant"), c_band.label("band")
-        )
-        .where(c_ranked.c.recency == 1)
-        .subquery("control_pre")
-    )
-    matched = (
-        sa.select(control_pre.c.case_id, control_pre.c.customer_id)
-        .select_from(
-            control_pre.join(
-                treated_pre,
-                sa.and_(
-                    treated_pre.c.case_id == control_pre.c.case_id,
-                    treated_pre.c.quadrant == control_pre.c.quadrant,
-                    treated_pre.c.band == control_pre.c.band,
-                ),
-            )
-        )
-        .cte("matched")
-    )
-    # everyone's next response after the contact day (contacted and comparison customers alike)
-    people = sa.union_all(
-        sa.select(closed.c.case_id, closed.c.customer_id, sa.literal(1).label("contacted")),
-        sa.select(matched.c.case_id, matched.c.customer_id, sa.literal(0).label("contacted")),
-    ).cte("people")
-    n_ranked = (
-        sa.select(
-            people.c.case_id,
-            people.c.customer_id,
-            people.c.contacted,
-            R.c.nps,
-            R.c.rq,
-            sa.func.row_number()
-            .over(
-                partition_by=(people.c.case_id, people.c.customer_id),
-                order_by=(R.c.submitted_at.asc(), R.c.response_id.asc()),
-            )
-            .label("order_after"),
-        )
-        .select_from(
-            people.join(closed, closed.c.case_id == people.c.case_id).join(
-                R, R.c.customer_id == people.c.customer_id
-            )
-        )
-        .where(
-            R.c.submitted_at > closed.c.t0,
-            R.c.submitted_at <= closed.c.t0 + lookback,
-            sa.or_(R.c.nps.is_not(None), R.c.rq.is_not(None)),
-        )
-        .subquery("n_ranked")
-    )
-    nxt = sa.select(n_ranked).where(n_ranked.c.order_after == 1).subquery("nxt")
-    nps_score = sa.case((nxt.c.nps >= 9, 100.0), (nxt.c.nps <= 6, -100.0), else_=0.0)
+    answers = _answers_in_sequence()
     horizon_end = sa.cast(closed.c.t0, sa.Date) + timedelta(days=horizon_days)
+    after = sa.and_(answers.c.next_at > closed.c.t0, answers.c.next_at <= closed.c.t0 + lookback)
+    nps_score = sa.case((answers.c.next_nps >= 9, 100.0), (answers.c.next_nps <= 6, -100.0), else_=0.0)
     retained = sa.case((sa.or_(K.c.churned_at.is_(None), K.c.churned_at > horizon_end), 1.0), else_=0.0)
 
-    def agg(contacted: int, expr, condition, label):
-        chosen = sa.and_(people.c.contacted == contacted, condition)
+    def outcomes(prefix: str) -> list:
         return [
-            sa.func.sum(sa.case((chosen, 1), else_=0)).label(f"{label}_n{contacted}"),
-            sa.func.sum(sa.case((chosen, expr), else_=0.0)).label(f"{label}_sum{contacted}"),
+            sa.case((sa.and_(after, answers.c.next_nps.is_not(None)), nps_score)).label(f"{prefix}nps"),
+            sa.case((sa.and_(after, answers.c.next_rq.is_not(None)), answers.c.next_rq)).label(f"{prefix}rq"),
+            retained.label(f"{prefix}retained"),
         ]
 
-    has_nps, has_rq = nxt.c.nps.is_not(None), nxt.c.rq.is_not(None)
-    rows = conn.execute(
+    treated = (
         sa.select(
             closed.c.case_id,
             closed.c.customer_id,
             closed.c.status,
             closed.c.t0,
-            treated_pre.c.rq_before,
-            sa.func.sum(1 - people.c.contacted).label("comparable"),
-            *agg(1, nps_score, has_nps, "nps"),
-            *agg(0, nps_score, has_nps, "nps"),
-            *agg(1, nxt.c.rq, has_rq, "rq"),
-            *agg(0, nxt.c.rq, has_rq, "rq"),
-            *agg(1, retained, sa.true(), "retained"),
-            *agg(0, retained, sa.true(), "retained"),
+            closed.c.plan,
+            answers.c.rq.label("rq_before"),
+            *_stratum(answers, band),
+            *outcomes(""),
         )
         .select_from(
-            closed.join(treated_pre, treated_pre.c.case_id == closed.c.case_id)
-            .join(people, people.c.case_id == closed.c.case_id)
-            .join(K, K.c.customer_id == people.c.customer_id)
-            .outerjoin(
-                nxt, sa.and_(nxt.c.case_id == people.c.case_id, nxt.c.customer_id == people.c.customer_id)
+            closed.join(
+                answers,
+                sa.and_(answers.c.customer_id == closed.c.customer_id, _standing(answers, closed, lookback)),
+            ).join(K, K.c.customer_id == closed.c.customer_id)
+        )
+        .cte("treated")
+    )
+    # comparison customers: never had a case, same plan, still customers on the contact day
+    ever = sa.select(CASES.c.customer_id)
+    comparison = (
+        sa.select(closed.c.case_id, *_stratum(answers, band), *outcomes(""))
+        .select_from(
+            closed.join(K, K.c.plan == closed.c.plan).join(
+                answers,
+                sa.and_(answers.c.customer_id == K.c.customer_id, _standing(answers, closed, lookback)),
             )
         )
-        .group_by(
-            closed.c.case_id, closed.c.customer_id, closed.c.status, closed.c.t0, treated_pre.c.rq_before
+        .where(
+            K.c.customer_id.not_in(ever),
+            sa.or_(K.c.churned_at.is_(None), K.c.churned_at >= sa.cast(closed.c.t0, sa.Date)),
         )
+        .subquery("comparison")
+    )
+    matched = (
+        sa.select(
+            comparison.c.case_id,
+            sa.func.count().label("comparable"),
+            *[
+                part
+                for name in ("nps", "rq", "retained")
+                for part in (
+                    sa.func.count(comparison.c[name]).label(f"{name}_n0"),
+                    sa.func.coalesce(sa.func.sum(comparison.c[name]), 0.0).label(f"{name}_sum0"),
+                )
+            ],
+        )
+        .select_from(
+            comparison.join(
+                treated,
+                sa.and_(
+                    treated.c.case_id == comparison.c.case_id,
+                    treated.c.quadrant == comparison.c.quadrant,
+                    treated.c.band == comparison.c.band,
+                    treated.c.nps_group == comparison.c.nps_group,
+                ),
+            )
+        )
+        .group_by(comparison.c.case_id)
+        .subquery("matched")
+    )
+    rows = conn.execute(
+        sa.select(
+            treated.c.case_id,
+            treated.c.customer_id,
+            treated.c.status,
+            treated.c.t0,
+            treated.c.rq_before,
+            sa.func.coalesce(matched.c.comparable, 0).label("comparable"),
+            *[
+                part
+                for name in ("nps", "rq", "retained")
+                for part in (
+                    sa.case((treated.c[name].is_not(None), 1), else_=0).label(f"{name}_n1"),
+                    sa.func.coalesce(treated.c[name], 0.0).label(f"{name}_sum1"),
+                    sa.func.coalesce(matched.c[f"{name}_n0"], 0).label(f"{name}_n0"),
+                    sa.func.coalesce(matched.c[f"{name}_sum0"], 0.0).label(f"{name}_sum0"),
+                )
+            ],
+        ).select_from(treated.outerjoin(matched, matched.c.case_id == treated.c.case_id))
     )
     per_case = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
     n_closed = conn.execute(sa.select(sa.func.count()).select_from(closed)).scalar_one()
-    return _effects(per_case, n_closed, data_end, horizon_days)
+    return _effects(per_case, n_closed, store.data_end(conn), horizon_days)
 
 
 def _effects(per_case: pd.DataFrame, n_closed: int, data_end, horizon_days: int) -> CaseEffects:
@@ -599,7 +599,7 @@ def _effects(per_case: pd.DataFrame, n_closed: int, data_end, horizon_days: int)
                 "outcome": OUTCOME_LABELS[outcome].format(horizon=horizon_days),
                 "cases": int(len(part)),
                 "customers": int(result.customers),
-                "comparison customers": int(part[f"{outcome}_n0"].sum()),
+                "comparisons": int(part[f"{outcome}_n0"].sum()),  # comparison customers, summed over cases
                 "contacted": float(contacted.mean() * scale) if len(part) else math.nan,
                 "comparable": float(comparison.mean() * scale) if len(part) else math.nan,
                 "difference": result.estimate,

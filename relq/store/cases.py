@@ -52,6 +52,9 @@ __all__ = [
     "get_case",
     "case_table",
     "case_counts",
+    "case_totals",
+    "case_owners",
+    "owns_cases",
     "case_history",
 ]
 
@@ -470,10 +473,14 @@ def case_table(
     statuses: Iterable[str] = (),
     reasons: Iterable[str] = (),
     owners: Iterable[str] = (),
+    owned_by: Iterable[str] = (),
+    overdue_only: bool = False,
     search: str = "",
     today: date | None = None,
 ) -> pd.DataFrame:
-    """Cases with their customer, newest first. ``flt`` limits them to customers in its segments.
+    """Cases with their customer, newest first. ``flt`` limits them to customers in its segments;
+    ``owned_by`` to owners named so in any letter case (a person's email and name: "mine");
+    ``overdue_only`` to open or contacted cases past their due date.
 
     Columns: case_id, company, customer_id, reason, status, owner, due_on, overdue,
     days_overdue, opened_at, contacted_at, closed_at, outcome, source, detail, version,
@@ -508,6 +515,10 @@ def case_table(
         query = query.where(C.c.reason.in_(reasons))
     if owners := list(owners):
         query = query.where(C.c.owner.in_(owners))
+    if owned_by := [o.strip().lower() for o in owned_by if o and o.strip()]:
+        query = query.where(sa.func.lower(C.c.owner).in_(owned_by))
+    if overdue_only:
+        query = query.where(C.c.status.in_(OPEN_STATUSES), C.c.due_on < today)
     if search := search.strip():
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
@@ -592,6 +603,26 @@ def case_counts(
     else:
         frame["owner"] = frame["owner"].fillna("(nobody)")
     return frame.rename(columns={"no_answer": "no answer"})
+
+
+def case_totals(counts: pd.DataFrame) -> dict[str, int]:
+    """Totals over a :func:`case_counts` frame: open, contacted, overdue, resolved, no answer."""
+    names = ("open", "contacted", "overdue", "resolved", "no answer")
+    return {name: int(counts[name].sum()) if name in counts else 0 for name in names}
+
+
+def owns_cases(conn: Connection, names: Iterable[str]) -> bool:
+    """Whether anyone named ``names`` (any letter case) owns a case."""
+    names = [n.strip().lower() for n in names if n and n.strip()]
+    if not names:
+        return False
+    query = sa.select(C.c.case_id).where(sa.func.lower(C.c.owner).in_(names)).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def case_owners(conn: Connection) -> list[str]:
+    """Everyone who owns a case, alphabetically."""
+    return sorted(o for o in conn.execute(sa.select(C.c.owner).distinct()).scalars() if o)
 
 
 def case_history(conn: Connection, case_id: int) -> pd.DataFrame:
