@@ -40,7 +40,7 @@ st.caption(
     )
 )
 
-ui.test_digest(engine)
+ui.send_test_digest(engine)
 
 st.subheader("Audit log")
 log = ui.audit_records(engine)

@@ -230,8 +230,9 @@ def _high_value_at_risk(conn: Connection, params: dict) -> pd.DataFrame:
     if params.get("min_annual_value") is not None:
         high |= pd.to_numeric(value["annual_value"], errors="coerce") >= float(params["min_annual_value"])
     value = value[high]
-    frame = risk.assign(customer_id=risk["customer_id"].astype(str)).merge(value, on="customer_id")
-    reasons = frame["reasons"] if "reasons" in frame.columns else pd.Series("", index=frame.index)
+    why = risk["reasons"] if "reasons" in risk.columns else pd.Series("on the at-risk list", index=risk.index)
+    frame = pd.DataFrame({"customer_id": risk["customer_id"].astype(str), "reasons": why}).merge(value, on="customer_id")
+    reasons = frame["reasons"]
     frame["detail"] = [
         f"{tier or 'high value'}, {('worth ' + format(v, ',.0f') + ' a year; ') if not pd.isna(v) else ''}at risk: {r}"
         for tier, v, r in zip(frame["value_tier"], frame["annual_value"], reasons, strict=True)

@@ -630,6 +630,6 @@ def case_history(conn: Connection, case_id: int) -> pd.DataFrame:
     rows = conn.execute(
         sa.select(E.c.changed_at.label("when"), E.c.changed_by.label("who"), E.c.action, E.c.detail)
         .where(E.c.case_id == int(case_id))
-        .order_by(E.c.changed_at, E.c.action.desc())
+        .order_by(E.c.changed_at, sa.case((E.c.action == "opened", 0), (E.c.action == "change", 1), else_=2))
     )
     return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))

@@ -34,7 +34,7 @@ from relq.ui.cases import (  # noqa: F401
     my_names,
     open_cases_for,
     plain,
-    test_digest,
+    send_test_digest,
 )
 from relq.ui.frame import (  # noqa: F401
     framed,

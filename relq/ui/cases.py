@@ -26,7 +26,7 @@ __all__ = [
     "open_cases_for",
     "my_names",
     "case_editor",
-    "test_digest",
+    "send_test_digest",
 ]
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:=])")
@@ -260,7 +260,7 @@ def case_editor(engine, case_id: int) -> None:
         st.dataframe(history, hide_index=True, width="stretch")
 
 
-def test_digest(engine) -> None:
+def send_test_digest(engine) -> None:
     """Admin page: send the digest now to one address, as the scheduled one would be sent."""
     from relq.outputs.digest import send_digest
 
