@@ -67,7 +67,14 @@ def survey_csv(rows: list[dict]) -> bytes:
         comment = str(r.get("comment", "")).replace('"', '""')
         lines.append(
             ",".join(
-                [r["response_id"], r["customer_id"], r["submitted_at"], str(r["nps"]), f'"{comment}"', *answers]
+                [
+                    r["response_id"],
+                    r["customer_id"],
+                    r["submitted_at"],
+                    str(r["nps"]),
+                    f'"{comment}"',
+                    *answers,
+                ]
             )
         )
     return ("\n".join(lines) + "\n").encode()

@@ -44,7 +44,12 @@ def test_opening_cases_takes_the_crm_owner_and_the_reasons_sla_and_never_opens_a
     import_customers(engine, CUSTOMERS)
     now = datetime(2026, 11, 27, 10, 0)  # a Friday
     opened = cases.open_cases(
-        engine, ["C1", "C2", "C4", "NOPE"], "detractor_comment", user="lead@example.com", source="test", now=now
+        engine,
+        ["C1", "C2", "C4", "NOPE"],
+        "detractor_comment",
+        user="lead@example.com",
+        source="test",
+        now=now,
     )
     assert len(opened.opened) == 3 and opened.unknown == ("NOPE",)
     with engine.connect() as conn:
@@ -88,7 +93,9 @@ def test_the_database_itself_refuses_a_second_open_case_for_one_customer_and_rea
 def test_a_case_moves_open_contacted_resolved_and_refuses_what_cannot_follow(engine):
     import_customers(engine, CUSTOMERS)
     (case_id,) = cases.open_cases(engine, ["C2"], "at_risk", user="lead", source="test").opened
-    contacted = cases.update_case(engine, case_id, 1, user="lead", status="contacted", note="Left a voicemail")
+    contacted = cases.update_case(
+        engine, case_id, 1, user="lead", status="contacted", note="Left a voicemail"
+    )
     assert contacted["status"] == "contacted" and contacted["contacted_at"] is not None
     assert contacted["version"] == 2
     with pytest.raises(RelqError, match="outcome"):
@@ -139,7 +146,9 @@ def test_reopening_a_case_when_another_one_is_open_gets_a_sentence(engine):
     assert second != first
 
 
-def _wave(day: str, levels: dict[str, tuple[int, int, int]], comments: dict[str, str] = (), prefix: str = "W"):
+def _wave(
+    day: str, levels: dict[str, tuple[int, int, int]], comments: dict[str, str] = (), prefix: str = "W"
+):
     rows = []
     for cid, (nps, trust, satisfaction) in levels.items():
         rows.append(

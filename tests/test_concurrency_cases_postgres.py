@@ -47,7 +47,9 @@ def test_two_people_saving_one_case_at_once_one_wins_the_other_is_told_and_nothi
     assert "Reload the case" in str(refused[0])
     with postgres_engine.connect() as conn:
         case = cases.get_case(conn, case_id)
-        notes = [n for n in cases.case_history(conn, case_id)["detail"] if n in ("Ana called", "Ben takes it")]
+        notes = [
+            n for n in cases.case_history(conn, case_id)["detail"] if n in ("Ana called", "Ben takes it")
+        ]
     assert case["version"] == 2 and len(notes) == 1
     # the one who was told reloads and saves again: both changes stand
     loser = edits[results.index(refused[0])]

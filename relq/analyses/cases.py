@@ -231,7 +231,9 @@ def _high_value_at_risk(conn: Connection, params: dict) -> pd.DataFrame:
         high |= pd.to_numeric(value["annual_value"], errors="coerce") >= float(params["min_annual_value"])
     value = value[high]
     why = risk["reasons"] if "reasons" in risk.columns else pd.Series("on the at-risk list", index=risk.index)
-    frame = pd.DataFrame({"customer_id": risk["customer_id"].astype(str), "reasons": why}).merge(value, on="customer_id")
+    frame = pd.DataFrame({"customer_id": risk["customer_id"].astype(str), "reasons": why}).merge(
+        value, on="customer_id"
+    )
     reasons = frame["reasons"]
     frame["detail"] = [
         f"{tier or 'high value'}, {('worth ' + format(v, ',.0f') + ' a year; ') if not pd.isna(v) else ''}at risk: {r}"
