@@ -53,6 +53,7 @@ totals = cases.case_totals(by_reason)
 cols = st.columns(5)
 for col, (name, value) in zip(cols, totals.items(), strict=True):
     col.metric(name.capitalize(), f"{value:,}")
+ui.case_saved_notice()
 
 with engine.connect() as conn:
     mine = cases.owns_cases(conn, ui.my_names())

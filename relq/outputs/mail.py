@@ -50,7 +50,12 @@ def build_message(
         msg.add_alternative(html, subtype="html")
     for name, mime, data in attachments:
         maintype, _, subtype = mime.partition("/")
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+        if maintype == "text":  # declared UTF-8, so every mail reader shows its accents and dashes
+            msg.add_attachment(
+                data.decode("utf-8"), subtype=subtype, charset="utf-8", cte="base64", filename=name
+            )
+        else:
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
     return msg.as_string()
 
 

@@ -30,6 +30,7 @@ from relq.ui.access import (  # noqa: F401
 from relq.ui.cases import (  # noqa: F401
     bump_cases_version,
     case_editor,
+    case_saved_notice,
     cases_version,
     my_names,
     open_cases_for,

@@ -26,6 +26,7 @@ __all__ = [
     "open_cases_for",
     "my_names",
     "case_editor",
+    "case_saved_notice",
     "send_test_digest",
 ]
 
@@ -163,6 +164,13 @@ def my_names() -> set[str]:
     return {n for n in names if n}
 
 
+def case_saved_notice() -> None:
+    """After a save (and the rerun it triggers), say what was saved — even when the filters now
+    hide the case (a resolved case leaves the list of open ones)."""
+    if message := st.session_state.pop("relq_case_saved", None):
+        st.success(plain(message), icon=":material/check_circle:")
+
+
 def case_editor(engine, case_id: int) -> None:
     """Work one case: status, owner, due date, outcome and a note, saved only when nobody else
     changed the case since it was opened here (else a sentence, and nothing is lost)."""
@@ -247,12 +255,14 @@ def case_editor(engine, case_id: int) -> None:
                 else:
                     seen[case_id] = int(after["version"])
                     bump_cases_version()
+                    shown = (
+                        "" if after["status"] in cases.OPEN_STATUSES else " (choose that status to list it)"
+                    )
                     st.session_state["relq_case_saved"] = (
-                        f"Case #{case_id} saved: {cases.STATUS_LABELS[after['status']]}, owner {after['owner'] or 'nobody'}."
+                        f"Case #{case_id} saved: {cases.STATUS_LABELS[after['status']]}, owner "
+                        f"{after['owner'] or 'nobody'}{shown}."
                     )
                     st.rerun()
-        if message := st.session_state.pop("relq_case_saved", None):
-            st.success(plain(message), icon=":material/check_circle:")
         if st.button("Reload the case", key=f"case_reload_{case_id}"):
             seen.pop(case_id, None)
             st.rerun()
