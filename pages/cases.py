@@ -115,6 +115,12 @@ else:
         ],
         column_config={
             "case_id": st.column_config.NumberColumn("Case", format="#%d"),
+            "company": "Company",
+            "customer_id": "Customer",
+            "reason": "Reason",
+            "status": "Status",
+            "owner": "Owner",
+            "outcome": "Outcome",
             "due_on": st.column_config.DateColumn("Due", format="YYYY-MM-DD"),
             "days_overdue": st.column_config.NumberColumn("Days overdue"),
             "opened_at": st.column_config.DatetimeColumn("Opened", format="YYYY-MM-DD HH:mm"),
@@ -157,8 +163,8 @@ with effect_tab:
     effects = _effects(engine, str(engine.url), flt, ui.data_version(), ui.cases_version())
     st.markdown(
         f"**{effects.closed:,} closed cases.** Each contacted customer is compared with customers who never had a "
-        "case and, on the contact day, had the same plan, the same trust × satisfaction quadrant and the same "
-        "10-point RQ band in their latest answer before it. The difference is the contacted customer minus the "
+        "case and, on the contact day, had the same plan and, in their latest answer before it, the same trust × "
+        "satisfaction quadrant, NPS group and 10-point RQ band. The difference is the contacted customer minus the "
         "mean of their comparison customers, averaged over cases; 95% intervals treat each customer as a cluster."
     )
     st.info(case_rules.EFFECT_CAVEAT, icon=":material/science:")

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = re.findall(r'st\.Page\(\s*"(pages/[a-z_]+\.py)"', (ROOT / "app.py").read_text())
 # Pages without numbers of the filtered data (texts, forms, settings).
-NO_FILTERED_NUMBERS = {"pages/methodology.py", "pages/upload.py", "pages/admin.py"}
+NO_FILTERED_NUMBERS = {"pages/methodology.py", "pages/upload.py", "pages/admin.py", "pages/alerts.py"}
 
 
 def _fingerprint(at: AppTest) -> str:

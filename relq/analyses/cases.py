@@ -16,8 +16,9 @@ A rule never opens a second case for a customer who has an open one for the same
 
 **Did it work** (:func:`case_effects`), for closed cases. The contact day is when the case was
 marked contacted (else closed). Each contacted customer is compared with the customers who never
-had a case and, on that day, were in the same plan, the same trust × satisfaction quadrant and
-the same 10-point band of RQ in their latest response before it (coarsened exact matching). The
+had a case and, on that day, were in the same plan and, in their latest response before it, the
+same trust × satisfaction quadrant, NPS group (promoter, passive, detractor) and 10-point band of
+RQ (coarsened exact matching). The
 outcomes: the NPS (+100/0/−100) and the RQ of the next response after the contact day, and being
 still a customer ``horizon`` days later. Per case, the difference between the contacted customer
 and the mean of their matched comparison customers; the mean difference over cases has a

@@ -192,9 +192,7 @@ def case_editor(engine, case_id: int) -> None:
     if case["detail"]:
         st.text(case["detail"])
     if case.get("customer_name") or case.get("customer_email"):
-        st.caption(
-            f"Contact: {plain(case.get('customer_name') or '')} {plain(case.get('customer_email') or '')}"
-        )
+        st.text(f"Contact: {case.get('customer_name') or ''} {case.get('customer_email') or ''}".strip())
     if int(case["version"]) != version:
         st.warning(
             f"This case changed since you opened it here ({plain(case['updated_by'] or 'someone')}, "
