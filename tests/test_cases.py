@@ -305,3 +305,22 @@ def test_case_counts_follow_the_segment_filter(engine):
         everyone = cases.case_counts(conn)
     assert int(emea["open"].sum()) == 2 and int(everyone["open"].sum()) == 3
     assert int(emea["customers"].sum()) == 2
+
+
+def test_the_cli_import_runs_the_rules_and_says_what_they_opened(tmp_path, monkeypatch, capsys):
+    from loop_data import customers_csv, survey_csv
+
+    from relq.cli import main
+
+    monkeypatch.setenv("RELQ_DATABASE_URL", f"duckdb:///{tmp_path / 'cli.duckdb'}")
+    (tmp_path / "customers.csv").write_bytes(customers_csv(CUSTOMERS))
+    (tmp_path / "survey.csv").write_bytes(
+        survey_csv(_wave("2026-03-02", {"C1": (2, 5, 5), "C2": (9, 5, 5)}, {"C1": "Nobody calls back"}))
+    )
+    assert main(["import", str(tmp_path / "customers.csv"), "--kind", "customers"]) == 0
+    assert main(["import", str(tmp_path / "survey.csv"), "--kind", "survey"]) == 0
+    out = capsys.readouterr().out
+    assert "Every new detractor with a comment: Opened 1 case (detractor with a comment)." in out
+    engine = store.get_engine(f"duckdb:///{tmp_path / 'cli.duckdb'}")
+    with engine.connect() as conn:
+        assert cases.case_table(conn)["customer_id"].tolist() == ["C1"]
