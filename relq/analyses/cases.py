@@ -400,6 +400,9 @@ def _closed_cases(flt: SegmentFilter | None):
     return query.cte("closed")
 
 
+_NEVER = sa.literal(datetime(9999, 12, 31), sa.DateTime)
+
+
 def _answers_in_sequence():
     """Every customer's complete answers (RQ, trust and satisfaction present), each with when the
     customer answered next and what: one window over the responses, computed once."""
@@ -418,7 +421,8 @@ def _answers_in_sequence():
             R.c.satisfaction,
             R.c.rq,
             R.c.nps,
-            sa.func.lead(R.c.submitted_at).over(**order).label("next_at"),
+            # no next answer: a day far ahead, so "stood on the contact day" is two plain inequalities
+            sa.func.coalesce(sa.func.lead(R.c.submitted_at).over(**order), _NEVER).label("next_at"),
             sa.func.lead(R.c.nps).over(**order).label("next_nps"),
             sa.func.lead(R.c.rq).over(**order).label("next_rq"),
         )
@@ -432,7 +436,7 @@ def _standing(answers, closed, lookback: timedelta):
     return sa.and_(
         answers.c.submitted_at < closed.c.t0,
         answers.c.submitted_at >= closed.c.t0 - lookback,
-        sa.or_(answers.c.next_at.is_(None), answers.c.next_at >= closed.c.t0),
+        answers.c.next_at >= closed.c.t0,
     )
 
 
