@@ -190,9 +190,8 @@ def test_a_wrong_mail_setting_stops_start_up_with_what_was_expected():
 
 
 def test_an_alert_fires_once_per_change_by_email_and_webhook_with_number_interval_and_link(
-    duckdb_engine, roles, mailbox, hook
+    engine, roles, mailbox, hook
 ):
-    engine = duckdb_engine
     settings = _settings(mailbox.port)
     import_customers(engine, CUSTOMERS)
     import_survey(engine, _wave("2026-03-01", 3, "A"))  # satisfaction 33.3 for everyone
