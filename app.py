@@ -35,6 +35,7 @@ PAGES = {
         st.Page("pages/drivers.py", title="Drivers", icon=":material/insights:", url_path="drivers"),
         st.Page("pages/voice.py", title="Voice of the customer", icon=":material/forum:", url_path="voice"),
         st.Page("pages/cases.py", title="Cases", icon=":material/assignment:", url_path="cases"),
+        st.Page("pages/themes.py", title="Comment themes", icon=":material/topic:", url_path="themes"),
     ],
     "Analysts": [
         st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:", url_path="upload"),
@@ -73,7 +74,7 @@ page = st.navigation(ui.navigation_for_role(PAGES, role, BOOKMARKS), position="h
 ui.sidebar_navigation(PAGES, role)
 ui.sign_in_gate()  # the sign-in screen, or who is signed in; stops the run without a role
 engine = ui.get_engine()
-with ui.store_errors_as_sentences(engine):
+with ui.store_errors_as_sentences(engine), ui.timed_run(engine, page.url_path or "overview"):
     ui.filter_sidebar(engine)
     ui.demo_notice(engine)
     page.run()

@@ -3,6 +3,7 @@
     python bench/run.py                 # large tier (200k customers), every section
     python bench/run.py --quick         # small tier (12k customers), queries only, < 2 min
     python bench/run.py --sections queries,import,memory,postgres --repeat 7
+    python bench/run.py --sections chdb       # relq on ClickHouse (chDB) beside relq on DuckDB
 
 Results go to bench/cache/<tier>-results.json and .md; bench/RESULTS.md quotes them.
 Not part of the test suite: timings are reported, never asserted.
@@ -469,6 +470,88 @@ def run_postgres(tier: str, repeat: int, only: set[str] | None) -> dict:
     return {"load_s": load_s, "workloads": results}
 
 
+def chdb_url(tier: str) -> str:
+    return f"chdb:///{CACHE / (tier + '.chdb')}?database=relq"
+
+
+def build_chdb(tier: str) -> float | None:
+    """Copy the tier's DuckDB file, table by table, into a chDB store through RelQ's bulk path
+    (once): both engines then hold exactly the same rows."""
+    from relq import store
+    from relq.store import schema
+
+    marker = CACHE / f"{tier}.chdb.complete"
+    if marker.exists():
+        return None
+    shutil.rmtree(CACHE / f"{tier}.chdb", ignore_errors=True)
+    log(f"copying the {tier} tier into chDB ({CACHE / (tier + '.chdb')})")
+    started = time.perf_counter()
+    duck = store.get_engine(f"duckdb:///{db_path(tier)}")
+    engine = store.get_engine(chdb_url(tier))
+    store.create_schema(engine)
+    with duck.connect() as src, engine.begin() as dst:
+        con = src.connection.driver_connection
+        for table in schema.metadata.sorted_tables:
+            columns = ", ".join(f'"{c.name}"' for c in table.columns)
+            reader = con.execute(f'SELECT {columns} FROM "{table.name}"').fetch_record_batch(1_000_000)  # noqa: S608
+            rows = 0
+            for batch in reader:
+                rows += store.bulk_insert(dst, table, batch.to_pandas())
+            log(f"  {table.name}: {rows:,} rows")
+        store.refresh_derived(dst)
+    duck.dispose()
+    engine.dispose()
+    marker.write_text("ok")
+    return time.perf_counter() - started
+
+
+def run_chdb(tier: str, repeat: int, only: set[str] | None) -> dict:
+    """The relq side of each workload on DuckDB and on ClickHouse in-process (chDB) holding the
+    same rows, interleaved, with a check that both give the same figures."""
+    from bench.workloads import WORKLOADS
+    from relq import store
+
+    copy_s = build_chdb(tier)
+    duck = store.get_engine(f"duckdb:///{db_path(tier)}")
+    chdb = store.get_engine(chdb_url(tier))
+    results = []
+    for w in WORKLOADS:
+        if only and w.name not in only:
+            continue
+        log(f"{w.name}: warm-up and agreement check (chDB)")
+        try:
+            _, duck_out = _timed(w.relq, duck)
+            _, chdb_out = _timed(w.relq, chdb)
+            times: dict[str, list[float]] = {"duckdb": [], "chdb": []}
+            for _ in range(repeat):
+                times["duckdb"].append(_timed(w.relq, duck)[0])
+                times["chdb"].append(_timed(w.relq, chdb)[0])
+        except Exception as exc:  # noqa: BLE001 - reported, the run goes on
+            results.append(
+                {"workload": w.name, "page": w.page, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            )
+            log(f"  !! {results[-1]['error']}")
+            continue
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        row = {
+            "workload": w.name,
+            "page": w.page,
+            "duckdb_s": medians["duckdb"],
+            "chdb_s": medians["chdb"],
+            "chdb_over_duckdb": medians["chdb"] / medians["duckdb"],
+            "runs": repeat,
+            "figures": len(duck_out),
+            "disagree": _agree(duck_out, chdb_out)[:5],
+        }
+        log(f"  duckdb {row['duckdb_s']:.3f}s  chdb {row['chdb_s']:.3f}s  → {row['chdb_over_duckdb']:.2f}×")
+        if row["disagree"]:
+            log(f"  !! DuckDB and chDB disagree: {row['disagree'][:3]}")
+        results.append(row)
+    duck.dispose()
+    chdb.dispose()
+    return {"copy_s": copy_s, "workloads": results}
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -551,6 +634,26 @@ def markdown(results: dict) -> str:
                 if "relq_s" in r
                 else f"| {r['workload']} | {r['error']} |"
             )
+    if "chdb" in results:
+        ch = results["chdb"]
+        lines += [
+            "",
+            "relq on ClickHouse in-process (chDB) beside relq on DuckDB, same rows, interleaved"
+            + (f" (copied into chDB in {ch['copy_s']:.0f} s)" if ch.get("copy_s") else "")
+            + ":",
+            "",
+            "| workload | page | relq on DuckDB s | relq on chDB s | chDB / DuckDB | same figures |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        for r in ch["workloads"]:
+            if "error" in r:
+                lines.append(f"| {r['workload']} | {r['page']} | | | | {r['error']} |")
+                continue
+            same = "yes" if not r["disagree"] else f"NO: {r['disagree'][:2]}"
+            lines.append(
+                f"| {r['workload']} | {r['page']} | {r['duckdb_s']:.3f} | {r['chdb_s']:.3f} | "
+                f"{r['chdb_over_duckdb']:.2f}× | {same} ({r['figures']} figures) |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -563,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=None, help="timed runs per side (default 5; 3 with --quick)"
     )
-    parser.add_argument("--sections", default=None, help="comma list: queries,import,memory,postgres")
+    parser.add_argument("--sections", default=None, help="comma list: queries,import,memory,postgres,chdb")
     parser.add_argument("--only", default=None, help="comma list of workload names")
     parser.add_argument("--import-rows", type=int, default=1_000_000)
     parser.add_argument("--rebuild", action="store_true", help="rebuild the tier's database")
@@ -587,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
         results["memory"] = run_memory(tier)
     if "postgres" in sections:
         results["postgres"] = run_postgres(tier, repeat, only)
+    if "chdb" in sections:
+        results["chdb"] = run_chdb(tier, repeat, only)
     stamp = "-".join(sorted(sections))
     (CACHE / f"{tier}-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
     text = markdown(results)

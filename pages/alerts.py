@@ -19,6 +19,7 @@ editable = ui.can("edit_rules")
 user = ui.current_user_email() or None
 
 st.title("Alerts")
+ui.cases_need_a_row_store(engine)
 st.caption(
     "An alert rule watches one score for all customers or one segment over a rolling window ending on the latest "
     "survey day, and fires **once per change** — with the number, its 95% interval and a link to the filtered "

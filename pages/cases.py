@@ -25,6 +25,7 @@ def _effects(_engine, url: str, flt: SegmentFilter, version: int, cases_version:
 
 
 st.title("Cases")
+ui.cases_need_a_row_store(engine)
 st.caption(
     "The customers someone has to call, from any customer list (Gap quadrants, Retention → At risk, Voice of "
     "the customer) or opened by the rules after each import. Each is due by its reason's SLA in business days "

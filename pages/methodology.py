@@ -233,6 +233,32 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
         [],
         "If excluding flagged responses changes a score a lot, report both.",
     ),
+    (
+        "Comment themes",
+        "A comment's themes come from rules and from discovery, and are stored for every page and the "
+        "sidebar's theme filter. A rule is phrases and exclusions: a phrase is found with accents and case "
+        "folded (é = e, ß = ss) at word boundaries, word* matches any ending, /…/ is a regular expression; "
+        "the text an exclusion matches is blanked before the phrases are looked for. Discovery cuts comments "
+        "into sentences, weighs their words by TF-IDF (English, French, German and Spanish stop words left "
+        "out) and factorises them by NMF (seeded) on a sample of at most 50,000 comments; a theme that "
+        "explains at least a fifth of a sentence is one of its comment's themes. Comments in another "
+        "language are counted as not themed. The **share** of a theme is the responses mentioning it among "
+        "the responses with a comment, with a Wilson interval on the effective n (each customer a cluster). "
+        "**NPS and pillars with vs without** compare, among responses with a comment, those mentioning the "
+        "theme with the others; a customer often writes both kinds, so the difference is linearised over "
+        "the customers of both groups (the slope of an OLS on an indicator of the theme with a "
+        "cluster-robust variance by customer), z-test, Benjamini–Hochberg across the themes. **Impact** is "
+        "how many points the NPS in view would gain if the theme's detractors scored like the average "
+        "response; themes are ranked by it.",
+        [
+            r"\text{impact} = 100\,\bar a\,(1+\bar y), \quad \bar a = \frac{\text{detractors mentioning it}}"
+            r"{\text{responses with an NPS}}, \quad \bar y = \frac{\text{NPS}}{100}",
+            r"\operatorname{var}(\delta) = \frac{C}{C-1}\sum_c \Big(\frac{t_c^{1}}{W_1} - \frac{t_c^{0}}{W_0}\Big)^2",
+        ],
+        "A theme's delta shows association, not cause: customers unhappy for other reasons may also complain "
+        "about price. Read a discovered theme's comments before naming it; promote it to a rule to keep it "
+        "stable. Themes with fewer NPS answers than the minimum n are not ranked.",
+    ),
 ]
 
 st.markdown("**Contents:** " + " · ".join(title for title, *_ in SECTIONS))

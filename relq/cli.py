@@ -1,5 +1,5 @@
-"""``python -m relq demo | import | report --json | alerts run | digest`` — the same functions the
-pages call.
+"""``python -m relq demo | import | report --json | themes --json | alerts run | digest`` — the same
+functions the pages call.
 
 Errors a user can fix end with one clear line on stderr and a non-zero exit, never a traceback.
 """
@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="(Re)build the demo company in the configured database.")
     demo.add_argument("--customers", type=int, default=12_000, help="customers to generate (default 12000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument(
+        "--chunk",
+        type=int,
+        default=250_000,
+        help="customers generated and stored at a time: a larger company is streamed to the database "
+        "chunk by chunk (default 250000; the 2,000,000-customer huge tier needs about 4 GB)",
+    )
 
     imp = commands.add_parser("import", help="Import a survey or CRM export.")
     imp.add_argument("path", type=Path)
@@ -75,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EMAIL",
         help="recipients (each needs a role in the roles file)",
     )
+
+    themes = commands.add_parser(
+        "themes", help="Print the comment themes: share, NPS with vs without, impact."
+    )
+    themes.add_argument("--json", action="store_true", help="print JSON (the only format)")
+    themes.add_argument("--since", type=_date, help="first submission date, inclusive (YYYY-MM-DD)")
+    themes.add_argument("--until", type=_date, help="last submission date, inclusive (YYYY-MM-DD)")
+    themes.add_argument(
+        "--k", type=int, help="discover this many themes (2-40; runs discovery again when it differs)"
+    )
     return parser
 
 
@@ -90,11 +107,16 @@ def _clean(value):
 
 
 def _demo(args) -> int:
-    from relq.ingest.demo import generate_demo
+    from relq.ingest.demo import build_demo_streamed
 
     started = time.perf_counter()
-    company = generate_demo(customers=args.customers, seed=args.seed)
-    counts = store.load_demo(store.get_engine(), company)
+
+    def progress(done: int, total: int) -> None:
+        print(f"  {done:,} of {total:,} customers ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    counts = build_demo_streamed(
+        store.get_engine(), customers=args.customers, seed=args.seed, chunk=args.chunk, progress=progress
+    )
     print(
         f"Demo company loaded in {time.perf_counter() - started:.1f} s: {counts.customers:,} customers, "
         f"{counts.transactions:,} transactions, {counts.tickets:,} tickets, "
@@ -188,6 +210,22 @@ def _digest(args) -> int:
     return 0
 
 
+def _themes(args) -> int:
+    from relq.analyses.themes import themes_report
+    from relq.ingest.themes import refresh_themes
+    from relq.store.filters import SegmentFilter
+
+    if args.k is not None and not 2 <= args.k <= 40:
+        raise RelqError(f"--k must be between 2 and 40 themes, not {args.k}.")
+    engine = store.get_engine()
+    store.create_schema(engine)
+    refresh_themes(engine, k=args.k, user=_cli_user())  # reads comments not read yet; cheap otherwise
+    with engine.connect() as conn:
+        report = themes_report(conn, SegmentFilter(since=args.since, until=args.until))
+    print(json.dumps(_clean(report), indent=2, default=str))
+    return 0
+
+
 def _cli_user() -> str:
     """Who ran the command, for the imports record and the audit log."""
     try:
@@ -199,7 +237,14 @@ def _cli_user() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"demo": _demo, "import": _import, "report": _report, "alerts": _alerts, "digest": _digest}
+        commands = {
+            "demo": _demo,
+            "import": _import,
+            "report": _report,
+            "themes": _themes,
+            "alerts": _alerts,
+            "digest": _digest,
+        }
         return commands[args.command](args)
     except RelqError as exc:
         print(f"relq: {exc}", file=sys.stderr)

@@ -1,7 +1,10 @@
-"""Shared fixtures: a real PostgreSQL server on loopback and an ``engine`` on both DuckDB and it.
+"""Shared fixtures: a real PostgreSQL server on loopback, ClickHouse in-process (chDB), and an
+``engine`` on DuckDB, PostgreSQL and ClickHouse.
 
 The PostgreSQL server is started once per test session with ``initdb`` into a temporary folder
-(as the ``postgres`` user when the tests run as root). No mocks: store tests run on both engines.
+(as the ``postgres`` user when the tests run as root). chDB is the ClickHouse engine itself, run
+in this process from one folder per test session (chDB opens one folder per process), each
+store a database inside it. No mocks: store tests run on all three engines.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 
 from relq import store
+from relq.ingest.demo import load_demo
 from relq.store import schema
 
 os.environ.setdefault("RELQ_DEMO_CUSTOMERS", "1500")
@@ -126,9 +130,33 @@ def duckdb_engine(tmp_path):
     engine.dispose()
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+@pytest.fixture(scope="session")
+def chdb_folder(tmp_path_factory):
+    """The one chDB folder of this test session."""
+    return tmp_path_factory.mktemp("chdb") / "relq.chdb"
+
+
+def chdb_url(folder, name: str) -> str:
+    return f"chdb:///{folder}?database={name}"
+
+
+@pytest.fixture
+def chdb_engine(chdb_folder):
+    """A fresh, empty ClickHouse (chDB) database with RelQ's schema."""
+    url = chdb_url(chdb_folder, f"relq_test_{next(_db_numbers)}")
+    engine = store.get_engine(url)
+    store.create_schema(engine)
+    yield engine
+    with engine.connect() as conn:
+        conn.exec_driver_sql(
+            "DROP DATABASE IF EXISTS " + conn.exec_driver_sql("SELECT currentDatabase()").scalar()
+        )
+    engine.dispose()
+
+
+@pytest.fixture(params=["duckdb", "postgres", "chdb"])
 def engine(request):
-    """The same test on the embedded DuckDB store and on a real PostgreSQL server."""
+    """The same test on the embedded DuckDB store, a real PostgreSQL server and ClickHouse (chDB)."""
     return request.getfixturevalue(f"{request.param}_engine")
 
 
@@ -149,7 +177,7 @@ def demo_db_url(tmp_path_factory, demo_company):
     """A DuckDB file holding the small demo company, shared read-mostly by page tests."""
     path = tmp_path_factory.mktemp("demo") / "relq.duckdb"
     engine = store.get_engine(f"duckdb:///{path}")
-    store.load_demo(engine, demo_company)
+    load_demo(engine, demo_company)
     engine.dispose()
     return f"duckdb:///{path}"
 
@@ -158,7 +186,7 @@ def demo_db_url(tmp_path_factory, demo_company):
 def duckdb_demo(tmp_path_factory, demo_company):
     """A DuckDB engine on a private copy of the demo company, one per test module."""
     engine = store.get_engine(f"duckdb:///{tmp_path_factory.mktemp('demo_module') / 'relq.duckdb'}")
-    store.load_demo(engine, demo_company)
+    load_demo(engine, demo_company)
     yield engine
     engine.dispose()
 
@@ -174,9 +202,28 @@ def demo_postgres_url(postgres_url, demo_company):
     admin.dispose()
     url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
     engine = sa.create_engine(url)
+    load_demo(engine, demo_company)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def demo_chdb_url(chdb_folder, demo_company):
+    """A ClickHouse (chDB) database holding the small demo company, shared read-mostly by page tests."""
+    url = chdb_url(chdb_folder, "relq_demo")
+    engine = store.get_engine(url)
     store.load_demo(engine, demo_company)
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="module")
+def chdb_demo(chdb_folder, demo_company):
+    """A ClickHouse (chDB) engine on a private copy of the demo company, one per test module."""
+    engine = store.get_engine(chdb_url(chdb_folder, f"relq_demo_{next(_db_numbers)}"))
+    store.load_demo(engine, demo_company)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

@@ -26,6 +26,14 @@ from relq.exceptions import RelqError, SettingError
 from relq.outputs.alerting import run_alerts
 from relq.store import schema
 
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def engine(request):
+    """Cases and alerts live on DuckDB and PostgreSQL (ClickHouse holds no row-by-row state):
+    the same test on both."""
+    return request.getfixturevalue(f"{request.param}_engine")
+
+
 ROLES = """
 [users]
 "lead@example.com" = "cx_lead"

@@ -20,6 +20,14 @@ from relq.outputs.followup import follow_up_import
 from relq.store import cases, schema
 from relq.store.filters import SegmentFilter
 
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def engine(request):
+    """Cases and alerts live on DuckDB and PostgreSQL (ClickHouse holds no row-by-row state):
+    the same test on both."""
+    return request.getfixturevalue(f"{request.param}_engine")
+
+
 CUSTOMERS = [
     {"customer_id": "C1", "owner": "Sarah Mitchell", "region": "EMEA"},
     {"customer_id": "C2", "owner": "James Carter", "region": "EMEA"},
@@ -324,3 +332,13 @@ def test_the_cli_import_runs_the_rules_and_says_what_they_opened(tmp_path, monke
     engine = store.get_engine(f"duckdb:///{tmp_path / 'cli.duckdb'}")
     with engine.connect() as conn:
         assert cases.case_table(conn)["customer_id"].tolist() == ["C1"]
+
+
+def test_on_clickhouse_cases_and_alerts_say_they_need_duckdb_or_postgresql(chdb_engine):
+    from relq.outputs.alerting import run_alerts
+
+    with pytest.raises(RelqError, match="need DuckDB or PostgreSQL"):
+        cases.open_cases(chdb_engine, ["C1"], "at_risk", user="x", source="test")
+    with pytest.raises(RelqError, match="need DuckDB or PostgreSQL"):
+        run_alerts(chdb_engine, user="x")
+    assert follow_up_import(chdb_engine, 1) == []  # an import there is not held up

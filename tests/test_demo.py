@@ -273,3 +273,41 @@ def test_colleagues_answering_the_same_wave_are_not_flagged_as_duplicates(demo):
     clean = matched[~matched["flag_duplicate"]]
     assert not clean.duplicated(["email", "wave"]).any()
     assert clean.duplicated(["customer_id", "wave"]).any()
+
+
+def test_a_demo_streamed_in_chunks_has_unique_ids_and_every_chunk_stored(tmp_path):
+    """The huge tier's path on a small company: three chunks give distinct ids everywhere, every
+    answer belongs to a stored response, and one chunk is exactly generate_demo's company."""
+    import sqlalchemy as sa
+
+    from relq import store
+    from relq.ingest.demo import build_demo_streamed
+    from relq.store import schema
+
+    engine = store.get_engine(f"duckdb:///{tmp_path / 'streamed.duckdb'}")
+    counts = build_demo_streamed(engine, customers=700, seed=5, chunk=300)
+    with engine.connect() as conn:
+
+        def scalar(q):
+            return conn.execute(q).scalar_one()
+
+        for table, key in (
+            (schema.customers, "customer_id"),
+            (schema.transactions, "transaction_id"),
+            (schema.tickets, "ticket_id"),
+            (schema.survey_responses, "response_id"),
+        ):
+            rows = scalar(sa.select(sa.func.count()).select_from(table))
+            distinct = scalar(sa.select(sa.func.count(sa.distinct(table.c[key]))))
+            assert rows == distinct > 0, table.name
+        assert scalar(sa.select(sa.func.count()).select_from(schema.customers)) == counts.customers == 700
+        orphans = scalar(
+            sa.select(sa.func.count())
+            .select_from(schema.survey_answers)
+            .where(~schema.survey_answers.c.response_id.in_(sa.select(schema.survey_responses.c.response_id)))
+        )
+        assert orphans == 0
+        stored = scalar(sa.select(schema.imports.c.rows_imported).where(schema.imports.c.is_demo))
+        assert stored == counts.responses
+    single = build_demo_streamed(engine, customers=300, seed=5, chunk=300)
+    assert single.responses == len(generate_demo(customers=300, seed=5).responses)

@@ -1,6 +1,6 @@
 """Reliability from the database's sufficient statistics, checked against pandas, SciPy and stats.
 
-The demo company is loaded once per backend (DuckDB and a real PostgreSQL server); every figure
+The demo company is loaded once per backend (DuckDB, a real PostgreSQL server and ClickHouse in-process); every figure
 computed by relq.measures.reliability's SQL is compared with the same figure computed in pandas from the
 raw answers the generator produced.
 """
@@ -52,9 +52,9 @@ def postgres_demo(postgres_url, demo_company):
     engine.dispose()
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+@pytest.fixture(params=["duckdb", "postgres", "chdb"])
 def demo_store(request):
-    """The demo company in DuckDB and in PostgreSQL (loaded once per module, read only)."""
+    """The demo company in DuckDB, PostgreSQL and ClickHouse (chDB) (loaded once per module, read only)."""
     return request.getfixturevalue(f"{request.param}_demo")
 
 
@@ -277,10 +277,13 @@ def test_recompute_with_the_same_instrument_leaves_indices_unchanged(duckdb_engi
         assert after.pillars[p].n == before.pillars[p].n
 
 
-def test_duckdb_and_postgres_give_the_same_headline_alpha_and_segments(duckdb_demo, postgres_demo):
+@pytest.mark.parametrize("other", ["postgres", "chdb"])
+def test_duckdb_postgres_and_clickhouse_give_the_same_headline_alpha_and_segments(
+    request, duckdb_demo, other
+):
     flt = SegmentFilter(since=date(2025, 7, 1), until=date(2026, 9, 30))
     figures = []
-    for engine in (duckdb_demo, postgres_demo):
+    for engine in (duckdb_demo, request.getfixturevalue(f"{other}_demo")):
         with engine.connect() as conn:
             head = metrics.headline(conn, flt).as_dict()
             alpha = {p: a.as_dict() for p, a in reliability(conn, flt, INSTRUMENT).alpha.items()}
@@ -289,7 +292,7 @@ def test_duckdb_and_postgres_give_the_same_headline_alpha_and_segments(duckdb_de
         figures.append((head, alpha, segments, corr))
     (h1, a1, s1, c1), (h2, a2, s2, c2) = figures
     assert h1["responses"] == h2["responses"] > 0
-    # Both engines store double precision, so every figure agrees to 1e-9.
+    # Every engine stores double precision, so every figure agrees to 1e-9.
     assert _flat(h1) == pytest.approx(_flat(h2), abs=1e-9)
     assert _flat(a1) == pytest.approx(_flat(a2), abs=1e-9)
     s1 = s1.sort_values(["value", "metric"]).reset_index(drop=True)

@@ -225,6 +225,20 @@ SQL_CALLS = {"text", "execute", "exec_driver_sql", "copy", "executemany", "sql"}
 KNOWN_SCHEMA_NAME_SQL = {
     ("relq/store/database.py", "_native_insert"),
     ("relq/store/database.py", "refresh_derived"),
+    # ClickHouse: session settings, the customer-field lookup table, a temporary join table for
+    # UPDATE … FROM, the import lock queue (holder = a uuid RelQ made) — names, never user values.
+    *(
+        ("relq/store/dialects.py", name)
+        for name in (
+            "configure",
+            "_session",
+            "refresh_lookups",
+            "_update_from_via_join_table",
+            "_drop_join_tables",
+            "acquire",
+            "release",
+        )
+    ),
 }
 
 

@@ -95,6 +95,8 @@ def test_bulk_insert_keeps_types_and_nulls(engine):
 
 
 def test_a_failed_write_leaves_the_store_unchanged(engine):
+    if engine.dialect.name == "chdb":
+        pytest.skip("ClickHouse has no transactions or key constraints: test_a_failed_import_on_clickhouse_…")
     with pytest.raises(sa.exc.DBAPIError):
         with engine.begin() as conn:
             store.new_import(conn, file_name="f", file_hash="h", kind="customers")
@@ -156,6 +158,8 @@ def test_unreachable_database_gets_a_sentence_not_a_traceback():
 
 
 def test_a_store_made_with_the_old_answer_constraint_loses_it_and_keeps_its_answers(engine):
+    if engine.dialect.name == "chdb":
+        pytest.skip("ClickHouse stores never had the constraint")
     # Stores created before survey_answers dropped UNIQUE (response_id, item_id) are migrated by
     # create_schema; the answers stay, and the table takes repeated answers no more than before
     # because answers are only written with their (primary-keyed) response.

@@ -35,6 +35,7 @@ from relq.core.settings import resolve_min_n
 from relq.exceptions import RelqError
 from relq.measures import clustered
 from relq.store import catalog, record_audit, schema
+from relq.store.cases import require_row_store
 from relq.store.filters import SegmentFilter
 
 __all__ = [
@@ -182,6 +183,7 @@ def _validate(rule: AlertRule, dimensions: list[str]) -> AlertRule:
 
 def save_rule(engine: Engine, rule: AlertRule, user: str | None, now: datetime | None = None) -> int:
     """Create (``rule_id`` None) or change an alert rule; returns its id. A bad rule gets a sentence."""
+    require_row_store(engine)
     now = now or datetime.now()
     with engine.begin() as conn:
         rule = _validate(rule, catalog.dimensions(conn))

@@ -158,8 +158,8 @@ def moments(
         .select_from(source)
         .where(flt.response_clause(), _complete([R.c[n] for n in names]))
     )
-    if dimension:
-        stmt = stmt.group_by(segment)
+    if dimension:  # in order: the bootstrap draws segment after segment from one seeded generator
+        stmt = stmt.group_by(segment).order_by(segment)
     return pd.DataFrame(conn.execute(stmt).mappings().all())
 
 

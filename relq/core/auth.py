@@ -65,6 +65,7 @@ ACTIONS: tuple[str, ...] = (
     "edit_templates",
     "view_audit",
     "export",
+    "edit_themes",
     "work_cases",  # open, assign, contact and close cases for customers
     "edit_rules",  # the rules that open cases and the alert rules
     "send_digest",  # the Admin page's test digest
@@ -73,13 +74,24 @@ _ACTIONS_BY_ROLE: dict[str, frozenset[str]] = {
     "executive": frozenset({"export"}),
     "cx_lead": frozenset({"export", "work_cases"}),
     "analyst": frozenset(
-        {"export", "import", "undo_import", "edit_instrument", "edit_templates", "work_cases", "edit_rules"}
+        {
+            "export",
+            "import",
+            "undo_import",
+            "edit_instrument",
+            "edit_templates",
+            "edit_themes",
+            "work_cases",
+            "edit_rules",
+        }
     ),
     "admin": frozenset(ACTIONS),
 }
 
 # Pages are named by their st.Page url_path. A page not named here is open to every role (the
-# aggregate pages); the pages below are closed to the roles that may not use them.
+# aggregate pages); the pages below are closed to the roles that may not use them. The Comment
+# themes page ("themes") is open to all: executives see its aggregates (groups of 5 customers or
+# more), never a comment; editing rules and running discovery is the "edit_themes" action.
 DATA_WORK_PAGES: frozenset[str] = frozenset(
     {"upload", "import", "imports", "data-quality", "quality", "instrument", "mapping", "templates"}
 )

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from relq.core.exports import to_safe_csv
 from relq.core.instrument import Instrument, load_instrument
@@ -47,7 +47,7 @@ from relq.ingest.write import (
     reject_records,
     write_rows,
 )
-from relq.store import schema, serialise_imports
+from relq.store import import_transaction, new_import, schema
 
 __all__ = [
     "ImportResult",
@@ -268,8 +268,8 @@ def write_import(
     answers = _rows_of(v.answers, valid.index) if len(v.answers.columns) else v.answers.iloc[0:0]
     rejects = v.rejects
     messages = list(prepared.messages)
-    with engine.begin() as conn:
-        serialise_imports(conn)  # concurrent imports take turns, so none collides or duplicates
+    # imports take turns, so none collides or duplicates; on ClickHouse a failure removes what was written
+    with import_transaction(engine, f"The import of {prepared.file_name}") as conn:
         dup_in_file = valid[id_name].duplicated(keep="first")
         stored = existing_ids(conn, _ID_COLUMN[kind], valid[id_name])
         duplicate = dup_in_file | valid[id_name].isin(stored)
@@ -314,26 +314,23 @@ def write_import(
                 .reset_index(drop=True)
             )
         n_rejected = int(rejects["row"].nunique()) if not rejects.empty else 0
-        import_id = conn.execute(
-            insert(schema.imports)
-            .values(
-                **imports_row(
-                    file_name=prepared.file_name,
-                    file_hash=prepared.file_hash,
-                    kind=kind,
-                    detected_format=prepared.detected_format,
-                    mapping=prepared.mapping.to_json(),
-                    rows_total=prepared.rows_total,
-                    rows_imported=len(new),
-                    rows_rejected=n_rejected,
-                    rows_duplicate=int(duplicate.sum()),
-                    rows_unmatched=unmatched,
-                    imported_by=user,
-                    is_demo=False,
-                )
-            )
-            .returning(schema.imports.c.import_id)
-        ).scalar_one()
+        import_id = new_import(
+            conn,
+            **imports_row(
+                file_name=prepared.file_name,
+                file_hash=prepared.file_hash,
+                kind=kind,
+                detected_format=prepared.detected_format,
+                mapping=prepared.mapping.to_json(),
+                rows_total=prepared.rows_total,
+                rows_imported=len(new),
+                rows_rejected=n_rejected,
+                rows_duplicate=int(duplicate.sum()),
+                rows_unmatched=unmatched,
+                imported_by=user,
+                is_demo=False,
+            ),
+        )
         messages += write_rows(
             conn,
             kind=kind,
@@ -348,11 +345,13 @@ def write_import(
         messages.append(
             f"{int(duplicate.sum())} rows were already stored (or repeated in the file) and were skipped."
         )
+    if kind == "survey" and len(new):
+        messages.append(_refresh_themes_after_import(engine, user))
     follow_up: tuple[str, ...] = ()
     if after is not None:
         try:
             follow_up = tuple(after(engine, int(import_id), user))
-        except (RelqError, sa_exc.SQLAlchemyError, OSError) as exc:
+        except (RelqError, SQLAlchemyError, OSError) as exc:
             follow_up = (
                 f"The import is stored, but the case rules and alerts that follow it stopped: {exc}. "
                 "Run `python -m relq alerts run` to evaluate the alerts again.",
@@ -370,6 +369,20 @@ def write_import(
         messages=tuple(messages),
         follow_up=follow_up,
     )
+
+
+def _refresh_themes_after_import(engine, user: str | None) -> str:
+    """Comment themes for the new comments, once the import has committed: the import stands
+    whatever happens here, and comments not read now are read by the next refresh."""
+    from relq.ingest.themes import refresh_themes
+
+    try:
+        return refresh_themes(engine, user=user).sentence()
+    except (RelqError, SQLAlchemyError, ValueError, MemoryError) as exc:
+        return (
+            f"The import is stored, but comment themes were not refreshed ({exc}); the next import "
+            "or the Comment themes page will read the new comments."
+        )
 
 
 def _rows_of(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:

@@ -28,11 +28,12 @@ tier is generated in the same way as the 12k default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from relq import store
@@ -40,9 +41,19 @@ from relq.core.instrument import Instrument, load_instrument, pillar_indices
 from relq.core.settings import load_settings
 from relq.ingest.demo_cases import demo_cases
 from relq.ingest.quality import QUALITY_FLAGS, flag_responses
+from relq.store.database import LoadCounts
 from relq.store.schema import CUSTOMER_FIELDS, PILLARS, RESPONSE_FIELDS, TICKET_FIELDS, TRANSACTION_FIELDS
 
-__all__ = ["DEFAULT_END", "DemoCompany", "generate_demo", "ensure_demo"]
+__all__ = [
+    "COMMENT_THEMES",
+    "DEFAULT_END",
+    "CommentTheme",
+    "DemoCompany",
+    "generate_demo",
+    "ensure_demo",
+    "load_demo",
+    "build_demo_streamed",
+]
 
 # A fixed end date keeps the demo identical whenever and wherever it is generated.
 DEFAULT_END = date(2026, 10, 31)
@@ -256,55 +267,205 @@ LAST_NAMES = (
 )
 UNKNOWN_DOMAINS = ("gmail.com", "outlook.com", "yahoo.com", "proton.me", "icloud.com")
 
-PROMOTER_OPENERS = (
-    "Great partner for our team.",
-    "Really happy with the service.",
-    "Excellent experience overall.",
-    "We would recommend you to anyone.",
-    "Very reliable so far.",
-    "Keep up the good work.",
+# General remarks open a comment, or make up one that names no theme. Real remarks vary a lot,
+# so they are put together from parts: no remark, and hardly any word, is a theme of its own.
+PROMOTER_REMARKS = (
+    "great partner",
+    "really pleased",
+    "excellent experience",
+    "would recommend you",
+    "very happy",
+    "brilliant people",
+    "no complaints",
+    "one of our best vendors",
+    "consistently impressive",
+    "top notch",
+    "keep it up",
+    "thanks for everything",
 )
-PROMOTER_DETAILS = (
-    "Support answers quickly and actually fixes things.",
-    "Onboarding was smooth and well organised.",
-    "Our account manager really knows our business.",
-    "The product just works for us.",
-    "The reporting saves us hours every week.",
-    "Every release makes our work a little easier.",
+PASSIVE_REMARKS = (
+    "solid",
+    "mostly fine",
+    "does the job",
+    "room to improve",
+    "decent",
+    "okay for now",
+    "nothing special",
+    "average",
+    "some ups and downs",
+    "meets expectations",
+    "neither great nor terrible",
+    "could be better",
 )
-PASSIVE_OPENERS = (
-    "Solid product overall.",
-    "Mostly fine.",
-    "Does the job.",
-    "Good, with room to improve.",
-    "Decent value.",
+DETRACTOR_REMARKS = (
+    "disappointed",
+    "not happy",
+    "reconsidering the contract",
+    "frustrating",
+    "expected a lot more",
+    "getting worse",
+    "a letdown",
+    "not what we signed up for",
+    "looking at alternatives",
+    "very unhappy",
+    "this needs to change",
+    "a poor run",
 )
-PASSIVE_DETAILS = (
-    "Pricing feels a bit high for what we use.",
-    "Some features we need are still missing.",
-    "Support is good but can be slow at times.",
-    "The interface could be simpler.",
-    "Onboarding new colleagues takes longer than it should.",
+
+
+@dataclass(frozen=True)
+class CommentTheme:
+    """A theme the demo's comments talk about, at known rates: the probability that a comment
+    mentions it, by the writer's NPS group (detractor, passive, promoter). A sentence about it is
+    one of its subjects and one of its complaints (detractors; passives three times in five) or
+    praises (promoters), so its sentences share words the way real comments on one subject do."""
+
+    name: str
+    rates: tuple[float, float, float]
+    subjects: tuple[str, ...]
+    complaints: tuple[str, ...]
+    praise: tuple[str, ...]
+    french: str | None = None
+    german: str | None = None
+    spanish: str | None = None
+
+
+# Seven are what the shipped theme rules look for; the last three only discovery finds.
+COMMENT_THEMES: tuple[CommentTheme, ...] = (
+    CommentTheme(
+        "delivery",
+        (0.18, 0.1, 0.07),
+        ("Delivery", "Our delivery", "Shipping and delivery", "The last delivery"),
+        ("arrived late again", "is late more often than not", "keeps slipping by days", "came a week late"),
+        ("always arrives on time", "is fast with clear tracking", "arrives early"),
+        "La livraison est toujours en retard.",
+        "Die Lieferung kam wieder zu spät.",
+        "La entrega llegó tarde otra vez.",
+    ),
+    CommentTheme(
+        "price",
+        (0.22, 0.2, 0.04),
+        ("The price", "Your price", "Pricing", "The price per seat"),
+        (
+            "is too high for what we use",
+            "went up again without more value",
+            "is hard to justify",
+            "keeps rising",
+        ),
+        ("is fair for the value", "is fair and clear"),
+        "Le prix est trop élevé pour nous.",
+        "Der Preis ist zu hoch für uns.",
+        "El precio es demasiado alto.",
+    ),
+    CommentTheme(
+        "support",
+        (0.2, 0.1, 0.12),
+        ("Support", "The support team", "Support on chat", "Support by email"),
+        (
+            "takes days to answer",
+            "is far too slow to respond",
+            "leaves us waiting for hours",
+            "rarely solves the problem",
+        ),
+        ("answers quickly and fixes things", "is friendly and quick", "solves problems fast"),
+        "Le support répond trop lentement.",
+        "Der Kundendienst antwortet zu langsam.",
+        "El soporte responde muy lento.",
+    ),
+    CommentTheme(
+        "billing",
+        (0.22, 0.08, 0.03),
+        ("The invoice", "Our invoice", "Every invoice", "The invoice this month"),
+        (
+            "has errors again",
+            "charged us twice",
+            "is confusing and refunds take weeks",
+            "never matches the contract",
+        ),
+        ("is clear and correct", "is always right"),
+        "La facture contient encore des erreurs.",
+        "Die Rechnung ist schon wieder falsch.",
+        "La factura viene mal otra vez.",
+    ),
+    CommentTheme(
+        "product quality",
+        (0.2, 0.1, 0.08),
+        ("The product", "The product lately", "The product on mobile", "The latest product release"),
+        (
+            "has too many bugs",
+            "is down too often",
+            "crashes several times a week",
+            "feels buggy and unstable",
+        ),
+        ("just works", "is stable and fast", "has been rock solid"),
+        "Trop de bugs depuis la dernière version.",
+        "Zu viele Fehler seit dem letzten Update.",
+        "Demasiados fallos desde la última versión.",
+    ),
+    CommentTheme(
+        "onboarding",
+        (0.04, 0.08, 0.14),
+        ("Onboarding", "The onboarding", "Onboarding new colleagues", "The onboarding training"),
+        ("takes longer than it should", "took weeks", "was thin and confusing"),
+        ("was smooth and well organised", "got us up to speed quickly", "was well paced"),
+        "La prise en main a été difficile.",
+        "Die Einarbeitung hat viel zu lange gedauert.",
+        "La puesta en marcha fue muy lenta.",
+    ),
+    CommentTheme(
+        "communication",
+        (0.18, 0.1, 0.05),
+        ("Communication", "Communication about changes", "Your communication", "Communication from the team"),
+        ("comes too late", "is poor and nobody follows up", "leaves us uninformed", "is rare and vague"),
+        ("is clear and timely", "keeps us well informed"),
+        "Aucun suivi de nos demandes.",
+        "Wir werden nie informiert.",
+        "No hay seguimiento de nuestros casos.",
+    ),
+    CommentTheme(
+        "reporting",
+        (0.05, 0.08, 0.12),
+        ("Reporting", "The reporting dashboards", "Reporting exports", "The monthly reporting"),
+        ("is hard to read", "keeps failing on export", "lacks the numbers we need"),
+        ("saves us hours every week", "gives us exactly what we need"),
+    ),
+    CommentTheme(
+        "account manager",
+        (0.04, 0.05, 0.12),
+        ("Our account manager", "The account manager", "Our account management"),
+        ("changed three times this year", "is hard to reach", "never visits"),
+        ("really knows our business", "is proactive and helpful", "is always available"),
+    ),
+    CommentTheme(
+        "features",
+        (0.1, 0.14, 0.06),
+        ("Features", "Key features", "Some features", "Mobile features"),
+        ("we need are still missing", "lag behind competitors", "are missing on mobile"),
+        ("keep getting better", "cover everything we need"),
+    ),
 )
-DETRACTOR_OPENERS = (
-    "Disappointed lately.",
-    "Not happy with the service.",
-    "We are reconsidering our contract.",
-    "Frustrating experience this quarter.",
-    "Expected a lot more.",
-)
-DETRACTOR_DETAILS = (
-    "Too many bugs since the last release.",
-    "The price went up and the value did not.",
-    "Nobody follows up on our issues.",
-    "Invoices keep having errors.",
-    "The product is down too often.",
-)
-SLOW_SUPPORT_COMPLAINTS = (
-    "Tickets take days to get a first answer.",
-    "Response times from support are far too slow.",
-    "We wait hours on chat before anyone replies.",
-)
+# Slow support shows: a detractor or passive whose support is slow (standardised log first-response
+# time above 0.5) complains about support more often.
+SLOW_SUPPORT_RATE_FACTOR = 1.8
+# Who writes in which language, by region (the rest write English). French, German and Spanish
+# comments carry the themes in translation; the others are counted as not themed.
+COMMENT_LANGUAGES: dict[str, tuple[tuple[str, float], ...]] = {
+    "EMEA": (("fr", 0.1), ("de", 0.08), ("it", 0.03), ("nl", 0.02)),
+    "LATAM": (("es", 0.25), ("pt", 0.08)),
+    "APAC": (("ja", 0.04),),
+    "North America": (("es", 0.02),),
+}
+OTHER_LANGUAGE_COMMENTS = {
+    "it": ("Il servizio non è stato molto buono questo trimestre.", "Siamo contenti del lavoro del team."),
+    "pt": ("O atendimento não foi muito bom neste trimestre.", "Estamos satisfeitos com a equipe."),
+    "nl": ("De service was niet erg goed dit kwartaal.", "We zijn tevreden met het team."),
+    "ja": ("サポートの対応がとても遅いです。", "チームの仕事に満足しています。"),
+}
+NO_THEME_COMMENTS = {
+    "fr": "Rien de particulier à signaler.",
+    "de": "Alles in Ordnung so weit.",
+    "es": "Todo bien por ahora.",
+}
 
 LATENT_CORRELATION = np.array([[1.0, 0.7, 0.65], [0.7, 1.0, 0.7], [0.65, 0.7, 1.0]])  # trust, commitment, sat
 SHARE_DUPLICATES = 0.01
@@ -324,6 +485,7 @@ class DemoCompany:
     responses: pd.DataFrame  # RESPONSE_FIELDS + pillar indices, rq and QUALITY_FLAGS
     answers: pd.DataFrame  # long: response_id, item_id, value (answered items only)
     contacts: pd.DataFrame  # customer_id, name, email: the people surveyed at each account (not stored)
+    planted_themes: pd.DataFrame  # response_id, theme: what each comment was written about (not stored)
     cases: pd.DataFrame | None = None  # the CX team's cases (relq.ingest.demo_cases)
     case_events: pd.DataFrame | None = None  # their history, by customer_id and opened_at
 
@@ -354,10 +516,10 @@ def generate_demo(
     transactions = _transactions(rng, people, start)
     tickets = _tickets(rng, people, start, horizon)
     contacts = _contacts(rng, people)
-    responses, answers = _surveys(rng, people, contacts, start, end, horizon, instrument)
+    responses, answers, planted = _surveys(rng, people, contacts, start, end, horizon, instrument)
     cases, case_events = demo_cases(people.frame, responses, seed)  # its own random stream
     return DemoCompany(
-        people.frame, transactions, tickets, responses, answers, contacts.frame, cases, case_events
+        people.frame, transactions, tickets, responses, answers, contacts.frame, planted, cases, case_events
     )
 
 
@@ -595,7 +757,7 @@ def _surveys(
     end: date,
     horizon: float,
     instrument: Instrument,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     wave_names, sends = _waves(start, end, horizon)
     if not wave_names:
         raise ValueError("The period holds no complete survey quarter; ask for more months.")
@@ -667,7 +829,14 @@ def _surveys(
     email = np.concatenate(
         [contacts.frame["email"].to_numpy(object)[person], _unknown_emails(rng, n_unknown, contacts.frame)]
     )
-    comment = _comments(rng, scores["nps"], slowness)
+    region = np.concatenate(
+        [people.frame["region"].to_numpy(object)[who], np.full(n_unknown, "North America", dtype=object)]
+    )
+    # Comments draw from a generator of their own, so what they say can change without moving
+    # any other number of the demo.
+    comment, planted = _comments(
+        np.random.default_rng(rng.integers(0, 2**63)), scores["nps"], slowness, region
+    )
 
     # About 1% re-submit the same form a few minutes later (a double click, a second tab).
     copy = np.flatnonzero(rng.random(n) < SHARE_DUPLICATES)
@@ -709,7 +878,14 @@ def _surveys(
             "value": block.ravel()[kept],
         }
     )
-    return responses, answers
+    rows, themes = np.nonzero(planted[take])
+    planted_themes = pd.DataFrame(
+        {
+            "response_id": response_id[rows],
+            "theme": np.array([t.name for t in COMMENT_THEMES], dtype=object)[themes],
+        }
+    )
+    return responses, answers, planted_themes
 
 
 def _scores(rng: np.random.Generator, state: np.ndarray, slowness: np.ndarray) -> dict[str, np.ndarray]:
@@ -735,28 +911,62 @@ def _straightline_shares(lo: float, hi: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _comments(rng: np.random.Generator, nps: np.ndarray, slowness: np.ndarray) -> np.ndarray:
-    """A comment on ≈30% of responses; detractors write more often, and slow support shows."""
+def _comments(
+    rng: np.random.Generator, nps: np.ndarray, slowness: np.ndarray, region: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A comment on ≈30% of responses (detractors write more often). Each comment mentions each
+    of :data:`COMMENT_THEMES` with its rate for the writer's NPS group (support more often when
+    support is slow), after a general remark one time in three; some writers use their own language
+    (:data:`COMMENT_LANGUAGES`). Returns the comments and which themes each one was given
+    (n × themes, all false for a response without a comment or in a language no rule covers)."""
     n = len(nps)
     promoter, detractor = nps >= 9, nps <= 6
+    group = np.where(detractor, 0, np.where(promoter, 2, 1))
     writes = rng.random(n) < np.where(detractor, 0.4, np.where(promoter, 0.3, 0.24))
 
-    def phrase(options: tuple[str, ...]) -> np.ndarray:
+    language = np.full(n, "en", dtype=object)
+    draw = rng.random(n)
+    for name, shares in COMMENT_LANGUAGES.items():
+        at, edge = region == name, 0.0
+        for code, share in shares:
+            language[at & (draw >= edge) & (draw < edge + share)] = code
+            edge += share
+
+    def pick(options: tuple[str, ...]) -> np.ndarray:
         return _pick(options, rng.integers(0, len(options), n))
 
-    opener = np.where(
+    planted = np.zeros((n, len(COMMENT_THEMES)), dtype=bool)
+    text = np.full(n, "", dtype=object)
+    for j, theme in enumerate(COMMENT_THEMES):
+        rate = np.array(theme.rates)[group]
+        if theme.name == "support":
+            slow = (slowness > 0.5) & ~promoter
+            rate = np.where(slow, np.minimum(1.0, rate * SLOW_SUPPORT_RATE_FACTOR), rate)
+        praising = promoter | (~detractor & (rng.random(n) < 0.4))
+        predicate = np.where(praising, pick(theme.praise), pick(theme.complaints))
+        sentence = pick(theme.subjects) + " " + predicate + "."
+        writable = language == "en"
+        for code, translated in (("fr", theme.french), ("de", theme.german), ("es", theme.spanish)):
+            if translated:
+                sentence = np.where(language == code, translated, sentence)
+                writable |= language == code
+        planted[:, j] = writes & writable & (rng.random(n) < rate)
+        text = np.where(planted[:, j], text + " " + sentence, text)
+
+    remark = np.where(
         promoter,
-        phrase(PROMOTER_OPENERS),
-        np.where(detractor, phrase(DETRACTOR_OPENERS), phrase(PASSIVE_OPENERS)),
+        pick(PROMOTER_REMARKS),
+        np.where(detractor, pick(DETRACTOR_REMARKS), pick(PASSIVE_REMARKS)),
     )
-    detractor_detail = np.where(
-        (slowness > 0.5) & (rng.random(n) < 0.7), phrase(SLOW_SUPPORT_COMPLAINTS), phrase(DETRACTOR_DETAILS)
-    )
-    detail = np.where(
-        promoter, phrase(PROMOTER_DETAILS), np.where(detractor, detractor_detail, phrase(PASSIVE_DETAILS))
-    )
-    text = np.where(rng.random(n) < 0.25, detail, opener + " " + detail)
-    return np.where(writes, text, None).astype(object)
+    opener = np.char.capitalize(remark.astype(str)).astype(object) + "."
+    english = language == "en"
+    with_opener = english & ((rng.random(n) < 0.35) | (text == ""))
+    text = np.where(with_opener, opener + text, np.char.strip(text.astype(str)).astype(object))
+    for code, fallback in NO_THEME_COMMENTS.items():
+        text = np.where((language == code) & (text == ""), fallback, text)
+    for code, options in OTHER_LANGUAGE_COMMENTS.items():
+        text = np.where(language == code, _pick(options, (nps >= 9).astype(int)), text)
+    return np.where(writes, text, None).astype(object), planted
 
 
 def _unknown_emails(rng: np.random.Generator, n: int, contacts: pd.DataFrame) -> np.ndarray:
@@ -797,5 +1007,97 @@ def ensure_demo(engine: Engine, customers: int | None = None) -> bool:
     """On first start (an empty store), build and load the demo company. True when it did."""
     if store.has_data(engine):
         return False
-    store.load_demo(engine, generate_demo(customers=customers or load_settings().demo_customers))
+    load_demo(engine, generate_demo(customers=customers or load_settings().demo_customers))
     return True
+
+
+def load_demo(engine: Engine, company: DemoCompany) -> LoadCounts:
+    """Replace any demo data with ``company`` (one transaction), then read its comments' themes."""
+    from relq.ingest.themes import refresh_themes
+
+    counts = store.load_demo(engine, company)
+    refresh_themes(engine)
+    return counts
+
+
+# Ids of the demo's frames: prefix and the width of the number, as _ids writes them.
+_ID_FORMATS = {
+    "customer_id": ("C", 6),
+    "transaction_id": ("T", 8),
+    "ticket_id": ("K", 7),
+    "response_id": ("R", 7),
+}
+
+
+def _renumbered(company: DemoCompany, offsets: dict[str, int]) -> DemoCompany:
+    """``company`` with every id moved up by ``offsets`` (a later chunk of a streamed build)."""
+
+    def moved(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        for column in set(_ID_FORMATS) & set(out.columns):
+            prefix, width = _ID_FORMATS[column]
+            present = out[column].notna()
+            numbers = out.loc[present, column].str.slice(len(prefix)).astype(np.int64) + offsets[column]
+            out.loc[present, column] = _ids(prefix, numbers.to_numpy(), width)
+        return out
+
+    return DemoCompany(
+        *(
+            moved(frame)
+            for frame in (
+                company.customers,
+                company.transactions,
+                company.tickets,
+                company.responses,
+                company.answers,
+                company.contacts,
+                company.planted_themes,
+            )
+        )
+    )
+
+
+def build_demo_streamed(engine: Engine, customers: int, seed: int = 7, chunk: int = 250_000, progress=None):
+    """Build a demo company of any size on disk, ``chunk`` customers at a time.
+
+    Each chunk is generated with its own seed and appended in its own transaction, so memory stays
+    that of one chunk (the 2M-customer huge tier fits this 24 GB machine). A company of at most
+    ``chunk`` customers is exactly :func:`generate_demo`'s, loaded in one transaction. A build
+    interrupted halfway leaves a partial demo; building again replaces it whole.
+    """
+    if customers <= chunk:
+        return load_demo(engine, generate_demo(customers=customers, seed=seed))
+    store.create_schema(engine)
+    with store.import_transaction(engine, "Building the demo company") as conn:
+        import_id = store.start_demo(conn, rows=0, label=f"demo-{customers}-streamed")
+    offsets = dict.fromkeys(_ID_FORMATS, 0)
+    totals = np.zeros(5, dtype=np.int64)
+    done = 0
+    for number, size in enumerate([chunk] * (customers // chunk) + [customers % chunk]):
+        if size == 0:
+            continue
+        part = _renumbered(generate_demo(customers=size, seed=seed * 1_000 + number), offsets)
+        with store.import_transaction(engine, "Building the demo company") as conn:
+            counts = store.insert_demo(conn, import_id, part)
+        totals += np.array(astuple(counts)[1:])
+        for column, frame in (
+            ("customer_id", part.customers),
+            ("transaction_id", part.transactions),
+            ("ticket_id", part.tickets),
+            ("response_id", part.responses),
+        ):
+            offsets[column] += len(frame)
+        done += size
+        if progress:
+            progress(done, customers)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(store.schema.imports)
+            .where(store.schema.imports.c.import_id == import_id)
+            .values(rows_total=int(totals[3]), rows_imported=int(totals[3]))
+        )
+        store.refresh_derived(conn)
+    from relq.ingest.themes import refresh_themes
+
+    refresh_themes(engine)
+    return LoadCounts(import_id, *map(int, totals))

@@ -26,6 +26,7 @@ from relq.core.settings import Settings, load_settings
 from relq.outputs import mail, webhook
 from relq.outputs.delivery import DeliveryReport, deliver_pending
 from relq.store import catalog, outbox, record_audit, schema, serialise_imports
+from relq.store.cases import require_row_store
 
 __all__ = ["AlertRun", "run_alerts", "within_scope"]
 
@@ -189,6 +190,7 @@ def run_alerts(
     deliver: bool = True,
 ) -> AlertRun:
     """Evaluate every enabled rule, fire what changed, then deliver everything waiting."""
+    require_row_store(engine)
     settings = settings or load_settings()
     roles = roles if roles is not None else auth.load_roles(settings.roles_path)
     now = now or datetime.now()

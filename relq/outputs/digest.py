@@ -241,6 +241,7 @@ def send_digest(
     deliver: bool = True,
 ) -> DigestRun:
     """Queue one digest per recipient who has a role (each with its audit record), then deliver."""
+    cases.require_row_store(engine)
     settings = settings or load_settings()
     roles = roles if roles is not None else auth.load_roles(settings.roles_path)
     now = now or datetime.now()

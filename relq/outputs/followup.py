@@ -12,12 +12,15 @@ from sqlalchemy.engine import Engine
 
 from relq.analyses.cases import apply_case_rules
 from relq.outputs.alerting import run_alerts
+from relq.store.cases import supports_cases
 
 __all__ = ["follow_up_import"]
 
 
 def follow_up_import(engine: Engine, import_id: int, user: str | None = None) -> list[str]:
     """Run the case rules for ``import_id``, then the alerts; one sentence per thing done."""
+    if not supports_cases(engine):
+        return []  # ClickHouse holds no cases or alert state (relq.store.cases.ROW_STORE_NEEDED)
     messages = [result.sentence() for result in apply_case_rules(engine, import_id)]
     run = run_alerts(engine, user=user)
     messages += [line for line in run.lines() if not line.startswith("Nothing was waiting")]

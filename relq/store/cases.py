@@ -30,11 +30,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from relq.exceptions import CaseConflict, RelqError
-from relq.store import schema
+from relq.store import dialects, schema
 from relq.store.database import bulk_insert, record_audit
 from relq.store.filters import SegmentFilter
 
 __all__ = [
+    "ROW_STORE_NEEDED",
+    "supports_cases",
+    "require_row_store",
     "Reason",
     "REASONS",
     "STATUSES",
@@ -60,6 +63,23 @@ __all__ = [
 
 C = schema.cases
 E = schema.case_events
+
+ROW_STORE_NEEDED = (
+    "Cases, alerts and digests keep their state in tables RelQ changes row by row (a version per case, "
+    "a delivery state per message), so they need DuckDB or PostgreSQL as RELQ_DATABASE_URL; on ClickHouse "
+    "every dashboard works, but not these."
+)
+
+
+def supports_cases(bind) -> bool:
+    """Whether the store can hold cases, alert state and the outbox (DuckDB, PostgreSQL: not ClickHouse)."""
+    return not dialects.is_clickhouse(bind)
+
+
+def require_row_store(bind) -> None:
+    """Stop with a sentence on a store that cannot hold cases (see :data:`ROW_STORE_NEEDED`)."""
+    if not supports_cases(bind):
+        raise RelqError(ROW_STORE_NEEDED)
 
 
 @dataclass(frozen=True)
@@ -219,6 +239,7 @@ def open_cases(
     business days from today. Given a Connection, the cases join its transaction.
     """
     _check_reason(reason)
+    require_row_store(engine)
     now = now or datetime.now()
     frame = (
         customers.copy()
@@ -374,6 +395,7 @@ def update_case(
     :class:`RelqError` with a sentence for a change that is not allowed (a status that cannot
     follow the current one, resolving without an outcome, reopening a second open case).
     """
+    require_row_store(engine)
     now = now or datetime.now()
     case_id = int(case_id)
     note = (note or "").strip() or None

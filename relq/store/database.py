@@ -1,8 +1,12 @@
 """The store: engines, schema, bulk writes on each engine's native path, derived segments, undo.
 
 DuckDB (the embedded default) takes a pandas frame through ``register`` + ``INSERT … SELECT``;
-PostgreSQL takes ``COPY … FROM STDIN``. Both run inside the caller's transaction, so an import
-lands whole or not at all.
+PostgreSQL takes ``COPY … FROM STDIN``; ClickHouse (chDB in-process, or a server through
+clickhouse-connect) its native columnar insert of the frame. On DuckDB and PostgreSQL the writes
+run inside the caller's transaction, so an import lands whole or not at all. ClickHouse has no
+multi-table transactions: an import writes under its import id, and :func:`import_transaction`
+removes what it wrote if anything fails (and says so). How each engine renders RelQ's SQL is
+:mod:`relq.store.dialects`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import csv
 import io
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -20,8 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from relq.core.settings import PROJECT_ROOT, load_settings
-from relq.exceptions import StoreUnavailable
-from relq.store import schema
+from relq.exceptions import ImportRejected, StoreUnavailable
+from relq.store import dialects, schema
 
 __all__ = [
     "get_engine",
@@ -29,10 +35,13 @@ __all__ = [
     "bulk_insert",
     "new_import",
     "serialise_imports",
+    "import_transaction",
     "stored_keys",
     "refresh_derived",
     "data_end",
     "load_demo",
+    "start_demo",
+    "insert_demo",
     "has_demo",
     "has_data",
     "remove_demo",
@@ -46,6 +55,8 @@ __all__ = [
 
 # Tables whose rows belong to an import (undo removes them by import_id).
 DATA_TABLES: tuple[sa.Table, ...] = (
+    schema.comment_themes,
+    schema.comment_facts,
     schema.survey_answers,
     schema.survey_responses,
     schema.tickets,
@@ -64,16 +75,36 @@ def get_engine(url: str | None = None) -> Engine:
             path = str(PROJECT_ROOT / path)
             url = f"duckdb:///{path}"
         (PROJECT_ROOT / "data").mkdir(exist_ok=True)
+    database = None
+    if url.startswith("chdb:///") and not url.startswith("chdb:///:memory:"):
+        url, database = _chdb_url(url)
     try:
         engine = sa.create_engine(url, **_engine_options(url))
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise StoreUnavailable(
             f"RELQ_DATABASE_URL {url!r} is not a database URL RelQ can use ({exc}); "
-            "expected e.g. duckdb:///data/relq.duckdb or postgresql+psycopg://user@host/db."
+            "expected e.g. duckdb:///data/relq.duckdb, postgresql+psycopg://user@host/db, "
+            "clickhousedb://user@host:8123/db or chdb:///data/relq.chdb."
         ) from None
     if engine.dialect.name == "duckdb" and engine.url.database not in (None, "", ":memory:"):
         sa.event.listen(engine, "do_connect", _wait_for_duckdb_lock)
-    return engine
+    if database:  # the URL says which database (the driver never sees it; configure() selects it)
+        engine.url = engine.url.update_query_dict({"database": database})
+    return dialects.configure(engine, database)
+
+
+def _chdb_url(url: str) -> tuple[str, str | None]:
+    """``chdb:///PATH[?database=NAME]``: a relative PATH is under the project folder, like the
+    DuckDB file's; NAME (default ``default``) is the database inside it. One process opens a
+    chDB folder at a time, so several stores in one process are databases of one folder."""
+    parsed = sa.engine.make_url(url)
+    database = parsed.query.get("database")
+    path = parsed.database or ""
+    if not path.startswith("/"):
+        path = str(PROJECT_ROOT / path)
+        (PROJECT_ROOT / "data").mkdir(exist_ok=True)
+    rest = {k: v for k, v in parsed.query.items() if k != "database"}
+    return parsed.set(database="/" + path.lstrip("/"), query=rest).render_as_string(False), database
 
 
 # A DuckDB file takes one writing process at a time. The dashboard's connections are short-lived
@@ -106,6 +137,9 @@ def create_schema(engine: Engine) -> None:
     try:
         schema.metadata.create_all(engine)
         _drop_answer_constraint(engine)
+        if dialects.is_clickhouse(engine):
+            with engine.connect() as conn:
+                dialects.refresh_lookups(conn, only_if_missing=True)
     except sa.exc.OperationalError as exc:
         raise StoreUnavailable(explain_connection_error(exc, engine)) from None
 
@@ -153,6 +187,12 @@ def _drop_answer_constraint(engine: Engine) -> None:
 
 def explain_connection_error(exc: Exception, engine: Engine) -> str:
     text = str(exc)
+    if engine.dialect.name == "chdb" and "EmbeddedServer" in text:
+        return (
+            f"The chDB store {engine.url.database} is open in another RelQ process (the dashboard or a "
+            "CLI command): chDB serves one process at a time. Stop that process and try again, or use "
+            "a ClickHouse server (clickhousedb://…) for several."
+        )
     if engine.dialect.name == "duckdb" and ("lock" in text.lower() or "conflicting" in text.lower()):
         return (
             f"The database file {engine.url.database} is in use by another RelQ process "
@@ -254,6 +294,8 @@ def _native_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> No
                         buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f"
                     )
                     copy.write(buf.getvalue())
+    elif dialects.is_clickhouse(conn):
+        dialects.insert_frame(conn, table, frame)
     else:  # any other SQLAlchemy dialect: executemany in chunks
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         for start in range(0, len(records), 10_000):
@@ -268,7 +310,7 @@ def stored_keys(conn: Connection, column: sa.Column, keys) -> set:
     """Which of ``keys`` are already stored in ``column``, decided in the database.
 
     Many keys travel as a table (DuckDB: a registered frame; PostgreSQL: a temporary table
-    filled by COPY) and are semi-joined to ``column``; only the keys found come back, however
+    filled by COPY; chDB: the frame read in place) and are semi-joined to ``column``; only the keys found come back, however
     many rows are stored. Runs in ``conn``'s transaction, so an import that took
     :func:`serialise_imports` sees every import committed before it.
     """
@@ -277,6 +319,10 @@ def stored_keys(conn: Connection, column: sa.Column, keys) -> set:
     if len(wanted) == 0:
         return set()
     dialect = conn.dialect.name
+    if len(wanted) > _IN_LIST_KEYS and dialects.is_clickhouse(conn):
+        found = dialects.keys_found(conn, column, pd.Series(wanted, dtype=object))
+        if found is not None:
+            return found
     if len(wanted) <= _IN_LIST_KEYS or dialect not in ("duckdb", "postgresql"):
         found: set = set()
         for start in range(0, len(wanted), _IN_LIST_KEYS):
@@ -313,11 +359,57 @@ _IMPORT_LOCK_KEY = 0x52454C51  # "RELQ"
 
 
 def serialise_imports(conn: Connection) -> None:
-    """Make concurrent imports take turns (PostgreSQL): each one decides which rows are new only
-    after the previous one committed, so overlapping files neither collide nor duplicate. DuckDB
+    """Make concurrent imports take turns: each one decides which rows are new only after the
+    previous one committed, so overlapping files neither collide nor duplicate. PostgreSQL: an
+    advisory lock for the transaction. ClickHouse: RelQ's lock table
+    (:class:`relq.store.dialects.ImportLock`), released when ``conn``'s transaction ends. DuckDB
     already admits one writing transaction at a time."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", _IMPORT_LOCK_KEY))))
+    elif dialects.is_clickhouse(conn) and "relq_import_lock" not in conn.info:
+        lock = dialects.ImportLock(conn)
+        lock.acquire()
+        conn.info["relq_import_lock"] = lock
+
+        def release(conn_, *_):
+            conn_.info.pop("relq_import_lock", lock).release()
+
+        sa.event.listen(conn, "commit", release, once=True)
+        sa.event.listen(conn, "rollback", release, once=True)
+
+
+@contextmanager
+def import_transaction(engine: Engine, what: str = "The import") -> Iterator[Connection]:
+    """The connection an import (or an undo) writes through, imports taking turns.
+
+    DuckDB and PostgreSQL: one transaction — it lands whole or not at all. ClickHouse has no
+    multi-table transactions: each row is written under its import's id (:func:`new_import`)
+    and, if anything fails before the end, every row of the imports begun here is deleted again
+    and the error says so (as :class:`relq.exceptions.ImportRejected`).
+    """
+    with engine.begin() as conn:
+        serialise_imports(conn)
+        if not dialects.is_clickhouse(conn):
+            yield conn
+            return
+        try:
+            yield conn
+        except Exception as exc:
+            begun = conn.info.pop("relq_import_ids", [])
+            if not begun:
+                raise
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            left = _remove_written(conn, begun)
+            if left:
+                raise ImportRejected(
+                    f"{what} failed while writing ({reason}), and its rows could not be removed from "
+                    f"{', '.join(left)}: undo import {', '.join(map(str, begun))} once the store is reachable."
+                ) from exc
+            raise ImportRejected(
+                f"{what} failed while writing ({reason}); everything it had written was removed again, "
+                "so the store is as it was."
+            ) from exc
+        conn.info.pop("relq_import_ids", None)
 
 
 def new_import(conn: Connection, **fields) -> int:
@@ -325,6 +417,12 @@ def new_import(conn: Connection, **fields) -> int:
     fields.setdefault("imported_at", datetime.now())
     if isinstance(fields.get("mapping"), dict):
         fields["mapping"] = json.dumps(fields["mapping"])
+    if dialects.is_clickhouse(conn):  # no sequence, no RETURNING: the next id under the import lock
+        serialise_imports(conn)
+        import_id = dialects.next_import_id(conn, schema.imports)
+        conn.execute(schema.imports.insert().values(import_id=import_id, **fields))
+        conn.info.setdefault("relq_import_ids", []).append(import_id)
+        return import_id
     return conn.execute(
         schema.imports.insert().values(**fields).returning(schema.imports.c.import_id)
     ).scalar_one()
@@ -344,10 +442,6 @@ def data_end(conn: Connection) -> date:
     return max(latest) if latest else date.today()
 
 
-def _month_label(dialect: str, expr: str) -> str:
-    return f"strftime({expr}, '%Y-%m')" if dialect == "duckdb" else f"to_char({expr}, 'YYYY-MM')"
-
-
 def refresh_derived(conn: Connection, at_risk_days: int | None = None) -> None:
     """Recompute each customer's cohort, RFM value tier and lifecycle stage from transactions.
 
@@ -362,14 +456,11 @@ def refresh_derived(conn: Connection, at_risk_days: int | None = None) -> None:
     end = data_end(conn)
     dialect = conn.dialect.name
     cohort_src = "coalesce(c.acquired_at, CAST(t.first_at AS DATE))"
-    conn.execute(
+    derived = (
         sa.text(
             f"""
-            UPDATE customers SET cohort = d.cohort, value_tier = d.value_tier,
-                                 lifecycle_stage = d.lifecycle_stage
-            FROM (
               SELECT c.customer_id,
-                     {_month_label(dialect, cohort_src)} AS cohort,
+                     {dialects.month_label(dialect, cohort_src)} AS cohort,
                      CASE WHEN coalesce(t.revenue_12m, 0) <= 0 THEN 'No purchases'
                           WHEN t.rank_share <= 0.2 THEN 'Top 20%'
                           WHEN t.rank_share <= 0.7 THEN 'Middle 50%'
@@ -390,17 +481,29 @@ def refresh_derived(conn: Connection, at_risk_days: int | None = None) -> None:
                        ) AS rank_share
                 FROM transactions GROUP BY customer_id
               ) t ON t.customer_id = c.customer_id
-            ) d
-            WHERE customers.customer_id = d.customer_id
             """  # noqa: S608 - only the month-format function differs by dialect; values are bound
-        ),
-        {
-            "end": end,
-            "new_since": end - timedelta(days=90),
-            "active_since": datetime.combine(end - timedelta(days=at_risk_days), datetime.min.time()),
-            "lapsed_since": datetime.combine(end - timedelta(days=2 * at_risk_days), datetime.min.time()),
-            "year_ago": datetime.combine(end - timedelta(days=365), datetime.min.time()),
-        },
+        )
+        .bindparams(
+            end=end,
+            new_since=end - timedelta(days=90),
+            active_since=datetime.combine(end - timedelta(days=at_risk_days), datetime.min.time()),
+            lapsed_since=datetime.combine(end - timedelta(days=2 * at_risk_days), datetime.min.time()),
+            year_ago=datetime.combine(end - timedelta(days=365), datetime.min.time()),
+        )
+        .columns(customer_id=sa.Text, cohort=sa.Text, value_tier=sa.Text, lifecycle_stage=sa.Text)
+        .subquery("d")
+    )
+    customers = schema.customers
+    if dialects.is_clickhouse(conn):
+        dialects.refresh_lookups(conn)
+    conn.execute(  # UPDATE … FROM (relq.store.dialects carries it to ClickHouse)
+        customers.update()
+        .values(
+            cohort=derived.c.cohort,
+            value_tier=derived.c.value_tier,
+            lifecycle_stage=derived.c.lifecycle_stage,
+        )
+        .where(customers.c.customer_id == derived.c.customer_id)
     )
 
 
@@ -417,32 +520,41 @@ class LoadCounts:
 def load_demo(engine: Engine, company) -> LoadCounts:
     """Replace any demo data with ``company`` (a relq.ingest.demo.DemoCompany), in one transaction."""
     create_schema(engine)
-    with engine.begin() as conn:
-        serialise_imports(conn)
-        _remove_imports(conn, _demo_import_ids(conn))
-        import_id = new_import(
-            conn,
-            file_name="demo company",
-            file_hash=f"demo-{len(company.customers)}",
-            kind="demo",
-            detected_format="generated",
-            rows_total=len(company.responses),
-            rows_imported=len(company.responses),
-            is_demo=True,
-        )
-        counts = {}
-        for table, frame in (
-            (schema.customers, company.customers),
-            (schema.transactions, company.transactions),
-            (schema.tickets, company.tickets),
-            (schema.survey_responses, company.responses),
-            (schema.survey_answers, company.answers),
-        ):
-            counts[table.name] = bulk_insert(conn, table, frame.assign(import_id=import_id))
+    with import_transaction(engine, "Loading the demo company") as conn:
+        import_id = start_demo(conn, rows=len(company.responses), label=f"demo-{len(company.customers)}")
+        counts = insert_demo(conn, import_id, company)
         refresh_derived(conn)
-        _load_demo_cases(
-            conn, getattr(company, "cases", None), getattr(company, "case_events", None), import_id
-        )
+    return counts
+
+
+def start_demo(conn: Connection, rows: int, label: str) -> int:
+    """Remove any demo data and write the demo's ``imports`` row; returns its import id (inside
+    :func:`import_transaction`)."""
+    _remove_imports(conn, _demo_import_ids(conn))
+    return new_import(
+        conn,
+        file_name="demo company",
+        file_hash=label,
+        kind="demo",
+        detected_format="generated",
+        rows_total=rows,
+        rows_imported=rows,
+        is_demo=True,
+    )
+
+
+def insert_demo(conn: Connection, import_id: int, company) -> LoadCounts:
+    """Append ``company``'s frames under ``import_id`` (inside ``conn``'s transaction)."""
+    counts = {}
+    for table, frame in (
+        (schema.customers, company.customers),
+        (schema.transactions, company.transactions),
+        (schema.tickets, company.tickets),
+        (schema.survey_responses, company.responses),
+        (schema.survey_answers, company.answers),
+    ):
+        counts[table.name] = bulk_insert(conn, table, frame.assign(import_id=import_id))
+    _load_demo_cases(conn, getattr(company, "cases", None), getattr(company, "case_events", None), import_id)
     return LoadCounts(
         import_id,
         counts["customers"],
@@ -457,7 +569,7 @@ def _load_demo_cases(
     conn: Connection, cases: pd.DataFrame | None, events: pd.DataFrame | None, import_id: int
 ) -> None:
     """The demo CX team's cases and their history; the ids come from the cases' own sequence."""
-    if cases is None or cases.empty:
+    if cases is None or cases.empty or dialects.is_clickhouse(conn):  # ClickHouse holds no cases
         return
     bulk_insert(conn, schema.cases, cases.assign(import_id=import_id))
     c = schema.cases.c
@@ -500,9 +612,28 @@ def _remove_imports(conn: Connection, import_ids: list[int]) -> None:
     conn.execute(schema.cases.delete().where(schema.cases.c.import_id.in_(import_ids)))
 
 
+def _remove_written(conn: Connection, import_ids: list[int]) -> list[str]:
+    """Delete every row of ``import_ids`` table by table, going on past a table that fails;
+    returns the tables whose rows could not be removed."""
+    left = []
+    for table in (*DATA_TABLES, schema.import_rejects, schema.imports):
+        try:
+            conn.execute(table.delete().where(table.c.import_id.in_(import_ids)))
+        except sa.exc.DBAPIError as exc:
+            if "does not exist" not in str(exc) and "UNKNOWN_TABLE" not in str(
+                exc
+            ):  # nothing was written there
+                left.append(table.name)
+    try:
+        refresh_derived(conn)
+    except sa.exc.DBAPIError:
+        left.append("customers (segments)")
+    return left
+
+
 def remove_demo(engine: Engine) -> int:
     """Remove the demo company; returns how many imports were removed."""
-    with engine.begin() as conn:
+    with import_transaction(engine, "Removing the demo company") as conn:
         ids = _demo_import_ids(conn)
         _remove_imports(conn, ids)
         refresh_derived(conn)
@@ -510,8 +641,9 @@ def remove_demo(engine: Engine) -> int:
 
 
 def undo_import(engine: Engine, import_id: int) -> None:
-    """Remove an import and every row it added, in one transaction."""
-    with engine.begin() as conn:
+    """Remove an import and every row it added (one transaction, except on ClickHouse: there each
+    table's rows go by one lightweight DELETE, and an undo cut short is finished by running it again)."""
+    with import_transaction(engine, "Undoing the import") as conn:
         _remove_imports(conn, [int(import_id)])
         refresh_derived(conn)
 

@@ -13,12 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from relq.store import schema
+from relq.store.dialects import CUSTOMER_FIELD_LOOKUP, FieldLookup
 from relq.store.latest import DEFAULT_THRESHOLD, latest_responses, quadrant_key, quadrant_levels
 from relq.store.schema import QUALITY_FLAGS
 
 __all__ = ["SegmentFilter", "customer_dimension", "quadrant_customer_ids", "QUERY_KEYS"]
 
-QUERY_KEYS = ("since", "until", "wave", "quadrant", "exclude")
+QUERY_KEYS = ("since", "until", "wave", "quadrant", "exclude", "theme")
 
 
 def _start_of(day: date) -> datetime:
@@ -33,11 +34,13 @@ def customer_dimension(name: str) -> ColumnElement:
     if name in schema.customers.c and name in (*schema.SEGMENT_DIMENSIONS, "company"):
         return schema.customers.c[name]
     fields = schema.customer_fields
-    return (
+    field = sa.literal(name, sa.Text)
+    lookup = (
         sa.select(fields.c.value)
-        .where(fields.c.customer_id == schema.customers.c.customer_id, fields.c.field == name)
+        .where(fields.c.customer_id == schema.customers.c.customer_id, fields.c.field == field)
         .scalar_subquery()
     )
+    return FieldLookup(lookup, schema.customers.c.customer_id, field, CUSTOMER_FIELD_LOOKUP)
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,9 @@ class SegmentFilter:
 
     ``since``/``until`` are inclusive submission dates; ``customer`` holds (dimension, values)
     pairs; ``quadrant`` is a quadrant key such as ``x_high_y_low`` for the default pair and
-    threshold; ``exclude_flags`` removes flagged responses — the user's visible choice.
+    threshold; ``exclude_flags`` removes flagged responses — the user's visible choice;
+    ``themes`` keeps the responses whose comment mentions any of these comment themes (and, for
+    customer-level figures, the customers who wrote such a comment in the period).
     """
 
     since: date | None = None
@@ -55,6 +60,7 @@ class SegmentFilter:
     customer: tuple[tuple[str, tuple[str, ...]], ...] = ()
     quadrant: str | None = None
     exclude_flags: tuple[str, ...] = ()
+    themes: tuple[str, ...] = ()
 
     # -- building -------------------------------------------------------------------------
     def with_dimension(self, name: str, values) -> SegmentFilter:
@@ -75,18 +81,47 @@ class SegmentFilter:
     @property
     def is_empty(self) -> bool:
         return not (
-            self.since or self.until or self.waves or self.customer or self.quadrant or self.exclude_flags
+            self.since
+            or self.until
+            or self.waves
+            or self.customer
+            or self.quadrant
+            or self.exclude_flags
+            or self.themes
         )
 
     # -- SQL ------------------------------------------------------------------------------
     def customer_clause(self) -> ColumnElement:
-        """WHERE clause on ``customers`` for the customer-level dimensions and the quadrant."""
+        """WHERE clause on ``customers`` for the customer-level dimensions, the quadrant and the
+        comment themes (customers who wrote a comment on one of them in the period)."""
+        clauses = [self._segment_clause()]
+        if self.themes:
+            responses = schema.survey_responses
+            clauses.append(
+                schema.customers.c.customer_id.in_(
+                    sa.select(responses.c.customer_id).where(
+                        self.period_clause(responses.c.submitted_at), self.theme_clause(responses)
+                    )
+                )
+            )
+        return sa.and_(*clauses)
+
+    def _segment_clause(self) -> ColumnElement:
         clauses: list[ColumnElement] = []
         for name, values in self.customer:
             clauses.append(customer_dimension(name).in_(list(values)))
         if self.quadrant:
             clauses.append(schema.customers.c.customer_id.in_(quadrant_customer_ids(self)))
         return sa.and_(sa.true(), *clauses)
+
+    def theme_clause(self, responses: sa.Table = schema.survey_responses) -> ColumnElement:
+        """The response's comment mentions one of ``themes`` (stored assignments)."""
+        assigned = schema.comment_themes
+        return responses.c.response_id.in_(
+            sa.select(assigned.c.response_id).where(
+                assigned.c.theme.in_(list(self.themes)), assigned.c.source.in_(("rule", "discovered"))
+            )
+        )
 
     def period_clause(self, column: sa.Column) -> ColumnElement:
         clauses = []
@@ -106,9 +141,11 @@ class SegmentFilter:
         if self.customer or self.quadrant:
             clauses.append(
                 responses.c.customer_id.in_(
-                    sa.select(schema.customers.c.customer_id).where(self.customer_clause())
+                    sa.select(schema.customers.c.customer_id).where(self._segment_clause())
                 )
             )
+        if self.themes:
+            clauses.append(self.theme_clause(responses))
         return sa.and_(*clauses)
 
     # -- URL ------------------------------------------------------------------------------
@@ -124,6 +161,8 @@ class SegmentFilter:
             params["quadrant"] = self.quadrant
         if self.exclude_flags:
             params["exclude"] = ",".join(self.exclude_flags)
+        if self.themes:
+            params["theme"] = "|".join(self.themes)
         for name, values in self.customer:
             params[f"seg.{name}"] = "|".join(values)
         return params
@@ -155,6 +194,7 @@ class SegmentFilter:
             customer=customer,
             quadrant=params.get("quadrant") or None,
             exclude_flags=exclude,
+            themes=listed("theme", "|"),
         )
 
 
@@ -168,7 +208,7 @@ def quadrant_customer_ids(flt: SegmentFilter) -> sa.Select:
         raise ValueError("quadrant_customer_ids needs a filter with a quadrant.")
     quadrant_levels(flt.quadrant)
     latest = latest_responses(
-        replace(flt, quadrant=None).response_clause(), "trust", "satisfaction", details=False
+        replace(flt, quadrant=None, themes=()).response_clause(), "trust", "satisfaction", details=False
     )
     key = quadrant_key(latest.c.x_score, latest.c.y_score, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD)
     return sa.select(latest.c.customer_id).where(key == flt.quadrant)

@@ -12,7 +12,6 @@ from sqlalchemy import (
     Date,
     DateTime,
     Double,
-    Float,
     Index,
     Integer,
     MetaData,
@@ -21,9 +20,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.ext.compiler import compiles
 
 from relq.core.instrument import PILLARS
+from relq.store import dialects  # noqa: F401 - registers how these tables render on each engine
 
 __all__ = [
     "metadata",
@@ -36,6 +35,11 @@ __all__ = [
     "imports",
     "import_rejects",
     "audit_log",
+    "theme_rules",
+    "theme_models",
+    "theme_discovered",
+    "comment_facts",
+    "comment_themes",
     "cases",
     "case_events",
     "case_reasons",
@@ -58,14 +62,14 @@ __all__ = [
 QUALITY_FLAGS: tuple[str, ...] = ("flag_duplicate", "flag_speeder", "flag_straightliner", "flag_out_of_range")
 
 
-@compiles(Float, "duckdb")
-def _float_is_double_on_duckdb(type_, compiler, **kw) -> str:
-    """DuckDB reads FLOAT as 4-byte REAL; PostgreSQL as 8-byte. RelQ wants the same figures on
-    both engines, so every Float (columns and casts in queries) is DOUBLE on DuckDB."""
-    return "DOUBLE"
-
-
 metadata = MetaData()
+
+
+def _clickhouse(order_by: str) -> dict:
+    """How a table is laid out on ClickHouse (relq.store.dialects renders it): a MergeTree sorted
+    by ``order_by`` — the columns RelQ's queries filter and group by, most selective first."""
+    return {"clickhouse": {"engine": "MergeTree", "order_by": order_by}}
+
 
 import_id_seq = Sequence("import_id_seq", metadata=metadata)
 
@@ -86,6 +90,7 @@ imports = Table(
     Column("imported_by", Text),
     Column("imported_at", DateTime, nullable=False),
     Column("is_demo", Boolean, nullable=False, default=False),
+    info=_clickhouse("import_id"),
 )
 
 import_rejects = Table(
@@ -98,6 +103,7 @@ import_rejects = Table(
     Column("reason", Text, nullable=False),
     Column("raw", Text),  # the whole row as JSON, so nothing is lost
     Index("ix_import_rejects_import", "import_id"),
+    info=_clickhouse("import_id, row_number"),
 )
 
 customers = Table(
@@ -121,6 +127,7 @@ customers = Table(
     Column("lifecycle_stage", Text),
     Column("import_id", Integer),
     Index("ix_customers_email", "email"),
+    info=_clickhouse("customer_id"),
 )
 
 # Any extra CRM column an analyst imports becomes a segment dimension, stored long.
@@ -132,6 +139,7 @@ customer_fields = Table(
     Column("value", Text),
     Column("import_id", Integer),
     UniqueConstraint("customer_id", "field", name="uq_customer_fields"),
+    info=_clickhouse("field, customer_id"),
 )
 
 transactions = Table(
@@ -143,6 +151,7 @@ transactions = Table(
     Column("amount", Double, nullable=False),
     Column("import_id", Integer),
     Index("ix_transactions_customer", "customer_id", "occurred_at"),
+    info=_clickhouse("customer_id, occurred_at"),
 )
 
 tickets = Table(
@@ -157,6 +166,7 @@ tickets = Table(
     Column("status", Text),
     Column("import_id", Integer),
     Index("ix_tickets_customer", "customer_id"),
+    info=_clickhouse("customer_id, opened_at"),
 )
 
 survey_responses = Table(
@@ -183,6 +193,7 @@ survey_responses = Table(
     Column("import_id", Integer),
     Index("ix_responses_submitted", "submitted_at"),
     Index("ix_responses_customer", "customer_id", "submitted_at"),
+    info=_clickhouse("toStartOfMonth(submitted_at), ifNull(customer_id, ''), submitted_at"),
 )
 
 survey_answers = Table(
@@ -198,6 +209,7 @@ survey_answers = Table(
     # answer (≈10 s and most of the memory of a 1M-response import, bench/RESULTS.md); the
     # analytical scans never use it. PostgreSQL keeps an ordinary index for joins on few responses.
     Index("ix_survey_answers_response", "response_id").ddl_if(dialect="postgresql"),
+    info=_clickhouse("response_id, item_id"),
 )
 
 audit_log = Table(
@@ -207,6 +219,80 @@ audit_log = Table(
     Column("user_email", Text),
     Column("action", Text, nullable=False),  # import, undo_import, export, edit_instrument, ...
     Column("detail", Text),
+    info=_clickhouse("logged_at"),
+)
+
+# Comment themes (relq.ingest.themes): the analysts' rules, versioned (an edit adds a version; a
+# deletion is a version with active false), and the latest discovery (TF-IDF + NMF) kept as plain
+# numbers (vocabulary, idf, components as JSON, never a pickled model) so comments imported later
+# are assigned to the same discovered themes.
+theme_rules = Table(
+    "theme_rules",
+    metadata,
+    Column("theme", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("phrases", Text, nullable=False),  # JSON list of phrases, keywords, /regular expressions/
+    Column("exclusions", Text, nullable=False),  # JSON list, same syntax
+    Column("source", Text, nullable=False),  # starter | analyst | discovered
+    Column("active", Boolean, nullable=False),
+    Column("edited_by", Text),
+    Column("edited_at", DateTime, nullable=False),
+    Column("note", Text),
+    UniqueConstraint("theme", "version", name="uq_theme_rules_version"),
+)
+
+theme_models = Table(
+    "theme_models",
+    metadata,
+    Column("discovery_id", Integer, nullable=False),
+    Column("k", Integer, nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("sample_size", Integer, nullable=False),  # comments the model was fitted on
+    Column("comments", Integer, nullable=False),  # comments that could be themed at the time
+    Column("vocabulary", Text, nullable=False),  # JSON list of terms
+    Column("idf", Text, nullable=False),  # JSON list, one per term
+    Column("components", Text, nullable=False),  # JSON k × terms
+    Column("fitted_by", Text),
+    Column("fitted_at", DateTime, nullable=False),
+)
+
+theme_discovered = Table(
+    "theme_discovered",
+    metadata,
+    Column("discovery_id", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("theme", Text, nullable=False),  # its top terms, until an analyst promotes it to a rule
+    Column("terms", Text, nullable=False),  # JSON list of the top terms, strongest first
+    Column("promoted_to", Text),  # the rule it became
+)
+
+# One row per stored comment once read: its language (comments in other languages are counted
+# as not themed) and its VADER sentiment. Rows belong to the response's import.
+comment_facts = Table(
+    "comment_facts",
+    metadata,
+    Column("response_id", Text, nullable=False),
+    Column("language", Text, nullable=False),  # en, fr, de, es, und (undetermined) or another code
+    Column("themable", Boolean, nullable=False),
+    Column("sentiment", Text, nullable=False),  # positive | neutral | negative
+    Column("compound", Double, nullable=False),
+    Column("import_id", Integer),
+    Index("ix_comment_facts_response", "response_id").ddl_if(dialect="postgresql"),
+)
+
+# The stored assignments every page and the theme filter read: a response mentions a theme.
+comment_themes = Table(
+    "comment_themes",
+    metadata,
+    Column("response_id", Text, nullable=False),
+    Column("theme", Text, nullable=False),
+    Column("source", Text, nullable=False),  # rule | discovered
+    Column("score", Double, nullable=False),  # 1 for a rule; the topic's weight for discovery
+    Column("import_id", Integer),
+    # DuckDB: no index (an in-memory ART index over every assignment costs more than the hash
+    # joins it would save); PostgreSQL: the filter's semi-join looks up by theme.
+    Index("ix_comment_themes_theme", "theme", "response_id").ddl_if(dialect="postgresql"),
+    Index("ix_comment_themes_response", "response_id").ddl_if(dialect="postgresql"),
 )
 
 # --------------------------------------------------------------------------- closing the loop

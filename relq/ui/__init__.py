@@ -31,6 +31,7 @@ from relq.ui.cases import (  # noqa: F401
     bump_cases_version,
     case_editor,
     case_saved_notice,
+    cases_need_a_row_store,
     cases_version,
     my_names,
     open_cases_for,
@@ -71,6 +72,7 @@ from relq.ui.sidebar import (  # noqa: F401
     current_filter,
     filter_sidebar,
 )
+from relq.ui.timing import timed_run  # noqa: F401
 from relq.ui.widgets import (  # noqa: F401
     download_csv,
     format_interval,

@@ -27,6 +27,7 @@ __all__ = [
     "my_names",
     "case_editor",
     "case_saved_notice",
+    "cases_need_a_row_store",
     "send_test_digest",
 ]
 
@@ -164,6 +165,13 @@ def my_names() -> set[str]:
     return {n for n in names if n}
 
 
+def cases_need_a_row_store(engine) -> None:
+    """On a store that cannot hold cases (ClickHouse) say so and stop the page."""
+    if not cases.supports_cases(engine):
+        st.info(cases.ROW_STORE_NEEDED, icon=":material/database:")
+        st.stop()
+
+
 def case_saved_notice() -> None:
     """After a save (and the rerun it triggers), say what was saved — even when the filters now
     hide the case (a resolved case leaves the list of open ones)."""
@@ -283,7 +291,7 @@ def send_test_digest(engine) -> None:
             + "."
         )
     )
-    if not can("send_digest"):
+    if not can("send_digest") or not cases.supports_cases(engine):
         return
     default = current_user_email() if "@" in current_user_email() else ""
     to = st.text_input(

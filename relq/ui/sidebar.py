@@ -7,6 +7,7 @@ from datetime import date
 import streamlit as st
 
 from relq.store import catalog
+from relq.store import themes as stored_themes
 from relq.store.filters import SegmentFilter
 from relq.ui.session import data_version
 
@@ -34,6 +35,8 @@ def _options(_engine, url: str, name: str, version: int) -> list[str]:
             return catalog.waves(conn)
         if name == "__dimensions__":
             return catalog.dimensions(conn)
+        if name == "__themes__":
+            return stored_themes.theme_names(conn)
         return catalog.dimension_values(conn, name)
 
 
@@ -55,6 +58,7 @@ def _init_widgets_from_url(engine) -> None:
         st.session_state[f"flt_dim_{name}"] = list(values)
     st.session_state["flt_quadrant"] = flt.quadrant or ""
     st.session_state["flt_exclude"] = [FLAG_LABELS[f] for f in flt.exclude_flags]
+    st.session_state["flt_themes"] = list(flt.themes)
     st.session_state["relq_filter_seeded"] = True
 
 
@@ -103,6 +107,7 @@ def filter_sidebar(engine) -> SegmentFilter:
             )
             flt = flt.with_dimension(name, values)
     quadrant = _quadrant_choice(sb)
+    themes = _theme_choice(sb, engine, url, version)
     excluded = sb.multiselect(
         "Exclude flagged responses",
         list(FLAG_LABELS.values()),
@@ -117,6 +122,7 @@ def filter_sidebar(engine) -> SegmentFilter:
         customer=flt.customer,
         quadrant=quadrant or None,
         exclude_flags=tuple(label_to_flag[x] for x in excluded),
+        themes=tuple(themes),
     )
     sb.button("Clear all filters", on_click=_clear_filters, width="stretch")
     params = flt.to_query_params()
@@ -137,6 +143,20 @@ def _quadrant_choice(sb) -> str:
         keys,
         format_func=lambda k: "All customers" if not k else QUADRANT_NAMES[k],
         key="flt_quadrant",
+    )
+
+
+def _theme_choice(sb, engine, url: str, version: int) -> list[str]:
+    """Comment themes as a filter, like a region or a plan (a theme no longer in force drops out)."""
+    names = _options(engine, url, "__themes__", version)
+    chosen = [t for t in st.session_state.get("flt_themes", []) if t in names]
+    if chosen != st.session_state.get("flt_themes", []):
+        st.session_state["flt_themes"] = chosen
+    return sb.multiselect(
+        "Comment theme",
+        names,
+        key="flt_themes",
+        help="Keeps the responses whose comment mentions any of these themes (Comment themes page).",
     )
 
 

@@ -1,0 +1,262 @@
+"""What a person waits for: every page timed in chromium (Playwright), cold and warm, and a filter
+change on each page — with each wait split into queries, Python and transfer + drawing.
+
+    python bench/browser.py --tier small                   # the 12k demo (built into bench/cache)
+    python bench/browser.py --tier large                   # 200k customers, ~1M responses
+    python bench/browser.py --url postgresql+psycopg://…   # any store RelQ can open
+
+A fresh server is started with ``RELQ_PROFILE`` set, so each run of the frame records its script
+and SQL seconds (relq/ui/timing.py). Then:
+
+- **cold**: each page opened once by its URL, in the menu's order (the caches are empty);
+- **warm**: each page reached again by a click on its link in the sidebar;
+- **filter**: on each page, one region chosen in the sidebar's Segments filter.
+
+A wait ends when the app's script state (``data-test-script-state`` on ``stApp``) is no longer
+running and stays so for 0.5 s (a page that reruns itself is timed to its last run). Results go to
+bench/cache/browser-<tier>.json and .md. Timings are reported here, never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.run import CACHE, build_tier, db_path, log, machine  # noqa: E402
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RUNNING = ("initial", "running", "rerunRequested")
+IDLE_JS = """() => { const app = document.querySelector('[data-testid="stApp"]');
+  const s = app && app.getAttribute('data-test-script-state');
+  return !!s && !%s.includes(s); }""" % json.dumps(list(RUNNING))  # noqa: UP031 - a JS literal
+TARGET_WARM, TARGET_COLD = 1.5, 4.0
+
+
+def menu() -> list[tuple[str, str]]:
+    """(title, url path) of every page in the menu, in app.py's order; the default page is ''."""
+    import re
+
+    text = (ROOT / "app.py").read_text()
+    pages = []
+    for block in re.findall(r"st\.Page\((.*?)\)", text, flags=re.S):
+        if 'visibility="hidden"' in block:
+            continue
+        title = re.search(r'title="([^"]+)"', block).group(1)
+        url = re.search(r'url_path="([^"]+)"', block).group(1)
+        pages.append((title, "" if "default=True" in block else url))
+    return pages
+
+
+def _start_server(url: str, profile: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RELQ_DATABASE_URL": url, "RELQ_PROFILE": str(profile), "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return server, f"http://127.0.0.1:{port}"
+        time.sleep(0.3)
+    server.kill()
+    raise RuntimeError("streamlit did not start")
+
+
+def _wait_idle(page, started: float) -> float:
+    """Seconds from ``started`` until the script state has stayed not-running for 0.5 s."""
+    page.wait_for_selector("[data-testid='stMain']", timeout=300_000)
+    done = None
+    while True:
+        page.wait_for_function(IDLE_JS, timeout=300_000, polling=20)
+        done = time.perf_counter() - started
+        page.wait_for_timeout(500)
+        if page.evaluate(IDLE_JS):
+            return done
+
+
+def _profile_since(profile: Path, since: float) -> dict:
+    """Script and SQL seconds of the frame's runs recorded after ``since`` (wall clock)."""
+    script = sql = 0.0
+    runs = statements = 0
+    if profile.exists():
+        for line in profile.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["at"] >= since:
+                script += rec["script_s"]
+                sql += rec["sql_s"]
+                statements += rec["sql_statements"]
+                runs += 1
+    return {"script_s": script, "sql_s": sql, "statements": statements, "runs": runs}
+
+
+def _row(kind: str, title: str, waited: float, prof: dict, errors: int) -> dict:
+    python = max(prof["script_s"] - prof["sql_s"], 0.0)
+    return {
+        "kind": kind,
+        "page": title,
+        "seconds": waited,
+        "queries_s": prof["sql_s"],
+        "python_s": python,
+        "transfer_s": max(waited - prof["script_s"], 0.0),
+        "statements": prof["statements"],
+        "runs": prof["runs"],
+        "errors": errors,
+    }
+
+
+def _choose_region(page) -> bool:
+    """Pick the first region in the sidebar's Segments filter, as a person does."""
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    expander = sidebar.get_by_text("Segments", exact=True)
+    if not expander.count():
+        return False
+    expander.click()
+    box = sidebar.locator('[data-testid="stMultiSelect"]').filter(has_text="Region")
+    box.wait_for(state="visible", timeout=30_000)
+    box.locator("input").click()
+    option = page.get_by_role("option").first
+    option.wait_for(state="visible", timeout=30_000)
+    option.click()
+    page.keyboard.press("Escape")
+    return True
+
+
+def run(url: str) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    profile = Path(tempfile.mkdtemp()) / "profile.jsonl"
+    server, base = _start_server(url, profile)
+    rows = []
+    errors_css = "[data-testid='stException'], [data-testid='stAlertContentError']"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            pages = menu()
+            for title, path in pages:  # cold: each page by its URL, caches empty
+                since, started = time.time(), time.perf_counter()
+                page.goto(f"{base}/{path}", wait_until="commit")
+                waited = _wait_idle(page, started)
+                rows.append(
+                    _row(
+                        "cold",
+                        title,
+                        waited,
+                        _profile_since(profile, since),
+                        page.locator(errors_css).count(),
+                    )
+                )
+                log(f"  cold  {title}: {waited:.2f} s")
+            for title, _path in pages:  # warm: a click on the page's link in the sidebar
+                link = page.locator('[data-testid="stSidebar"] a').filter(has_text=title).first
+                since, started = time.time(), time.perf_counter()
+                link.click()
+                waited = _wait_idle(page, started)
+                rows.append(
+                    _row(
+                        "warm",
+                        title,
+                        waited,
+                        _profile_since(profile, since),
+                        page.locator(errors_css).count(),
+                    )
+                )
+                log(f"  warm  {title}: {waited:.2f} s")
+            for title, path in pages:  # a filter change on each page
+                page.goto(f"{base}/{path}", wait_until="commit")
+                _wait_idle(page, time.perf_counter())
+                since, started = time.time(), time.perf_counter()
+                if not _choose_region(page):
+                    continue
+                waited = _wait_idle(page, started)
+                rows.append(
+                    _row(
+                        "filter",
+                        title,
+                        waited,
+                        _profile_since(profile, since),
+                        page.locator(errors_css).count(),
+                    )
+                )
+                log(f"  filter {title}: {waited:.2f} s")
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return {"rows": rows}
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        f"Browser timings — {results['label']} ({results['machine']['nproc']} cores), `{results['command']}`",
+        "",
+        "| page | kind | waited s | queries s | Python s | transfer + drawing s | SQL statements | runs | target |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results["rows"]:
+        target = TARGET_COLD if r["kind"] == "cold" else TARGET_WARM
+        verdict = "meets" if r["seconds"] <= target else f"misses ({target:g} s)"
+        if r["errors"]:
+            verdict += f", {r['errors']} error element(s)"
+        lines.append(
+            f"| {r['page']} | {r['kind']} | {r['seconds']:.2f} | {r['queries_s']:.2f} | {r['python_s']:.2f} "
+            f"| {r['transfer_s']:.2f} | {r['statements']} | {r['runs']} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tier", choices=["small", "large"], default="small")
+    parser.add_argument("--url", default=None, help="a RELQ_DATABASE_URL instead of the tier's DuckDB file")
+    args = parser.parse_args(argv)
+    if args.url:
+        url, label = args.url, args.url.split("://")[0]
+    else:
+        build_tier(args.tier)
+        url, label = f"duckdb:///{db_path(args.tier)}", f"{args.tier} tier on DuckDB"
+    results = run(url)
+    results.update(
+        label=label,
+        machine=machine(),
+        command="python " + " ".join(["bench/browser.py", *(argv or sys.argv[1:])]),
+    )
+    CACHE.mkdir(parents=True, exist_ok=True)
+    stem = f"browser-{args.tier if not args.url else label}"
+    (CACHE / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    text = markdown(results)
+    (CACHE / f"{stem}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

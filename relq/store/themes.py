@@ -1,0 +1,248 @@
+"""Where comment themes are kept: the analysts' rules (versioned), the latest discovery, and the
+stored assignments (``comment_themes``) every page and the theme filter read.
+
+Plain SQLAlchemy Core on the tables of :mod:`relq.store.schema`; the reading of comments, the
+rules' syntax and discovery live in :mod:`relq.ingest.themes`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from relq.store import schema
+
+__all__ = [
+    "NOT_THEMED",
+    "add_rule_version",
+    "current_rules",
+    "rule_history",
+    "has_rules",
+    "latest_model",
+    "save_discovery",
+    "discovered_themes",
+    "mark_promoted",
+    "theme_catalog",
+    "theme_names",
+    "pending_comments",
+    "commented_clause",
+]
+
+R = schema.survey_responses
+T = schema.comment_themes
+F = schema.comment_facts
+RULES = schema.theme_rules
+MODELS = schema.theme_models
+FOUND = schema.theme_discovered
+
+NOT_THEMED = "(not themed)"
+
+
+def commented_clause(responses: sa.Table = R):
+    """A response with a comment that has some text."""
+    return sa.and_(responses.c.comment.is_not(None), sa.func.length(sa.func.trim(responses.c.comment)) > 0)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _latest_versions() -> sa.Subquery:
+    return (
+        sa.select(RULES.c.theme, sa.func.max(RULES.c.version).label("version"))
+        .group_by(RULES.c.theme)
+        .subquery("latest")
+    )
+
+
+def current_rules(conn: Connection) -> list[dict]:
+    """The rules in force: the latest version of each theme that is still active, by name."""
+    latest = _latest_versions()
+    rows = conn.execute(
+        sa.select(RULES)
+        .join(latest, sa.and_(RULES.c.theme == latest.c.theme, RULES.c.version == latest.c.version))
+        .where(RULES.c.active)
+        .order_by(RULES.c.theme)
+    ).all()
+    return [
+        {
+            "theme": r.theme,
+            "version": int(r.version),
+            "phrases": json.loads(r.phrases),
+            "exclusions": json.loads(r.exclusions),
+            "source": r.source,
+            "edited_by": r.edited_by,
+            "edited_at": r.edited_at,
+        }
+        for r in rows
+    ]
+
+
+def has_rules(conn: Connection) -> bool:
+    """Whether any rule version was ever written (the starter set is written only into an empty table)."""
+    return conn.execute(sa.select(sa.func.count()).select_from(RULES)).scalar_one() > 0
+
+
+def add_rule_version(
+    conn: Connection,
+    theme: str,
+    phrases: list[str],
+    exclusions: list[str],
+    *,
+    source: str,
+    active: bool = True,
+    user: str | None = None,
+    note: str | None = None,
+) -> int:
+    """Write the next version of ``theme`` (version 1 for a new theme); returns the version."""
+    last = conn.execute(sa.select(sa.func.max(RULES.c.version)).where(RULES.c.theme == theme)).scalar()
+    version = int(last or 0) + 1
+    conn.execute(
+        RULES.insert().values(
+            theme=theme,
+            version=version,
+            phrases=json.dumps(list(phrases), ensure_ascii=False),
+            exclusions=json.dumps(list(exclusions), ensure_ascii=False),
+            source=source,
+            active=active,
+            edited_by=user,
+            edited_at=datetime.now(),
+            note=note,
+        )
+    )
+    return version
+
+
+def rule_history(conn: Connection) -> pd.DataFrame:
+    """Every version of every rule, newest first: theme, version, status, phrases, exclusions, who, when."""
+    rows = conn.execute(sa.select(RULES).order_by(RULES.c.edited_at.desc(), RULES.c.version.desc())).all()
+    frame = pd.DataFrame(
+        [
+            {
+                "theme": r.theme,
+                "version": int(r.version),
+                "status": "active" if r.active else "deleted",
+                "phrases": "; ".join(json.loads(r.phrases)),
+                "exclusions": "; ".join(json.loads(r.exclusions)),
+                "source": r.source,
+                "edited_by": r.edited_by,
+                "edited_at": r.edited_at,
+                "note": r.note,
+            }
+            for r in rows
+        ],
+        columns=[
+            "theme",
+            "version",
+            "status",
+            "phrases",
+            "exclusions",
+            "source",
+            "edited_by",
+            "edited_at",
+            "note",
+        ],
+    )
+    return frame
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def latest_model(conn: Connection) -> dict | None:
+    """The latest discovery's model (k, seed, vocabulary, idf, components, …), or None."""
+    row = conn.execute(sa.select(MODELS).order_by(MODELS.c.discovery_id.desc()).limit(1)).first()
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    for key in ("vocabulary", "idf", "components"):
+        out[key] = json.loads(out[key])
+    return out
+
+
+def save_discovery(conn: Connection, model: dict, themes: list[dict]) -> int:
+    """Replace the stored discovery with ``model`` and its ``themes`` (theme, terms); returns its id.
+
+    The assignments of the previous discovery are removed with it.
+    """
+    last = conn.execute(sa.select(sa.func.max(MODELS.c.discovery_id))).scalar()
+    discovery_id = int(last or 0) + 1
+    conn.execute(T.delete().where(T.c.source == "discovered"))
+    conn.execute(FOUND.delete())
+    conn.execute(MODELS.delete())
+    values = dict(model)
+    for key in ("vocabulary", "idf", "components"):
+        values[key] = json.dumps(values[key])
+    conn.execute(MODELS.insert().values(discovery_id=discovery_id, **values))
+    if themes:
+        conn.execute(
+            FOUND.insert(),
+            [
+                {
+                    "discovery_id": discovery_id,
+                    "position": i,
+                    "theme": t["theme"],
+                    "terms": json.dumps(list(t["terms"]), ensure_ascii=False),
+                    "promoted_to": None,
+                }
+                for i, t in enumerate(themes)
+            ],
+        )
+    return discovery_id
+
+
+def discovered_themes(conn: Connection, include_promoted: bool = False) -> list[dict]:
+    """The latest discovery's themes in order: theme, terms, promoted_to, position."""
+    query = sa.select(FOUND).order_by(FOUND.c.position)
+    if not include_promoted:
+        query = query.where(FOUND.c.promoted_to.is_(None))
+    return [
+        {
+            "theme": r.theme,
+            "terms": json.loads(r.terms),
+            "promoted_to": r.promoted_to,
+            "position": int(r.position),
+        }
+        for r in conn.execute(query).all()
+    ]
+
+
+def mark_promoted(conn: Connection, theme: str, rule: str) -> None:
+    """A discovered theme became the rule ``rule``: it leaves the discovered list and its
+    assignments give way to the rule's."""
+    conn.execute(FOUND.update().where(FOUND.c.theme == theme).values(promoted_to=rule))
+    conn.execute(T.delete().where(T.c.theme == theme, T.c.source == "discovered"))
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+def theme_catalog(conn: Connection) -> pd.DataFrame:
+    """Every theme in force: theme, source (rule | discovered), terms (phrases or top terms)."""
+    rows = [
+        {"theme": r["theme"], "source": "rule", "terms": r["phrases"], "exclusions": r["exclusions"]}
+        for r in current_rules(conn)
+    ]
+    rows += [
+        {"theme": d["theme"], "source": "discovered", "terms": d["terms"], "exclusions": []}
+        for d in discovered_themes(conn)
+    ]
+    return pd.DataFrame(rows, columns=["theme", "source", "terms", "exclusions"])
+
+
+def theme_names(conn: Connection) -> list[str]:
+    """The names of the themes in force (rules first, then discovered), for the theme filter."""
+    catalog = theme_catalog(conn)
+    return catalog["theme"].tolist()
+
+
+def pending_comments(conn: Connection) -> int:
+    """Stored comments not yet read for themes (imported since the last refresh)."""
+    return conn.execute(
+        sa.select(sa.func.count())
+        .select_from(R)
+        .where(commented_clause(), ~sa.exists().where(F.c.response_id == R.c.response_id))
+    ).scalar_one()
