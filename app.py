@@ -34,6 +34,7 @@ PAGES = {
         st.Page("pages/segments.py", title="Segment explorer", icon=":material/groups:", url_path="segments"),
         st.Page("pages/drivers.py", title="Drivers", icon=":material/insights:", url_path="drivers"),
         st.Page("pages/voice.py", title="Voice of the customer", icon=":material/forum:", url_path="voice"),
+        st.Page("pages/cases.py", title="Cases", icon=":material/assignment:", url_path="cases"),
         st.Page("pages/themes.py", title="Comment themes", icon=":material/topic:", url_path="themes"),
     ],
     "Analysts": [
@@ -44,6 +45,7 @@ PAGES = {
         st.Page(
             "pages/data_quality.py", title="Data quality", icon=":material/rule:", url_path="data-quality"
         ),
+        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
     ],
     "About": [
         st.Page(

@@ -1,4 +1,5 @@
-"""Admin: who has which role, and the audit log of every export and import (who, what, when)."""
+"""Admin: who has which role, a test digest, and the audit log of every export, import, case change,
+alert and send (who, what, when)."""
 
 import streamlit as st
 
@@ -55,6 +56,8 @@ st.caption(
     "Executives always see aggregates only: no customer list, no comment word for word, and nothing "
     "about fewer than 5 customers."
 )
+
+ui.send_test_digest(engine)
 
 st.subheader("Audit log")
 log = ui.audit_records(engine)

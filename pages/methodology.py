@@ -342,6 +342,31 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
         "Beyond the longest follow-up the data say nothing, so the estimate is capped there.",
     ),
     (
+        "Cases and alerts",
+        "A case is due its reason's SLA in business days (Monday to Friday) after it was opened; a case open "
+        "or contacted past that day is overdue. An alert rule watches one score over a rolling window ending "
+        "on the latest survey day. *Falls / rises / changes significantly* compares it with the window of "
+        "equal length before, by the customer-linearised period z-test of *Comparisons* (p < 0.05, in the "
+        "rule's direction); *below / above* compares the window's estimate, shown with its 95% interval, "
+        "with a number. A window with fewer answers than the small-sample minimum, or fewer than 5 "
+        "customers, never fires. An alert fires once per change: when its condition holds now and did not "
+        "at the previous evaluation.",
+        [r"\operatorname{var}(d) = \tfrac{C}{C-1} \sum_c \big(t_c^{1}/W_1 - t_c^{2}/W_2\big)^2"],
+        "An alert says a number moved beyond its noise; open the linked view to see where and why.",
+    ),
+    (
+        "Did the calls work?",
+        "For each closed case, the customer's next survey answer after the contact day (NPS, RQ) and being "
+        "still a customer 90 days later are compared with the customers who never had a case and, on that "
+        "day, had the same plan and, in their latest answer before it, the same trust × satisfaction "
+        "quadrant, NPS group and 10-point RQ band (coarsened exact matching). Per case, the difference "
+        "between the contacted customer and the mean of their comparison customers; the mean difference "
+        "over cases has a t-interval with each customer as a cluster.",
+        [r"\hat\delta = \tfrac{1}{n}\sum_{k} \Big(y_k - \tfrac{1}{|M_k|}\sum_{j \in M_k} y_j\Big)"],
+        "Observational: nobody chose at random whom to call, so whatever led the team to call some customers "
+        "and not others can still differ between the groups. Treat a difference as a lead to test, not as proof.",
+    ),
+    (
         "Data-quality flags",
         "Responses are flagged as duplicates (re-submitted by the same respondent), speeders (answered "
         "implausibly fast), straight-liners (the same answer to every item) or out of range (values outside "

@@ -294,6 +294,9 @@ else:
     ui.download_csv(
         listing, f"quadrant-{selected}-{x}-{y}.csv", "Download these customers (CSV)", key="q_dl_customers"
     )
+    ui.open_cases_for(
+        listing, reason="quadrant", source=f"Gap quadrants: {names[selected]} ({x} × {y})", key="q_cases"
+    )
 
 # --------------------------------------------------------------------------- segment split
 st.subheader("Quadrant mix by segment")

@@ -213,6 +213,13 @@ with tabs[0]:
                 if len(risk) > 500:
                     st.caption(f"Showing the first 500 of {len(risk):,}; the download has them all.")
                 ui.download_csv(risk, "at_risk_customers.csv", "Download the at-risk list", key="dl_at_risk")
+                ui.open_cases_for(
+                    risk,
+                    reason="at_risk",
+                    source="Retention → At risk",
+                    key="ret_cases",
+                    detail_column="reasons",
+                )
         st.caption(
             f"At risk = an active customer with no purchase in the last {int(days)} days; or whose account's "
             "mean RQ in its latest survey wave fell below its previous wave's by more than the 95% interval of "

@@ -13,6 +13,7 @@ import streamlit as st
 
 from relq import ingest, store, ui
 from relq.exceptions import ImportRejected, RelqError
+from relq.outputs.followup import follow_up_import
 
 ui.framed()  # first: a fresh server's first request is served through the frame
 
@@ -189,7 +190,9 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
     if st.button(f"Import {valid:,} rows", type="primary", key=f"up_import_{key}"):
         bar = st.progress(0.7, text="Writing…")
         try:
-            result = ingest.write_import(engine, prepared, user=ui.current_user_email())
+            result = ingest.write_import(
+                engine, prepared, user=ui.current_user_email(), after=follow_up_import
+            )
         except RelqError as exc:
             bar.empty()
             st.error(ui.plain(exc))
@@ -201,6 +204,7 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             f"{result.kind}; {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already present, "
             f"{result.rows_unmatched:,} not matched to a customer."
         )
+        st.session_state["up_follow_up"] = list(result.follow_up)  # cases opened, alerts fired
         st.rerun()
 
 
@@ -209,6 +213,8 @@ def _after_import(engine) -> None:
     if not message:
         return
     st.success(message)
+    for line in st.session_state.get("up_follow_up") or []:
+        st.caption(ui.plain(line))
     if store.has_demo(engine):
         st.info("Your own data is in. The demo company is still there and mixes into every number.")
         if st.button("Remove the demo company", key="up_remove_demo"):

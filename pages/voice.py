@@ -80,6 +80,13 @@ if verbatim:
         column_config={"compound": st.column_config.NumberColumn("VADER compound", format="%.2f")},
     )
     ui.download_csv(scored, "comments.csv", label="Download comments (CSV)", key="voice_csv")
+    ui.open_cases_for(
+        scored,
+        reason="detractor_comment" if groups == ["detractor"] else "comment",
+        source="Voice of the customer" + (f": “{search}”" if search else ""),
+        key="voice_cases",
+        detail_column="comment",
+    )
 else:
     st.info(
         "Comments word for word are for roles that may see personal data: your role sees their count, "

@@ -1,4 +1,5 @@
-"""``python -m relq demo | import | report --json | themes --json | risk --json`` — the same functions the pages call.
+"""``python -m relq demo | import | report --json | themes --json | risk --json | alerts run | digest |
+check`` — the same functions the pages call.
 
 Errors a user can fix end with one clear line on stderr and a non-zero exit, never a traceback.
 """
@@ -93,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="dimensions to rake on with --weight raked, comma-separated (default region,plan)",
     )
 
+    alerts = commands.add_parser(
+        "alerts", help="Evaluate the alert rules and deliver what fired (and anything still queued)."
+    )
+    alerts.add_argument("action", choices=["run"], help="run: evaluate every rule, then deliver")
+
+    digest = commands.add_parser(
+        "digest", help="Send the board report by email, filtered to each recipient's role and scope."
+    )
+    digest.add_argument(
+        "--to",
+        nargs="+",
+        required=True,
+        metavar="EMAIL",
+        help="recipients (each needs a role in the roles file)",
+    )
+
     themes = commands.add_parser(
         "themes", help="Print the comment themes: share, NPS with vs without, impact."
     )
@@ -142,6 +159,7 @@ def _demo(args) -> int:
 
 def _import(args) -> int:
     from relq.ingest import import_file
+    from relq.outputs.followup import follow_up_import
 
     mapping = None
     if args.mapping:
@@ -161,12 +179,15 @@ def _import(args) -> int:
         mapping=mapping,
         date_order=args.date_order,
         user=_cli_user(),
+        after=follow_up_import,
     )
     print(
         f"{args.path.name}: imported {result.rows_imported:,} of {result.rows_total:,} rows as {result.kind} "
         f"({result.detected_format}); {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already "
         f"present, {result.rows_unmatched:,} unmatched to a customer. Import id {result.import_id}."
     )
+    for line in result.follow_up:
+        print(line)
     return 0
 
 
@@ -181,6 +202,34 @@ def _report(args) -> int:
         args.since, args.until, args.by, args.x, args.y, args.threshold, args.weight, args.rake
     )
     print(json.dumps(_clean(build_report(engine, request)), indent=2, default=str))
+    return 0
+
+
+def _alerts(args) -> int:
+    from relq.outputs.alerting import run_alerts
+
+    engine = store.get_engine()
+    store.create_schema(engine)
+    run = run_alerts(engine, user=_cli_user())
+    for line in run.lines():
+        print(line)
+    if not run.ok:
+        print(f"relq: {run.problem()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _digest(args) -> int:
+    from relq.outputs.digest import send_digest
+
+    engine = store.get_engine()
+    store.create_schema(engine)
+    run = send_digest(engine, args.to, user=_cli_user())
+    for line in run.lines():
+        print(line)
+    if not run.ok:
+        print(f"relq: {run.problem()}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -245,8 +294,17 @@ def _cli_user() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"demo": _demo, "import": _import, "report": _report, "themes": _themes, "risk": _risk}
-        return {**commands, "check": _check}[args.command](args)
+        commands = {
+            "demo": _demo,
+            "import": _import,
+            "report": _report,
+            "themes": _themes,
+            "risk": _risk,
+            "alerts": _alerts,
+            "digest": _digest,
+            "check": _check,
+        }
+        return commands[args.command](args)
     except RelqError as exc:
         print(f"relq: {exc}", file=sys.stderr)
         return 2

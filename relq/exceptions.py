@@ -9,6 +9,8 @@ __all__ = [
     "StoreUnavailable",
     "SettingError",
     "WeightingError",
+    "CaseConflict",
+    "DeliveryFailed",
 ]
 
 
@@ -35,3 +37,11 @@ class SettingError(RelqError):
 class WeightingError(RelqError):
     """The chosen weighting cannot be applied to the responses in view (e.g. a raking dimension
     value with no responding customer, or value weights without annual values)."""
+
+
+class CaseConflict(RelqError):
+    """Someone else changed a case between reading and saving it; nothing was saved."""
+
+
+class DeliveryFailed(RelqError):
+    """A mail or webhook delivery did not go through; it stays queued for the next run."""

@@ -30,7 +30,12 @@ from relq.store.filters import SegmentFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "data" / "samples"
-PAGES = re.findall(r'st\.Page\(\s*"(pages/[a-z_]+\.py)"', (ROOT / "app.py").read_text())
+# Cases and alerts keep row-by-row state ClickHouse does not hold: those pages say so there instead.
+PAGES = [
+    page
+    for page in re.findall(r'st\.Page\(\s*"(pages/[a-z_]+\.py)"', (ROOT / "app.py").read_text())
+    if page not in ("pages/cases.py", "pages/alerts.py")
+]
 SAMPLE_FILES = (
     "plain_customers.csv",
     "hubspot_companies.csv",

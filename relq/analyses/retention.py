@@ -401,10 +401,9 @@ def retention_report(
         conn, SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), "quarter", basis
     )
     rates = rates[rates["metric"] == "retention"]
-    if flt.until is not None:
-        rates = rates[
-            rates["period"] + pd.DateOffset(months=3) <= pd.Timestamp(flt.until) + pd.Timedelta(days=1)
-        ]
+    if flt.until is not None and not rates.empty:
+        ends = pd.to_datetime(rates["period"]) + pd.DateOffset(months=3)
+        rates = rates[ends <= pd.Timestamp(flt.until) + pd.Timedelta(days=1)]
     if rates.empty:
         return None
     row = rates.iloc[-1]

@@ -14,6 +14,12 @@ The roles file (``data/roles.toml``, or ``RELQ_ROLES``) maps emails and whole do
 
 An exact email wins over its domain. A signed-in user who matches neither has no role and is
 refused with a sentence telling them whom to ask.
+
+An optional ``[scopes]`` section narrows an email or a domain to part of the customer base — a
+regional lead sees, and is sent, only their region::
+
+    [scopes]
+    "lead.emea@example.com" = { region = "EMEA" }
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ __all__ = [
     "PERSONAL_COLUMNS",
     "MIN_GROUP_CUSTOMERS",
     "RoleMap",
+    "Scope",
+    "scope_for",
+    "describe_scope",
     "load_roles",
     "parse_roles",
     "role_for",
@@ -62,12 +71,24 @@ ACTIONS: tuple[str, ...] = (
     "view_audit",
     "export",
     "edit_themes",
+    "work_cases",  # open, assign, contact and close cases for customers
+    "edit_rules",  # the rules that open cases and the alert rules
+    "send_digest",  # the Admin page's test digest
 )
 _ACTIONS_BY_ROLE: dict[str, frozenset[str]] = {
     "executive": frozenset({"export"}),
-    "cx_lead": frozenset({"export"}),
+    "cx_lead": frozenset({"export", "work_cases"}),
     "analyst": frozenset(
-        {"export", "import", "undo_import", "edit_instrument", "edit_templates", "edit_themes"}
+        {
+            "export",
+            "import",
+            "undo_import",
+            "edit_instrument",
+            "edit_templates",
+            "edit_themes",
+            "work_cases",
+            "edit_rules",
+        }
     ),
     "admin": frozenset(ACTIONS),
 }
@@ -81,8 +102,10 @@ DATA_WORK_PAGES: frozenset[str] = frozenset(
 )
 ADMIN_PAGES: frozenset[str] = frozenset({"admin"})
 CUSTOMER_LIST_PAGES: frozenset[str] = frozenset({"customers", "customer-lists", "accounts"})
+# The Cases page is open to every role: executives see case counts there, never names.
+ALERT_PAGES: frozenset[str] = frozenset({"alerts"})  # rules and their recipients' addresses
 _CLOSED_PAGES: dict[str, frozenset[str]] = {
-    "executive": DATA_WORK_PAGES | ADMIN_PAGES | CUSTOMER_LIST_PAGES,
+    "executive": DATA_WORK_PAGES | ADMIN_PAGES | CUSTOMER_LIST_PAGES | ALERT_PAGES,
     "cx_lead": DATA_WORK_PAGES | ADMIN_PAGES,
     "analyst": ADMIN_PAGES,
     "admin": frozenset(),
@@ -102,12 +125,17 @@ OWNER_SPLITS_SETTING = "executives_see_owner_splits"
 MIN_GROUP_CUSTOMERS = 5
 
 
+# A scope: (dimension, allowed values) pairs, e.g. (("region", ("EMEA",)),); empty = everything.
+Scope = tuple[tuple[str, tuple[str, ...]], ...]
+
+
 @dataclass(frozen=True)
 class RoleMap:
-    """Emails and domains (lower case) → role."""
+    """Emails and domains (lower case) → role, and → scope."""
 
     users: dict[str, str] = field(default_factory=dict)
     domains: dict[str, str] = field(default_factory=dict)
+    scopes: dict[str, Scope] = field(default_factory=dict)
 
     def members(self) -> pd.DataFrame:
         """Who has which role, for the admin page: one row per email or domain."""
@@ -133,10 +161,11 @@ def parse_roles(text: str, source: str = "roles file") -> RoleMap:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SettingError(f"{source} is not valid TOML ({exc}); see data/roles.example.toml.") from None
-    unknown = set(raw) - {"users", "domains"}
+    unknown = set(raw) - {"users", "domains", "scopes"}
     if unknown:
         raise SettingError(
-            f"{source}: unknown section(s) {', '.join(sorted(unknown))}; expected [users] and [domains]."
+            f"{source}: unknown section(s) {', '.join(sorted(unknown))}; expected [users], [domains] "
+            "and optionally [scopes]."
         )
     out: dict[str, dict[str, str]] = {"users": {}, "domains": {}}
     for section in ("users", "domains"):
@@ -148,7 +177,50 @@ def parse_roles(text: str, source: str = "roles file") -> RoleMap:
             if section == "users" and "@" not in key:
                 raise SettingError(f"{source}: [users] entry {who!r} is not an email address.")
             out[section][key] = _check_role(role, f"{source} [{section}] {who!r}")
-    return RoleMap(out["users"], out["domains"])
+    return RoleMap(out["users"], out["domains"], _parse_scopes(raw.get("scopes", {}), source))
+
+
+def _parse_scopes(entries: object, source: str) -> dict[str, Scope]:
+    if not isinstance(entries, dict):
+        raise SettingError(f'{source}: [scopes] must be a table of "who" = {{ dimension = "value" }} lines.')
+    scopes: dict[str, Scope] = {}
+    for who, limits in entries.items():
+        key = who.strip().lower().removeprefix("*@").removeprefix("@")
+        if not isinstance(limits, dict) or not limits:
+            raise SettingError(
+                f'{source}: [scopes] {who!r} must be like {{ region = "EMEA" }} (a dimension and its value).'
+            )
+        pairs = []
+        for dimension, values in sorted(limits.items()):
+            values = [values] if isinstance(values, str) else values
+            if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+                raise SettingError(
+                    f"{source}: [scopes] {who!r} {dimension} must be a value or a list of values."
+                )
+            pairs.append((str(dimension).strip(), tuple(values)))
+        scopes[key] = tuple(pairs)
+    return scopes
+
+
+def scope_for(email: str | None, roles: RoleMap) -> Scope:
+    """The part of the customer base ``email`` is limited to: its own scope, else its domain's,
+    else everything (an empty scope).
+
+    >>> m = parse_roles('[users]\\n"lead@x.com" = "cx_lead"\\n[scopes]\\n"lead@x.com" = { region = "EMEA" }')
+    >>> scope_for("Lead@x.com", m), scope_for("cfo@x.com", m)
+    ((('region', ('EMEA',)),), ())
+    """
+    if not email or "@" not in email:
+        return ()
+    email = email.strip().lower()
+    if email in roles.scopes:
+        return roles.scopes[email]
+    return roles.scopes.get(email.rsplit("@", 1)[1], ())
+
+
+def describe_scope(scope: Scope) -> str:
+    """``region: EMEA`` for a scope; "all customers" for none."""
+    return "; ".join(f"{d.replace('_', ' ')}: {', '.join(v)}" for d, v in scope) or "all customers"
 
 
 def load_roles(path: str | Path) -> RoleMap:

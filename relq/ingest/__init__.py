@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
@@ -89,6 +91,11 @@ class ImportResult:
     rows_unmatched: int
     rejects: pd.DataFrame  # row, column, value, reason
     messages: tuple[str, ...] = ()
+    follow_up: tuple[str, ...] = ()  # what the ``after`` step did (cases opened, alerts fired)
+
+
+# What may run once an import is committed: (engine, import_id, user) → sentences.
+AfterImport = Callable[[Any, int, "str | None"], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -245,9 +252,16 @@ def prepare_import(
     )
 
 
-def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -> ImportResult:
+def write_import(
+    engine, prepared: PreparedImport, *, user: str | None = None, after: AfterImport | None = None
+) -> ImportResult:
     """Write a prepared import in one transaction: imports row, new rows, rejects and the audit
-    row saying who imported it."""
+    row saying who imported it.
+
+    ``after`` runs once the import is committed (the case rules and alerts of
+    :func:`relq.outputs.followup.follow_up_import`); its sentences land in ``follow_up``. If it
+    fails, the import stays and a sentence says what did not follow.
+    """
     kind = prepared.kind
     v = prepared.validated
     id_name = ID_TARGETS[kind]
@@ -342,6 +356,15 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
         )
     if kind == "survey" and len(new):
         messages.append(_refresh_themes_after_import(engine, user))
+    follow_up: tuple[str, ...] = ()
+    if after is not None:
+        try:
+            follow_up = tuple(after(engine, int(import_id), user))
+        except (RelqError, SQLAlchemyError, OSError) as exc:
+            follow_up = (
+                f"The import is stored, but the case rules and alerts that follow it stopped: {exc}. "
+                "Run `python -m relq alerts run` to evaluate the alerts again.",
+            )
     return ImportResult(
         import_id=int(import_id),
         kind=kind,
@@ -353,6 +376,7 @@ def write_import(engine, prepared: PreparedImport, *, user: str | None = None) -
         rows_unmatched=unmatched,
         rejects=rejects.reset_index(drop=True),
         messages=tuple(messages),
+        follow_up=follow_up,
     )
 
 
@@ -387,8 +411,10 @@ def import_file(
     sheet=None,
     date_order: str | None = None,
     templates_dir: Path | None = None,
+    after: AfterImport | None = None,
 ) -> ImportResult:
-    """Import one file (see module docstring); raises ImportRejected when it cannot be used."""
+    """Import one file (see module docstring); raises ImportRejected when it cannot be used.
+    ``after`` runs once it is committed (see :func:`write_import`)."""
     prepared = prepare_import(
         path_or_bytes,
         file_name=file_name,
@@ -399,7 +425,7 @@ def import_file(
         date_order=date_order,
         templates_dir=templates_dir,
     )
-    return write_import(engine, prepared, user=user)
+    return write_import(engine, prepared, user=user, after=after)
 
 
 def preview_rows(prepared: PreparedImport, limit: int = 50) -> pd.DataFrame:

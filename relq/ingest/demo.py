@@ -39,6 +39,7 @@ from sqlalchemy.engine import Engine
 from relq import store
 from relq.core.instrument import Instrument, load_instrument, pillar_indices
 from relq.core.settings import load_settings
+from relq.ingest.demo_cases import demo_cases
 from relq.ingest.quality import QUALITY_FLAGS, flag_responses
 from relq.store.database import LoadCounts
 from relq.store.schema import CUSTOMER_FIELDS, PILLARS, RESPONSE_FIELDS, TICKET_FIELDS, TRANSACTION_FIELDS
@@ -485,6 +486,8 @@ class DemoCompany:
     answers: pd.DataFrame  # long: response_id, item_id, value (answered items only)
     contacts: pd.DataFrame  # customer_id, name, email: the people surveyed at each account (not stored)
     planted_themes: pd.DataFrame  # response_id, theme: what each comment was written about (not stored)
+    cases: pd.DataFrame | None = None  # the CX team's cases (relq.ingest.demo_cases)
+    case_events: pd.DataFrame | None = None  # their history, by customer_id and opened_at
 
 
 def generate_demo(
@@ -514,7 +517,10 @@ def generate_demo(
     tickets = _tickets(rng, people, start, horizon)
     contacts = _contacts(rng, people)
     responses, answers, planted = _surveys(rng, people, contacts, start, end, horizon, instrument)
-    return DemoCompany(people.frame, transactions, tickets, responses, answers, contacts.frame, planted)
+    cases, case_events = demo_cases(people.frame, responses, seed)  # its own random stream
+    return DemoCompany(
+        people.frame, transactions, tickets, responses, answers, contacts.frame, planted, cases, case_events
+    )
 
 
 @dataclass(frozen=True)

@@ -402,12 +402,15 @@ def board_report_html(
     flt: SegmentFilter,
     generated_at: datetime | None = None,
     minimum_customers: int = 0,
+    *,
+    moves_filter=None,
 ) -> str:
     """One self-contained HTML page for a board pack: KPIs with deltas, trends with bands, the
     quadrant mix and the significant segment moves. plotly.js is embedded, so it opens offline.
 
     ``minimum_customers`` (5 for executives): every score, period and segment resting on fewer
-    customers is left out (relq.analyses.small_groups)."""
+    customers is left out (relq.analyses.small_groups). ``moves_filter`` (frame → frame) may drop
+    segment moves a reader must not see."""
     from relq.analyses import quadrants, small_groups
 
     generated_at = generated_at or datetime.now()
@@ -425,6 +428,8 @@ def board_report_html(
         )
         if sum(counts.values()) < minimum_customers:
             counts = {}
+    if moves_filter is not None and not moves.empty:
+        moves = moves_filter(moves)
     figures = [
         charts.trend_with_band(
             trend,

@@ -611,6 +611,7 @@ def insert_demo(conn: Connection, import_id: int, company) -> LoadCounts:
         (schema.survey_answers, company.answers),
     ):
         counts[table.name] = bulk_insert(conn, table, frame.assign(import_id=import_id))
+    _load_demo_cases(conn, getattr(company, "cases", None), getattr(company, "case_events", None), import_id)
     return LoadCounts(
         import_id,
         counts["customers"],
@@ -619,6 +620,26 @@ def insert_demo(conn: Connection, import_id: int, company) -> LoadCounts:
         counts["survey_responses"],
         counts["survey_answers"],
     )
+
+
+def _load_demo_cases(
+    conn: Connection, cases: pd.DataFrame | None, events: pd.DataFrame | None, import_id: int
+) -> None:
+    """The demo CX team's cases and their history; the ids come from the cases' own sequence."""
+    if cases is None or cases.empty or dialects.is_clickhouse(conn):  # ClickHouse holds no cases
+        return
+    bulk_insert(conn, schema.cases, cases.assign(import_id=import_id))
+    c = schema.cases.c
+    ids = pd.DataFrame(
+        conn.execute(sa.select(c.case_id, c.customer_id, c.opened_at).where(c.import_id == import_id)).all(),
+        columns=["case_id", "customer_id", "opened_at"],
+    )
+    if events is not None and not events.empty:
+        ids["opened_at"] = pd.to_datetime(ids["opened_at"])
+        found = events.assign(opened_at=pd.to_datetime(events["opened_at"])).merge(
+            ids, on=["customer_id", "opened_at"]
+        )
+        bulk_insert(conn, schema.case_events, found.drop(columns=["customer_id", "opened_at"]))
 
 
 def has_data(engine: Engine) -> bool:
@@ -642,6 +663,10 @@ def _remove_imports(conn: Connection, import_ids: list[int]) -> None:
         return
     for table in (*DATA_TABLES, schema.import_rejects, schema.imports):
         conn.execute(table.delete().where(table.c.import_id.in_(import_ids)))
+    # only the demo company's cases carry an import_id: they go with it
+    demo_cases = sa.select(schema.cases.c.case_id).where(schema.cases.c.import_id.in_(import_ids))
+    conn.execute(schema.case_events.delete().where(schema.case_events.c.case_id.in_(demo_cases)))
+    conn.execute(schema.cases.delete().where(schema.cases.c.import_id.in_(import_ids)))
 
 
 def _remove_written(conn: Connection, import_ids: list[int]) -> list[str]:
@@ -701,10 +726,23 @@ def audit_log(engine: Engine, limit: int = 500) -> pd.DataFrame:
         return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
 
 
-def record_audit(engine: Engine, user_email: str | None, action: str, detail: str | dict = "") -> None:
-    """Record who did what and when (exports, imports, undo, instrument edits)."""
+def record_audit(
+    engine: Engine | Connection, user_email: str | None, action: str, detail: str | dict = ""
+) -> None:
+    """Record who did what and when (exports, imports, undo, instrument edits, cases, sends).
+
+    Given a Connection, the record joins its transaction: the change and its record land together.
+    """
+    if isinstance(detail, dict):
+        detail = json.dumps(detail, default=str)
+    insert = schema.audit_log.insert().values(
+        logged_at=datetime.now(), user_email=user_email, action=action, detail=str(detail)
+    )
+    if isinstance(engine, Connection):
+        engine.execute(insert)
+        return
     with engine.begin() as conn:
-        audit_row(conn, user_email, action, detail)
+        conn.execute(insert)
 
 
 def audit_row(conn: Connection, user_email: str | None, action: str, detail: str | dict = "") -> None:

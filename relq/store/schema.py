@@ -42,6 +42,15 @@ __all__ = [
     "comment_themes",
     "app_settings",
     "data_changes",
+    "cases",
+    "case_events",
+    "case_reasons",
+    "case_rules",
+    "case_rule_watch",
+    "alert_rules",
+    "alert_state",
+    "alert_events",
+    "outbox",
     "PILLARS",
     "CUSTOMER_FIELDS",
     "TRANSACTION_FIELDS",
@@ -306,6 +315,174 @@ data_changes = Table(
     metadata,
     Column("changed_at", DateTime, nullable=False),
     Column("change", Text, nullable=False),
+)
+
+# --------------------------------------------------------------------------- closing the loop
+# RelQ's own tables for cases, the rules that open them, alerts and the outbox. They are created
+# like every other table (create_schema: CREATE TABLE IF NOT EXISTS), the same on every engine.
+
+case_id_seq = Sequence("case_id_seq", metadata=metadata)
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", Integer, case_id_seq, primary_key=True, server_default=case_id_seq.next_value()),
+    Column("customer_id", Text, nullable=False),
+    Column("reason", Text, nullable=False),  # a key of relq.store.cases.REASONS
+    Column("source", Text),  # the list or rule it was opened from
+    Column("detail", Text),  # why, in words: the NPS and comment, the at-risk reasons, the move
+    Column("response_id", Text),  # the survey response that prompted it, when one did
+    Column("status", Text, nullable=False),  # open → contacted → resolved | no_answer
+    Column("owner", Text),
+    Column("due_on", Date),
+    Column("outcome", Text),
+    Column("opened_at", DateTime, nullable=False),
+    Column("opened_by", Text),
+    Column("contacted_at", DateTime),
+    Column("closed_at", DateTime),
+    Column("updated_at", DateTime, nullable=False),
+    Column("updated_by", Text),
+    # Optimistic concurrency: every change sets version = version + 1 WHERE version = the one read.
+    Column("version", Integer, nullable=False),
+    # customer|reason while the case is open or contacted, NULL once closed: the database itself
+    # refuses a second open case for the same customer and reason.
+    Column("open_key", Text),
+    Column("import_id", Integer),  # set only on the demo company's cases (removed with it)
+    UniqueConstraint("open_key", name="uq_cases_open_key"),
+    Index("ix_cases_customer", "customer_id"),
+)
+
+case_events = Table(
+    "case_events",
+    metadata,
+    Column("case_id", Integer, nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+    Column("changed_by", Text),
+    Column("action", Text, nullable=False),  # opened, status, owner, due, outcome, note
+    Column("detail", Text),
+    Index("ix_case_events_case", "case_id"),
+)
+
+# Rows only where an analyst changed a default (relq.store.cases holds the defaults).
+case_reasons = Table(
+    "case_reasons",
+    metadata,
+    Column("reason", Text, primary_key=True),
+    Column("sla_days", Integer, nullable=False),  # business days from opening to due
+    Column("updated_by", Text),
+    Column("updated_at", DateTime),
+)
+
+case_rules = Table(
+    "case_rules",
+    metadata,
+    Column("rule", Text, primary_key=True),  # a key of relq.analyses.cases.RULES
+    Column("enabled", Boolean, nullable=False),
+    Column("params", Text),  # JSON
+    Column("updated_by", Text),
+    Column("updated_at", DateTime),
+    Column("watching_since", DateTime),  # a watching rule's first run: it learnt who was already there
+)
+
+# Who a watching rule saw last time (the high-value accounts at risk), so it acts on a change only.
+case_rule_watch = Table(
+    "case_rule_watch",
+    metadata,
+    Column("rule", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("since", DateTime, nullable=False),
+    UniqueConstraint("rule", "customer_id", name="uq_case_rule_watch"),
+)
+
+alert_rule_id_seq = Sequence("alert_rule_id_seq", metadata=metadata)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column(
+        "rule_id",
+        Integer,
+        alert_rule_id_seq,
+        primary_key=True,
+        server_default=alert_rule_id_seq.next_value(),
+    ),
+    Column("name", Text, nullable=False),
+    Column("metric", Text, nullable=False),  # rq, trust, commitment, satisfaction, nps, csat, ces
+    Column("dimension", Text),  # the segment: a customer dimension and one of its values (or none)
+    Column("value", Text),
+    Column("condition", Text, nullable=False),  # falls, rises, changes, below, above
+    Column("threshold", Double),
+    Column("window_days", Integer, nullable=False),
+    Column("recipients", Text, nullable=False),  # JSON list of emails and webhook URLs
+    Column("enabled", Boolean, nullable=False),
+    Column("created_by", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_by", Text),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("rule_id", Integer, primary_key=True, autoincrement=False),
+    Column("active", Boolean, nullable=False),  # the condition held at the last evaluation
+    Column("status", Text, nullable=False),  # fired, holding, clear, too few, error
+    Column("message", Text),
+    Column("evaluated_at", DateTime, nullable=False),
+)
+
+alert_event_id_seq = Sequence("alert_event_id_seq", metadata=metadata)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column(
+        "event_id",
+        Integer,
+        alert_event_id_seq,
+        primary_key=True,
+        server_default=alert_event_id_seq.next_value(),
+    ),
+    Column("rule_id", Integer, nullable=False),
+    Column("fired_at", DateTime, nullable=False),
+    Column("headline", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("link", Text),
+    Column("estimate", Double),
+    Column("low", Double),
+    Column("high", Double),
+    Column("n", Integer),
+    Column("customers", Integer),
+    Column("window_start", Date),
+    Column("window_end", Date),
+)
+
+delivery_id_seq = Sequence("delivery_id_seq", metadata=metadata)
+
+# Every mail and webhook call waits here until it went through: pending → sending → sent. A failed
+# attempt goes back to pending with its reason; the next run retries it. ``dedupe_key`` is unique,
+# so the same alert is never queued twice for the same recipient.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "delivery_id", Integer, delivery_id_seq, primary_key=True, server_default=delivery_id_seq.next_value()
+    ),
+    Column("kind", Text, nullable=False),  # alert, digest
+    Column("event_id", Integer),
+    Column("channel", Text, nullable=False),  # email, webhook
+    Column("target", Text, nullable=False),  # an email address or a webhook URL
+    Column("subject", Text),
+    Column("payload", Text, nullable=False),  # the whole MIME message, or the webhook's JSON
+    Column("state", Text, nullable=False),  # pending, sending, sent
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", Text),
+    Column("claimed_at", DateTime),
+    Column("sent_at", DateTime),
+    Column("dedupe_key", Text, nullable=False),
+    UniqueConstraint("dedupe_key", name="uq_outbox_dedupe"),
 )
 
 CUSTOMER_FIELDS: tuple[str, ...] = (

@@ -2,7 +2,8 @@
 
 Pages import ``from relq import ui`` and call what is re-exported here:
 session (engine, data version, store errors), access (sign-in, roles, personal data, audit),
-frame (RelQ's menu, pages served through the frame), sidebar (the shared filters), queries (cached), widgets (cards, tables, downloads).
+frame (RelQ's menu, pages served through the frame), sidebar (the shared filters), queries (cached), widgets (cards, tables, downloads),
+cases (open cases from any customer list, the case editor, the test digest).
 """
 
 from relq.core.plaintext import plain  # noqa: F401
@@ -40,6 +41,16 @@ from relq.ui.access import (  # noqa: F401
     small_view_gate,
     suppress_small_groups,
     view_size,
+)
+from relq.ui.cases import (  # noqa: F401
+    bump_cases_version,
+    case_editor,
+    case_saved_notice,
+    cases_need_a_row_store,
+    cases_version,
+    my_names,
+    open_cases_for,
+    send_test_digest,
 )
 from relq.ui.frame import (  # noqa: F401
     framed,
