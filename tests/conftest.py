@@ -212,7 +212,7 @@ def demo_chdb_url(chdb_folder, demo_company):
     """A ClickHouse (chDB) database holding the small demo company, shared read-mostly by page tests."""
     url = chdb_url(chdb_folder, "relq_demo")
     engine = store.get_engine(url)
-    store.load_demo(engine, demo_company)
+    load_demo(engine, demo_company)
     engine.dispose()
     return url
 
@@ -221,7 +221,7 @@ def demo_chdb_url(chdb_folder, demo_company):
 def chdb_demo(chdb_folder, demo_company):
     """A ClickHouse (chDB) engine on a private copy of the demo company, one per test module."""
     engine = store.get_engine(chdb_url(chdb_folder, f"relq_demo_{next(_db_numbers)}"))
-    store.load_demo(engine, demo_company)
+    load_demo(engine, demo_company)
     yield engine
     engine.dispose()
 

@@ -513,7 +513,7 @@ def theme_overview(conn: Connection, flt: SegmentFilter = SegmentFilter()) -> di
             sa.func.count().label("comments"),
             _count_if(sa.not_(F.c.themable), "other_language"),
             _count_if(
-                sa.exists().where(T.c.response_id == R.c.response_id, T.c.source.in_(_THEME_SOURCES)),
+                R.c.response_id.in_(sa.select(T.c.response_id).where(T.c.source.in_(_THEME_SOURCES))),
                 "themed",
             ),
         )
