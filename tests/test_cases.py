@@ -225,9 +225,9 @@ def test_a_high_value_account_turning_at_risk_gets_a_case_after_a_first_run_that
     import_survey(
         engine, _wave("2026-06-01", {c["customer_id"]: (9, 6, 6) for c in CUSTOMERS}, prefix="W1"), "w1.csv"
     )
-    turned = import_survey(
+    turned = import_survey(  # the next quarter's wave: at risk compares an account's waves
         engine,
-        _wave("2026-06-10", {"C1": (2, 3, 3), "C2": (2, 3, 3)}, prefix="W2"),
+        _wave("2026-07-10", {"C1": (2, 3, 3), "C2": (2, 3, 3)}, prefix="W2"),
         "w2.csv",
         after=follow_up_import,
     )

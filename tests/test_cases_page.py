@@ -17,7 +17,7 @@ from relq.store import cases, schema
 ROOT = Path(__file__).resolve().parent.parent
 AUTH_SECRETS = {
     "redirect_uri": "http://localhost:8501/oauth2callback",
-    "cookie_secret": "test-only-cookie-secret",
+    "cookie_secret": "test-only-cookie-secret-of-more-than-32-bytes",
     "client_id": "relq-test",
     "client_secret": "relq-test",
     "server_metadata_url": "https://login.example.com/.well-known/openid-configuration",

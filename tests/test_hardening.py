@@ -124,7 +124,7 @@ def test_a_cli_import_shows_in_the_running_dashboard_on_its_next_run(tmp_path, d
     engine.dispose()
     monkeypatch.setenv("RELQ_DATABASE_URL", url)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    before = next(c.value for c in at.caption if "survey responses in view" in c.value)
+    before = next(c.value for c in at.caption if " in view" in c.value and c.value.startswith("n = "))
 
     survey = tmp_path / "survey.csv"
     survey.write_bytes(b"response_id,submitted_at,nps\nNEW1,2026-08-01 10:00,9\nNEW2,2026-08-02 10:00,3\n")
@@ -132,9 +132,9 @@ def test_a_cli_import_shows_in_the_running_dashboard_on_its_next_run(tmp_path, d
     assert run.returncode == 0, run.stderr
 
     at.run()  # the same session, its caches warm: the next page view
-    after = next(c.value for c in at.caption if "survey responses in view" in c.value)
-    count = int(before.split(" survey")[0].replace(",", ""))
-    assert after.startswith(f"{count + 2:,} survey responses in view")
+    after = next(c.value for c in at.caption if " in view" in c.value and c.value.startswith("n = "))
+    count = int(before.split(" responses")[0].removeprefix("n = ").replace(",", ""))
+    assert after.startswith(f"n = {count + 2:,} responses")  # the two new ones, unmatched: "and 2 unmatched"
 
 
 def test_every_change_of_the_data_changes_the_store_version(engine):
