@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _sp
 
+from relq.measures.stats import benjamini_hochberg  # one definition of the Benjamini–Hochberg q-values
+
 __all__ = [
     "Q_THRESHOLD",
     "ClusteredDifference",
@@ -836,33 +838,6 @@ def period_difference_from_sums(
     var = c / (c - 1) * max(0.0, sum_e2) if c >= 2 else NAN
     se = NAN if math.isnan(var) else scale * math.sqrt(var)
     return _z_result(scale * (m1 - m2), se, level, test)
-
-
-def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg q-values over one family; NaN stays NaN and is not counted.
-
-    ``q_(i) = min_{j ≥ i} min(1, m·p_(j)/j)`` over the m non-NaN p-values sorted ascending.
-    A delta is significant only at ``q < Q_THRESHOLD`` (0.05).
-    Reference: statsmodels ``multipletests(method="fdr_bh")``.
-
-    >>> benjamini_hochberg([0.01, 0.04, float("nan"), 0.03]).round(3).tolist()
-    [0.03, 0.04, nan, 0.04]
-    """
-    p = np.asarray(p_values, dtype=float).ravel()
-    q = np.full(p.shape, np.nan)
-    ok = ~np.isnan(p)
-    if np.any((p[ok] < 0) | (p[ok] > 1)):
-        raise ValueError("p-values must lie in [0, 1] (NaN is allowed and left as NaN).")
-    m = int(ok.sum())
-    if m == 0:
-        return q
-    order = np.argsort(p[ok], kind="stable")
-    ranked = p[ok][order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
-    out = np.empty(m)
-    out[order] = adjusted
-    q[ok] = out
-    return q
 
 
 # --------------------------------------------------------------------------- weights
