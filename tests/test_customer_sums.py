@@ -194,7 +194,8 @@ def _base_and_respondents(cust: pd.DataFrame, frame: pd.DataFrame, since: date, 
 
 
 def test_sql_raking_margins_and_weights_match_weightipy_ipf(engine):
-    weightipy = pytest.importorskip("weightipy")
+    import weightipy  # pinned in requirements-dev.txt: a missing reference fails, never skips
+
     cust, frame = _company(SEED + 2, customers=300, per_customer=(1, 4))
     # some customers churned before the period: they are not in its base
     cust["churned_at"] = [date(2024, 6, 30) if i < 30 else None for i in range(len(cust))]

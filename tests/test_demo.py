@@ -130,7 +130,8 @@ def test_customers_with_high_survey_trust_churn_less(demo):
 
 
 def test_churn_hazard_falls_with_trust_in_a_cox_model(demo):
-    lifelines = pytest.importorskip("lifelines")
+    import lifelines  # pinned in requirements.txt
+
     customers = demo.customers.set_index("customer_id")
     trust = demo.responses.dropna(subset=["customer_id", "trust"]).groupby("customer_id")["trust"].mean()
     end = pd.Timestamp("2026-11-01")
