@@ -143,7 +143,10 @@ else:
     chosen = st.selectbox("Case", list(labels), format_func=labels.get, key="cases_chosen")
     ui.case_editor(engine, int(chosen))
 
-by_owner_tab, effect_tab, rules_tab = st.tabs(["By owner and reason", "Did it work", "Rules"])
+# Only the open tab computes: "Did it work" matches every closed case against comparable customers.
+by_owner_tab, effect_tab, rules_tab = st.tabs(
+    ["By owner and reason", "Did it work", "Rules"], key="cases_tab", on_change="rerun"
+)
 
 with by_owner_tab:
     left, right = st.columns(2)
@@ -161,35 +164,36 @@ with by_owner_tab:
     )
 
 with effect_tab:
-    effects = _effects(engine, str(engine.url), flt, ui.data_version(), ui.cases_version())
-    st.markdown(
-        f"**{effects.closed:,} closed cases.** Each contacted customer is compared with customers who never had a "
-        "case and, on the contact day, had the same plan and, in their latest answer before it, the same trust × "
-        "satisfaction quadrant, NPS group and 10-point RQ band. The difference is the contacted customer minus the "
-        "mean of their comparison customers, averaged over cases; 95% intervals treat each customer as a cluster."
-    )
-    st.info(case_rules.EFFECT_CAVEAT, icon=":material/science:")
-    if not effects.compared:
-        st.write(
-            "No closed case can be compared yet: it needs an answer before the contact and one after it."
+    if effect_tab.open:
+        effects = _effects(engine, str(engine.url), flt, ui.data_version(), ui.cases_version())
+        st.markdown(
+            f"**{effects.closed:,} closed cases.** Each contacted customer is compared with customers who never had a "
+            "case and, on the contact day, had the same plan and, in their latest answer before it, the same trust × "
+            "satisfaction quadrant, NPS group and 10-point RQ band. The difference is the contacted customer minus the "
+            "mean of their comparison customers, averaged over cases; 95% intervals treat each customer as a cluster."
         )
-    else:
-        st.dataframe(
-            effects.table,
-            hide_index=True,
-            width="stretch",
-            column_config={
-                name: st.column_config.NumberColumn(name.capitalize(), format="%.1f")
-                for name in ("contacted", "comparable", "difference", "low", "high")
-            }
-            | {"p": st.column_config.NumberColumn("p", format="%.3f")},
-        )
-        ui.download_csv(
-            effects.table, "did-it-work.csv", "Download the comparison (CSV)", key="cases_effect_download"
-        )
-    left_out = {k: v for k, v in effects.left_out.items() if v}
-    if left_out:
-        st.caption("Not compared: " + "; ".join(f"{v:,} — {k}" for k, v in left_out.items()) + ".")
+        st.info(case_rules.EFFECT_CAVEAT, icon=":material/science:")
+        if not effects.compared:
+            st.write(
+                "No closed case can be compared yet: it needs an answer before the contact and one after it."
+            )
+        else:
+            st.dataframe(
+                effects.table,
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    name: st.column_config.NumberColumn(name.capitalize(), format="%.1f")
+                    for name in ("contacted", "comparable", "difference", "low", "high")
+                }
+                | {"p": st.column_config.NumberColumn("p", format="%.3f")},
+            )
+            ui.download_csv(
+                effects.table, "did-it-work.csv", "Download the comparison (CSV)", key="cases_effect_download"
+            )
+        left_out = {k: v for k, v in effects.left_out.items() if v}
+        if left_out:
+            st.caption("Not compared: " + "; ".join(f"{v:,} — {k}" for k, v in left_out.items()) + ".")
 
 with rules_tab:
     editable = ui.can("edit_rules")
