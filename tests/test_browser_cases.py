@@ -27,18 +27,20 @@ def _pick(page, testid: str, label: str, option, scope=None) -> str:
         if exact
         else page.get_by_role("option", name=option)
     )
+    # The list can close under the pointer while a rerun redraws the page: open it again and retry
+    # (at most three times) until the option is read and clicked.
     for attempt in range(3):
         box.get_by_role("combobox").first.click()
         try:
             choice.first.wait_for(state="visible", timeout=10_000)
+            text = choice.first.inner_text(timeout=5_000)
+            choice.first.click(timeout=5_000)
             break
         except Exception:
             if attempt == 2:
                 raise
             page.keyboard.press("Escape")
-            page.wait_for_timeout(500)
-    text = choice.first.inner_text()
-    choice.first.click()
+            _settle(page)
     page.keyboard.press("Escape")
     _settle(page)  # the pick reruns the page: wait until it is drawn again
     return text
