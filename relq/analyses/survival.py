@@ -163,6 +163,12 @@ def _placing_responses(flt: SegmentFilter, by: str, spec=None) -> tuple[sa.Subqu
         order = [f"{name} {label}" for _, label in reversed(PILLAR_BANDS)]
     else:
         raise ValueError(f"A survey split is one of {', '.join(SURVEY_SPLITS)}, not {by!r}.")
+    return _first_response(flt, needed, [segment.label("segment")], "placing_response"), order
+
+
+def _first_response(flt: SegmentFilter, needed: list, columns: list, name: str) -> sa.Subquery:
+    """Each customer's first response in ``flt`` meeting ``needed`` (the landmark): customer_id,
+    day and ``columns``. Ties on ``submitted_at``: the smaller ``response_id`` comes first."""
     rank = sa.func.row_number().over(
         partition_by=R.c.customer_id, order_by=(R.c.submitted_at, R.c.response_id)
     )
@@ -170,18 +176,13 @@ def _placing_responses(flt: SegmentFilter, by: str, spec=None) -> tuple[sa.Subqu
         sa.select(
             R.c.customer_id,
             sa.cast(R.c.submitted_at, sa.Date).label("day"),
-            segment.label("segment"),
+            *columns,
             rank.label("rank"),
         )
         .where(flt.response_clause(), R.c.customer_id.is_not(None), *needed)
         .subquery("ranked_responses")
     )
-    first = (
-        sa.select(ranked.c.customer_id, ranked.c.day, ranked.c.segment)
-        .where(ranked.c.rank == 1)
-        .subquery("placing_response")
-    )
-    return first, order
+    return sa.select(*[c for c in ranked.c if c.name != "rank"]).where(ranked.c.rank == 1).subquery(name)
 
 
 def _landmark_status(first: sa.Subquery, life: sa.Subquery) -> sa.ColumnElement:
@@ -435,23 +436,8 @@ def cox_landmark(
     it (not at risk) and respondents the customer data do not know.
     """
     basis = basis or churn_basis(conn)
-    rank = sa.func.row_number().over(
-        partition_by=R.c.customer_id, order_by=(R.c.submitted_at, R.c.response_id)
-    )
-    ranked = (
-        sa.select(
-            R.c.customer_id,
-            sa.cast(R.c.submitted_at, sa.Date).label("day"),
-            *(R.c[p] for p in PILLARS),
-            rank.label("rank"),
-        )
-        .where(flt.response_clause(), R.c.customer_id.is_not(None), *(R.c[p].is_not(None) for p in PILLARS))
-        .subquery("ranked_responses")
-    )
-    first = (
-        sa.select(*[c for c in ranked.c if c.name != "rank"])
-        .where(ranked.c.rank == 1)
-        .subquery("first_response")
+    first = _first_response(
+        flt, [R.c[p].is_not(None) for p in PILLARS], [R.c[p] for p in PILLARS], "first_response"
     )
     life = lifetimes(
         SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), basis, acquired_in_period=False
