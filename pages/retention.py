@@ -68,6 +68,13 @@ def _risk(_engine, url: str, horizon: int, version: int) -> churn_risk.RiskAsses
         return churn_risk.assess(conn, SegmentFilter(), horizon, _basis(_engine, url, version))
 
 
+@st.cache_data(ttl=3600, max_entries=4, show_spinner=False)
+def _scores(_engine, url: str, horizon: int, version: int) -> churn_risk.RiskAssessment:
+    """Today's scores without the backtest (the Churn risk tab runs it): what ranks the at-risk list."""
+    with _engine.connect() as conn:
+        return churn_risk.current_scores(conn, SegmentFilter(), horizon, _basis(_engine, url, version))
+
+
 @st.cache_data(ttl=600, max_entries=32, show_spinner=False)
 def _ids(_engine, url: str, flt: SegmentFilter, version: int) -> list[str] | None:
     if not (flt.customer or flt.quadrant):
@@ -200,13 +207,13 @@ with tabs[0]:
                     width="stretch",
                     column_config=columns,
                 )
-                assessment = _risk(engine, url, horizon, version)
-                risk = churn_risk.rank_at_risk(listed, assessment.scores if assessment.ok else None)
+                assessment = _scores(engine, url, horizon, version)
+                risk = churn_risk.rank_at_risk(listed, assessment.scores if assessment.scored else None)
                 note.caption(
                     f"Riskiest first: the probability of churning within {horizon} days and the factors behind "
                     "it come from the churn-risk model (the Churn risk tab shows how well it predicted on a "
                     "held-out quarter)."
-                    if assessment.ok
+                    if assessment.scored
                     else f"Most valuable first: {assessment.message}"
                 )
                 table.dataframe(risk.head(500), hide_index=True, width="stretch", column_config=columns)

@@ -62,6 +62,9 @@ def _button(at: AppTest, label: str):
 
 def test_a_cx_lead_opens_cases_from_the_at_risk_list_and_works_one_to_resolved(env):
     at = as_user("lead@example.com", "pages/retention.py")
+    assert "ret_cases_which" not in [r.key for r in at.radio]  # nothing computed until it is opened
+    at.session_state["ret_cases_box"] = True  # the expander computes its choices once opened
+    at.run()
     widget = at.radio(key="ret_cases_which")
     chosen = at.multiselect(key="ret_cases_chosen")
     picked = [label.rsplit("(", 1)[1].rstrip(")") for label in chosen.options[:2]]  # "Company (C000123)"

@@ -200,12 +200,21 @@ def demo_risk(tmp_path_factory, demo_company):
             [churn_risk.snapshot(conn, d, 90, result.basis) for d in result.model.training_days],
             ignore_index=True,
         )
-    yield result, today, training
+    with engine.connect() as conn:
+        scored = churn_risk.current_scores(conn)
+    yield result, today, training, scored
     engine.dispose()
 
 
+def test_the_at_risk_lists_scores_without_the_backtest_are_the_backtested_assessments_scores(demo_risk):
+    result, _, _, scored = demo_risk
+    assert scored.scored and not scored.ok  # fitted and scored, never backtested
+    assert scored.model.training_days == result.model.training_days
+    pd.testing.assert_frame_equal(scored.scores, result.scores)
+
+
 def test_on_the_demo_the_risk_model_beats_the_90_day_recency_rule_on_the_held_out_window(demo_risk):
-    result, today, _ = demo_risk
+    result, today, *_ = demo_risk
     assert result.ok and not result.message
     bt = result.backtest
     print(f"backtest: AUC {bt.auc}, rule {bt.rule_auc}, gain {bt.auc_gain}, C {bt.concordance}")
@@ -226,7 +235,7 @@ def test_on_the_demo_the_risk_model_beats_the_90_day_recency_rule_on_the_held_ou
 
 
 def test_scores_equal_lifelines_predict_survival_function_at_the_horizon(demo_risk):
-    result, today, training = demo_risk
+    result, today, training, _ = demo_risk
     model = result.model
     design = churn_risk._design(training, model.medians, model.levels, 90)[list(model.columns)]
     data = design.assign(duration=np.ceil(training["duration"].clip(lower=1) / 7.0), event=training["event"])
@@ -240,7 +249,7 @@ def test_scores_equal_lifelines_predict_survival_function_at_the_horizon(demo_ri
 
 
 def test_a_factor_in_words_is_its_hazard_change_against_the_plans_median(demo_risk):
-    result, today, _ = demo_risk
+    result, today, *_ = demo_risk
     model = result.model
     beta = dict(zip(model.columns, model.coefficients, strict=True))["trust_10"]
     surveyed = today[today["surveyed"] == 1]

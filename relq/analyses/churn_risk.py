@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
@@ -915,6 +915,11 @@ class RiskAssessment:
     def ok(self) -> bool:
         return self.model is not None and self.backtest is not None
 
+    @property
+    def scored(self) -> bool:
+        """Today's customers have scores (the backtest may not have been run: current_scores)."""
+        return self.model is not None
+
     def as_dict(self, limit: int | None = None) -> dict:
         """The ``risk --json`` document."""
         scores = self.scores if limit is None else self.scores.head(limit)
@@ -980,52 +985,85 @@ def assess(
     dimensions choose whom the scores list. Scores: the customers active at the data's end,
     riskiest first, with their probability of churning within ``horizon`` days and top factors.
     """
-    horizon = _check_horizon(horizon)
-    basis = basis or churn_basis(conn)
-    at_risk_days = int(at_risk_days or load_settings().at_risk_days)
-    end = basis.end
-    first = conn.execute(
-        sa.select(
-            sa.func.min(sa.func.coalesce(C.c.acquired_at, sa.cast(T.c.occurred_at, sa.Date)))
-        ).select_from(C.join(T, T.c.customer_id == C.c.customer_id, full=True))
-    ).scalar()
-    first = pd.Timestamp(first).date() if first is not None else end
-    held_out_day = end - timedelta(days=horizon)
-    production_days = snapshot_days(end, horizon, first)
-    backtest_days = snapshot_days(held_out_day, horizon, first)
-    empty = RiskAssessment(horizon, end, basis)
-    if not backtest_days:
-        return _no_score(
-            empty,
-            f"The data span too little time for a {horizon}-day backtest, so there is no churn-risk score.",
-        )
-    cache: dict[date, pd.DataFrame] = {}
-
-    def labelled(day: date) -> pd.DataFrame:
-        if day not in cache:
-            cache[day] = snapshot(conn, day, horizon, basis)
-        return cache[day]
-
-    training, used = _stack(labelled, backtest_days)
-    model = fit_model(training, horizon, at_risk_days, used, min_events)
+    plan = _RiskPlan(conn, horizon, basis, at_risk_days)
+    if plan.message:
+        return plan.empty(plan.message)
+    training, used = _stack(plan.labelled, plan.backtest_days)
+    model = fit_model(training, plan.horizon, plan.at_risk_days, used, min_events)
     if isinstance(model, str):
-        return _no_score(empty, "Backtest: " + model)
+        return plan.empty("Backtest: " + model)
     result = backtest(
         model,
-        labelled(held_out_day),
-        _rule_rates(training, at_risk_days),
-        at_risk_days,
-        held_out_day,
-        end,
+        plan.labelled(plan.held_out_day),
+        _rule_rates(training, plan.at_risk_days),
+        plan.at_risk_days,
+        plan.held_out_day,
+        plan.basis.end,
         resamples,
         seed,
     )
-    training, used = _stack(labelled, production_days)
-    final = fit_model(training, horizon, at_risk_days, used, min_events)
-    if isinstance(final, str):
-        return _no_score(empty, final)
-    today = snapshot(conn, end, horizon, basis, labelled=False, flt=flt)
-    return RiskAssessment(horizon, end, basis, "", result, final, scores_frame(final, today, at_risk_days))
+    scored = plan.scores(flt, min_events)
+    return replace(scored, backtest=result) if scored.model is not None else scored
+
+
+def current_scores(
+    conn: Connection,
+    flt: SegmentFilter = SegmentFilter(),
+    horizon: int = HORIZON_DAYS,
+    basis: Basis | None = None,
+    at_risk_days: int | None = None,
+    min_events: int = MIN_EVENTS,
+) -> RiskAssessment:
+    """Today's scores from the model fitted on everything known, without the backtest — the same
+    model and scores as :func:`assess` (whose backtest only says how well it predicted), for the
+    lists that rank customers by risk. Unlike :func:`assess`, a backtest model that cannot be fitted
+    (too few churners before the held-out day) does not withhold today's scores."""
+    plan = _RiskPlan(conn, horizon, basis, at_risk_days)
+    return plan.empty(plan.message) if plan.message else plan.scores(flt, min_events)
+
+
+class _RiskPlan:
+    """The snapshot days of a churn-risk fit, and each labelled snapshot read once."""
+
+    def __init__(self, conn: Connection, horizon: int, basis: Basis | None, at_risk_days: int | None):
+        self.conn = conn
+        self.horizon = _check_horizon(horizon)
+        self.basis = basis or churn_basis(conn)
+        self.at_risk_days = int(at_risk_days or load_settings().at_risk_days)
+        end = self.basis.end
+        first = conn.execute(
+            sa.select(
+                sa.func.min(sa.func.coalesce(C.c.acquired_at, sa.cast(T.c.occurred_at, sa.Date)))
+            ).select_from(C.join(T, T.c.customer_id == C.c.customer_id, full=True))
+        ).scalar()
+        first = pd.Timestamp(first).date() if first is not None else end
+        self.held_out_day = end - timedelta(days=self.horizon)
+        self.production_days = snapshot_days(end, self.horizon, first)
+        self.backtest_days = snapshot_days(self.held_out_day, self.horizon, first)
+        self.message = (
+            ""
+            if self.backtest_days
+            else f"The data span too little time for a {self.horizon}-day backtest, so there is no churn-risk score."
+        )
+        self._cache: dict[date, pd.DataFrame] = {}
+
+    def labelled(self, day: date) -> pd.DataFrame:
+        if day not in self._cache:
+            self._cache[day] = snapshot(self.conn, day, self.horizon, self.basis)
+        return self._cache[day]
+
+    def empty(self, message: str) -> RiskAssessment:
+        return RiskAssessment(self.horizon, self.basis.end, self.basis, message)
+
+    def scores(self, flt: SegmentFilter, min_events: int) -> RiskAssessment:
+        """The model fitted on every production snapshot, and today's customers scored."""
+        training, used = _stack(self.labelled, self.production_days)
+        final = fit_model(training, self.horizon, self.at_risk_days, used, min_events)
+        if isinstance(final, str):
+            return self.empty(final)
+        today = snapshot(self.conn, self.basis.end, self.horizon, self.basis, labelled=False, flt=flt)
+        scores = scores_frame(final, today, self.at_risk_days)
+        return RiskAssessment(self.horizon, self.basis.end, self.basis, "", None, final, scores)
 
 
 def _stack(labelled, days: list[date]) -> tuple[pd.DataFrame, list[date]]:

@@ -52,14 +52,22 @@ def bump_cases_version() -> None:
     st.session_state["relq_cases_version"] = cases_version() + 1
 
 
-def _label(row: pd.Series) -> str:
-    who = str(row["customer_id"])
-    if "company" in row and isinstance(row["company"], str) and row["company"]:
-        return f"{row['company']} ({who})"
-    if "comment" in row and isinstance(row["comment"], str):
-        text = " ".join(row["comment"].split())
-        return f"{who} — “{text[:60]}{'…' if len(text) > 60 else ''}”"
-    return who
+def _labels(frame: pd.DataFrame) -> dict[str, str]:
+    """How each customer is named in the choice: "Company (C000123)", else the customer and the
+    start of their comment, else the customer id."""
+    who = frame["customer_id"].astype(str)
+    labels = who
+    if "comment" in frame:
+        comment = frame["comment"]
+        is_text = comment.map(type).eq(str)
+        squashed = comment.where(is_text, "").astype(str).str.split().str.join(" ")
+        cut = squashed.str.slice(0, 60) + squashed.str.len().gt(60).map({True: "…", False: ""})
+        labels = labels.where(~is_text, who + " — “" + cut + "”")
+    if "company" in frame:
+        company = frame["company"]
+        named = company.map(type).eq(str) & company.astype(str).ne("")
+        labels = labels.where(~named, company.astype(str) + " (" + who + ")")
+    return dict(zip(who, labels, strict=True))
 
 
 def open_cases_for(
@@ -81,8 +89,17 @@ def open_cases_for(
     frame = customers[customers["customer_id"].notna()].drop_duplicates("customer_id")
     if frame.empty:
         return
-    labels = {str(r["customer_id"]): _label(r) for _, r in frame.iterrows()}
-    with st.expander(f"Open cases for these customers ({len(frame):,})", icon=":material/assignment_add:"):
+    # Computed only once opened: a list may hold tens of thousands of customers.
+    box = st.expander(
+        f"Open cases for these customers ({len(frame):,})",
+        icon=":material/assignment_add:",
+        key=f"{key}_box",
+        on_change="rerun",
+    )
+    with box:
+        if not box.open:
+            return
+        labels = _labels(frame)
         everyone = st.radio(
             "Customers",
             ["Choose customers", f"All {len(frame):,} in this list"],

@@ -1,0 +1,71 @@
+"""Where a page's Python time goes: each page run through Streamlit's AppTest under cProfile.
+
+    python bench/profile_pages.py --tier large [--page retention] [--region] [--top 25]
+
+Runs every page (or one) once cold, in one process, against the tier's DuckDB file, and prints
+the functions with the most cumulative time inside RelQ's own code. ``--region`` first picks
+one region in the sidebar, as the browser benchmark's filter change does. A developer's tool for
+finding what to make faster; the browser benchmark (bench/browser.py) measures what a person
+waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tier", default="large")
+    parser.add_argument("--url", default=None)
+    parser.add_argument("--page", action="append", default=None, help="a file in pages/, without .py")
+    parser.add_argument("--region", action="store_true")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    url = args.url or f"duckdb:///{ROOT / 'bench' / 'cache' / (args.tier + '.duckdb')}"
+    os.environ["RELQ_DATABASE_URL"] = url
+    from streamlit.testing.v1 import AppTest
+
+    names = args.page or [p.stem for p in sorted((ROOT / "pages").glob("*.py"))]
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
+    started = time.perf_counter()
+    at.run()
+    print(f"first run (overview): {time.perf_counter() - started:.2f} s", flush=True)
+    if args.region:
+        region = at.multiselect(key="flt_dim_region")
+        started = time.perf_counter()
+        region.set_value([region.options[0]]).run()
+        print(f"region chosen: {time.perf_counter() - started:.2f} s", flush=True)
+    for name in names:
+        profiler = cProfile.Profile()
+        # AppTest runs the script in a thread of its own: profile every thread started from here on
+        threading.setprofile(lambda *_: profiler.enable())
+        started = time.perf_counter()
+        at.switch_page(f"pages/{name}.py").run()
+        threading.setprofile(None)
+        took = time.perf_counter() - started
+        errors = [e.value for e in at.exception]
+        print(f"\n=== {name}: {took:.2f} s {'ERRORS ' + str(errors)[:300] if errors else ''}", flush=True)
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("cumulative")
+        rows = []
+        for func, (cc, nc, tt, ct, callers) in stats.stats.items():
+            filename, line, fname = func
+            if "/relq/" in filename or "/pages/" in filename or "sqlalchemy/engine/base.py" in filename and fname == "execute":
+                rows.append((ct, tt, nc, f"{Path(filename).relative_to(ROOT) if str(ROOT) in filename else filename}:{line} {fname}"))
+        for ct, tt, nc, where in sorted(rows, reverse=True)[: args.top]:
+            print(f"  {ct:8.2f} cum {tt:7.2f} own {nc:7d}x  {where}")
+
+
+if __name__ == "__main__":
+    main()
