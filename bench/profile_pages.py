@@ -49,7 +49,7 @@ def main() -> None:
     for name in names:
         profiler = cProfile.Profile()
         # AppTest runs the script in a thread of its own: profile every thread started from here on
-        threading.setprofile(lambda *_: profiler.enable())
+        threading.setprofile(lambda *_, p=profiler: p.enable())
         started = time.perf_counter()
         at.switch_page(f"pages/{name}.py").run()
         threading.setprofile(None)
@@ -59,10 +59,18 @@ def main() -> None:
         stats = pstats.Stats(profiler)
         stats.sort_stats("cumulative")
         rows = []
-        for func, (cc, nc, tt, ct, callers) in stats.stats.items():
+        for func, (_cc, nc, tt, ct, _callers) in stats.stats.items():
             filename, line, fname = func
-            if "/relq/" in filename or "/pages/" in filename or "sqlalchemy/engine/base.py" in filename and fname == "execute":
-                rows.append((ct, tt, nc, f"{Path(filename).relative_to(ROOT) if str(ROOT) in filename else filename}:{line} {fname}"))
+            ours = "/relq/" in filename or "/pages/" in filename
+            if ours or ("sqlalchemy/engine/base.py" in filename and fname == "execute"):
+                rows.append(
+                    (
+                        ct,
+                        tt,
+                        nc,
+                        f"{Path(filename).relative_to(ROOT) if str(ROOT) in filename else filename}:{line} {fname}",
+                    )
+                )
         for ct, tt, nc, where in sorted(rows, reverse=True)[: args.top]:
             print(f"  {ct:8.2f} cum {tt:7.2f} own {nc:7d}x  {where}")
 
