@@ -38,41 +38,34 @@ def main() -> None:
 
     names = args.page or [p.stem for p in sorted((ROOT / "pages").glob("*.py"))]
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
-    started = time.perf_counter()
-    at.run()
-    print(f"first run (overview): {time.perf_counter() - started:.2f} s", flush=True)
-    if args.region:
-        region = at.multiselect(key="flt_dim_region")
-        started = time.perf_counter()
-        region.set_value([region.options[0]]).run()
-        print(f"region chosen: {time.perf_counter() - started:.2f} s", flush=True)
-    for name in names:
+
+    def profiled(label: str, step) -> None:
         profiler = cProfile.Profile()
         # AppTest runs the script in a thread of its own: profile every thread started from here on
         threading.setprofile(lambda *_, p=profiler: p.enable())
         started = time.perf_counter()
-        at.switch_page(f"pages/{name}.py").run()
+        step()
         threading.setprofile(None)
         took = time.perf_counter() - started
         errors = [e.value for e in at.exception]
-        print(f"\n=== {name}: {took:.2f} s {'ERRORS ' + str(errors)[:300] if errors else ''}", flush=True)
+        print(f"\n=== {label}: {took:.2f} s {'ERRORS ' + str(errors)[:300] if errors else ''}", flush=True)
         stats = pstats.Stats(profiler)
-        stats.sort_stats("cumulative")
         rows = []
         for func, (_cc, nc, tt, ct, _callers) in stats.stats.items():
             filename, line, fname = func
             ours = "/relq/" in filename or "/pages/" in filename
             if ours or ("sqlalchemy/engine/base.py" in filename and fname == "execute"):
-                rows.append(
-                    (
-                        ct,
-                        tt,
-                        nc,
-                        f"{Path(filename).relative_to(ROOT) if str(ROOT) in filename else filename}:{line} {fname}",
-                    )
-                )
+                where = Path(filename).relative_to(ROOT) if str(ROOT) in filename else filename
+                rows.append((ct, tt, nc, f"{where}:{line} {fname}"))
         for ct, tt, nc, where in sorted(rows, reverse=True)[: args.top]:
             print(f"  {ct:8.2f} cum {tt:7.2f} own {nc:7d}x  {where}")
+
+    profiled("first run (the default page)", at.run)
+    if args.region:
+        region = at.multiselect(key="flt_dim_region")
+        profiled("one region chosen (the default page)", lambda: region.set_value([region.options[0]]).run())
+    for name in names:
+        profiled(name, lambda name=name: at.switch_page(f"pages/{name}.py").run())
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ flt = ui.current_filter()
 today = date.today()
 
 
-@st.cache_data(ttl=600, max_entries=16, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=16, show_spinner=False)
 def _effects(_engine, url: str, flt: SegmentFilter, version: int, cases_version: int):
     with _engine.connect() as conn:
         return case_rules.case_effects(conn, flt)

@@ -74,79 +74,89 @@ with right:
     )
     st.caption("Correlation intervals: the same bootstrap over customers.")
 
-st.subheader("Per segment")
-dimensions = ui.allowed_dimensions(ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt))
-dimension = st.selectbox("Segment by", dimensions, index=0, key="drivers_dimension")
-with st.spinner(f"Decomposing R² in every {ui.plain(dimension.replace('_', ' '))}…"):
-    by_segment = ui.cached_query(engine, drivers.driver_importance, flt, dimension=dimension)
-shown = ui.suppress_small_groups(by_segment, "customers")  # groups under 5 customers
-segment_drawn = int(by_segment["resamples"].max()) if not by_segment.empty else 0
-st.caption(
-    f"Each segment's intervals: {segment_drawn} bootstrap resamples of its customers (fixed seed). Segments with "
-    f"fewer than {ui.min_n()} responses are greyed (marked small): their shares are shown without intervals "
-    "(resamples 0) and never ranked."
-)
-ui.table_with_download(
-    shown,
-    f"drivers-by-{dimension}.csv",
-    key="drivers_segment_csv",
-    column_config={
-        c: st.column_config.NumberColumn(format="%.3f")
-        for c in shown.columns
-        if c not in ("segment", "predictor", "n", "customers", "small", "resamples")
-    },
+# Only the open tab computes: each decomposes R² again, bootstraps it or fits a Cox model.
+tabs = st.tabs(
+    ["Per segment", "Importance × performance", "Pillars and churn"], key="drivers_tab", on_change="rerun"
 )
 
-st.subheader("Importance × performance")
-with st.spinner("Correlating every item with NPS…"):
-    ip = ui.cached_query(engine, drivers.importance_performance, flt)
-left, right = st.columns([3, 2])
-left.plotly_chart(
-    charts.importance_performance(ip, "Pillars (large) and their items (rings)"), width="stretch"
-)
-with right:
-    st.caption(
-        "Top-left (important, low performance): fix first. Top-right: keep up. Reverse-keyed items are "
-        "recoded so higher is always better."
-    )
-    ui.table_with_download(
-        ip[
-            [
-                "name",
-                "pillar",
-                "level",
-                "n",
-                "performance",
-                "importance",
-                "importance_low",
-                "importance_high",
-                "text",
-            ]
-        ],
-        "importance-performance.csv",
-        key="ip_csv",
-        column_config={
-            c: st.column_config.NumberColumn(format="%.2f")
-            for c in ("performance", "importance", "importance_low", "importance_high")
-        },
-    )
-
-st.subheader("Pillars and churn")
-with st.spinner("Fitting a Cox model of churn on the pillars…"):
-    cox = ui.cached_query(engine, drivers.churn_hazard_ratios, flt)
-if cox is None:
-    st.info(
-        "Too few surveyed customers churned in view to estimate hazard ratios (at least 10 churns needed)."
-    )
-else:
-    left, right = st.columns([3, 2])
-    left.plotly_chart(
-        charts.hazard_ratio_forest(cox.hazard_ratios, "Churn hazard per 10 points of each pillar"),
-        width="stretch",
-    )
-    with right:
-        st.caption(
-            f"Cox proportional hazards on {cox.customers:,} surveyed customers ({cox.churned:,} churned), "
-            f"concordance {cox.concordance:.2f}. {cox.ph_sentence}"
+with tabs[0]:
+    if tabs[0].open:
+        dimensions = ui.allowed_dimensions(
+            ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt)
         )
-        ui.table_with_download(cox.hazard_ratios, "churn-hazard-ratios.csv", key="hr_csv")
+        dimension = st.selectbox("Segment by", dimensions, index=0, key="drivers_dimension")
+        with st.spinner(f"Decomposing R² in every {ui.plain(dimension.replace('_', ' '))}…"):
+            by_segment = ui.cached_query(engine, drivers.driver_importance, flt, dimension=dimension)
+        shown = ui.suppress_small_groups(by_segment, "customers")  # groups under 5 customers
+        segment_drawn = int(by_segment["resamples"].max()) if not by_segment.empty else 0
+        st.caption(
+            f"Each segment's intervals: {segment_drawn} bootstrap resamples of its customers (fixed seed). Segments with "
+            f"fewer than {ui.min_n()} responses are greyed (marked small): their shares are shown without intervals "
+            "(resamples 0) and never ranked."
+        )
+        ui.table_with_download(
+            shown,
+            f"drivers-by-{dimension}.csv",
+            key="drivers_segment_csv",
+            column_config={
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in shown.columns
+                if c not in ("segment", "predictor", "n", "customers", "small", "resamples")
+            },
+        )
+
+with tabs[1]:
+    if tabs[1].open:
+        with st.spinner("Correlating every item with NPS…"):
+            ip = ui.cached_query(engine, drivers.importance_performance, flt)
+        left, right = st.columns([3, 2])
+        left.plotly_chart(
+            charts.importance_performance(ip, "Pillars (large) and their items (rings)"), width="stretch"
+        )
+        with right:
+            st.caption(
+                "Top-left (important, low performance): fix first. Top-right: keep up. Reverse-keyed items are "
+                "recoded so higher is always better."
+            )
+            ui.table_with_download(
+                ip[
+                    [
+                        "name",
+                        "pillar",
+                        "level",
+                        "n",
+                        "performance",
+                        "importance",
+                        "importance_low",
+                        "importance_high",
+                        "text",
+                    ]
+                ],
+                "importance-performance.csv",
+                key="ip_csv",
+                column_config={
+                    c: st.column_config.NumberColumn(format="%.2f")
+                    for c in ("performance", "importance", "importance_low", "importance_high")
+                },
+            )
+
+with tabs[2]:
+    if tabs[2].open:
+        with st.spinner("Fitting a Cox model of churn on the pillars…"):
+            cox = ui.cached_query(engine, drivers.churn_hazard_ratios, flt)
+        if cox is None:
+            st.info(
+                "Too few surveyed customers churned in view to estimate hazard ratios (at least 10 churns needed)."
+            )
+        else:
+            left, right = st.columns([3, 2])
+            left.plotly_chart(
+                charts.hazard_ratio_forest(cox.hazard_ratios, "Churn hazard per 10 points of each pillar"),
+                width="stretch",
+            )
+            with right:
+                st.caption(
+                    f"Cox proportional hazards on {cox.customers:,} surveyed customers ({cox.churned:,} churned), "
+                    f"concordance {cox.concordance:.2f}. {cox.ph_sentence}"
+                )
+                ui.table_with_download(cox.hazard_ratios, "churn-hazard-ratios.csv", key="hr_csv")

@@ -34,25 +34,25 @@ flt = ui.current_filter()
 LABELS = charts.METRIC_LABELS
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _reliability(_engine, url: str, flt: SegmentFilter, instrument, version: int):
     with _engine.connect() as conn:
         return reliability(conn, flt, instrument)
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _htmt(_engine, url: str, flt: SegmentFilter, instrument, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return htmt_intervals(conn, flt, instrument)
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _correlations(_engine, url: str, flt: SegmentFilter, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return pillar_correlations(conn, flt)
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _distribution(_engine, url: str, flt: SegmentFilter, instrument, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return answer_distribution(conn, flt, instrument)
@@ -136,7 +136,6 @@ except RelqError as exc:
     ui.fail_clearly(exc)
 
 url, version = str(engine.url), ui.data_version()
-rel = _reliability(engine, url, flt, instrument, version)
 dist = _distribution(engine, url, flt, instrument, version)
 
 if dist.empty:
@@ -144,185 +143,216 @@ if dist.empty:
         "No item answers match the current filters, so reliability cannot be measured. "
         "Widen the period or clear the filters; survey imports keep each answer for this page."
     )
-else:
-    min_n = ui.min_n()
-    st.subheader("Reliability of each pillar — Cronbach's α")
-    st.caption(
-        "α near 1 means a pillar's items move together. Above 0.70 is usually acceptable, above 0.80 good. "
-        "Computed over responses answering all of a pillar's items, after reverse coding; 95% Feldt interval."
-    )
-    cols = st.columns(len(PILLARS))
-    for col, pillar in zip(cols, PILLARS, strict=True):
-        a = rel.alpha[pillar]
-        small = a.n < min_n
-        col.metric(
-            f"{LABELS[pillar]} α",
-            charts.format_number(a.alpha, 2) + (f" (n<{min_n})" if small else ""),
-            help=f"{a.k} items; n = {a.n:,} complete responses; 95% interval [{charts.format_number(a.low, 2)}, {charts.format_number(a.high, 2)}].",
-        )
-        col.caption(
-            f"n = {a.n:,} · {a.k} items · 95% CI [{charts.format_number(a.low, 2)}, {charts.format_number(a.high, 2)}]"
-            + (" · :grey[small sample]" if small else "")
-        )
 
-    st.subheader("Item statistics")
-    weak = rel.weak_items
-    if weak.empty:
-        st.success("Every item supports its pillar: none would raise α if deleted, all item–total r ≥ 0.30.")
-    else:
-        st.warning(
-            "**Items that weaken reliability** (α would rise without them, or item–total r < 0.30): "
-            + "; ".join(
-                f"`{r.item_id}` ({LABELS[r.pillar]}: α {charts.format_number(rel.alpha[r.pillar].alpha, 2)} → "
-                f"{charts.format_number(r.alpha_if_deleted, 2)} without it, item–total r {charts.format_number(r.item_total_r, 2)})"
-                for r in weak.itertuples()
+# Only the open tab computes: the HTMT bootstrap, the design effects and the raking cost seconds each.
+tabs = st.tabs(
+    [
+        "Reliability of each pillar",
+        "Are the pillars distinct?",
+        "Answer distribution",
+        "Customers as clusters, and weights",
+    ],
+    key="measurement_tab",
+    on_change="rerun",
+)
+answered = not dist.empty
+
+with tabs[0]:
+    if tabs[0].open and answered:
+        rel = _reliability(engine, url, flt, instrument, version)
+        min_n = ui.min_n()
+        st.subheader("Cronbach's α")
+        st.caption(
+            "α near 1 means a pillar's items move together. Above 0.70 is usually acceptable, above 0.80 good. "
+            "Computed over responses answering all of a pillar's items, after reverse coding; 95% Feldt interval."
+        )
+        cols = st.columns(len(PILLARS))
+        for col, pillar in zip(cols, PILLARS, strict=True):
+            a = rel.alpha[pillar]
+            small = a.n < min_n
+            col.metric(
+                f"{LABELS[pillar]} α",
+                charts.format_number(a.alpha, 2) + (f" (n<{min_n})" if small else ""),
+                help=f"{a.k} items; n = {a.n:,} complete responses; 95% interval [{charts.format_number(a.low, 2)}, {charts.format_number(a.high, 2)}].",
             )
-            + ". Check their wording — a reverse-keyed item that customers misread is a common cause."
+            col.caption(
+                f"n = {a.n:,} · {a.k} items · 95% CI [{charts.format_number(a.low, 2)}, {charts.format_number(a.high, 2)}]"
+                + (" · :grey[small sample]" if small else "")
+            )
+
+        st.subheader("Item statistics")
+        weak = rel.weak_items
+        if weak.empty:
+            st.success(
+                "Every item supports its pillar: none would raise α if deleted, all item–total r ≥ 0.30."
+            )
+        else:
+            st.warning(
+                "**Items that weaken reliability** (α would rise without them, or item–total r < 0.30): "
+                + "; ".join(
+                    f"`{r.item_id}` ({LABELS[r.pillar]}: α {charts.format_number(rel.alpha[r.pillar].alpha, 2)} → "
+                    f"{charts.format_number(r.alpha_if_deleted, 2)} without it, item–total r {charts.format_number(r.item_total_r, 2)})"
+                    for r in weak.itertuples()
+                )
+                + ". Check their wording — a reverse-keyed item that customers misread is a common cause."
+            )
+        table = rel.items.rename(
+            columns={
+                "item_total_r": "item–total r",
+                "alpha_if_deleted": "α if deleted",
+                "weakens": "weakens α",
+            }
         )
-    table = rel.items.rename(
-        columns={
-            "item_total_r": "item–total r",
-            "alpha_if_deleted": "α if deleted",
-            "weakens": "weakens α",
-        }
-    )
-    st.dataframe(
-        table.style.apply(
-            lambda row: ["background-color: #FCE8E2" if row["weakens α"] else "" for _ in row], axis=1
-        ).format({"mean": "{:.2f}", "sd": "{:.2f}", "item–total r": "{:.3f}", "α if deleted": "{:.3f}"}),
-        hide_index=True,
-        width="stretch",
-    )
-    st.caption(
-        "Mean and sd on the answer scale after reverse coding; item–total r is corrected (the item "
-        "against the sum of the pillar's other items); n = responses answering every item of the pillar."
-    )
-    ui.download_csv(rel.items, "relq_item_statistics.csv", key="dl_items")
+        st.dataframe(
+            table.style.apply(
+                lambda row: ["background-color: #FCE8E2" if row["weakens α"] else "" for _ in row], axis=1
+            ).format({"mean": "{:.2f}", "sd": "{:.2f}", "item–total r": "{:.3f}", "α if deleted": "{:.3f}"}),
+            hide_index=True,
+            width="stretch",
+        )
+        st.caption(
+            "Mean and sd on the answer scale after reverse coding; item–total r is corrected (the item "
+            "against the sum of the pillar's other items); n = responses answering every item of the pillar."
+        )
+        ui.download_csv(rel.items, "relq_item_statistics.csv", key="dl_items")
 
-    st.subheader("Are the pillars distinct?")
-    corr = _correlations(engine, url, flt, version)
-    left, right = st.columns([3, 2])
-    left.plotly_chart(_correlation_heatmap(corr), width="stretch")
-    bootstrap = _htmt(engine, url, flt, instrument, version)
-    htmt = rel.htmt.merge(bootstrap[["a", "b", "low", "high", "customers"]], on=["a", "b"], how="left")
-    htmt = htmt.assign(a=lambda f: f["a"].map(LABELS), b=lambda f: f["b"].map(LABELS))
-    right.markdown("**HTMT** (heterotrait–monotrait ratio of item correlations)")
-    right.dataframe(
-        htmt[["a", "b", "htmt", "low", "high", "n", "customers"]].rename(
-            columns={"a": "pillar", "b": "vs pillar", "low": "95% CI from", "high": "to"}
-        ),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "htmt": st.column_config.NumberColumn("HTMT", format="%.3f"),
-            "95% CI from": st.column_config.NumberColumn(format="%.3f"),
-            "to": st.column_config.NumberColumn(format="%.3f"),
-        },
-    )
-    resamples = int(bootstrap["resamples"].iloc[0]) if len(bootstrap) else 0
-    right.caption(
-        f"Below {HTMT_WARNING:.2f}: customers tell the two pillars apart. n = responses answering every item, "
-        f"from that many customers; the interval comes from {resamples} bootstrap resamples of the customers "
-        "(all of a customer's responses together)."
-    )
-    for message in rel.htmt["warning"]:
-        if message:
-            st.warning(message)
-    ui.download_csv(
-        corr.merge(
-            bootstrap[["a", "b", "htmt", "low", "high"]].rename(
-                columns={"low": "htmt_low", "high": "htmt_high"}
+with tabs[1]:
+    if tabs[1].open and answered:
+        rel = _reliability(engine, url, flt, instrument, version)
+        corr = _correlations(engine, url, flt, version)
+        left, right = st.columns([3, 2])
+        left.plotly_chart(_correlation_heatmap(corr), width="stretch")
+        bootstrap = _htmt(engine, url, flt, instrument, version)
+        htmt = rel.htmt.merge(bootstrap[["a", "b", "low", "high", "customers"]], on=["a", "b"], how="left")
+        htmt = htmt.assign(a=lambda f: f["a"].map(LABELS), b=lambda f: f["b"].map(LABELS))
+        right.markdown("**HTMT** (heterotrait–monotrait ratio of item correlations)")
+        right.dataframe(
+            htmt[["a", "b", "htmt", "low", "high", "n", "customers"]].rename(
+                columns={"a": "pillar", "b": "vs pillar", "low": "95% CI from", "high": "to"}
             ),
-            on=["a", "b"],
-            how="left",
-        ),
-        "relq_pillar_correlations.csv",
-        key="dl_corr",
-    )
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "htmt": st.column_config.NumberColumn("HTMT", format="%.3f"),
+                "95% CI from": st.column_config.NumberColumn(format="%.3f"),
+                "to": st.column_config.NumberColumn(format="%.3f"),
+            },
+        )
+        resamples = int(bootstrap["resamples"].iloc[0]) if len(bootstrap) else 0
+        right.caption(
+            f"Below {HTMT_WARNING:.2f}: customers tell the two pillars apart. n = responses answering every item, "
+            f"from that many customers; the interval comes from {resamples} bootstrap resamples of the customers "
+            "(all of a customer's responses together)."
+        )
+        for message in rel.htmt["warning"]:
+            if message:
+                st.warning(message)
+        ui.download_csv(
+            corr.merge(
+                bootstrap[["a", "b", "htmt", "low", "high"]].rename(
+                    columns={"low": "htmt_low", "high": "htmt_high"}
+                ),
+                on=["a", "b"],
+                how="left",
+            ),
+            "relq_pillar_correlations.csv",
+            key="dl_corr",
+        )
 
-    st.subheader("Answer distribution per item")
-    st.plotly_chart(_distribution_bars(dist, instrument.scale_min, instrument.scale_max), width="stretch")
-    ui.download_csv(dist, "relq_answer_distribution.csv", key="dl_dist")
+with tabs[2]:
+    if tabs[2].open and answered:
+        st.plotly_chart(_distribution_bars(dist, instrument.scale_min, instrument.scale_max), width="stretch")
+        ui.download_csv(dist, "relq_answer_distribution.csv", key="dl_dist")
 
-st.subheader("Customers as clusters, and weights")
-st.caption(
-    "Several people at one customer answer, wave after wave, so their responses are not independent. Every "
-    "interval in RelQ treats each customer as a cluster; the design effect says how much wider that makes it "
-    "than if every response were independent, and the effective n how many independent responses the score is "
-    "worth. The intra-customer correlation ρ follows from deff = 1 + (m* − 1)·ρ (m* = Σn_c²/Σn_c)."
-)
-try:
-    effects = ui.cached_query(engine, metrics.design_effects, flt)
-except WeightingError as exc:
-    st.warning(str(exc))
-    effects = None
-if effects is not None:
-    st.dataframe(
-        effects.assign(metric=effects["metric"].map(lambda m: LABELS.get(m, m))),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "metric": "score",
-            "n": st.column_config.NumberColumn("n (responses)", format="%d"),
-            "customers": st.column_config.NumberColumn("customers (clusters)", format="%d"),
-            "responses_per_customer": st.column_config.NumberColumn("responses per customer", format="%.1f"),
-            "deff": st.column_config.NumberColumn("design effect", format="%.2f"),
-            "n_eff": st.column_config.NumberColumn("effective n", format="%.0f"),
-            "icc": st.column_config.NumberColumn("intra-customer ρ", format="%.2f"),
-        },
-    )
-dims = flt.weighting.rake
-st.markdown(
-    f"**Raking to the customer base on {', '.join(d.replace('_', ' ') for d in dims)}** "
-    + (
-        "(the weighting in use)"
-        if flt.weighting.scheme == "raked"
-        else "(what choosing it in the sidebar would do)"
-    )
-)
-try:
-    raked = ui.cached_query(engine, customer_sums.raking_diagnostics, flt)
-except WeightingError as exc:
-    raked = None
-    st.warning(str(exc))
-if raked is not None and raked.problem:
-    st.warning(raked.problem + " Raked numbers are not shown while this is so.")
-elif raked is not None and raked.diagnostics is not None:
-    diag = raked.diagnostics
-    when = f"{raked.since:%d %b %Y} – {raked.until:%d %b %Y}" if raked.since and raked.until else "the data"
-    cols = st.columns(4)
-    cols[0].metric("Kish design effect of the weights", f"{diag.kish_deff:.2f}", help="n·Σw² / (Σw)²")
-    cols[1].metric("Smallest weight", f"{diag.weight_min:.2f}")
-    cols[2].metric(
-        "Largest weight", f"{diag.weight_max:.2f}", help=f"{diag.weight_ratio:.1f} times the smallest"
-    )
-    cols[3].metric("IPF passes", f"{diag.iterations}", help="to every margin within 1e-10 of its target")
-    st.caption(
-        f"Base: customers acquired on or before the last day of {when} (or without a date) and not churned before "
-        "its first day, in the segments of the sidebar. Targets are their counts; achieved are the raked weights "
-        "of the responding customers."
-    )
-    margins = diag.margins.assign(
-        target_share=lambda f: 100 * f["target_share"], achieved_share=lambda f: 100 * f["achieved_share"]
-    )
-    ui.table_with_download(
-        margins,
-        "raking-margins.csv",
-        key="dl_raking",
-        column_config={
-            "target": st.column_config.NumberColumn("target (customers)", format="%.0f"),
-            "target_share": st.column_config.NumberColumn("target %", format="%.2f"),
-            "respondents": st.column_config.NumberColumn("responding customers", format="%d"),
-            "achieved": st.column_config.NumberColumn("achieved (Σ weight)", format="%.4f"),
-            "achieved_share": st.column_config.NumberColumn("achieved %", format="%.2f"),
-        },
-    )
-head = ui.cached_headline(engine, flt)
-if head.unmatched:
-    st.caption(
-        f"{head.unmatched:,} response{'s' if head.unmatched != 1 else ''} in view match no customer: each is a "
-        "cluster of its own, and customer-level weights (customer, annual value, raked) leave them out."
-    )
+with tabs[3]:
+    if tabs[3].open:
+        st.caption(
+            "Several people at one customer answer, wave after wave, so their responses are not independent. Every "
+            "interval in RelQ treats each customer as a cluster; the design effect says how much wider that makes it "
+            "than if every response were independent, and the effective n how many independent responses the score is "
+            "worth. The intra-customer correlation ρ follows from deff = 1 + (m* − 1)·ρ (m* = Σn_c²/Σn_c)."
+        )
+        try:
+            effects = ui.cached_query(engine, metrics.design_effects, flt)
+        except WeightingError as exc:
+            st.warning(str(exc))
+            effects = None
+        if effects is not None:
+            st.dataframe(
+                effects.assign(metric=effects["metric"].map(lambda m: LABELS.get(m, m))),
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "metric": "score",
+                    "n": st.column_config.NumberColumn("n (responses)", format="%d"),
+                    "customers": st.column_config.NumberColumn("customers (clusters)", format="%d"),
+                    "responses_per_customer": st.column_config.NumberColumn(
+                        "responses per customer", format="%.1f"
+                    ),
+                    "deff": st.column_config.NumberColumn("design effect", format="%.2f"),
+                    "n_eff": st.column_config.NumberColumn("effective n", format="%.0f"),
+                    "icc": st.column_config.NumberColumn("intra-customer ρ", format="%.2f"),
+                },
+            )
+        dims = flt.weighting.rake
+        st.markdown(
+            f"**Raking to the customer base on {', '.join(d.replace('_', ' ') for d in dims)}** "
+            + (
+                "(the weighting in use)"
+                if flt.weighting.scheme == "raked"
+                else "(what choosing it in the sidebar would do)"
+            )
+        )
+        try:
+            raked = ui.cached_query(engine, customer_sums.raking_diagnostics, flt)
+        except WeightingError as exc:
+            raked = None
+            st.warning(str(exc))
+        if raked is not None and raked.problem:
+            st.warning(raked.problem + " Raked numbers are not shown while this is so.")
+        elif raked is not None and raked.diagnostics is not None:
+            diag = raked.diagnostics
+            when = (
+                f"{raked.since:%d %b %Y} – {raked.until:%d %b %Y}"
+                if raked.since and raked.until
+                else "the data"
+            )
+            cols = st.columns(4)
+            cols[0].metric("Kish design effect of the weights", f"{diag.kish_deff:.2f}", help="n·Σw² / (Σw)²")
+            cols[1].metric("Smallest weight", f"{diag.weight_min:.2f}")
+            cols[2].metric(
+                "Largest weight", f"{diag.weight_max:.2f}", help=f"{diag.weight_ratio:.1f} times the smallest"
+            )
+            cols[3].metric(
+                "IPF passes", f"{diag.iterations}", help="to every margin within 1e-10 of its target"
+            )
+            st.caption(
+                f"Base: customers acquired on or before the last day of {when} (or without a date) and not churned before "
+                "its first day, in the segments of the sidebar. Targets are their counts; achieved are the raked weights "
+                "of the responding customers."
+            )
+            margins = diag.margins.assign(
+                target_share=lambda f: 100 * f["target_share"],
+                achieved_share=lambda f: 100 * f["achieved_share"],
+            )
+            ui.table_with_download(
+                margins,
+                "raking-margins.csv",
+                key="dl_raking",
+                column_config={
+                    "target": st.column_config.NumberColumn("target (customers)", format="%.0f"),
+                    "target_share": st.column_config.NumberColumn("target %", format="%.2f"),
+                    "respondents": st.column_config.NumberColumn("responding customers", format="%d"),
+                    "achieved": st.column_config.NumberColumn("achieved (Σ weight)", format="%.4f"),
+                    "achieved_share": st.column_config.NumberColumn("achieved %", format="%.2f"),
+                },
+            )
+        head = ui.cached_headline(engine, flt)
+        if head.unmatched:
+            st.caption(
+                f"{head.unmatched:,} response{'s' if head.unmatched != 1 else ''} in view match no customer: each is a "
+                "cluster of its own, and customer-level weights (customer, annual value, raked) leave them out."
+            )
 
 st.subheader("The questionnaire")
 st.caption(

@@ -28,37 +28,37 @@ MODES = {
 # --------------------------------------------------------------------------- cached queries
 
 
-@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=64, show_spinner=False)
 def _spec(_engine, url: str, flt: SegmentFilter, x: str, y: str, mode: str, target, version: int):
     with _engine.connect() as conn:
         return quadrants.resolve_spec(conn, flt, x, y, mode, target)
 
 
-@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=64, show_spinner=False)
 def _summary(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int):
     with _engine.connect() as conn:
         return quadrants.quadrant_summary(conn, flt, spec)
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _picture(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int, max_points: int):
     with _engine.connect() as conn:
         return quadrants.quadrant_picture(conn, flt, spec, max_points, BIN_WIDTH)
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _customers(_engine, url, flt: SegmentFilter, spec: QuadrantSpec, key: str, sems, version: int):
     with _engine.connect() as conn:
         return quadrants.quadrant_customers(conn, flt, spec, key, *sems)
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _mix(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, dimension: str, version: int):
     with _engine.connect() as conn:
         return quadrants.quadrant_mix(conn, flt, spec, dimension)
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _migration(
     _engine, url: str, before: SegmentFilter, after: SegmentFilter, spec: QuadrantSpec, version: int
 ):
@@ -66,7 +66,7 @@ def _migration(
         return quadrants.quadrant_migration(conn, before, after, spec)
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _survival(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int):
     """Survival by quadrant from the survey that placed each customer (a landmark)."""
     with _engine.connect() as conn:
@@ -74,13 +74,13 @@ def _survival(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version
     return survival.kaplan_meier(landmark.table, keep_order=True), landmark
 
 
-@st.cache_data(ttl=600, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=8, show_spinner=False)
 def _waves(_engine, url: str, version: int) -> list[str]:
     with _engine.connect() as conn:
         return catalog.waves(conn)
 
 
-@st.cache_data(ttl=600, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=8, show_spinner=False)
 def _dimensions(_engine, url: str, version: int) -> list[str]:
     with _engine.connect() as conn:
         return catalog.dimensions(conn)
@@ -260,138 +260,164 @@ ui.download_csv(
     key="q_dl_table",
 )
 
-# --------------------------------------------------------------------------- customer list
-st.subheader("Customers in a quadrant")
-selected = st.selectbox(
-    "Quadrant",
-    list(QUADRANT_KEYS),
-    format_func=lambda k: f"{names[k]} — {spec.label(k)} ({int(table.loc[k, 'customers']):,})",
-    key="q_selected",
+# Only the open tab computes: each reads every customer in view again.
+tabs = st.tabs(
+    [
+        "Customers in a quadrant",
+        "Mix by segment",
+        "Migration between quadrants",
+        "Who stays: survival since the survey",
+    ],
+    key="q_tab",
+    on_change="rerun",
 )
-listing = _customers(engine, url, flt, spec, selected, (summary.x_sem, summary.y_sem), version)
-if not _may_see_customer_lists():
-    ui.customer_list_hidden_notice()
-elif listing.empty:
-    st.info("No customer in this quadrant for the current filters.")
-else:
-    st.caption(
-        f"{len(listing):,} customers, lowest combined {x} + {y} first; click a column to sort. "
-        "Borderline: within one standard error of measurement of a threshold."
-    )
-    st.dataframe(
-        listing,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            x: st.column_config.NumberColumn(x.capitalize(), format="%.1f"),
-            y: st.column_config.NumberColumn(y.capitalize(), format="%.1f"),
-            "annual_value": st.column_config.NumberColumn("Annual value", format="%.0f"),
-            "surveyed_at": st.column_config.DatetimeColumn("Surveyed", format="YYYY-MM-DD"),
-            "last_purchase": st.column_config.DatetimeColumn("Last purchase", format="YYYY-MM-DD"),
-            "latest_comment": st.column_config.TextColumn("Latest comment", width="large"),
-        },
-    )
-    ui.download_csv(
-        listing, f"quadrant-{selected}-{x}-{y}.csv", "Download these customers (CSV)", key="q_dl_customers"
-    )
-    ui.open_cases_for(
-        listing, reason="quadrant", source=f"Gap quadrants: {names[selected]} ({x} × {y})", key="q_cases"
-    )
 
-# --------------------------------------------------------------------------- segment split
-st.subheader("Quadrant mix by segment")
-dimensions = [d for d in _dimensions(engine, url, version) if d != "owner"]
-dimension = st.selectbox(
-    "Split by", dimensions, format_func=lambda d: d.replace("_", " ").capitalize(), key="q_dimension"
-)
-mix = ui.suppress_small_groups(_mix(engine, url, flt, spec, dimension, version), "segment_customers")
-if mix.empty:
-    st.info("No customer in view has a value for this dimension.")
-else:
-    st.plotly_chart(
-        charts.quadrant_mix_bars(mix, names, title=f"Quadrant shares by {dimension.replace('_', ' ')}"),
-        width="stretch",
-    )
-    few = mix.groupby("segment")["segment_customers"].first()
-    few = few[few < small_n]
-    if len(few):
-        st.caption(
-            f":grey[Segments with fewer than {small_n} customers ({ui.plain(', '.join(map(str, few.index)))}) "
-            "have wide intervals: do not rank them.]"
+with tabs[0]:
+    if tabs[0].open:
+        selected = st.selectbox(
+            "Quadrant",
+            list(QUADRANT_KEYS),
+            format_func=lambda k: f"{names[k]} — {spec.label(k)} ({int(table.loc[k, 'customers']):,})",
+            key="q_selected",
         )
-    ui.download_csv(mix, f"quadrant-mix-{dimension}.csv", "Download the mix", key="q_dl_mix")
+        listing = _customers(engine, url, flt, spec, selected, (summary.x_sem, summary.y_sem), version)
+        if not _may_see_customer_lists():
+            ui.customer_list_hidden_notice()
+        elif listing.empty:
+            st.info("No customer in this quadrant for the current filters.")
+        else:
+            st.caption(
+                f"{len(listing):,} customers, lowest combined {x} + {y} first; click a column to sort. "
+                "Borderline: within one standard error of measurement of a threshold."
+            )
+            st.dataframe(
+                listing,
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    x: st.column_config.NumberColumn(x.capitalize(), format="%.1f"),
+                    y: st.column_config.NumberColumn(y.capitalize(), format="%.1f"),
+                    "annual_value": st.column_config.NumberColumn("Annual value", format="%.0f"),
+                    "surveyed_at": st.column_config.DatetimeColumn("Surveyed", format="YYYY-MM-DD"),
+                    "last_purchase": st.column_config.DatetimeColumn("Last purchase", format="YYYY-MM-DD"),
+                    "latest_comment": st.column_config.TextColumn("Latest comment", width="large"),
+                },
+            )
+            ui.download_csv(
+                listing,
+                f"quadrant-{selected}-{x}-{y}.csv",
+                "Download these customers (CSV)",
+                key="q_dl_customers",
+            )
+            ui.open_cases_for(
+                listing,
+                reason="quadrant",
+                source=f"Gap quadrants: {names[selected]} ({x} × {y})",
+                key="q_cases",
+            )
 
-# --------------------------------------------------------------------------- migration
-st.subheader("Migration between quadrants")
-waves = _waves(engine, url, version)
-options = ["waves", "periods"] if len(waves) >= 2 else ["periods"]
-basis = st.radio(
-    "Compare",
-    options,
-    format_func={"waves": "Two survey waves", "periods": "Previous period → this period"}.get,
-    horizontal=True,
-    key="q_basis",
-)
-before = after = None
-if basis == "waves":
-    c1, c2 = st.columns(2)
-    first = c1.selectbox("From wave", waves, index=len(waves) - 2, key="q_wave_from")
-    second = c2.selectbox("To wave", waves, index=len(waves) - 1, key="q_wave_to")
-    if first == second:
-        st.info("Choose two different waves.")
-    else:
-        before, after = replace(flt, waves=(first,)), replace(flt, waves=(second,))
-else:
-    before, after = flt.shifted_back(), flt
-    if before is None:
-        st.info("Choose a period in the sidebar to compare it with the previous period of equal length.")
-if before is not None:
-    moves = _migration(engine, url, before, after, spec, version)
-    total = int(moves["customers"].sum())
-    if total == 0:
-        st.info("No customer answered both pillars in both — nothing to compare.")
-    else:
-        ui.small_group_gate(total)  # executives: no migration of fewer than 5 customers
-        stayed = int(moves.loc[moves["from"] == moves["to"], "customers"].sum())
-        st.plotly_chart(
-            charts.transition_heatmap(
-                moves,
-                names,
-                title=f"{total:,} customers answered in both; {total - stayed:,} changed quadrant",
-            ),
-            width="stretch",
+with tabs[1]:
+    if tabs[1].open:
+        dimensions = [d for d in _dimensions(engine, url, version) if d != "owner"]
+        dimension = st.selectbox(
+            "Split by", dimensions, format_func=lambda d: d.replace("_", " ").capitalize(), key="q_dimension"
         )
-        st.caption(
-            "Caution: scores regress to the mean — customers picked for an extreme quadrant tend to "
-            "drift towards the middle on the next survey even when nothing changed."
-        )
-        ui.download_csv(moves, "quadrant-migration.csv", "Download the matrix", key="q_dl_moves")
+        mix = ui.suppress_small_groups(_mix(engine, url, flt, spec, dimension, version), "segment_customers")
+        if mix.empty:
+            st.info("No customer in view has a value for this dimension.")
+        else:
+            st.plotly_chart(
+                charts.quadrant_mix_bars(
+                    mix, names, title=f"Quadrant shares by {dimension.replace('_', ' ')}"
+                ),
+                width="stretch",
+            )
+            few = mix.groupby("segment")["segment_customers"].first()
+            few = few[few < small_n]
+            if len(few):
+                st.caption(
+                    f":grey[Segments with fewer than {small_n} customers ({ui.plain(', '.join(map(str, few.index)))}) "
+                    "have wide intervals: do not rank them.]"
+                )
+            ui.download_csv(mix, f"quadrant-mix-{dimension}.csv", "Download the mix", key="q_dl_mix")
 
-# --------------------------------------------------------------------------- survival
-st.subheader("Who stays: survival since the survey")
-km, landmark = _survival(engine, url, flt, spec, version)
-if km.curves.empty:
-    st.info("No surveyed customer can be followed with these filters. " + landmark.left_out_sentence())
-else:
-    kept = ui.suppress_small_groups(km.summary, "customers")
-    st.plotly_chart(
-        charts.km_curves(
-            km.curves[km.curves["segment"].isin(kept["segment"])],
-            "Share still customers, by months since the survey that placed them",
-            x_title="Months since the survey that placed the customer",
-        ),
-        width="stretch",
-    )
-    st.dataframe(survival.summary_table(kept, km.horizon_months, small_n), hide_index=True, width="stretch")
-    st.caption(
-        "Kaplan–Meier with 95% bands. Here each customer is placed by their first survey answer in the "
-        "period with both pillars and followed from that day to churn or the data's end (a landmark), so no "
-        "one is credited with the months they had to survive to answer; the cards above place customers by "
-        "their latest answer instead. "
-        + (
-            f"Log-rank test across the quadrants: p = {km.logrank_p:.3g}. "
-            if km.logrank_p is not None
-            else ""
+with tabs[2]:
+    if tabs[2].open:
+        waves = _waves(engine, url, version)
+        options = ["waves", "periods"] if len(waves) >= 2 else ["periods"]
+        basis = st.radio(
+            "Compare",
+            options,
+            format_func={"waves": "Two survey waves", "periods": "Previous period → this period"}.get,
+            horizontal=True,
+            key="q_basis",
         )
-        + landmark.left_out_sentence()
-    )
+        before = after = None
+        if basis == "waves":
+            c1, c2 = st.columns(2)
+            first = c1.selectbox("From wave", waves, index=len(waves) - 2, key="q_wave_from")
+            second = c2.selectbox("To wave", waves, index=len(waves) - 1, key="q_wave_to")
+            if first == second:
+                st.info("Choose two different waves.")
+            else:
+                before, after = replace(flt, waves=(first,)), replace(flt, waves=(second,))
+        else:
+            before, after = flt.shifted_back(), flt
+            if before is None:
+                st.info(
+                    "Choose a period in the sidebar to compare it with the previous period of equal length."
+                )
+        if before is not None:
+            moves = _migration(engine, url, before, after, spec, version)
+            total = int(moves["customers"].sum())
+            if total == 0:
+                st.info("No customer answered both pillars in both — nothing to compare.")
+            else:
+                ui.small_group_gate(total)  # executives: no migration of fewer than 5 customers
+                stayed = int(moves.loc[moves["from"] == moves["to"], "customers"].sum())
+                st.plotly_chart(
+                    charts.transition_heatmap(
+                        moves,
+                        names,
+                        title=f"{total:,} customers answered in both; {total - stayed:,} changed quadrant",
+                    ),
+                    width="stretch",
+                )
+                st.caption(
+                    "Caution: scores regress to the mean — customers picked for an extreme quadrant tend to "
+                    "drift towards the middle on the next survey even when nothing changed."
+                )
+                ui.download_csv(moves, "quadrant-migration.csv", "Download the matrix", key="q_dl_moves")
+
+with tabs[3]:
+    if tabs[3].open:
+        km, landmark = _survival(engine, url, flt, spec, version)
+        if km.curves.empty:
+            st.info(
+                "No surveyed customer can be followed with these filters. " + landmark.left_out_sentence()
+            )
+        else:
+            kept = ui.suppress_small_groups(km.summary, "customers")
+            st.plotly_chart(
+                charts.km_curves(
+                    km.curves[km.curves["segment"].isin(kept["segment"])],
+                    "Share still customers, by months since the survey that placed them",
+                    x_title="Months since the survey that placed the customer",
+                ),
+                width="stretch",
+            )
+            st.dataframe(
+                survival.summary_table(kept, km.horizon_months, small_n), hide_index=True, width="stretch"
+            )
+            st.caption(
+                "Kaplan–Meier with 95% bands. Here each customer is placed by their first survey answer in the "
+                "period with both pillars and followed from that day to churn or the data's end (a landmark), so no "
+                "one is credited with the months they had to survive to answer; the cards above place customers by "
+                "their latest answer instead. "
+                + (
+                    f"Log-rank test across the quadrants: p = {km.logrank_p:.3g}. "
+                    if km.logrank_p is not None
+                    else ""
+                )
+                + landmark.left_out_sentence()
+            )

@@ -19,25 +19,25 @@ version = ui.data_version()
 settings = load_settings()
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _basis(_engine, url: str, version: int) -> retention.Basis:
     with _engine.connect() as conn:
         return retention.churn_basis(conn)
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _cohorts(_engine, url: str, flt: SegmentFilter, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return retention.cohort_activity(conn, flt, _basis(_engine, url, version))
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _rates(_engine, url: str, flt: SegmentFilter, freq: str, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return retention.retention_rates(conn, flt, freq, _basis(_engine, url, version))
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _survival(_engine, url: str, flt: SegmentFilter, by: str | None, version: int):
     """(KaplanMeier, Landmark or None): survey splits are followed from their landmark."""
     basis = _basis(_engine, url, version)
@@ -48,34 +48,34 @@ def _survival(_engine, url: str, flt: SegmentFilter, by: str | None, version: in
         return survival.kaplan_meier(survival.duration_table(conn, flt, by, basis)), None
 
 
-@st.cache_data(ttl=600, max_entries=16, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=16, show_spinner=False)
 def _cox(_engine, url: str, flt: SegmentFilter, version: int):
     with _engine.connect() as conn:
         landmark = survival.cox_landmark(conn, flt, _basis(_engine, url, version))
     return landmark, survival.cox_pillars(landmark.table)
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _at_risk(_engine, url: str, flt: SegmentFilter, days: int, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return retention.at_risk_customers(conn, flt, days, _basis(_engine, url, version))
 
 
-@st.cache_data(ttl=3600, max_entries=4, show_spinner="Fitting and backtesting the churn-risk model…")
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=4, show_spinner="Fitting and backtesting the churn-risk model…")
 def _risk(_engine, url: str, horizon: int, version: int) -> churn_risk.RiskAssessment:
     """The model is fitted on every customer in the store; the filter only chooses whom to list."""
     with _engine.connect() as conn:
         return churn_risk.assess(conn, SegmentFilter(), horizon, _basis(_engine, url, version))
 
 
-@st.cache_data(ttl=3600, max_entries=4, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=4, show_spinner=False)
 def _scores(_engine, url: str, horizon: int, version: int) -> churn_risk.RiskAssessment:
     """Today's scores without the backtest (the Churn risk tab runs it): what ranks the at-risk list."""
     with _engine.connect() as conn:
         return churn_risk.current_scores(conn, SegmentFilter(), horizon, _basis(_engine, url, version))
 
 
-@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _ids(_engine, url: str, flt: SegmentFilter, version: int) -> list[str] | None:
     if not (flt.customer or flt.quadrant):
         return None
@@ -83,19 +83,19 @@ def _ids(_engine, url: str, flt: SegmentFilter, version: int) -> list[str] | Non
         return churn_risk.customer_ids(conn, flt)
 
 
-@st.cache_data(ttl=600, max_entries=16, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=16, show_spinner=False)
 def _segments(_engine, url: str, flt: SegmentFilter, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return retention.derived_segments(conn, flt)
 
 
-@st.cache_data(ttl=600, max_entries=16, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=16, show_spinner=False)
 def _service(_engine, url: str, flt: SegmentFilter, by: str | None, version: int):
     with _engine.connect() as conn:
         return service.ticket_quality(conn, flt, by), service.satisfaction_by_response_time(conn, flt)
 
 
-@st.cache_data(ttl=600, max_entries=16, show_spinner=False)
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=16, show_spinner=False)
 def _clv(_engine, url: str, flt: SegmentFilter, by: str | None, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return survival.lifetime_value(conn, flt, by, _basis(_engine, url, version))

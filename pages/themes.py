@@ -60,187 +60,200 @@ if table.empty:
 shown = ui.suppress_small_groups(table, n_col="customers")
 shown = shown[shown["customers"] > 0] if not reads_comments else shown
 
-st.subheader("Themes ranked by their impact on NPS")
-ranked = shown[~shown["small"]]
-if not ranked.empty:
-    st.plotly_chart(
-        theme_charts.impact_bars(ranked.head(20), "NPS points at stake in each theme"), width="stretch"
-    )
-st.caption(
-    "Impact: how many points the NPS in view would gain if the detractors (0–6) who mention the theme "
-    "scored like the average response, with its 95% interval (customer-linearised). Coral: NPS among "
-    "responses mentioning it is significantly lower than among the other comments; teal: higher "
-    "(z-test linearised over customers, Benjamini–Hochberg q < 0.05 across the themes). "
-    f"Themes with fewer than {ui.min_n()} NPS answers are greyed in the table and not ranked."
+# Only the open tab computes: one theme's trend, segments and comments are three more queries.
+ranked_tab, theme_tab = st.tabs(
+    ["Themes ranked by their impact on NPS", "One theme"], key="themes_tab", on_change="rerun"
 )
 
-display = pd.DataFrame(
-    {
-        "rank": shown["rank"],
-        "theme": shown["theme"],
-        "source": shown["source"],
-        "responses": shown["responses"],
-        "customers": shown["customers"],
-        "share %": 100 * shown["share"],
-        "share 95% CI": [
-            ui.format_interval(100 * lo, 100 * hi)
-            for lo, hi in zip(shown["share_low"], shown["share_high"], strict=True)
-        ],
-        "NPS with": shown["nps_with"],
-        "NPS without": shown["nps_without"],
-        "NPS delta": shown["nps_delta"],
-        "delta 95% CI": [
-            ui.format_interval(lo, hi)
-            for lo, hi in zip(shown["nps_delta_low"], shown["nps_delta_high"], strict=True)
-        ],
-        "q": shown["nps_q"],
-        "significant": shown["nps_significant"],
-        "impact (NPS points)": shown["impact"],
-        "impact 95% CI": [
-            ui.format_interval(lo, hi, 2)
-            for lo, hi in zip(shown["impact_low"], shown["impact_high"], strict=True)
-        ],
-        **{f"{p} delta": shown[f"{p}_delta"] for p in PILLARS},
-        "positive %": 100 * shown["positive_share"],
-        "negative %": 100 * shown["negative_share"],
-        "small sample": shown["small"],
-        "terms": ["; ".join(t[:8]) for t in shown["terms"]],
-    }
-)
-ui.table_with_download(
-    display,
-    "comment-themes.csv",
-    key="themes_csv",
-    column_config={
-        "share %": st.column_config.NumberColumn(format="%.1f"),
-        "NPS with": st.column_config.NumberColumn(format="%.1f"),
-        "NPS without": st.column_config.NumberColumn(format="%.1f"),
-        "NPS delta": st.column_config.NumberColumn(format="%+.1f"),
-        "q": st.column_config.NumberColumn(format="%.3f"),
-        "impact (NPS points)": st.column_config.NumberColumn(format="%.2f"),
-        **{f"{p} delta": st.column_config.NumberColumn(format="%+.1f") for p in PILLARS},
-        "positive %": st.column_config.NumberColumn(format="%.0f"),
-        "negative %": st.column_config.NumberColumn(format="%.0f"),
-    },
-)
-st.caption(
-    "Share: responses whose comment mentions the theme among the responses with a comment, 95% Wilson "
-    "interval on the effective n (each customer a cluster). NPS and pillars with vs without: among "
-    "responses with a comment. Sentiment: VADER on the comments mentioning the theme."
-)
+with ranked_tab:
+    if ranked_tab.open:
+        ranked = shown[~shown["small"]]
+        if not ranked.empty:
+            st.plotly_chart(
+                theme_charts.impact_bars(ranked.head(20), "NPS points at stake in each theme"),
+                width="stretch",
+            )
+        st.caption(
+            "Impact: how many points the NPS in view would gain if the detractors (0–6) who mention the theme "
+            "scored like the average response, with its 95% interval (customer-linearised). Coral: NPS among "
+            "responses mentioning it is significantly lower than among the other comments; teal: higher "
+            "(z-test linearised over customers, Benjamini–Hochberg q < 0.05 across the themes). "
+            f"Themes with fewer than {ui.min_n()} NPS answers are greyed in the table and not ranked."
+        )
 
-# --------------------------------------------------------------------------- one theme
-st.subheader("One theme")
-choice = st.selectbox("Theme", shown["theme"].tolist(), key="themes_pick")
-row = shown.set_index("theme").loc[choice]
-cols = st.columns(4)
-cols[0].metric("Share of comments", f"{100 * row['share']:.1f}%")
-cols[0].caption(
-    f"n = {int(row['responses']):,} responses from {int(row['customers']):,} customers · 95% CI "
-    f"{ui.format_interval(100 * row['share_low'], 100 * row['share_high'])}"
-)
-cols[1].metric("NPS mentioning it", charts.format_number(row["nps_with"], 1))
-cols[1].caption(f"n = {int(row['nps_n']):,} · without it: {charts.format_number(row['nps_without'], 1)}")
-cols[2].metric(
-    "NPS delta",
-    f"{row['nps_delta']:+.1f}" if pd.notna(row["nps_delta"]) else "–",
-    help="NPS among comments mentioning the theme minus among the other comments.",
-)
-cols[2].caption(
-    f"95% CI {ui.format_interval(row['nps_delta_low'], row['nps_delta_high'])} · q = "
-    f"{charts.format_number(row['nps_q'], 3)}" + (" · significant" if row["nps_significant"] else "")
-)
-cols[3].metric("Impact", f"+{row['impact']:.2f} NPS points" if pd.notna(row["impact"]) else "–")
-cols[3].caption(f"95% CI {ui.format_interval(row['impact_low'], row['impact_high'], 2)}")
+        display = pd.DataFrame(
+            {
+                "rank": shown["rank"],
+                "theme": shown["theme"],
+                "source": shown["source"],
+                "responses": shown["responses"],
+                "customers": shown["customers"],
+                "share %": 100 * shown["share"],
+                "share 95% CI": [
+                    ui.format_interval(100 * lo, 100 * hi)
+                    for lo, hi in zip(shown["share_low"], shown["share_high"], strict=True)
+                ],
+                "NPS with": shown["nps_with"],
+                "NPS without": shown["nps_without"],
+                "NPS delta": shown["nps_delta"],
+                "delta 95% CI": [
+                    ui.format_interval(lo, hi)
+                    for lo, hi in zip(shown["nps_delta_low"], shown["nps_delta_high"], strict=True)
+                ],
+                "q": shown["nps_q"],
+                "significant": shown["nps_significant"],
+                "impact (NPS points)": shown["impact"],
+                "impact 95% CI": [
+                    ui.format_interval(lo, hi, 2)
+                    for lo, hi in zip(shown["impact_low"], shown["impact_high"], strict=True)
+                ],
+                **{f"{p} delta": shown[f"{p}_delta"] for p in PILLARS},
+                "positive %": 100 * shown["positive_share"],
+                "negative %": 100 * shown["negative_share"],
+                "small sample": shown["small"],
+                "terms": ["; ".join(t[:8]) for t in shown["terms"]],
+            }
+        )
+        ui.table_with_download(
+            display,
+            "comment-themes.csv",
+            key="themes_csv",
+            column_config={
+                "share %": st.column_config.NumberColumn(format="%.1f"),
+                "NPS with": st.column_config.NumberColumn(format="%.1f"),
+                "NPS without": st.column_config.NumberColumn(format="%.1f"),
+                "NPS delta": st.column_config.NumberColumn(format="%+.1f"),
+                "q": st.column_config.NumberColumn(format="%.3f"),
+                "impact (NPS points)": st.column_config.NumberColumn(format="%.2f"),
+                **{f"{p} delta": st.column_config.NumberColumn(format="%+.1f") for p in PILLARS},
+                "positive %": st.column_config.NumberColumn(format="%.0f"),
+                "negative %": st.column_config.NumberColumn(format="%.0f"),
+            },
+        )
+        st.caption(
+            "Share: responses whose comment mentions the theme among the responses with a comment, 95% Wilson "
+            "interval on the effective n (each customer a cluster). NPS and pillars with vs without: among "
+            "responses with a comment. Sentiment: VADER on the comments mentioning the theme."
+        )
 
-left, right = st.columns(2)
-trend = ui.cached_query(engine, themes.theme_trend, flt, themes=(choice,))
-if not reads_comments:
-    trend = trend[trend["customers"] >= 5]
-if not trend.empty:
-    tidy = pd.DataFrame(
-        {
-            "period": trend["month"],
-            "metric": choice,
-            "estimate": 100 * trend["share"],
-            "low": 100 * trend["low"],
-            "high": 100 * trend["high"],
-            "n": trend["responses"],
-        }
-    )
-    left.plotly_chart(
-        charts.trend_with_band(tidy, [choice], "Share of the month's comments", "% of comments"),
-        width="stretch",
-    )
-pillars = pd.DataFrame(
-    {
-        "score": ["NPS", *[charts.METRIC_LABELS[p] for p in PILLARS]],
-        "label": ["NPS", *[charts.METRIC_LABELS[p] for p in PILLARS]],
-        "with": [row["nps_with"], *[row[f"{p}_with"] for p in PILLARS]],
-        "without": [row["nps_without"], *[row[f"{p}_without"] for p in PILLARS]],
-        "delta": [row["nps_delta"], *[row[f"{p}_delta"] for p in PILLARS]],
-        "low": [row["nps_delta_low"], *[row[f"{p}_delta_low"] for p in PILLARS]],
-        "high": [row["nps_delta_high"], *[row[f"{p}_delta_high"] for p in PILLARS]],
-        "q": [row["nps_q"], *[row[f"{p}_q"] for p in PILLARS]],
-        "significant": [row["nps_significant"], *[row[f"{p}_significant"] for p in PILLARS]],
-    }
-)
-right.plotly_chart(
-    theme_charts.delta_bars(pillars, "label", "With vs without the theme (points)"), width="stretch"
-)
-sentiment = pd.DataFrame(
-    {
-        "sentiment": ["positive", "neutral", "negative"],
-        "share %": [100 * row[f"{s}_share"] for s in ("positive", "neutral", "negative")],
-        "95% CI": [
-            ui.format_interval(100 * row[f"{s}_low"], 100 * row[f"{s}_high"])
-            for s in ("positive", "neutral", "negative")
-        ],
-    }
-)
-a, b = st.columns(2)
-with a:
-    ui.table_with_download(pillars.drop(columns=["label"]), "theme-scores.csv", key="theme_scores_csv")
-with b:
-    ui.table_with_download(sentiment, "theme-sentiment.csv", key="theme_sentiment_csv")
-    st.caption("VADER reads English; comments in French, German or Spanish mostly score neutral.")
+with theme_tab:
+    if theme_tab.open:
+        choice = st.selectbox("Theme", shown["theme"].tolist(), key="themes_pick")
+        row = shown.set_index("theme").loc[choice]
+        cols = st.columns(4)
+        cols[0].metric("Share of comments", f"{100 * row['share']:.1f}%")
+        cols[0].caption(
+            f"n = {int(row['responses']):,} responses from {int(row['customers']):,} customers · 95% CI "
+            f"{ui.format_interval(100 * row['share_low'], 100 * row['share_high'])}"
+        )
+        cols[1].metric("NPS mentioning it", charts.format_number(row["nps_with"], 1))
+        cols[1].caption(
+            f"n = {int(row['nps_n']):,} · without it: {charts.format_number(row['nps_without'], 1)}"
+        )
+        cols[2].metric(
+            "NPS delta",
+            f"{row['nps_delta']:+.1f}" if pd.notna(row["nps_delta"]) else "–",
+            help="NPS among comments mentioning the theme minus among the other comments.",
+        )
+        cols[2].caption(
+            f"95% CI {ui.format_interval(row['nps_delta_low'], row['nps_delta_high'])} · q = "
+            f"{charts.format_number(row['nps_q'], 3)}" + (" · significant" if row["nps_significant"] else "")
+        )
+        cols[3].metric("Impact", f"+{row['impact']:.2f} NPS points" if pd.notna(row["impact"]) else "–")
+        cols[3].caption(f"95% CI {ui.format_interval(row['impact_low'], row['impact_high'], 2)}")
 
-dimension = st.selectbox(
-    "By segment",
-    list(ui.FILTER_DIMENSIONS),
-    key="themes_dimension",
-    format_func=lambda d: d.replace("_", " "),
-)
-segments = ui.cached_query(engine, themes.theme_segments, flt, theme=choice, dimension=dimension)
-if not segments.empty:
-    segments = ui.suppress_small_groups(segments, n_col="customers")
-    ui.table_with_download(
-        segments,
-        f"theme-by-{dimension}.csv",
-        key="theme_segments_csv",
-        column_config={
-            "share": st.column_config.NumberColumn(format="%.3f"),
-            "nps_delta": st.column_config.NumberColumn(format="%+.1f"),
-        },
-    )
-    st.caption(
-        "Benjamini–Hochberg q across the segment's values; a segment under the minimum n is not tested."
-    )
+        left, right = st.columns(2)
+        trend = ui.cached_query(engine, themes.theme_trend, flt, themes=(choice,))
+        if not reads_comments:
+            trend = trend[trend["customers"] >= 5]
+        if not trend.empty:
+            tidy = pd.DataFrame(
+                {
+                    "period": trend["month"],
+                    "metric": choice,
+                    "estimate": 100 * trend["share"],
+                    "low": 100 * trend["low"],
+                    "high": 100 * trend["high"],
+                    "n": trend["responses"],
+                }
+            )
+            left.plotly_chart(
+                charts.trend_with_band(tidy, [choice], "Share of the month's comments", "% of comments"),
+                width="stretch",
+            )
+        pillars = pd.DataFrame(
+            {
+                "score": ["NPS", *[charts.METRIC_LABELS[p] for p in PILLARS]],
+                "label": ["NPS", *[charts.METRIC_LABELS[p] for p in PILLARS]],
+                "with": [row["nps_with"], *[row[f"{p}_with"] for p in PILLARS]],
+                "without": [row["nps_without"], *[row[f"{p}_without"] for p in PILLARS]],
+                "delta": [row["nps_delta"], *[row[f"{p}_delta"] for p in PILLARS]],
+                "low": [row["nps_delta_low"], *[row[f"{p}_delta_low"] for p in PILLARS]],
+                "high": [row["nps_delta_high"], *[row[f"{p}_delta_high"] for p in PILLARS]],
+                "q": [row["nps_q"], *[row[f"{p}_q"] for p in PILLARS]],
+                "significant": [row["nps_significant"], *[row[f"{p}_significant"] for p in PILLARS]],
+            }
+        )
+        right.plotly_chart(
+            theme_charts.delta_bars(pillars, "label", "With vs without the theme (points)"), width="stretch"
+        )
+        sentiment = pd.DataFrame(
+            {
+                "sentiment": ["positive", "neutral", "negative"],
+                "share %": [100 * row[f"{s}_share"] for s in ("positive", "neutral", "negative")],
+                "95% CI": [
+                    ui.format_interval(100 * row[f"{s}_low"], 100 * row[f"{s}_high"])
+                    for s in ("positive", "neutral", "negative")
+                ],
+            }
+        )
+        a, b = st.columns(2)
+        with a:
+            ui.table_with_download(
+                pillars.drop(columns=["label"]), "theme-scores.csv", key="theme_scores_csv"
+            )
+        with b:
+            ui.table_with_download(sentiment, "theme-sentiment.csv", key="theme_sentiment_csv")
+            st.caption("VADER reads English; comments in French, German or Spanish mostly score neutral.")
 
-st.markdown("**Comments mentioning it**")
-if not reads_comments:
-    st.info(
-        "Comments are hidden for your role: executives see aggregates only. A CX lead or analyst can read the "
-        "comments behind each theme."
-    )
-else:
-    listed = ui.cached_query(engine, themes.theme_comments, flt, theme=choice, limit=200)
-    st.caption("The phrases that placed each comment in the theme are marked « ». Newest first for a rule.")
-    ui.table_with_download(
-        listed[["submitted_at", "group", "nps", "sentiment", "comment", "matched"]],
-        "theme-comments.csv",
-        key="theme_comments_csv",
-    )
+        dimension = st.selectbox(
+            "By segment",
+            list(ui.FILTER_DIMENSIONS),
+            key="themes_dimension",
+            format_func=lambda d: d.replace("_", " "),
+        )
+        segments = ui.cached_query(engine, themes.theme_segments, flt, theme=choice, dimension=dimension)
+        if not segments.empty:
+            segments = ui.suppress_small_groups(segments, n_col="customers")
+            ui.table_with_download(
+                segments,
+                f"theme-by-{dimension}.csv",
+                key="theme_segments_csv",
+                column_config={
+                    "share": st.column_config.NumberColumn(format="%.3f"),
+                    "nps_delta": st.column_config.NumberColumn(format="%+.1f"),
+                },
+            )
+            st.caption(
+                "Benjamini–Hochberg q across the segment's values; a segment under the minimum n is not tested."
+            )
+
+        st.markdown("**Comments mentioning it**")
+        if not reads_comments:
+            st.info(
+                "Comments are hidden for your role: executives see aggregates only. A CX lead or analyst can read the "
+                "comments behind each theme."
+            )
+        else:
+            listed = ui.cached_query(engine, themes.theme_comments, flt, theme=choice, limit=200)
+            st.caption(
+                "The phrases that placed each comment in the theme are marked « ». Newest first for a rule."
+            )
+            ui.table_with_download(
+                listed[["submitted_at", "group", "nps", "sentiment", "comment", "matched"]],
+                "theme-comments.csv",
+                key="theme_comments_csv",
+            )
 
 # --------------------------------------------------------------------------- discovery
 st.subheader("Discovered themes")

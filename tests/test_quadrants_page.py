@@ -100,8 +100,14 @@ def test_selecting_a_quadrant_lists_its_customers_with_a_formula_safe_download(
 
 def test_segment_split_and_migration_render(demo_env):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert "q_dimension" not in [s.key for s in at.selectbox]  # a closed tab computes nothing
+    at.session_state["q_tab"] = "Mix by segment"
+    at.run()
     at.selectbox(key="q_dimension").set_value("plan").run()
     assert not at.exception
+    assert any("Quadrant shares by plan" in c.proto.spec for c in at.get("plotly_chart"))
+    at.session_state["q_tab"] = "Migration between quadrants"
+    at.run()
     assert any("regress to the mean" in c.value for c in at.caption)
     at.radio(key="q_basis").set_value("periods").run()
     assert not at.exception

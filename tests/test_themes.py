@@ -538,6 +538,9 @@ def test_the_page_shows_themes_ranked_lists_comments_and_filters(demo_env, downl
     table = at.dataframe[0].value
     assert table["rank"].dropna().tolist() == sorted(table["rank"].dropna().tolist())
     assert "comment-themes.csv" in downloads
+    assert not any("matched" in d.value.columns for d in at.dataframe)  # "One theme" computes once opened
+    at.session_state["themes_tab"] = "One theme"
+    at.run()
     comments = next(d.value for d in at.dataframe if "matched" in d.value.columns)
     assert comments["comment"].str.contains("«").all()
     at.multiselect(key="flt_themes").select("Billing").run()
@@ -553,8 +556,12 @@ def test_executives_see_theme_aggregates_but_never_a_comment(demo_env, monkeypat
     monkeypatch.setenv("RELQ_ROLES", str(path))
     at = open_url_path(signed_in(EMAIL["executive"]).run(), "themes")
     assert not at.exception, [e.value for e in at.exception]
+    frames = [d.value for d in at.dataframe]  # the ranked table
+    at.session_state["themes_tab"] = "One theme"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
     assert at.metric
-    frames = [d.value for d in at.dataframe]
+    frames += [d.value for d in at.dataframe]
     assert not any("matched" in f.columns or "comment" in f.columns for f in frames)
     assert all((f["customers"] >= 5).all() for f in frames if "customers" in f.columns)
     assert any("Comments are hidden for your role" in i.value for i in at.info)

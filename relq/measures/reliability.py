@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from relq.core.instrument import Instrument, min_answered
 from relq.measures import stats
 from relq.store import schema
+from relq.store.database import read_frame
 from relq.store.filters import SegmentFilter
 from relq.store.schema import PILLARS
 
@@ -132,7 +133,8 @@ def customer_item_sums(conn: Connection, flt: SegmentFilter, instrument: Instrum
     complete = sa.and_(*[c.isnot(None) for c in x])
     customer = sa.func.coalesce(R.c.customer_id, R.c.response_id)
     pairs = list(combinations_with_replacement(range(k), 2))
-    rows = conn.execute(
+    rows = read_frame(
+        conn,
         sa.select(
             sa.func.count().label("n"),
             *[sa.func.sum(x[i]).label(f"s{i}") for i in range(k)],
@@ -141,9 +143,9 @@ def customer_item_sums(conn: Connection, flt: SegmentFilter, instrument: Instrum
         .select_from(wide.join(R, R.c.response_id == wide.c.response_id))
         .where(complete)
         .group_by(customer)
-        .order_by(customer)  # a fixed order, so a seeded bootstrap draws the same customers
-    ).all()
-    data = np.array(rows, dtype=float).reshape(len(rows), 1 + k + len(pairs))
+        .order_by(customer),  # a fixed order, so a seeded bootstrap draws the same customers
+    )
+    data = rows.to_numpy(dtype=float).reshape(len(rows), 1 + k + len(pairs))
     cross = np.zeros((len(rows), k, k))
     for column, (i, j) in enumerate(pairs, start=1 + k):
         cross[:, i, j] = cross[:, j, i] = data[:, column]

@@ -65,6 +65,7 @@ from relq.ui.queries import (  # noqa: F401
     cached_trend,
 )
 from relq.ui.session import (  # noqa: F401
+    CACHE_TTL,
     _engine,
     _has_demo,
     bump_data_version,

@@ -18,7 +18,7 @@ from relq.core.redact import NameMasker
 from relq.core.settings import load_settings
 from relq.exceptions import RelqError
 from relq.store import privacy
-from relq.ui.session import data_version, fail_clearly, get_engine
+from relq.ui.session import CACHE_TTL, data_version, fail_clearly, get_engine
 
 __all__ = [
     "auth_configured",
@@ -227,7 +227,7 @@ def mask_personal(frame: pd.DataFrame) -> pd.DataFrame:
     return auth.mask_personal(frame, role, name_masker(get_engine()) if text else None)
 
 
-@st.cache_resource(ttl=600, max_entries=4, show_spinner=False)
+@st.cache_resource(ttl=CACHE_TTL, max_entries=4, show_spinner=False)
 def _name_masker(_engine, url: str, version: int) -> NameMasker:
     with _engine.connect() as conn:
         return NameMasker(privacy.personal_names(conn))
@@ -269,7 +269,7 @@ SMALL_VIEW_SENTENCE = (
 )
 
 
-@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
+@st.cache_data(ttl=CACHE_TTL, max_entries=256, show_spinner=False)
 def _view_size(_engine, url: str, flt, version: int) -> privacy.ViewSize:
     with _engine.connect() as conn:
         return privacy.view_size(conn, flt)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from relq.measures import metrics
 from relq.store.filters import SegmentFilter
-from relq.ui.session import data_version
+from relq.ui.session import CACHE_TTL, data_version
 
 __all__ = [
     "cached_headline",
@@ -16,7 +16,7 @@ __all__ = [
 ]
 
 
-@st.cache_data(ttl=600, max_entries=128, show_spinner=False)
+@st.cache_data(ttl=CACHE_TTL, max_entries=128, show_spinner=False)
 def _headline(_engine, url: str, flt: SegmentFilter, version: int):
     with _engine.connect() as conn:
         return metrics.headline(conn, flt)
@@ -26,7 +26,7 @@ def cached_headline(engine, flt: SegmentFilter):
     return _headline(engine, str(engine.url), flt, data_version())
 
 
-@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=CACHE_TTL, max_entries=64, show_spinner=False)
 def _trend(_engine, url: str, flt: SegmentFilter, freq: str, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return metrics.trend(conn, flt, freq)
@@ -36,7 +36,7 @@ def cached_trend(engine, flt: SegmentFilter, freq: str = "month") -> pd.DataFram
     return _trend(engine, str(engine.url), flt, freq, data_version())
 
 
-@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
+@st.cache_data(ttl=CACHE_TTL, max_entries=256, show_spinner=False)
 def _query(_engine, _func, url: str, name: str, flt: SegmentFilter, version: int, options: tuple):
     with _engine.connect() as conn:
         return _func(conn, flt, **dict(options))

@@ -15,6 +15,7 @@ from relq.exceptions import RelqError, WeightingError
 from relq.ingest.demo import ensure_demo
 
 __all__ = [
+    "CACHE_TTL",
     "fail_clearly",
     "get_engine",
     "min_n",
@@ -24,6 +25,12 @@ __all__ = [
     "demo_notice",
     "store_errors_as_sentences",
 ]
+
+
+# Every cached result is keyed on the data version, which each import, undo and instrument edit
+# changes: a result cannot go stale, so it is kept for a day (bounded by each cache's max_entries)
+# rather than recomputed every few minutes for whoever comes back to a page.
+CACHE_TTL = 24 * 3600
 
 
 def fail_clearly(exc: Exception) -> None:
@@ -83,7 +90,7 @@ def bump_data_version() -> None:
     st.cache_data.clear()
 
 
-@st.cache_data(ttl=600, show_spinner=False)
+@st.cache_data(ttl=CACHE_TTL, show_spinner=False)
 def _has_demo(_engine, url: str, version: int) -> bool:
     return store.has_demo(_engine)
 

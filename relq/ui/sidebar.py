@@ -16,7 +16,7 @@ from relq.store.filters import (
     SegmentFilter,
     Weighting,
 )
-from relq.ui.session import data_version
+from relq.ui.session import CACHE_TTL, data_version
 
 __all__ = [
     "filter_sidebar",
@@ -35,7 +35,7 @@ FLAG_LABELS = {
 }
 
 
-@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+@st.cache_data(ttl=CACHE_TTL, max_entries=64, show_spinner=False)
 def _options(_engine, url: str, name: str, version: int) -> list[str]:
     with _engine.connect() as conn:
         if name == "__waves__":
@@ -47,7 +47,7 @@ def _options(_engine, url: str, name: str, version: int) -> list[str]:
         return catalog.dimension_values(conn, name)
 
 
-@st.cache_data(ttl=600, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=CACHE_TTL, max_entries=8, show_spinner=False)
 def _bounds(_engine, url: str, version: int):
     with _engine.connect() as conn:
         return catalog.period_bounds(conn)
