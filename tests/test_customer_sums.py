@@ -343,6 +343,34 @@ def test_period_vs_previous_sql_equals_statsmodels_stacked_wls_with_period_dummy
     assert now.responses == int((period == 1).sum()) and before.responses == int((period == 2).sum())
 
 
+@pytest.mark.parametrize("scheme", ["response", "customer", "raked"])
+def test_period_sums_of_several_dimensions_in_one_query_equal_one_query_per_dimension(engine, scheme):
+    # The overview's segment moves ask for every dimension at once; each dimension's rows must be
+    # exactly what asking for that dimension alone gives (same sums, same segments, nothing more).
+    cust, frame = _company(SEED + 8, customers=60)
+    _load(engine, cust, frame)
+    current = SegmentFilter(
+        since=date(2025, 4, 1), until=date(2025, 6, 29), weighting=Weighting(scheme, ("region",))
+    )
+    previous = current.shifted_back()
+    with engine.connect() as conn:
+        together, _ = customer_sums.pair_sums(conn, current, previous, segment=("region", "plan"))
+        alone = {
+            d: customer_sums.pair_sums(conn, current, previous, segment=d)[0] for d in ("region", "plan")
+        }
+    assert set(together["dimension"]) == {"region", "plan"}
+    for dimension, expected in alone.items():
+        got = together[together["dimension"] == dimension].drop(columns="dimension")
+        got = got.sort_values("segment").reset_index(drop=True)
+        expected = expected.sort_values("segment").reset_index(drop=True)
+        assert got["segment"].tolist() == expected["segment"].astype(str).tolist()
+        pd.testing.assert_frame_equal(
+            got.drop(columns="segment").astype(float),
+            expected[got.columns.drop("segment")].astype(float),
+            rtol=1e-12,
+        )
+
+
 # --------------------------------------------------------------------------- DuckDB = PostgreSQL
 
 

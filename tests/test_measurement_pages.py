@@ -33,7 +33,9 @@ def test_measurement_page_shows_alpha_with_interval_per_pillar_and_the_weak_item
     at.session_state["measurement_tab"] = "Are the pillars distinct?"
     at.run()
     htmt = next(df.value for df in at.dataframe if "HTMT" in df.value.columns or "htmt" in df.value.columns)
-    assert len(htmt) == 3 and htmt.filter(like="CI").notna().all().all()  # three pairs, each with its interval
+    assert (
+        len(htmt) == 3 and htmt.filter(like="CI").notna().all().all()
+    )  # three pairs, each with its interval
 
 
 def test_measurement_page_with_filters_matching_nothing_says_so(demo_env):

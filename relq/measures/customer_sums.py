@@ -535,21 +535,28 @@ def _totals(pc, omega) -> list:
 
 
 def _weighted(
-    pc, omegas: Mapping[str, ColumnElement | None], joins: list, segment: str | None
-) -> sa.Subquery:
-    """Level 2a: each per-customer row with its customer's weight(s) and segment value."""
+    pc, omegas: Mapping[str, ColumnElement | None], joins: list, segment: str | Sequence[str] | None
+):
+    """Level 2a: each per-customer row with its customer's weight(s) and segment value.
+
+    ``segment`` a dimension: column ``segment``. A sequence of dimensions: columns ``segment_0``,
+    ``segment_1``, … as text, in a CTE, for one query grouping the same rows by each in turn."""
     cols = list(pc.c)
     for name, omega in omegas.items():
         if omega is not None:
             cols.append(omega.label(name))
-    if segment is not None:
+    if isinstance(segment, str):
         cols.append(customer_dimension(segment).label("segment"))
+    else:
+        for i, name in enumerate(segment or ()):
+            cols.append(sa.cast(customer_dimension(name), sa.Text).label(f"segment_{i}"))
     source = pc
     if len(cols) > len(pc.c):
         source = source.outerjoin(C, C.c.customer_id == pc.c.cid)
     for table, on in joins:
         source = source.outerjoin(table, on)
-    return sa.select(*cols).select_from(source).subquery("weighted")
+    stmt = sa.select(*cols).select_from(source)
+    return stmt.subquery("weighted") if segment is None or isinstance(segment, str) else stmt.cte("weighted")
 
 
 def group_sums(
@@ -667,12 +674,15 @@ def pair_sums(
     conn: Connection,
     current: SegmentFilter,
     previous: SegmentFilter,
-    segment: str | None = None,
+    segment: str | Sequence[str] | None = None,
     scores: Sequence[str] = SCORES,
 ) -> tuple[pd.DataFrame, WeightPlan]:
     """Period vs previous, linearised over the customers of both: one row (per segment value,
     customers without one left out), columns ``c_*`` (current), ``p_*`` (previous) and per score
     ``{score}_C`` (customers in either period) and cross sums ``{score}_S1S2, _S1W2, _W1S2, _W1W2``.
+
+    ``segment`` a sequence of dimensions: the rows of each in turn, from one query that sums the
+    customers once (column ``dimension`` names the dimension, ``segment`` its value as text).
 
     ``previous`` must end before ``current`` starts; both share every other filter setting.
     """
@@ -754,10 +764,22 @@ def pair_sums(
             ),
             left_out.label(f"{side}left_out"),
         ]
-    head = [wc.c.segment] if segment is not None else []
-    stmt = sa.select(*head, *totals, *cols_c, *cols_p, *cross).select_from(wc)
-    if segment is not None:
+    sums = [*totals, *cols_c, *cols_p, *cross]
+    if segment is None:
+        stmt = sa.select(*sums).select_from(wc)
+    elif isinstance(segment, str):
+        stmt = sa.select(wc.c.segment, *sums).select_from(wc)
         stmt = stmt.where(wc.c.segment.is_not(None)).group_by(wc.c.segment)
+    else:
+        stmt = sa.union_all(
+            *[
+                sa.select(sa.literal(name, sa.Text).label("dimension"), value.label("segment"), *sums)
+                .select_from(wc)
+                .where(value.is_not(None))
+                .group_by(value)
+                for name, value in ((name, wc.c[f"segment_{i}"]) for i, name in enumerate(segment))
+            ]
+        )
     frame = pd.DataFrame(conn.execute(stmt).mappings().all())
     for side in ("c_", "p_"):
         _check_value_weights(

@@ -257,41 +257,49 @@ def segment_moves(
     ]
     if not (current.since and current.until and previous.since and previous.until):
         return pd.DataFrame(columns=columns)
-    records = []
-    for dimension in dimensions:
-        frame, _plan = pair_sums(
-            conn,
-            current.with_dimension(dimension, ()),
-            previous.with_dimension(dimension, ()),
-            segment=dimension,
-        )
+    # Each dimension's segments are compared with that dimension's own filter cleared; the
+    # dimensions the view does not filter on share one query.
+    batches: list[tuple[SegmentFilter, SegmentFilter, tuple[str, ...]]] = []
+    shared = tuple(d for d in dimensions if not current.values_of(d) and not previous.values_of(d))
+    if shared:
+        batches.append((current, previous, shared))
+    for d in dimensions:
+        if d not in shared:
+            batches.append((current.with_dimension(d, ()), previous.with_dimension(d, ()), (d,)))
+    rows = []
+    for now_flt, before_flt, names in batches:
+        frame, _plan = pair_sums(conn, now_flt, before_flt, segment=names)
         metrics.weighting_problem(_plan)
-        for m in frame.to_dict("records"):
-            now = metrics.headline_from_sums(GroupSums.from_row(m, prefix="c_"), current.weighting)
-            before = metrics.headline_from_sums(GroupSums.from_row(m, prefix="p_"), current.weighting)
-            for metric in scores:
-                a, b = score_of(now, metric), score_of(before, metric)
-                if stats.is_small(a.n, min_n) or stats.is_small(b.n, min_n):
-                    continue
-                kind = "mean" if metric in MEAN_METRICS else metric
-                c = clustered.period_difference_from_sums(period_sums(m, metric), kind)
-                records.append(
-                    {
-                        "dimension": dimension,
-                        "value": str(m["segment"]),
-                        "metric": metric,
-                        "label": KPI_LABELS[metric],
-                        "now": a.estimate,
-                        "before": b.estimate,
-                        "n_now": a.n,
-                        "n_before": b.n,
-                        "delta": c.delta,
-                        "delta_low": c.low,
-                        "delta_high": c.high,
-                        "p_value": c.p_value,
-                        "test": c.test,
-                    }
-                )
+        rows += frame.to_dict("records")
+    rows.sort(key=lambda m: (dimensions.index(m["dimension"]), str(m["segment"])))
+    records = []
+    for m in rows:
+        dimension = m["dimension"]
+        now = metrics.headline_from_sums(GroupSums.from_row(m, prefix="c_"), current.weighting)
+        before = metrics.headline_from_sums(GroupSums.from_row(m, prefix="p_"), current.weighting)
+        for metric in scores:
+            a, b = score_of(now, metric), score_of(before, metric)
+            if stats.is_small(a.n, min_n) or stats.is_small(b.n, min_n):
+                continue
+            kind = "mean" if metric in MEAN_METRICS else metric
+            c = clustered.period_difference_from_sums(period_sums(m, metric), kind)
+            records.append(
+                {
+                    "dimension": dimension,
+                    "value": str(m["segment"]),
+                    "metric": metric,
+                    "label": KPI_LABELS[metric],
+                    "now": a.estimate,
+                    "before": b.estimate,
+                    "n_now": a.n,
+                    "n_before": b.n,
+                    "delta": c.delta,
+                    "delta_low": c.low,
+                    "delta_high": c.high,
+                    "p_value": c.p_value,
+                    "test": c.test,
+                }
+            )
     frame = pd.DataFrame(records, columns=[c for c in columns if c not in ("q_value", "significant")])
     frame["q_value"] = stats.benjamini_hochberg(frame["p_value"].to_numpy(dtype=float)) if len(frame) else []
     frame["significant"] = frame["q_value"] < 0.05
