@@ -3,6 +3,8 @@ change on each page — with each wait split into queries, Python and transfer +
 
     python bench/browser.py --tier small                   # the 12k demo (built into bench/cache)
     python bench/browser.py --tier large                   # 200k customers, ~1M responses
+    python bench/browser.py --tier huge                    # 2M customers, ~10M responses (built once:
+        RELQ_DATABASE_URL=duckdb:///bench/cache/huge.duckdb python -m relq demo --customers 2000000)
     python bench/browser.py --url postgresql+psycopg://…   # any store RelQ can open
 
 A fresh server is started with ``RELQ_PROFILE`` set, so each run of the frame records its script
@@ -235,13 +237,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tier", choices=["small", "large"], default="small")
+    parser.add_argument("--tier", choices=["small", "large", "huge"], default="small")
     parser.add_argument("--url", default=None, help="a RELQ_DATABASE_URL instead of the tier's DuckDB file")
     args = parser.parse_args(argv)
     if args.url:
         url, label = args.url, args.url.split("://")[0]
     else:
-        build_tier(args.tier)
+        if args.tier == "huge" and not db_path("huge").exists():
+            parser.error(
+                "build the huge tier first (streamed, about 25 min of CPU): RELQ_DATABASE_URL="
+                "duckdb:///bench/cache/huge.duckdb python -m relq demo --customers 2000000"
+            )
+        if args.tier != "huge":
+            build_tier(args.tier)
         url, label = f"duckdb:///{db_path(args.tier)}", f"{args.tier} tier on DuckDB"
     results = run(url)
     results.update(

@@ -190,6 +190,32 @@ def test_a_store_made_with_the_old_answer_constraint_loses_it_and_keeps_its_answ
     ]
 
 
+def test_an_older_duckdb_store_loses_the_indexes_only_postgresql_keeps_and_its_rows_stay(duckdb_engine):
+    # Older DuckDB stores had ART indexes on survey_responses and transactions that every import
+    # paid for; create_schema drops them and the rows are untouched.
+    with duckdb_engine.begin() as conn:
+        conn.execute(sa.text("CREATE INDEX ix_responses_submitted ON survey_responses (submitted_at)"))
+        conn.execute(
+            sa.text("CREATE INDEX ix_transactions_customer ON transactions (customer_id, occurred_at)")
+        )
+    frame = pd.DataFrame({"response_id": ["r1", "r2"], "submitted_at": pd.Timestamp("2025-01-01")})
+    with duckdb_engine.begin() as conn:
+        store.bulk_insert(conn, schema.survey_responses, frame)
+    store.create_schema(duckdb_engine)
+    store.create_schema(duckdb_engine)  # a second call finds nothing to do
+    with duckdb_engine.connect() as conn:
+        names = set(conn.execute(sa.text("SELECT index_name FROM duckdb_indexes()")).scalars())
+        kept = conn.execute(sa.select(sa.func.count()).select_from(schema.survey_responses)).scalar()
+    assert not names & {"ix_responses_submitted", "ix_responses_customer", "ix_transactions_customer"}
+    assert kept == 2
+
+
+def test_postgresql_keeps_its_indexes_on_responses_and_transactions(postgres_engine):
+    with postgres_engine.connect() as conn:
+        names = set(conn.execute(sa.text("SELECT indexname FROM pg_indexes")).scalars())
+    assert {"ix_responses_submitted", "ix_responses_customer", "ix_transactions_customer"} <= names
+
+
 @pytest.mark.parametrize("asked", [3, 12_000])  # an IN list, and a key table semi-joined in SQL
 def test_stored_keys_finds_exactly_the_stored_ones_like_a_python_set(engine, asked):
     stored = [f"R_{i:06d}" for i in range(0, 20_000, 2)]

@@ -177,11 +177,31 @@ def create_schema(engine: Engine) -> None:
     try:
         schema.metadata.create_all(engine)
         _drop_answer_constraint(engine)
+        _drop_duckdb_indexes(engine)
         if dialects.is_clickhouse(engine):
             with engine.connect() as conn:
                 dialects.refresh_lookups(conn, only_if_missing=True)
     except sa.exc.OperationalError as exc:
         raise StoreUnavailable(explain_connection_error(exc, engine)) from None
+
+
+# Indexes older DuckDB stores have and RelQ now makes on PostgreSQL only (schema.py says why).
+_POSTGRES_ONLY_INDEXES = ("ix_responses_submitted", "ix_responses_customer", "ix_transactions_customer")
+
+
+def _drop_duckdb_indexes(engine: Engine) -> None:
+    """Older DuckDB stores: drop the indexes only PostgreSQL keeps; one catalog query when none."""
+    if engine.dialect.name != "duckdb":
+        return
+    names = sa.bindparam("names", list(_POSTGRES_ONLY_INDEXES), expanding=True)
+    probe = sa.text("SELECT index_name FROM duckdb_indexes() WHERE index_name IN :names").bindparams(names)
+    with engine.connect() as conn:
+        present = conn.execute(probe).scalars().all()
+    if present:
+        with engine.begin() as conn:
+            serialise_imports(conn)
+            for name in present:
+                conn.execute(sa.text(f'DROP INDEX IF EXISTS "{name}"'))  # a name from the list above
 
 
 def _drop_answer_constraint(engine: Engine) -> None:
