@@ -429,7 +429,12 @@ def read_frame(conn: Connection, stmt) -> pd.DataFrame:
         compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
         params = compiled.construct_params()
         args = [params[name] for name in (compiled.positiontup or [])]
-        return conn.connection.driver_connection.execute(str(compiled), args).df()
+        sql = str(compiled)
+        # The engine's cursor events see this statement too (the browser benchmark's timing).
+        conn.dispatch.before_cursor_execute(conn, None, sql, args, None, False)
+        frame = conn.connection.driver_connection.execute(sql, args).df()
+        conn.dispatch.after_cursor_execute(conn, None, sql, args, None, False)
+        return frame
     result = conn.execute(stmt)
     return pd.DataFrame(result.all(), columns=list(result.keys()))
 
