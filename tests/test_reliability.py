@@ -143,6 +143,20 @@ def test_item_cross_products_equal_numpy_sums(duckdb_demo, demo_company):
     np.testing.assert_allclose(sums["all"]["cross"], block.T @ block, rtol=1e-12)
 
 
+def test_item_sums_of_two_pillars_read_alone_equal_numpy_sums_of_their_items(duckdb_demo, demo_company):
+    # The gap quadrants ask only for their two pillars (fewer answers read); each block must be
+    # what numpy gives on those items' listwise-complete answers, and no other block comes back.
+    wide = _recoded_wide(demo_company.answers)
+    with duckdb_demo.connect() as conn:
+        sums = item_sums(conn, SegmentFilter(), INSTRUMENT, ("trust", "satisfaction"))
+    assert set(sums) == {"trust", "satisfaction"}
+    for pillar in ("trust", "satisfaction"):
+        block = wide[[i.id for i in INSTRUMENT.items_of(pillar)]].dropna().to_numpy()
+        assert sums[pillar]["n"] == len(block)
+        np.testing.assert_allclose(sums[pillar]["sums"], block.sum(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(sums[pillar]["cross"], block.T @ block, rtol=1e-12)
+
+
 def test_pillar_correlations_match_scipy_pearsonr_with_fisher_interval(demo_store, demo_company):
     with demo_store.connect() as conn:
         got = pillar_correlations(conn).set_index(["a", "b"])

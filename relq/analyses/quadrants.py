@@ -280,7 +280,7 @@ def pillar_alphas(
     from relq.measures.reliability import item_sums
 
     instrument = instrument or configured_instrument()
-    sums = item_sums(conn, flt, instrument)
+    sums = item_sums(conn, flt, instrument, tuple(dict.fromkeys(pillars)))
     out = {}
     for pillar in pillars:
         block = sums[pillar]

@@ -65,12 +65,13 @@ def _recoded(item, instrument: Instrument):
     )
 
 
-def _pivot(instrument: Instrument, flt: SegmentFilter):
-    """One row per filtered response: c0..c{k-1}, the recoded answers in instrument order."""
-    columns = [
-        sa.func.max(_recoded(item, instrument)).label(f"c{i}") for i, item in enumerate(instrument.items)
-    ]
-    query = sa.select(A.c.response_id, *columns).where(A.c.item_id.in_(instrument.item_ids))
+def _pivot(instrument: Instrument, flt: SegmentFilter, positions: list[int] | None = None):
+    """One row per filtered response: c0..c{k-1}, the recoded answers in instrument order (only
+    the columns at ``positions`` when given: fewer answers read)."""
+    chosen = range(len(instrument.items)) if positions is None else positions
+    columns = [sa.func.max(_recoded(instrument.items[i], instrument)).label(f"c{i}") for i in chosen]
+    ids = [instrument.items[i].id for i in chosen]
+    query = sa.select(A.c.response_id, *columns).where(A.c.item_id.in_(ids))
     if not flt.is_empty:
         # Joining 11M answers to 1M responses costs twice the pivot itself (bench/RESULTS.md):
         # pay for the join only when there is something to filter on.
@@ -84,16 +85,24 @@ def _positions(instrument: Instrument) -> dict[str, list[int]]:
     return {p: [ids.index(item.id) for item in instrument.items_of(p)] for p in PILLARS}
 
 
-def item_sums(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> dict[str, dict]:
+def item_sums(
+    conn: Connection, flt: SegmentFilter, instrument: Instrument, pillars: tuple[str, ...] | None = None
+) -> dict[str, dict]:
     """Sufficient statistics of the item answers, from one query.
 
     Per pillar, over responses answering all its items (listwise): ``n``, ``sums`` (Σxᵢ) and
     ``cross`` (Σxᵢxⱼ), after reverse coding. Under the key ``"all"``: the same over responses
     answering every item of the instrument (for HTMT). Items keep the instrument's order.
+    With ``pillars``, only those pillars' blocks (no ``"all"``), reading only their items' answers.
     """
-    wide = _pivot(instrument, flt)
-    x = [wide.c[f"c{i}"] for i in range(len(instrument.items))]
-    groups = {**_positions(instrument), "all": list(range(len(x)))}
+    positions = _positions(instrument)
+    if pillars is None:
+        groups = {**positions, "all": list(range(len(instrument.items)))}
+        wide = _pivot(instrument, flt)
+    else:
+        groups = {p: positions[p] for p in pillars}
+        wide = _pivot(instrument, flt, sorted({i for p in pillars for i in positions[p]}))
+    x = {int(c.name[1:]): c for c in wide.c if c.name.startswith("c")}
     select = []
     for name, idx in groups.items():
         complete = sa.and_(*[x[i].isnot(None) for i in idx])
