@@ -210,6 +210,20 @@ def test_an_older_duckdb_store_loses_the_indexes_only_postgresql_keeps_and_its_r
     assert kept == 2
 
 
+def test_relqs_postgresql_sessions_run_without_jit_compilation(postgres_engine):
+    # PostgreSQL's default JIT compiles RelQ's many-expression queries anew on every statement.
+    with postgres_engine.connect() as conn:
+        assert conn.execute(sa.text("SHOW jit")).scalar() == "on"  # the server's default
+    engine = store.get_engine(postgres_engine.url.render_as_string(hide_password=False))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SHOW jit")).scalar() == "off"
+            conn.rollback()
+            assert conn.execute(sa.text("SHOW jit")).scalar() == "off"  # a rollback keeps it
+    finally:
+        engine.dispose()
+
+
 def test_postgresql_keeps_its_indexes_on_responses_and_transactions(postgres_engine):
     with postgres_engine.connect() as conn:
         names = set(conn.execute(sa.text("SELECT indexname FROM pg_indexes")).scalars())

@@ -101,6 +101,8 @@ def get_engine(url: str | None = None) -> Engine:
         raise StoreUnavailable(f"RELQ_DATABASE_URL is not a database URL; {_SUPPORTED}") from None
     if engine.dialect.name == "duckdb" and engine.url.database not in (None, "", ":memory:"):
         sa.event.listen(engine, "do_connect", _wait_for_duckdb_lock)
+    if engine.dialect.name == "postgresql":
+        sa.event.listen(engine, "connect", _postgres_session)
     if database:  # the URL says which database (the driver never sees it; configure() selects it)
         engine.url = engine.url.update_query_dict({"database": database})
     return dialects.configure(engine, database)
@@ -159,6 +161,15 @@ def _engine_options(url: str) -> dict:
     if url.startswith("postgresql") and "connect_timeout" not in url:
         return {"connect_args": {"connect_timeout": 10}}  # a server that is down answers in seconds
     return {}
+
+
+def _postgres_session(dbapi_connection, _record) -> None:
+    """RelQ's PostgreSQL sessions run without JIT compilation: its queries carry hundreds of sum
+    and case expressions, which PostgreSQL's default JIT compiles anew for every statement — on
+    the large tier that compiling cost more than the query (bench/RESULTS.md → PostgreSQL)."""
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET jit = off")
+    dbapi_connection.commit()
 
 
 def _wait_for_duckdb_lock(dialect, conn_rec, cargs, cparams):
