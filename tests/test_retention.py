@@ -485,6 +485,45 @@ def test_at_risk_on_a_transactions_only_shop_hand_computed(engine):
 # --------------------------------------------------------------------------- rates, segments, service, CLV
 
 
+def test_every_regions_rates_from_one_grouped_query_equal_filtering_on_that_region(engine):
+    # The segment explorer asks for every region's rates at once; each must be exactly what
+    # filtering the view on that region gives (customers without a region belong to none).
+    rng = np.random.default_rng(5)
+    n = 80
+    acquired = [date(2023, 1, 1) + timedelta(days=int(d)) for d in rng.integers(0, 500, n)]
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:03d}" for i in range(n)],
+            "region": rng.choice(["North", "South", "East", None], n),
+            "plan": rng.choice(["Basic", "Pro"], n),
+            "acquired_at": acquired,
+            "churned_at": [
+                a + timedelta(days=int(d)) if d < 400 else None
+                for a, d in zip(acquired, rng.integers(30, 800, n), strict=True)
+            ],
+        }
+    )
+    tx = pd.DataFrame(
+        {
+            "transaction_id": ["end"],
+            "customer_id": ["C000"],
+            "occurred_at": [pd.Timestamp("2024-12-31")],
+            "amount": [1.0],
+        }
+    )
+    _load(engine, customers=customers, transactions=tx)
+    view = SegmentFilter().with_dimension("plan", ["Pro"])
+    with engine.connect() as conn:
+        grouped = retention.retention_rates_by(conn, view, "region", "quarter")
+        alone = {
+            r: retention.retention_rates(conn, view.with_dimension("region", [r]), "quarter")
+            for r in ("North", "South", "East")
+        }
+    assert set(grouped) == {r for r, rates in alone.items() if not rates.empty}
+    for region, rates in grouped.items():
+        pd.testing.assert_frame_equal(rates.reset_index(drop=True), alone[region].reset_index(drop=True))
+
+
 def test_retention_rates_follow_the_design_formula_with_wilson_intervals(engine):
     # Contract basis. Jan: P, Q, R join. Feb: S joins; Q churns. Mar: T joins and churns in March.
     customers = pd.DataFrame(

@@ -105,12 +105,20 @@ def segment_retention(
         values = flt.values_of(d) if i else ()
         values = values or catalog.dimension_values(conn, d, limit=30 if i == 0 else MAX_SECOND_VALUES)
         combos = [c + [(d, v)] for c in combos for v in values]
+    # One dimension: every segment's rates from one grouped query; two: one query per pair.
+    grouped = (
+        retention.retention_rates_by(conn, base, dimensions[0], "quarter") if len(dimensions) == 1 else None
+    )
     records = []
     for combo in combos:
-        sub = base
-        for d, v in combo:
-            sub = sub.with_dimension(d, [v])
-        row = _last_quarter(retention.retention_rates(conn, sub, "quarter"), total["period"])
+        if grouped is not None:
+            rates = grouped.get(str(combo[0][1]), pd.DataFrame(columns=retention.RATE_COLUMNS))
+        else:
+            sub = base
+            for d, v in combo:
+                sub = sub.with_dimension(d, [v])
+            rates = retention.retention_rates(conn, sub, "quarter")
+        row = _last_quarter(rates, total["period"])
         if row is None or int(row["n"]) == 0:
             continue
         kept, n = _retained(row), int(row["at_start"])

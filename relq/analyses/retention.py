@@ -334,16 +334,51 @@ def retention_rates(
     if freq not in ("month", "quarter"):
         raise ValueError(f"freq must be 'month' or 'quarter', not {freq!r}")
     basis = basis or churn_basis(conn)
+    counts = _lifetime_counts(conn, flt, basis)
+    return _rates_from_counts(counts.drop(columns="segment"), flt, freq, basis)
+
+
+def retention_rates_by(
+    conn: Connection, flt: SegmentFilter, by: str, freq: str = "month", basis: Basis | None = None
+) -> dict[str, pd.DataFrame]:
+    """:func:`retention_rates` of each value of the customer dimension ``by`` (customers without
+    a value left out), from one query: value → its rates, as ``flt.with_dimension(by, [value])``
+    would give them."""
+    if freq not in ("month", "quarter"):
+        raise ValueError(f"freq must be 'month' or 'quarter', not {freq!r}")
+    basis = basis or churn_basis(conn)
+    counts = _lifetime_counts(conn, flt.with_dimension(by, ()), basis, by)
+    return {
+        str(value): _rates_from_counts(part.drop(columns="segment"), flt, freq, basis)
+        for value, part in counts.groupby("segment", sort=True)
+    }
+
+
+def _lifetime_counts(
+    conn: Connection, flt: SegmentFilter, basis: Basis, by: str | None = None
+) -> pd.DataFrame:
+    """Customers by (segment, start month, end month, churned): the only rows the rates need."""
     life = lifetimes(SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), basis).subquery("life")
     start_m, end_m = _month_index(life.c.start_day), _month_index(life.c.end_day)
-    rows = conn.execute(
-        sa.select(start_m.label("s"), end_m.label("e"), life.c.churned, sa.func.count().label("n")).group_by(
-            start_m, end_m, life.c.churned
-        )
-    ).all()
-    if not rows:
+    segment = (
+        sa.cast(customer_dimension(by), sa.Text) if by else sa.literal("All customers", sa.Text)
+    ).label("segment")
+    source = life.join(C, C.c.customer_id == life.c.customer_id) if by else life
+    stmt = sa.select(
+        segment, start_m.label("s"), end_m.label("e"), life.c.churned, sa.func.count().label("n")
+    )
+    stmt = stmt.select_from(source).group_by(start_m, end_m, life.c.churned)
+    if by:
+        stmt = stmt.where(segment.is_not(None)).group_by(segment)
+    rows = conn.execute(stmt).all()
+    counts = pd.DataFrame(rows, columns=["segment", "s", "e", "churned", "n"])
+    return counts.astype({"s": int, "e": int, "churned": int, "n": int})
+
+
+def _rates_from_counts(counts: pd.DataFrame, flt: SegmentFilter, freq: str, basis: Basis) -> pd.DataFrame:
+    if counts.empty:
         return pd.DataFrame(columns=RATE_COLUMNS)
-    counts = pd.DataFrame(rows, columns=["s", "e", "churned", "n"]).astype(int)
+    counts = counts.copy()
     step = 1 if freq == "month" else 3
     counts["s"] //= step
     counts["e"] //= step
