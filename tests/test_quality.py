@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from relq.core.instrument import load_instrument
+from relq.ingest import quality
 from relq.ingest.quality import QUALITY_FLAGS, flag_responses
 
 INSTRUMENT = load_instrument()
@@ -172,3 +173,25 @@ def test_answers_indexed_differently_are_refused():
     responses, wide = batch([{"customer_id": "C1", "submitted_at": "2025-01-05"}])
     with pytest.raises(ValueError, match="indexed like responses"):
         flag_responses(responses, wide.reset_index(drop=True), INSTRUMENT)
+
+
+def test_row_key_groups_exactly_like_pandas_groupby_with_missing_values_equal():
+    # The duplicate rule groups a million responses by one integer per row; the groups must be
+    # pandas' own groupby(dropna=False) groups over the same columns, missing values included.
+    rng = np.random.default_rng(3)
+    n = 4000
+    frame = pd.DataFrame(
+        {
+            "_who": rng.choice(["e:a@x.com", "e:b@x.com", "c:C1", None], n),
+            "_wave": rng.choice(["2025-Q1", "2025-Q2"], n),
+            "item": rng.choice([1.0, 2.0, np.nan], n),
+            "nps": pd.array(rng.choice([9, 10, -1], n), dtype="Int64"),
+        }
+    )
+    frame.loc[frame["nps"] == -1, "nps"] = pd.NA
+    columns = ["_who", "_wave", "item", "nps"]
+    expected = frame.groupby(columns, dropna=False, sort=False).ngroup().to_numpy()
+    key = quality._row_key(frame, columns)
+    # the same partition of the rows: each expected group maps to one key and back
+    pairs = set(zip(expected.tolist(), key.tolist(), strict=True))
+    assert len(pairs) == len(set(expected.tolist())) == len(set(key.tolist()))

@@ -257,10 +257,16 @@ def prepare_import(
 
 
 def write_import(
-    engine, prepared: PreparedImport, *, user: str | None = None, after: AfterImport | None = None
+    engine,
+    prepared: PreparedImport,
+    *,
+    user: str | None = None,
+    after: AfterImport | None = None,
+    themes: bool = True,
 ) -> ImportResult:
     """Write a prepared import in one transaction: imports row, new rows, rejects and the audit
-    row saying who imported it.
+    row saying who imported it. With ``themes`` (the default) the new comments are then read for
+    comment themes; without, the next refresh reads them (the benchmark times the two apart).
 
     ``after`` runs once the import is committed (the case rules and alerts of
     :func:`relq.outputs.followup.follow_up_import`); its sentences land in ``follow_up``. If it
@@ -358,7 +364,7 @@ def write_import(
         messages.append(
             f"{int(duplicate.sum())} rows were already stored (or repeated in the file) and were skipped."
         )
-    if kind == "survey" and len(new):
+    if kind == "survey" and len(new) and themes:
         messages.append(_refresh_themes_after_import(engine, user))
     follow_up: tuple[str, ...] = ()
     if after is not None:
@@ -416,9 +422,10 @@ def import_file(
     date_order: str | None = None,
     templates_dir: Path | None = None,
     after: AfterImport | None = None,
+    themes: bool = True,
 ) -> ImportResult:
     """Import one file (see module docstring); raises ImportRejected when it cannot be used.
-    ``after`` runs once it is committed (see :func:`write_import`)."""
+    ``after`` and ``themes`` run once it is committed (see :func:`write_import`)."""
     prepared = prepare_import(
         path_or_bytes,
         file_name=file_name,
@@ -429,7 +436,7 @@ def import_file(
         date_order=date_order,
         templates_dir=templates_dir,
     )
-    return write_import(engine, prepared, user=user, after=after)
+    return write_import(engine, prepared, user=user, after=after, themes=themes)
 
 
 def preview_rows(prepared: PreparedImport, limit: int = 50) -> pd.DataFrame:

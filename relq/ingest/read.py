@@ -116,7 +116,8 @@ def read_rows(data: bytes, file_name: str, sheet: str | int | None = None) -> Ra
     delimiter = sniff_delimiter(text)
     _check_declared_size(text, delimiter, file_name)
     rows = _parse_csv(text, delimiter, file_name)
-    _refuse_nul(rows, file_name)
+    if "\x00" in text:  # one search of the text; the cells are looked at only to say where
+        _refuse_nul(rows, file_name)
     return RawFile(rows=rows, encoding=encoding, delimiter=delimiter, messages=messages)
 
 
