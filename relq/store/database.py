@@ -197,7 +197,11 @@ def create_schema(engine: Engine) -> None:
 
 
 # Indexes older DuckDB stores have and RelQ now makes on PostgreSQL only (schema.py says why).
-_POSTGRES_ONLY_INDEXES = ("ix_responses_submitted", "ix_responses_customer", "ix_transactions_customer")
+_POSTGRES_ONLY_INDEXES = {
+    "ix_responses_submitted": "DROP INDEX IF EXISTS ix_responses_submitted",
+    "ix_responses_customer": "DROP INDEX IF EXISTS ix_responses_customer",
+    "ix_transactions_customer": "DROP INDEX IF EXISTS ix_transactions_customer",
+}
 
 
 def _drop_duckdb_indexes(engine: Engine) -> None:
@@ -212,7 +216,7 @@ def _drop_duckdb_indexes(engine: Engine) -> None:
         with engine.begin() as conn:
             serialise_imports(conn)
             for name in present:
-                conn.execute(sa.text(f'DROP INDEX IF EXISTS "{name}"'))  # a name from the list above
+                conn.execute(sa.text(_POSTGRES_ONLY_INDEXES[name]))
 
 
 def _drop_answer_constraint(engine: Engine) -> None:
