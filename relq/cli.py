@@ -210,13 +210,7 @@ def _alerts(args) -> int:
 
     engine = store.get_engine()
     store.create_schema(engine)
-    run = run_alerts(engine, user=_cli_user())
-    for line in run.lines():
-        print(line)
-    if not run.ok:
-        print(f"relq: {run.problem()}", file=sys.stderr)
-        return 1
-    return 0
+    return _delivered(run_alerts(engine, user=_cli_user()))
 
 
 def _digest(args) -> int:
@@ -224,7 +218,11 @@ def _digest(args) -> int:
 
     engine = store.get_engine()
     store.create_schema(engine)
-    run = send_digest(engine, args.to, user=_cli_user())
+    return _delivered(send_digest(engine, args.to, user=_cli_user()))
+
+
+def _delivered(run) -> int:
+    """Print what a run of the alerts or the digest sent; exit 1 with its problem when one failed."""
     for line in run.lines():
         print(line)
     if not run.ok:
