@@ -105,25 +105,37 @@ def shapley_r2(corr: np.ndarray, outcome: int = -1) -> np.ndarray:
     [0.25, 0.25]
     """
     corr = np.asarray(corr, dtype=float)
-    k = corr.shape[0]
+    return _shapley_many(corr[None], outcome)[0]
+
+
+def _shapley_many(corrs: np.ndarray, outcome: int = -1) -> np.ndarray:
+    """:func:`shapley_r2` of a stack of B correlation matrices (B×k×k) at once: B×p.
+
+    Each subset's R² ``r_yS R_SS⁺ r_Sy`` is taken for every matrix in one batched pseudo-inverse
+    (the least-squares solution :func:`r_squared` takes); a matrix with NaN gives a row of NaN."""
+    k = corrs.shape[1]
     outcome = outcome % k
     predictors = [i for i in range(k) if i != outcome]
     p = len(predictors)
-    if np.isnan(corr).any():
-        return np.full(p, np.nan)
-    r2 = {
-        subset: r_squared(corr, subset, outcome)
-        for size in range(p + 1)
-        for subset in combinations(predictors, size)
-    }
-    out = np.zeros(p)
+    out = np.full((corrs.shape[0], p), np.nan)
+    ok = ~np.isnan(corrs).any(axis=(1, 2))
+    good = corrs[ok]
+    r2 = {(): np.zeros(len(good))}
+    for size in range(1, p + 1):
+        for subset in combinations(predictors, size):
+            idx = list(subset)
+            r_xy = good[:, idx, outcome]  # B×s
+            inverse = np.linalg.pinv(good[:, idx][:, :, idx])  # B×s×s
+            r2[subset] = np.einsum("bi,bij,bj->b", r_xy, inverse, r_xy)
+    phi = np.zeros((len(good), p))
     for j, var in enumerate(predictors):
         others = [v for v in predictors if v != var]
         for size in range(p):
             weight = math.factorial(size) * math.factorial(p - size - 1) / math.factorial(p)
             for subset in combinations(others, size):
                 with_j = tuple(sorted((*subset, var)))
-                out[j] += weight * (r2[with_j] - r2[subset])
+                phi[:, j] += weight * (r2[with_j] - r2[subset])
+    out[ok] = phi
     return out
 
 
@@ -218,12 +230,25 @@ def moments(
 
 def _correlation_of(w: float, sums: np.ndarray, cross: np.ndarray) -> np.ndarray:
     """Correlation matrix from weighted sums: cov ∝ Σxyᵀ/w − m·mᵀ (the divisor cancels)."""
-    k = sums.shape[0]
-    if not w > 0:
-        return np.full((k, k), np.nan)
-    mean = sums / w
-    cov = cross / w - np.outer(mean, mean)
-    return stats.correlation_from_cov((cov + cov.T) / 2)
+    return _correlations_of(np.array([w], dtype=float), sums[None], cross[None])[0]
+
+
+def _correlations_of(w: np.ndarray, sums: np.ndarray, cross: np.ndarray) -> np.ndarray:
+    """:func:`_correlation_of` of B sets of sums at once (w: B, sums: B×k, cross: B×k×k); as in
+    :func:`relq.measures.stats.correlation_from_cov`, a zero-variance variable's row and column are NaN."""
+    k = sums.shape[1]
+    out = np.full((len(w), k, k), np.nan)
+    ok = w > 0
+    mean = sums[ok] / w[ok, None]
+    cov = cross[ok] / w[ok, None, None] - mean[:, :, None] * mean[:, None, :]
+    cov = (cov + cov.transpose(0, 2, 1)) / 2
+    sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / (sd[:, :, None] * sd[:, None, :])
+    corr = np.where(np.isfinite(corr), corr, np.nan)
+    corr[:, np.eye(k, dtype=bool)] = np.where(sd > 0, 1.0, np.nan)
+    out[ok] = np.clip(corr, -1.0, 1.0)
+    return out
 
 
 def _unpack(frame: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -259,16 +284,17 @@ def _bootstrap(w, sums, cross, k: int, resamples: int, rng: np.random.Generator)
         flat = (drawn + customers * np.arange(size)[:, None]).ravel()
         counts = np.bincount(flat, minlength=size * customers).reshape(size, customers).astype(float)
         totals = counts @ stacked
-        for i, row in enumerate(totals):
-            b = start + i
-            with np.errstate(invalid="ignore", divide="ignore"):
-                corr = _correlation_of(float(row[0]), row[1 : 1 + k], row[1 + k :].reshape(k, k))
-            lmg[b] = shapley_r2(corr)
-            if not np.isnan(lmg[b]).all():
-                r2[b] = float(np.nansum(lmg[b]))
-                if r2[b] > 0:
-                    share[b] = lmg[b] / r2[b]
-            r[b] = corr[:p, -1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = _correlations_of(
+                totals[:, 0], totals[:, 1 : 1 + k], totals[:, 1 + k :].reshape(size, k, k)
+            )
+            rows = slice(start, start + size)
+            lmg[rows] = _shapley_many(corr)
+            some = ~np.isnan(lmg[rows]).all(axis=1)
+            total = np.where(some, np.nansum(lmg[rows], axis=1), np.nan)
+            r2[rows] = total
+            share[rows] = np.where((total > 0)[:, None], lmg[rows] / total[:, None], np.nan)
+        r[rows] = corr[:, :p, -1]
     return lmg, share, r2, r
 
 
