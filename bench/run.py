@@ -226,14 +226,18 @@ import sys, time, json
 from relq import store
 from relq.ingest import import_file
 from relq.ingest.themes import refresh_themes
+from relq.analyses.churn_risk import refresh_scores
 engine = store.get_engine(sys.argv[1])
 started = time.perf_counter()
-result = import_file(engine, sys.argv[2], file_name="qualtrics_bench.csv", themes=False)
+result = import_file(engine, sys.argv[2], file_name="qualtrics_bench.csv", refresh=False)
 elapsed = time.perf_counter() - started
 started = time.perf_counter()
 themes = refresh_themes(engine).sentence()  # what import_file does next by default
 themes_s = time.perf_counter() - started
-print(json.dumps({"seconds": elapsed, "themes_s": themes_s, "themes": themes,
+started = time.perf_counter()
+scores = refresh_scores(engine)  # and then this
+scores_s = time.perf_counter() - started
+print(json.dumps({"seconds": elapsed, "themes_s": themes_s, "themes": themes, "scores_s": scores_s, "scores": scores,
                   "imported": int(getattr(result, "rows_imported", 0) or 0), "summary": str(result)[:400]}))
 """
 
@@ -687,7 +691,8 @@ def markdown(results: dict) -> str:
             "",
             f"Import of a {i['rows']:,}-row Qualtrics export ({i.get('csv_mb', 0):.0f} MB): "
             f"validated and stored (committed) in {i.get('seconds', float('nan')):.1f} s; then its comments read "
-            f"for themes in {i.get('themes_s', float('nan')):.1f} s ({i['process_wall_s']:.1f} s for the process "
+            f"for themes in {i.get('themes_s', float('nan')):.1f} s and today's churn-risk scores fitted and saved "
+            f"in {i.get('scores_s', float('nan')):.1f} s ({i['process_wall_s']:.1f} s for the process "
             f"with Python start-up), peak RSS {i['peak_rss_mb']:.0f} MB. {i.get('error', '')}",
         ]
     if "memory" in results:

@@ -74,9 +74,9 @@ def _risk(_engine, url: str, horizon: int, version: int) -> churn_risk.RiskAsses
 
 @st.cache_resource(ttl=ui.CACHE_TTL, max_entries=4, show_spinner=False)
 def _scores(_engine, url: str, horizon: int, version: int) -> churn_risk.RiskAssessment:
-    """Today's scores without the backtest (the Churn risk tab runs it): what ranks the at-risk list."""
-    with _engine.connect() as conn:
-        return churn_risk.current_scores(conn, SegmentFilter(), horizon, _basis(_engine, url, version))
+    """Today's scores without the backtest (the Churn risk tab runs it): what ranks the at-risk list.
+    Saved in the store after each import, so a fresh server reads them instead of fitting again."""
+    return churn_risk.todays_scores(_engine, version, horizon, _basis(_engine, url, version))
 
 
 @st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from lifelines import CoxPHFitter
 from lifelines.utils import concordance_index
 from sklearn.metrics import brier_score_loss, roc_auc_score
@@ -295,3 +296,62 @@ def test_risk_cli_prints_backtest_and_scores_as_json(tmp_path, monkeypatch, caps
     assert set(first) == {"customer_id", "probability", "factors"} and first["factors"]
     assert main(["risk", "--json", "--horizon", "3"]) == 2
     assert "--horizon must be between 7 and 730 days" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- saved scores
+
+
+@pytest.mark.parametrize("demo_url", ["demo_db_url", "demo_postgres_url", "demo_chdb_url"])
+def test_scores_saved_when_the_demo_loads_read_back_equal_to_a_fresh_fit_on_every_engine(request, demo_url):
+    engine = store.get_engine(request.getfixturevalue(demo_url))
+    version = store.data_version(engine)
+    with engine.connect() as conn:
+        saved = churn_risk.saved_scores(conn, version)
+        fitted = churn_risk.current_scores(conn)
+        other_horizon = churn_risk.saved_scores(conn, version, horizon=60)
+    engine.dispose()
+    assert saved is not None and saved.saved and saved.scored and saved.model is None
+    assert other_horizon is None  # saved for the default horizon only; a 60-day list fits its own
+    assert len(saved.scores) == len(fitted.scores) > 500
+    pd.testing.assert_frame_equal(saved.scores, fitted.scores, check_dtype=False, rtol=1e-12)
+
+
+def test_an_import_saves_scores_for_the_new_data_and_its_undo_removes_them(duckdb_engine, demo_company):
+    from relq.ingest import import_file
+    from relq.ingest.demo import load_demo
+
+    load_demo(duckdb_engine, demo_company)
+    before = store.data_version(duckdb_engine)
+    with duckdb_engine.connect() as conn:
+        customer = conn.execute(sa.text("select customer_id, email from customers limit 1")).one()
+    csv = f"Response ID,Email,Date,NPS\nR-new-1,{customer.email},{END.isoformat()},0\n".encode()
+    result = import_file(duckdb_engine, csv, file_name="one_detractor.csv", kind="survey")
+    assert any(m.startswith("Churn-risk scores refreshed for ") for m in result.messages)
+    after = store.data_version(duckdb_engine)
+    with duckdb_engine.connect() as conn:
+        assert churn_risk.saved_scores(conn, before) is None  # the older version's rows are gone
+        saved = churn_risk.saved_scores(conn, after)
+        fitted = churn_risk.current_scores(conn)
+    pd.testing.assert_frame_equal(saved.scores, fitted.scores, check_dtype=False, rtol=1e-12)
+    # saving the same version again is a no-op: no customer is listed twice
+    assert not churn_risk.save_scores(duckdb_engine, fitted, after)
+    store.undo_import(duckdb_engine, result.import_id)
+    undone = store.data_version(duckdb_engine)
+    with duckdb_engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from churn_scores")).scalar_one() == 0
+    # the page's path: nothing saved for this version, so it fits, saves, and the next reader reads
+    first = churn_risk.todays_scores(duckdb_engine, undone)
+    second = churn_risk.todays_scores(duckdb_engine, undone)
+    assert first.model is not None and second.saved
+    pd.testing.assert_frame_equal(second.scores, first.scores, check_dtype=False, rtol=1e-12)
+
+
+def test_when_there_is_no_score_the_saved_reason_is_read_back(duckdb_engine):
+    from relq.ingest.demo import generate_demo, load_demo
+
+    load_demo(duckdb_engine, generate_demo(customers=200, seed=4))
+    with duckdb_engine.connect() as conn:
+        saved = churn_risk.saved_scores(conn, store.data_version(conn))
+        fitted = churn_risk.current_scores(conn)
+    assert not saved.scored and saved.scores.empty
+    assert saved.message == fitted.message and "at least 100 are needed" in saved.message

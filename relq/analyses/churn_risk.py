@@ -55,6 +55,10 @@ __all__ = [
     "RiskModel",
     "Backtest",
     "RiskAssessment",
+    "saved_scores",
+    "save_scores",
+    "todays_scores",
+    "refresh_scores",
     "snapshot",
     "snapshot_days",
     "fit_model",
@@ -900,6 +904,7 @@ class RiskAssessment:
     backtest: Backtest | None = None
     model: RiskModel | None = None
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    saved: bool = False  # read back from the store (saved_scores): the scores without their model
 
     @property
     def ok(self) -> bool:
@@ -908,7 +913,7 @@ class RiskAssessment:
     @property
     def scored(self) -> bool:
         """Today's customers have scores (the backtest may not have been run: current_scores)."""
-        return self.model is not None
+        return self.model is not None or self.saved
 
     def as_dict(self, limit: int | None = None) -> dict:
         """The ``risk --json`` document."""
@@ -1010,6 +1015,126 @@ def current_scores(
     (too few churners before the held-out day) does not withhold today's scores."""
     plan = _RiskPlan(conn, horizon, basis, at_risk_days)
     return plan.empty(plan.message) if plan.message else plan.scores(flt, min_events)
+
+
+# --------------------------------------------------------------------------- stored scores
+
+# Bump when the model, its features or the factor words change: scores saved by older code are
+# then not read back.
+SCORES_FORMAT = 1
+_SAVED = schema.churn_scores
+_SAVED_COLUMNS = (
+    "probability",
+    "factors",
+    "factor_1",
+    "factor_2",
+    "factor_3",
+    "days_since_purchase",
+    "wave_latest",
+)
+
+
+def _recipe(horizon: int, at_risk_days: int, basis: Basis) -> str:
+    """Everything besides the data that today's scores depend on."""
+    return (
+        f"format {SCORES_FORMAT}; horizon {horizon} days; at risk after {at_risk_days} days; "
+        f"churn read by {basis.kind} ({basis.inactive_days} days); data end {basis.end.isoformat()}"
+    )
+
+
+def saved_scores(
+    conn: Connection,
+    version: int,
+    horizon: int = HORIZON_DAYS,
+    basis: Basis | None = None,
+    at_risk_days: int | None = None,
+) -> RiskAssessment | None:
+    """Today's scores as :func:`save_scores` stored them for data version ``version`` and the same
+    horizon, at-risk days and churn basis — the rows :func:`current_scores` gives, riskiest first,
+    with the customers' company, owner, region, plan and annual value as stored now — else None."""
+    horizon = _check_horizon(horizon)
+    basis = basis or churn_basis(conn)
+    at_risk_days = int(at_risk_days or load_settings().at_risk_days)
+    mine = sa.and_(_SAVED.c.recipe == _recipe(horizon, at_risk_days, basis), _SAVED.c.data_version == version)
+    header = conn.execute(sa.select(_SAVED.c.factors).where(mine, _SAVED.c.position == 0)).first()
+    if header is None:
+        return None
+    if header.factors:  # there is no score, and this says why
+        return RiskAssessment(horizon, basis.end, basis, header.factors)
+    stmt = (
+        sa.select(
+            _SAVED.c.customer_id,
+            C.c.company,
+            C.c.owner,
+            C.c.region,
+            C.c.plan,
+            C.c.annual_value,
+            *(_SAVED.c[name] for name in _SAVED_COLUMNS),
+        )
+        .select_from(_SAVED.outerjoin(C, C.c.customer_id == _SAVED.c.customer_id))
+        .where(mine, _SAVED.c.position > 0)
+        .order_by(_SAVED.c.position)
+    )
+    frame = store.read_frame(conn, stmt)
+    for name in ("annual_value", "probability", "days_since_purchase"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+    for name in ("region", "plan"):  # as the snapshot reads them
+        frame[name] = frame[name].fillna("(not set)").astype(str)
+    return RiskAssessment(horizon, basis.end, basis, "", scores=frame[SCORE_COLUMNS], saved=True)
+
+
+def save_scores(engine, assessment: RiskAssessment, version: int, at_risk_days: int | None = None) -> bool:
+    """Store today's scores (or why there are none) for data version ``version`` — the version read
+    *before* they were computed, so scores of newer data are never filed under an older version.
+    Keeps only this version's rows; False when another writer already stored them."""
+    at_risk_days = int(at_risk_days or load_settings().at_risk_days)
+    recipe = _recipe(assessment.horizon, at_risk_days, assessment.basis)
+    header = {"recipe": recipe, "data_version": version, "position": 0, "factors": assessment.message}
+    rows = pd.DataFrame()
+    if assessment.scored and not assessment.scores.empty:
+        rows = assessment.scores[["customer_id", *_SAVED_COLUMNS]].copy()
+        rows.insert(0, "position", np.arange(1, len(rows) + 1))
+        rows.insert(0, "data_version", version)
+        rows.insert(0, "recipe", recipe)
+    with engine.begin() as conn:
+        store.serialise_imports(conn)  # two dashboards saving the same scores take turns
+        done = sa.and_(_SAVED.c.recipe == recipe, _SAVED.c.data_version == version, _SAVED.c.position == 0)
+        if conn.execute(sa.select(sa.func.count()).select_from(_SAVED).where(done)).scalar_one():
+            return False
+        conn.execute(_SAVED.delete().where(_SAVED.c.data_version != version))
+        conn.execute(_SAVED.insert().values(**header))
+        store.bulk_insert(conn, _SAVED, rows)
+    return True
+
+
+def todays_scores(
+    engine, version: int, horizon: int = HORIZON_DAYS, basis: Basis | None = None
+) -> RiskAssessment:
+    """Today's scores of every customer: read back when saved for ``version``, else fitted
+    (:func:`current_scores`) and saved for the next reader. A store that cannot be written to
+    (read-only, or busy importing) only means the next reader fits them again."""
+    with engine.connect() as conn:
+        basis = basis or churn_basis(conn)
+        saved = saved_scores(conn, version, horizon, basis)
+        if saved is not None:
+            return saved
+        assessment = current_scores(conn, SegmentFilter(), horizon, basis)
+    try:
+        save_scores(engine, assessment, version)
+    except sa.exc.SQLAlchemyError:
+        pass
+    return assessment
+
+
+def refresh_scores(engine) -> str:
+    """Fit and save today's scores (after an import or the demo's load), and say so in a sentence."""
+    version = store.data_version(engine)
+    with engine.connect() as conn:
+        assessment = current_scores(conn)
+    save_scores(engine, assessment, version)
+    if not assessment.scored:
+        return f"No churn-risk scores: {assessment.message}"
+    return f"Churn-risk scores refreshed for {len(assessment.scores):,} active customers."
 
 
 class _RiskPlan:

@@ -707,6 +707,7 @@ def _remove_imports(conn: Connection, import_ids: list[int]) -> None:
     demo_cases = sa.select(schema.cases.c.case_id).where(schema.cases.c.import_id.in_(import_ids))
     conn.execute(schema.case_events.delete().where(schema.case_events.c.case_id.in_(demo_cases)))
     conn.execute(schema.cases.delete().where(schema.cases.c.import_id.in_(import_ids)))
+    conn.execute(schema.churn_scores.delete())  # saved scores may name the removed customers
 
 
 def _remove_written(conn: Connection, import_ids: list[int]) -> list[str]:

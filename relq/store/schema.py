@@ -40,6 +40,7 @@ __all__ = [
     "theme_discovered",
     "comment_facts",
     "comment_themes",
+    "churn_scores",
     "app_settings",
     "data_changes",
     "cases",
@@ -299,6 +300,28 @@ comment_themes = Table(
     # joins it would save); PostgreSQL: the filter's semi-join looks up by theme.
     Index("ix_comment_themes_theme", "theme", "response_id").ddl_if(dialect="postgresql"),
     Index("ix_comment_themes_response", "response_id").ddl_if(dialect="postgresql"),
+)
+
+# Today's churn-risk scores as the last fit left them (relq.analyses.churn_risk.save_scores), so
+# a page's first visit reads them instead of fitting the model again. Only rows of the current
+# data version and recipe (horizon, at-risk days, churn basis) are read; a header row
+# (position 0, no customer) carries the message when there is no score. Personal fields are
+# not copied here: they are joined from customers when read.
+churn_scores = Table(
+    "churn_scores",
+    metadata,
+    Column("recipe", Text, nullable=False),
+    Column("data_version", Integer, nullable=False),
+    Column("position", Integer, nullable=False),  # riskiest first, from 1
+    Column("customer_id", Text),
+    Column("probability", Double),
+    Column("factors", Text),
+    Column("factor_1", Text),
+    Column("factor_2", Text),
+    Column("factor_3", Text),
+    Column("days_since_purchase", Double),
+    Column("wave_latest", Text),
+    info=_clickhouse("recipe, data_version, position"),
 )
 
 # What an admin sets on the Admin page (e.g. whether executives may see owner splits): key → JSON.
