@@ -229,13 +229,13 @@ from relq.ingest.themes import refresh_themes
 from relq.analyses.churn_risk import refresh_scores
 engine = store.get_engine(sys.argv[1])
 started = time.perf_counter()
-result = import_file(engine, sys.argv[2], file_name="qualtrics_bench.csv", refresh=False)
+result = import_file(engine, sys.argv[2], file_name="qualtrics_bench.csv", themes=False)
 elapsed = time.perf_counter() - started
 started = time.perf_counter()
 themes = refresh_themes(engine).sentence()  # what import_file does next by default
 themes_s = time.perf_counter() - started
 started = time.perf_counter()
-scores = refresh_scores(engine)  # and then this
+scores = refresh_scores(engine)  # what the CLI and the Upload page then do (follow_up_import)
 scores_s = time.perf_counter() - started
 print(json.dumps({"seconds": elapsed, "themes_s": themes_s, "themes": themes, "scores_s": scores_s, "scores": scores,
                   "imported": int(getattr(result, "rows_imported", 0) or 0), "summary": str(result)[:400]}))

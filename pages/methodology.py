@@ -330,7 +330,9 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
         "churned by the end — C-index and AUC with bootstrap intervals over customers, the Brier score, "
         "calibration by tenth of predicted risk, and the gain over the “no purchase in 90 days” rule alone "
         "with the interval of the difference. With fewer than 100 churned customers in a training window "
-        "there is no score. It ranks customers to call; it does not say why a customer leaves.",
+        "there is no score. It ranks customers to call; it does not say why a customer leaves. Today's "
+        "scores are fitted once after each import (and when the demo company loads) and kept in the store "
+        "with the data version they came from, so the at-risk list reads them rather than fitting again.",
     ),
     (
         "Customer lifetime value ahead",

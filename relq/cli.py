@@ -154,6 +154,10 @@ def _demo(args) -> int:
         f"{counts.transactions:,} transactions, {counts.tickets:,} tickets, "
         f"{counts.responses:,} survey responses."
     )
+    from relq.analyses.churn_risk import refresh_scores
+
+    started = time.perf_counter()
+    print(f"{refresh_scores(store.get_engine())} ({time.perf_counter() - started:.1f} s)")
     return 0
 
 

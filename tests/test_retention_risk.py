@@ -302,9 +302,10 @@ def test_risk_cli_prints_backtest_and_scores_as_json(tmp_path, monkeypatch, caps
 
 
 @pytest.mark.parametrize("demo_url", ["demo_db_url", "demo_postgres_url", "demo_chdb_url"])
-def test_scores_saved_when_the_demo_loads_read_back_equal_to_a_fresh_fit_on_every_engine(request, demo_url):
+def test_saved_scores_read_back_equal_to_a_fresh_fit_on_every_engine(request, demo_url):
     engine = store.get_engine(request.getfixturevalue(demo_url))
     version = store.data_version(engine)
+    churn_risk.refresh_scores(engine)  # what follows an import and the dashboard's first demo load
     with engine.connect() as conn:
         saved = churn_risk.saved_scores(conn, version)
         fitted = churn_risk.current_scores(conn)
@@ -319,14 +320,18 @@ def test_scores_saved_when_the_demo_loads_read_back_equal_to_a_fresh_fit_on_ever
 def test_an_import_saves_scores_for_the_new_data_and_its_undo_removes_them(duckdb_engine, demo_company):
     from relq.ingest import import_file
     from relq.ingest.demo import load_demo
+    from relq.outputs.followup import follow_up_import
 
     load_demo(duckdb_engine, demo_company)
+    churn_risk.refresh_scores(duckdb_engine)
     before = store.data_version(duckdb_engine)
     with duckdb_engine.connect() as conn:
         customer = conn.execute(sa.text("select customer_id, email from customers limit 1")).one()
     csv = f"Response ID,Email,Date,NPS\nR-new-1,{customer.email},{END.isoformat()},0\n".encode()
-    result = import_file(duckdb_engine, csv, file_name="one_detractor.csv", kind="survey")
-    assert any(m.startswith("Churn-risk scores refreshed for ") for m in result.messages)
+    result = import_file(
+        duckdb_engine, csv, file_name="one_detractor.csv", kind="survey", after=follow_up_import
+    )
+    assert any(m.startswith("Churn-risk scores refreshed for ") for m in result.follow_up)
     after = store.data_version(duckdb_engine)
     with duckdb_engine.connect() as conn:
         assert churn_risk.saved_scores(conn, before) is None  # the older version's rows are gone
@@ -350,6 +355,7 @@ def test_when_there_is_no_score_the_saved_reason_is_read_back(duckdb_engine):
     from relq.ingest.demo import generate_demo, load_demo
 
     load_demo(duckdb_engine, generate_demo(customers=200, seed=4))
+    assert churn_risk.refresh_scores(duckdb_engine).startswith("No churn-risk scores: ")
     with duckdb_engine.connect() as conn:
         saved = churn_risk.saved_scores(conn, store.data_version(conn))
         fitted = churn_risk.current_scores(conn)

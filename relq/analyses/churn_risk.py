@@ -1127,7 +1127,8 @@ def todays_scores(
 
 
 def refresh_scores(engine) -> str:
-    """Fit and save today's scores (after an import or the demo's load), and say so in a sentence."""
+    """Fit and save today's scores (after an import, relq.outputs.followup, or the demo's load),
+    and say so in a sentence."""
     version = store.data_version(engine)
     with engine.connect() as conn:
         assessment = current_scores(conn)

@@ -262,12 +262,11 @@ def write_import(
     *,
     user: str | None = None,
     after: AfterImport | None = None,
-    refresh: bool = True,
+    themes: bool = True,
 ) -> ImportResult:
     """Write a prepared import in one transaction: imports row, new rows, rejects and the audit
-    row saying who imported it. With ``refresh`` (the default) the new comments are then read for
-    comment themes and today's churn-risk scores are fitted and saved; without, the next refresh
-    (or the page that needs them) does it — the benchmark times the three apart.
+    row saying who imported it. With ``themes`` (the default) the new comments are then read for
+    comment themes; without, the next refresh reads them (the benchmark times the two apart).
 
     ``after`` runs once the import is committed (the case rules and alerts of
     :func:`relq.outputs.followup.follow_up_import`); its sentences land in ``follow_up``. If it
@@ -365,10 +364,8 @@ def write_import(
         messages.append(
             f"{int(duplicate.sum())} rows were already stored (or repeated in the file) and were skipped."
         )
-    if kind == "survey" and len(new) and refresh:
+    if kind == "survey" and len(new) and themes:
         messages.append(_refresh_themes_after_import(engine, user))
-    if len(new) and refresh:
-        messages.append(refresh_scores_after_import(engine))
     follow_up: tuple[str, ...] = ()
     if after is not None:
         try:
@@ -407,17 +404,6 @@ def _refresh_themes_after_import(engine, user: str | None) -> str:
         )
 
 
-def refresh_scores_after_import(engine) -> str:
-    """Today's churn-risk scores, fitted and saved once the data changed, so the Retention page's
-    first visit reads them; if that fails the data stand and the page fits them when opened."""
-    from relq.analyses.churn_risk import refresh_scores
-
-    try:
-        return refresh_scores(engine)
-    except (RelqError, SQLAlchemyError, ValueError, MemoryError) as exc:
-        return f"The data are stored, but the churn-risk scores were not refreshed ({exc}); the Retention page will fit them."
-
-
 def _rows_of(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
     """``frame``'s rows at ``index`` (the frame itself when that is all of them, uncopied)."""
     return frame if frame.index.equals(index) else frame.loc[index]
@@ -436,10 +422,10 @@ def import_file(
     date_order: str | None = None,
     templates_dir: Path | None = None,
     after: AfterImport | None = None,
-    refresh: bool = True,
+    themes: bool = True,
 ) -> ImportResult:
     """Import one file (see module docstring); raises ImportRejected when it cannot be used.
-    ``after`` and ``refresh`` run once it is committed (see :func:`write_import`)."""
+    ``after`` and ``themes`` run once it is committed (see :func:`write_import`)."""
     prepared = prepare_import(
         path_or_bytes,
         file_name=file_name,
@@ -450,7 +436,7 @@ def import_file(
         date_order=date_order,
         templates_dir=templates_dir,
     )
-    return write_import(engine, prepared, user=user, after=after, refresh=refresh)
+    return write_import(engine, prepared, user=user, after=after, themes=themes)
 
 
 def preview_rows(prepared: PreparedImport, limit: int = 50) -> pd.DataFrame:

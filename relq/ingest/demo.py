@@ -1012,14 +1012,11 @@ def ensure_demo(engine: Engine, customers: int | None = None) -> bool:
 
 
 def load_demo(engine: Engine, company: DemoCompany) -> LoadCounts:
-    """Replace any demo data with ``company`` (one transaction), then read its comments' themes
-    and fit and save today's churn-risk scores."""
-    from relq.analyses.churn_risk import refresh_scores
+    """Replace any demo data with ``company`` (one transaction), then read its comments' themes."""
     from relq.ingest.themes import refresh_themes
 
     counts = store.load_demo(engine, company)
     refresh_themes(engine)
-    refresh_scores(engine)
     return counts
 
 
@@ -1101,9 +1098,7 @@ def build_demo_streamed(engine: Engine, customers: int, seed: int = 7, chunk: in
         )
         store.refresh_derived(conn)
         store.note_data_change(conn, "demo")
-    from relq.analyses.churn_risk import refresh_scores
     from relq.ingest.themes import refresh_themes
 
     refresh_themes(engine)
-    refresh_scores(engine)
     return LoadCounts(import_id, *map(int, totals))

@@ -302,11 +302,11 @@ comment_themes = Table(
     Index("ix_comment_themes_response", "response_id").ddl_if(dialect="postgresql"),
 )
 
-# Today's churn-risk scores as the last fit left them (relq.analyses.churn_risk.save_scores), so
-# a page's first visit reads them instead of fitting the model again. Only rows of the current
-# data version and recipe (horizon, at-risk days, churn basis) are read; a header row
-# (position 0, no customer) carries the message when there is no score. Personal fields are
-# not copied here: they are joined from customers when read.
+# Today's churn-risk scores as the last fit left them (relq.analyses.churn_risk.save_scores, run
+# after each import and the demo's load), so a page's first visit reads them instead of fitting
+# the model again. Only rows of the current data version and recipe (horizon, at-risk days, churn
+# basis) are read; a header row (position 0, no customer) carries the message when there is no
+# score. Personal fields are not copied here: they are joined from customers when read.
 churn_scores = Table(
     "churn_scores",
     metadata,

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 import streamlit as st
 
 from relq import store
+from relq.analyses.churn_risk import refresh_scores
 from relq.core.plaintext import plain
 from relq.core.settings import load_settings
 from relq.exceptions import RelqError, WeightingError
@@ -54,6 +55,9 @@ def get_engine():
             if not store.has_data(engine):
                 with st.spinner("First start: building the demo company (about 20 seconds)…"):
                     ensure_demo(engine)
+                    refresh_scores(
+                        engine
+                    )  # the Retention page reads them instead of fitting on its first visit
                     st.cache_data.clear()
             st.session_state["relq_demo_checked"] = True
         return engine
