@@ -9,7 +9,6 @@ import sqlalchemy as sa
 import streamlit as st
 
 from relq import store
-from relq.analyses.churn_risk import refresh_scores
 from relq.core.plaintext import plain
 from relq.core.settings import load_settings
 from relq.exceptions import RelqError, WeightingError
@@ -55,9 +54,11 @@ def get_engine():
             if not store.has_data(engine):
                 with st.spinner("First start: building the demo company (about 20 seconds)…"):
                     ensure_demo(engine)
-                    refresh_scores(
-                        engine
-                    )  # the Retention page reads them instead of fitting on its first visit
+                    # saved, so the Retention page reads them rather than fitting on its first
+                    # visit; imported here, as lifelines adds a second to a fresh server's first page
+                    from relq.analyses.churn_risk import refresh_scores
+
+                    refresh_scores(engine)
                     st.cache_data.clear()
             st.session_state["relq_demo_checked"] = True
         return engine
