@@ -6,6 +6,7 @@ Everything after the file arrives lives in ``review_upload(data, file_name)`` so
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -191,7 +192,10 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
         bar = st.progress(0.7, text="Writing…")
         try:
             result = ingest.write_import(
-                engine, prepared, user=ui.current_user_email(), after=follow_up_import
+                engine,
+                prepared,
+                user=ui.current_user_email(),
+                after=functools.partial(follow_up_import, background=True),
             )
         except RelqError as exc:
             bar.empty()

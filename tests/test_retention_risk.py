@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from datetime import date, timedelta
 
 import numpy as np
@@ -361,3 +362,23 @@ def test_when_there_is_no_score_the_saved_reason_is_read_back(duckdb_engine):
         fitted = churn_risk.current_scores(conn)
     assert not saved.scored and saved.scores.empty
     assert saved.message == fitted.message and "at least 100 are needed" in saved.message
+
+
+def test_after_an_upload_the_scores_are_fitted_in_the_background_and_then_read_back(
+    duckdb_engine, demo_company
+):
+    from relq.ingest.demo import load_demo
+    from relq.outputs.followup import follow_up_import
+
+    load_demo(duckdb_engine, demo_company)
+    messages = follow_up_import(duckdb_engine, 1, background=True)
+    assert messages[0].startswith("Today's churn-risk scores are being fitted in the background")
+    # a reader arriving meanwhile waits for that fit and reads what it saved (one fit, not two)
+    version = store.data_version(duckdb_engine)
+    read = churn_risk.todays_scores(duckdb_engine, version)
+    for thread in [t for t in threading.enumerate() if t.name == "relq-churn-scores"]:
+        thread.join(timeout=120)
+    assert read.saved and read.model is None
+    with duckdb_engine.connect() as conn:
+        fitted = churn_risk.current_scores(conn)
+    pd.testing.assert_frame_equal(read.scores, fitted.scores, check_dtype=False, rtol=1e-12)

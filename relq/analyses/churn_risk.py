@@ -26,7 +26,9 @@ a training window there is no model and no score, and the result says so.
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import warnings
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -59,6 +61,7 @@ __all__ = [
     "save_scores",
     "todays_scores",
     "refresh_scores",
+    "refresh_scores_in_background",
     "snapshot",
     "snapshot_days",
     "fit_model",
@@ -87,6 +90,7 @@ RESAMPLES = 200
 SEED = 20240601
 PENALIZER = 0.01  # a light ridge keeps rare plan/region/industry dummies finite
 
+_log = logging.getLogger(__name__)
 C, T, K, R = schema.customers, schema.transactions, schema.tickets, schema.survey_responses
 CATEGORIES = ("plan", "region", "industry")
 NUMERIC = (
@@ -1107,6 +1111,11 @@ def save_scores(engine, assessment: RiskAssessment, version: int, at_risk_days: 
     return True
 
 
+# One fit of today's scores at a time in a process: a reader arriving during a fit (the one after
+# an import, say) waits for it and reads what it saved instead of fitting the same model again.
+_FITTING = threading.Lock()
+
+
 def todays_scores(
     engine, version: int, horizon: int = HORIZON_DAYS, basis: Basis | None = None
 ) -> RiskAssessment:
@@ -1116,19 +1125,29 @@ def todays_scores(
     with engine.connect() as conn:
         basis = basis or churn_basis(conn)
         saved = saved_scores(conn, version, horizon, basis)
-        if saved is not None:
-            return saved
-        assessment = current_scores(conn, SegmentFilter(), horizon, basis)
-    try:
-        save_scores(engine, assessment, version)
-    except sa.exc.SQLAlchemyError:
-        pass
+    if saved is not None:
+        return saved
+    with _FITTING:
+        with engine.connect() as conn:
+            saved = saved_scores(conn, version, horizon, basis)  # the fit waited for may have saved them
+            if saved is not None:
+                return saved
+            assessment = current_scores(conn, SegmentFilter(), horizon, basis)
+        try:
+            save_scores(engine, assessment, version)
+        except sa.exc.SQLAlchemyError:
+            pass
     return assessment
 
 
 def refresh_scores(engine) -> str:
     """Fit and save today's scores (after an import, relq.outputs.followup, or the demo's load),
     and say so in a sentence."""
+    with _FITTING:
+        return _refresh(engine)
+
+
+def _refresh(engine) -> str:
     version = store.data_version(engine)
     with engine.connect() as conn:
         assessment = current_scores(conn)
@@ -1136,6 +1155,28 @@ def refresh_scores(engine) -> str:
     if not assessment.scored:
         return f"No churn-risk scores: {assessment.message}"
     return f"Churn-risk scores refreshed for {len(assessment.scores):,} active customers."
+
+
+def refresh_scores_in_background(engine) -> threading.Thread:
+    """:func:`refresh_scores` in a thread of its own, so the Upload page answers at once; a
+    failure there is logged, and the Retention page then fits the scores when it opens. Unless
+    another fit is under way, the fit's turn is taken before this returns, so a reader arriving
+    next waits for it rather than fitting the same model twice."""
+    taken = _FITTING.acquire(blocking=False)
+
+    def run() -> None:
+        if not taken:
+            _FITTING.acquire()
+        try:
+            _log.info(_refresh(engine))
+        except Exception:  # noqa: BLE001 - nobody waits on this thread: log it, the page fits later
+            _log.warning("The churn-risk scores were not refreshed after the import.", exc_info=True)
+        finally:
+            _FITTING.release()
+
+    thread = threading.Thread(target=run, name="relq-churn-scores", daemon=True)
+    thread.start()
+    return thread
 
 
 class _RiskPlan:
