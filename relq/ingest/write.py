@@ -14,7 +14,7 @@ from sqlalchemy import select
 from relq.core.instrument import Instrument, pillar_indices
 from relq.ingest.quality import QUALITY_FLAGS as FLAGS
 from relq.ingest.quality import flag_responses
-from relq.store import bulk_insert, refresh_derived, schema
+from relq.store import bulk_insert, read_frame, refresh_derived, schema
 
 __all__ = ["write_rows", "existing_ids", "customer_lookup", "insert_frame"]
 
@@ -45,18 +45,24 @@ def existing_ids(conn, column, ids: Iterable[str]) -> set[str]:
 
 
 def customer_lookup(conn) -> tuple[set[str], dict[str, str], dict[str, str]]:
-    """(customer ids, external_ref → id, lower(email) → id) of stored customers."""
+    """(customer ids, external_ref → id, lower(email) → id) of stored customers; where two
+    customers share a reference or an email, the first one read keeps it."""
     c = schema.customers.c
-    ids: set[str] = set()
-    refs: dict[str, str] = {}
-    emails: dict[str, str] = {}
-    for cid, ref, email in conn.execute(select(c.customer_id, c.external_ref, c.email)):
-        ids.add(cid)
-        if ref:
-            refs.setdefault(str(ref).strip(), cid)
-        if email:
-            emails.setdefault(str(email).strip().lower(), cid)
-    return ids, refs, emails
+    frame = read_frame(conn, select(c.customer_id, c.external_ref, c.email))
+    ids = frame["customer_id"].to_numpy(dtype=object)
+
+    def first_of(column: str, normal) -> dict[str, str]:
+        values = frame[column].to_numpy(dtype=object)
+        given = np.array([isinstance(v, str) and v != "" for v in values], dtype=bool)
+        keys = [normal(v) for v in values[given]]
+        # reversed, so the first customer holding a key is the last written and keeps it
+        return dict(zip(reversed(keys), reversed(ids[given].tolist()), strict=True))
+
+    return (
+        set(ids.tolist()),
+        first_of("external_ref", lambda v: v.strip()),
+        first_of("email", lambda v: v.strip().lower()),
+    )
 
 
 def match_customers(rows: pd.DataFrame, lookup) -> pd.Series:
