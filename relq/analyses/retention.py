@@ -677,7 +677,8 @@ def at_risk_customers(
     end = sa.literal(basis.end, sa.Date)
     since_purchase = end - sa.func.coalesce(life.c.last_day, life.c.start_day)
     quiet = since_purchase > days  # the lifecycle stage counts a purchase exactly `days` ago as active
-    rows = conn.execute(
+    frame = store.read_frame(
+        conn,
         sa.select(
             life.c.customer_id,
             life.c.company,
@@ -695,9 +696,8 @@ def at_risk_customers(
         .where(
             life.c.churned == 0,
             sa.or_(quiet, waves.c.wave_previous.is_not(None), waves.c.detractors > waves.c.promoters),
-        )
+        ),
     )
-    frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
     if frame.empty:
         return pd.DataFrame(columns=AT_RISK_COLUMNS)
     for name in ("annual_value", "revenue_12m", "days_since_purchase"):
