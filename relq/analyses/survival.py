@@ -29,6 +29,7 @@ from lifelines.statistics import multivariate_logrank_test, proportional_hazard_
 from lifelines.utils import median_survival_times, restricted_mean_survival_time
 from sqlalchemy.engine import Connection
 
+from relq import store
 from relq.analyses.retention import Basis, churn_basis, lifetimes
 from relq.measures import stats
 from relq.store import schema
@@ -443,7 +444,8 @@ def cox_landmark(
         SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), basis, acquired_in_period=False
     ).subquery("life")
     status = _landmark_status(first, life).label("status")
-    rows = conn.execute(
+    frame = store.read_frame(  # a row per surveyed customer: handed over column by column
+        conn,
         sa.select(
             status,
             first.c.customer_id,
@@ -452,9 +454,8 @@ def cox_landmark(
             *(first.c[p] for p in PILLARS),
         )
         .select_from(first.outerjoin(life, life.c.customer_id == first.c.customer_id))
-        .order_by(first.c.customer_id)
+        .order_by(first.c.customer_id),
     )
-    frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
     left_out = (
         {key: int((frame["status"] == key).sum()) for key in LEFT_OUT_REASONS}
         if len(frame)
