@@ -17,6 +17,7 @@ from relq.store.filters import SegmentFilter
 ui.framed()  # first: a fresh server's first request is served through the frame
 
 MAX_POINTS = 20_000
+SHOWN_ROWS = 1_000  # rows of a customer list drawn in the page (the download holds them all)
 BIN_WIDTH = 2.5
 MODES = {
     "midpoint": "Scale midpoint (50)",
@@ -286,12 +287,18 @@ with tabs[0]:
         elif listing.empty:
             st.info("No customer in this quadrant for the current filters.")
         else:
+            shown = listing.head(SHOWN_ROWS)  # the browser draws what a person reads; the download has all
             st.caption(
-                f"{len(listing):,} customers, lowest combined {x} + {y} first; click a column to sort. "
-                "Borderline: within one standard error of measurement of a threshold."
+                f"{len(listing):,} customers, lowest combined {x} + {y} first"
+                + (
+                    f" (the first {SHOWN_ROWS:,} shown, all in the download)"
+                    if len(listing) > SHOWN_ROWS
+                    else ""
+                )
+                + "; click a column to sort. Borderline: within one standard error of measurement of a threshold."
             )
             st.dataframe(
-                listing,
+                shown,
                 hide_index=True,
                 width="stretch",
                 column_config={

@@ -132,3 +132,26 @@ def test_frame_quadrant_filter_narrows_the_page_to_that_quadrant(demo_env):
     text = " ".join(m.value for m in at.markdown)
     assert f"**{counts['x_high_y_low']:,} customers** · 100.0% of those in view" in text
     assert "**0 customers**" in text
+
+
+def test_a_long_customer_list_draws_its_first_thousand_and_downloads_them_all(demo_env, downloads):
+    # a business target of 0 puts every surveyed customer of the demo in "high trust, high satisfaction"
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.radio(key="q_mode").set_value("target").run()
+    at.number_input(key="q_target").set_value(0.0).run()
+    at.selectbox(key="q_selected").set_value("x_high_y_high").run()
+    assert not at.exception
+    engine = store.get_engine(demo_env)
+    with engine.connect() as conn:
+        expected = quadrants.quadrant_customers(
+            conn, SegmentFilter(), QuadrantSpec.at("trust", "satisfaction", 0), "x_high_y_high"
+        )
+    engine.dispose()
+    assert len(expected) > 1_000
+    shown = at.dataframe[0].value
+    assert shown["customer_id"].tolist() == expected["customer_id"].head(1_000).tolist()  # lowest first
+    assert f"{len(expected):,} customers" in _caption_with(at, "the first 1,000 shown, all in the download")
+    csv = pd.read_csv(
+        io.BytesIO(downloads["quadrant-x_high_y_high-trust-satisfaction.csv"]), encoding="utf-8-sig"
+    )
+    assert len(csv) == len(expected)
