@@ -18,6 +18,7 @@ from relq.measures import customer_sums, metrics
 from relq.measures.reliability import (
     HTMT_WARNING,
     answer_distribution,
+    has_answers,
     htmt_intervals,
     pillar_correlations,
     recompute_indices,
@@ -50,6 +51,12 @@ def _htmt(_engine, url: str, flt: SegmentFilter, instrument, version: int) -> pd
 def _correlations(_engine, url: str, flt: SegmentFilter, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return pillar_correlations(conn, flt)
+
+
+@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
+def _has_answers(_engine, url: str, flt: SegmentFilter, instrument, version: int) -> bool:
+    with _engine.connect() as conn:
+        return has_answers(conn, flt, instrument)
 
 
 @st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
@@ -136,9 +143,9 @@ except RelqError as exc:
     ui.fail_clearly(exc)
 
 url, version = str(engine.url), ui.data_version()
-dist = _distribution(engine, url, flt, instrument, version)
+answered = _has_answers(engine, url, flt, instrument, version)  # the distribution waits for its tab
 
-if dist.empty:
+if not answered:
     st.warning(
         "No item answers match the current filters, so reliability cannot be measured. "
         "Widen the period or clear the filters; survey imports keep each answer for this page."
@@ -155,7 +162,6 @@ tabs = st.tabs(
     key="measurement_tab",
     on_change="rerun",
 )
-answered = not dist.empty
 
 with tabs[0]:
     if tabs[0].open and answered:
@@ -261,6 +267,7 @@ with tabs[1]:
 
 with tabs[2]:
     if tabs[2].open and answered:
+        dist = _distribution(engine, url, flt, instrument, version)
         st.plotly_chart(_distribution_bars(dist, instrument.scale_min, instrument.scale_max), width="stretch")
         ui.download_csv(dist, "relq_answer_distribution.csv", key="dl_dist")
 

@@ -228,6 +228,20 @@ def test_answer_distribution_matches_pandas_value_counts(duckdb_demo, demo_compa
     assert list(dict.fromkeys(dist["item_id"])) == INSTRUMENT.item_ids
 
 
+def test_has_answers_agrees_with_the_distribution_being_empty(duckdb_demo):
+    from datetime import date
+
+    from relq.measures.reliability import has_answers
+
+    nothing = SegmentFilter(since=date(1990, 1, 1), until=date(1990, 1, 31))
+    with duckdb_demo.connect() as conn:
+        for flt in (SegmentFilter(), SegmentFilter(customer=(("region", ("EMEA",)),)), nothing):
+            assert has_answers(conn, flt, INSTRUMENT) == (
+                not answer_distribution(conn, flt, INSTRUMENT).empty
+            )
+        assert not has_answers(conn, nothing, INSTRUMENT)
+
+
 def test_empty_store_gives_nan_alpha_and_empty_tables(engine):
     with engine.connect() as conn:
         rel = reliability(conn, SegmentFilter(), INSTRUMENT)

@@ -39,6 +39,7 @@ __all__ = [
     "htmt_intervals",
     "pillar_correlations",
     "answer_distribution",
+    "has_answers",
     "recompute_indices",
 ]
 
@@ -353,6 +354,20 @@ def pillar_correlations(conn: Connection, flt: SegmentFilter = SegmentFilter()) 
         )
         records.append({"a": a, "b": b, "r": r, "low": interval.low, "high": interval.high, "n": n})
     return pd.DataFrame(records, columns=["a", "b", "r", "low", "high", "n"])
+
+
+def has_answers(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> bool:
+    """Whether any response in view has an answer to an instrument item: the first one found
+    answers it (the database stops there), where :func:`answer_distribution` counts them all."""
+    query = (
+        sa.select(sa.literal(1))
+        .select_from(A.join(R, A.c.response_id == R.c.response_id))
+        .where(A.c.item_id.in_(instrument.item_ids), A.c.value.isnot(None))
+        .limit(1)
+    )
+    if not flt.is_empty:
+        query = query.where(flt.response_clause())
+    return conn.execute(query).first() is not None
 
 
 def answer_distribution(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> pd.DataFrame:
