@@ -271,7 +271,7 @@ def cohort_activity(
     )
     counts = pd.DataFrame(
         [(int(c), int(kk), int(n)) for c, kk, n in active], columns=["cohort_i", "k", "active"]
-    )
+    ).astype("int64")  # typed even when no cohort has an active month yet
     frame = grid.merge(counts, on=["cohort_i", "k"], how="left").fillna({"active": 0})
     frame["active"] = frame["active"].astype(int)
     frame["share"] = frame["active"] / frame["size"]
