@@ -505,10 +505,10 @@ def test_every_regions_rates_from_one_grouped_query_equal_filtering_on_that_regi
     )
     tx = pd.DataFrame(
         {
-            "transaction_id": ["end"],
-            "customer_id": ["C000"],
-            "occurred_at": [pd.Timestamp("2024-12-31")],
-            "amount": [1.0],
+            "transaction_id": ["end", "stranger"],
+            "customer_id": ["C000", "X999"],  # X999 bought but has no customers row
+            "occurred_at": [pd.Timestamp("2024-12-31"), pd.Timestamp("2023-03-01")],
+            "amount": [1.0, 1.0],
         }
     )
     _load(engine, customers=customers, transactions=tx)
@@ -522,6 +522,16 @@ def test_every_regions_rates_from_one_grouped_query_equal_filtering_on_that_regi
     assert set(grouped) == {r for r, rates in alone.items() if not rates.empty}
     for region, rates in grouped.items():
         pd.testing.assert_frame_equal(rates.reset_index(drop=True), alone[region].reset_index(drop=True))
+    # the same query also gives the whole view's rates, customers without a region included
+    with engine.connect() as conn:
+        everyone, by_region = retention.retention_rates_with_total(conn, view, "region", "quarter")
+        reference = retention.retention_rates(conn, view, "quarter")
+    assert customers["region"].isna().any() and set(by_region) == set(grouped)
+    pd.testing.assert_frame_equal(everyone.reset_index(drop=True), reference.reset_index(drop=True))
+    with engine.connect() as conn:  # unfiltered: the customer known only from a purchase counts too
+        everyone, _ = retention.retention_rates_with_total(conn, SegmentFilter(), "region", "quarter")
+        reference = retention.retention_rates(conn, SegmentFilter(), "quarter")
+    pd.testing.assert_frame_equal(everyone.reset_index(drop=True), reference.reset_index(drop=True))
 
 
 def test_retention_rates_follow_the_design_formula_with_wilson_intervals(engine):

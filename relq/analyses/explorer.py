@@ -97,7 +97,13 @@ def segment_retention(
     base = flt
     for d in dimensions:
         base = base.with_dimension(d, ())
-    total = _last_quarter(retention.retention_rates(conn, base, "quarter"))
+    # One dimension: the view's and every segment's rates from one grouped query; two: one query per pair.
+    grouped = None
+    if len(dimensions) == 1:
+        everyone, grouped = retention.retention_rates_with_total(conn, base, dimensions[0], "quarter")
+    else:
+        everyone = retention.retention_rates(conn, base, "quarter")
+    total = _last_quarter(everyone)
     if total is None:
         return pd.DataFrame(columns=columns)
     combos: list[list[tuple[str, str]]] = [[]]
@@ -105,10 +111,6 @@ def segment_retention(
         values = flt.values_of(d) if i else ()
         values = values or catalog.dimension_values(conn, d, limit=30 if i == 0 else MAX_SECOND_VALUES)
         combos = [c + [(d, v)] for c in combos for v in values]
-    # One dimension: every segment's rates from one grouped query; two: one query per pair.
-    grouped = (
-        retention.retention_rates_by(conn, base, dimensions[0], "quarter") if len(dimensions) == 1 else None
-    )
     records = []
     for combo in combos:
         if grouped is not None:

@@ -344,32 +344,45 @@ def retention_rates_by(
     """:func:`retention_rates` of each value of the customer dimension ``by`` (customers without
     a value left out), from one query: value → its rates, as ``flt.with_dimension(by, [value])``
     would give them."""
+    return retention_rates_with_total(conn, flt, by, freq, basis)[1]
+
+
+def retention_rates_with_total(
+    conn: Connection, flt: SegmentFilter, by: str, freq: str = "month", basis: Basis | None = None
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The rates of every customer in view whatever their ``by`` (``retention_rates`` of
+    ``flt.with_dimension(by, ())``) and :func:`retention_rates_by`, from the same one query: the
+    customers without a value are counted in the first and in no segment."""
     if freq not in ("month", "quarter"):
         raise ValueError(f"freq must be 'month' or 'quarter', not {freq!r}")
     basis = basis or churn_basis(conn)
-    counts = _lifetime_counts(conn, flt.with_dimension(by, ()), basis, by)
-    return {
+    counts = _lifetime_counts(conn, flt.with_dimension(by, ()), basis, by, keep_missing=True)
+    total = counts.drop(columns="segment").groupby(["s", "e", "churned"], as_index=False)["n"].sum()
+    valued = counts[counts["segment"].notna()]
+    return _rates_from_counts(total, flt, freq, basis), {
         str(value): _rates_from_counts(part.drop(columns="segment"), flt, freq, basis)
-        for value, part in counts.groupby("segment", sort=True)
+        for value, part in valued.groupby("segment", sort=True)
     }
 
 
 def _lifetime_counts(
-    conn: Connection, flt: SegmentFilter, basis: Basis, by: str | None = None
+    conn: Connection, flt: SegmentFilter, basis: Basis, by: str | None = None, keep_missing: bool = False
 ) -> pd.DataFrame:
-    """Customers by (segment, start month, end month, churned): the only rows the rates need."""
+    """Customers by (segment, start month, end month, churned): the only rows the rates need.
+    With ``by``, customers without a value are left out, or (``keep_missing``) kept with a
+    missing segment — those with no ``customers`` row too, so the segments add up to the view."""
     life = lifetimes(SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), basis).subquery("life")
     start_m, end_m = _month_index(life.c.start_day), _month_index(life.c.end_day)
     segment = (
         sa.cast(customer_dimension(by), sa.Text) if by else sa.literal("All customers", sa.Text)
     ).label("segment")
-    source = life.join(C, C.c.customer_id == life.c.customer_id) if by else life
+    source = life.join(C, C.c.customer_id == life.c.customer_id, isouter=keep_missing) if by else life
     stmt = sa.select(
         segment, start_m.label("s"), end_m.label("e"), life.c.churned, sa.func.count().label("n")
     )
     stmt = stmt.select_from(source).group_by(start_m, end_m, life.c.churned)
     if by:
-        stmt = stmt.where(segment.is_not(None)).group_by(segment)
+        stmt = stmt.group_by(segment) if keep_missing else stmt.where(segment.is_not(None)).group_by(segment)
     rows = conn.execute(stmt).all()
     counts = pd.DataFrame(rows, columns=["segment", "s", "e", "churned", "n"])
     return counts.astype({"s": int, "e": int, "churned": int, "n": int})
