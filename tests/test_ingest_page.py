@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from relq import store
+from relq.analyses import churn_risk
 from relq.ingest import import_file
 from relq.store import schema
 
@@ -51,10 +53,25 @@ def test_a_sample_export_is_checked_imported_and_undone(upload_env):
     assert not at.exception
     assert any("4 of 4 rows imported as survey" in s.value for s in at.success)
     assert _responses(upload_env) == 4
+    assert any("churn-risk scores are being fitted in the background" in c.value for c in at.caption)
+    _saved_scores_of_the_current_data(upload_env)
     at.selectbox(key="up_undo_choice").set_value(at.selectbox(key="up_undo_choice").options[0])
     at.button(key="up_undo").click().run()
     assert not at.exception
     assert _responses(upload_env) == 0
+    _saved_scores_of_the_current_data(upload_env)
+
+
+def _saved_scores_of_the_current_data(url: str) -> None:
+    """After an import or an undo the page saves today's churn-risk scores (here: why there are
+    none) under the data version the pages then read."""
+    for thread in [t for t in threading.enumerate() if t.name == "relq-churn-scores"]:
+        thread.join(timeout=120)
+    engine = store.get_engine(url)
+    with engine.connect() as conn:
+        saved = churn_risk.saved_scores(conn, store.data_version(conn))
+    engine.dispose()
+    assert saved is not None and not saved.scored and saved.message
 
 
 def test_problems_and_label_fixes_show_on_the_page(upload_env, tmp_path):

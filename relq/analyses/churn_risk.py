@@ -62,6 +62,7 @@ __all__ = [
     "todays_scores",
     "refresh_scores",
     "refresh_scores_in_background",
+    "FITTING_IN_BACKGROUND",
     "snapshot",
     "snapshot_days",
     "fit_model",
@@ -1155,6 +1156,12 @@ def _refresh(engine) -> str:
     if not assessment.scored:
         return f"No churn-risk scores: {assessment.message}"
     return f"Churn-risk scores refreshed for {len(assessment.scores):,} active customers."
+
+
+FITTING_IN_BACKGROUND = (
+    "Today's churn-risk scores are being fitted in the background; the Retention page reads them "
+    "once they are saved."
+)
 
 
 def refresh_scores_in_background(engine) -> threading.Thread:

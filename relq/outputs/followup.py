@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from relq.analyses.cases import apply_case_rules
-from relq.analyses.churn_risk import refresh_scores, refresh_scores_in_background
+from relq.analyses.churn_risk import refresh_scores
 from relq.outputs.alerting import run_alerts
 from relq.store.cases import supports_cases
 
@@ -20,20 +20,13 @@ __all__ = ["follow_up_import"]
 
 
 def follow_up_import(
-    engine: Engine, import_id: int, user: str | None = None, *, background: bool = False
+    engine: Engine, import_id: int, user: str | None = None, *, scores: bool = True
 ) -> list[str]:
     """Save today's churn-risk scores (the Retention page then reads them instead of fitting the
     model on its first visit), run the case rules for ``import_id``, then the alerts; one sentence
-    per thing done. With ``background`` (the Upload page) the scores are fitted in a thread of
-    their own — minutes on a store of millions — and the page answers at once."""
-    if background:
-        refresh_scores_in_background(engine)
-        messages = [
-            "Today's churn-risk scores are being fitted in the background; the Retention page reads "
-            "them once they are saved."
-        ]
-    else:
-        messages = [refresh_scores(engine)]
+    per thing done. Without ``scores`` the caller fits them itself: the Upload page does, in the
+    background (minutes on a store of millions), once it has recorded its own data change."""
+    messages = [refresh_scores(engine)] if scores else []
     if not supports_cases(engine):
         return messages  # ClickHouse holds no cases or alert state (relq.store.cases.ROW_STORE_NEEDED)
     messages += [result.sentence() for result in apply_case_rules(engine, import_id)]
