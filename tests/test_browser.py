@@ -119,13 +119,17 @@ def _wait_until_up(url: str, server: subprocess.Popen, log_path: Path) -> None:
         time.sleep(0.5)
 
 
+SETTLED_JS = """() => !document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSpinner"]')
+  && !!document.querySelector('[data-testid="stApp"][data-test-script-state="notRunning"]')"""
+
+
 def _settle(page) -> None:
-    """Wait until the script run is over: a title is shown and the running indicator is gone."""
+    """Wait until the script run is over: a title is shown, no running indicator or spinner is left
+    (a screenshot for the README must not show "Computing…"), and it stays so for 0.6 s."""
     page.wait_for_selector('[data-testid="stMain"] h1', timeout=60_000)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000, polling=250
-    )
-    page.wait_for_timeout(600)
+    for _ in range(2):  # a run that had not started at the first look is waited for at the second
+        page.wait_for_function(SETTLED_JS, timeout=90_000, polling=250)
+        page.wait_for_timeout(600)
 
 
 def _errors(page) -> list[str]:
