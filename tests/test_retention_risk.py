@@ -370,6 +370,8 @@ def test_scores_fitted_in_the_background_are_read_back_by_a_reader_arriving_mean
     from relq.ingest.demo import load_demo
 
     load_demo(duckdb_engine, demo_company)
+    for thread in [t for t in threading.enumerate() if t.name == "relq-churn-scores"]:
+        thread.join(timeout=120)  # a fit another test started in this process would take the turn
     churn_risk.refresh_scores_in_background(duckdb_engine)  # as the Upload page does after an import
     # a reader arriving meanwhile waits for that fit and reads what it saved (one fit, not two)
     version = store.data_version(duckdb_engine)
