@@ -146,8 +146,9 @@ def _demo(args) -> int:
     def progress(done: int, total: int) -> None:
         print(f"  {done:,} of {total:,} customers ({time.perf_counter() - started:.0f} s)", flush=True)
 
+    engine = store.get_engine()
     counts = build_demo_streamed(
-        store.get_engine(), customers=args.customers, seed=args.seed, chunk=args.chunk, progress=progress
+        engine, customers=args.customers, seed=args.seed, chunk=args.chunk, progress=progress
     )
     print(
         f"Demo company loaded in {time.perf_counter() - started:.1f} s: {counts.customers:,} customers, "
@@ -157,7 +158,7 @@ def _demo(args) -> int:
     from relq.analyses.churn_risk import refresh_scores
 
     started = time.perf_counter()
-    print(f"{refresh_scores(store.get_engine())} ({time.perf_counter() - started:.1f} s)")
+    print(f"{refresh_scores(engine)} ({time.perf_counter() - started:.1f} s)")
     return 0
 
 

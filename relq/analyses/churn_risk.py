@@ -1028,15 +1028,9 @@ def current_scores(
 # then not read back.
 SCORES_FORMAT = 1
 _SAVED = schema.churn_scores
-_SAVED_COLUMNS = (
-    "probability",
-    "factors",
-    "factor_1",
-    "factor_2",
-    "factor_3",
-    "days_since_purchase",
-    "wave_latest",
-)
+# The customer's own fields are joined from customers when read; the rest of a score is saved.
+_JOINED = ("company", "owner", "region", "plan", "annual_value")
+_SAVED_COLUMNS = tuple(c for c in SCORE_COLUMNS if c not in ("customer_id", *_JOINED))
 
 
 def _recipe(horizon: int, at_risk_days: int, basis: Basis) -> str:
@@ -1069,11 +1063,7 @@ def saved_scores(
     stmt = (
         sa.select(
             _SAVED.c.customer_id,
-            C.c.company,
-            C.c.owner,
-            C.c.region,
-            C.c.plan,
-            C.c.annual_value,
+            *(C.c[name] for name in _JOINED),
             *(_SAVED.c[name] for name in _SAVED_COLUMNS),
         )
         .select_from(_SAVED.outerjoin(C, C.c.customer_id == _SAVED.c.customer_id))
@@ -1083,7 +1073,7 @@ def saved_scores(
     frame = store.read_frame(conn, stmt)
     for name in ("annual_value", "probability", "days_since_purchase"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
-    for name in ("region", "plan"):  # as the snapshot reads them
+    for name in set(CATEGORIES) & set(_JOINED):  # as the snapshot reads them (_typed)
         frame[name] = frame[name].fillna("(not set)").astype(str)
     return RiskAssessment(horizon, basis.end, basis, "", scores=frame[SCORE_COLUMNS], saved=True)
 

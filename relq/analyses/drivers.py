@@ -35,7 +35,6 @@ from relq.store.schema import PILLARS
 __all__ = [
     "OUTCOME",
     "RESAMPLES",
-    "r_squared",
     "shapley_r2",
     "customer_moments",
     "moments",
@@ -78,22 +77,6 @@ def _fisher(r: float, n: int) -> stats.Interval:
     return stats.pearson_interval(float(r), n)
 
 
-def r_squared(corr: np.ndarray, predictors: tuple[int, ...], outcome: int) -> float:
-    """R² of the regression of ``outcome`` on ``predictors``: ``r_yS R_SS⁻¹ r_Sy``; for two
-    predictors ``(r₁² + r₂² − 2r₁r₂r₁₂) / (1 − r₁₂²)``.
-
-    >>> corr = np.array([[1.0, 0.5, 0.6], [0.5, 1.0, 0.7], [0.6, 0.7, 1.0]])
-    >>> round(r_squared(corr, (0, 1), 2), 4)
-    0.5733
-    """
-    if not predictors:
-        return 0.0
-    idx = list(predictors)
-    r_xy = corr[idx, outcome]
-    solved = np.linalg.lstsq(corr[np.ix_(idx, idx)], r_xy, rcond=None)[0]
-    return float(r_xy @ solved)
-
-
 def shapley_r2(corr: np.ndarray, outcome: int = -1) -> np.ndarray:
     """Exact Shapley (LMG) share of R² for every variable but ``outcome``; they sum to the full R².
 
@@ -111,8 +94,9 @@ def shapley_r2(corr: np.ndarray, outcome: int = -1) -> np.ndarray:
 def _shapley_many(corrs: np.ndarray, outcome: int = -1) -> np.ndarray:
     """:func:`shapley_r2` of a stack of B correlation matrices (B×k×k) at once: B×p.
 
-    Each subset's R² ``r_yS R_SS⁺ r_Sy`` is taken for every matrix in one batched pseudo-inverse
-    (the least-squares solution :func:`r_squared` takes); a matrix with NaN gives a row of NaN."""
+    Each subset's R² of the outcome on predictors S, ``r_yS R_SS⁺ r_Sy`` (for two predictors
+    ``(r₁² + r₂² − 2r₁r₂r₁₂) / (1 − r₁₂²)``), is taken for every matrix in one batched
+    pseudo-inverse (the least-squares solution); a matrix with NaN gives a row of NaN."""
     k = corrs.shape[1]
     outcome = outcome % k
     predictors = [i for i in range(k) if i != outcome]
@@ -234,20 +218,14 @@ def _correlation_of(w: float, sums: np.ndarray, cross: np.ndarray) -> np.ndarray
 
 
 def _correlations_of(w: np.ndarray, sums: np.ndarray, cross: np.ndarray) -> np.ndarray:
-    """:func:`_correlation_of` of B sets of sums at once (w: B, sums: B×k, cross: B×k×k); as in
-    :func:`relq.measures.stats.correlation_from_cov`, a zero-variance variable's row and column are NaN."""
+    """:func:`_correlation_of` of B sets of sums at once (w: B, sums: B×k, cross: B×k×k); all NaN
+    where w is not positive."""
     k = sums.shape[1]
     out = np.full((len(w), k, k), np.nan)
     ok = w > 0
     mean = sums[ok] / w[ok, None]
     cov = cross[ok] / w[ok, None, None] - mean[:, :, None] * mean[:, None, :]
-    cov = (cov + cov.transpose(0, 2, 1)) / 2
-    sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = cov / (sd[:, :, None] * sd[:, None, :])
-    corr = np.where(np.isfinite(corr), corr, np.nan)
-    corr[:, np.eye(k, dtype=bool)] = np.where(sd > 0, 1.0, np.nan)
-    out[ok] = np.clip(corr, -1.0, 1.0)
+    out[ok] = stats.correlations_from_covs((cov + cov.transpose(0, 2, 1)) / 2)
     return out
 
 

@@ -356,7 +356,7 @@ def retention_rates_with_total(
     if freq not in ("month", "quarter"):
         raise ValueError(f"freq must be 'month' or 'quarter', not {freq!r}")
     basis = basis or churn_basis(conn)
-    counts = _lifetime_counts(conn, flt.with_dimension(by, ()), basis, by, keep_missing=True)
+    counts = _lifetime_counts(conn, flt.with_dimension(by, ()), basis, by)
     total = counts.drop(columns="segment").groupby(["s", "e", "churned"], as_index=False)["n"].sum()
     valued = counts[counts["segment"].notna()]
     return _rates_from_counts(total, flt, freq, basis), {
@@ -366,23 +366,23 @@ def retention_rates_with_total(
 
 
 def _lifetime_counts(
-    conn: Connection, flt: SegmentFilter, basis: Basis, by: str | None = None, keep_missing: bool = False
+    conn: Connection, flt: SegmentFilter, basis: Basis, by: str | None = None
 ) -> pd.DataFrame:
     """Customers by (segment, start month, end month, churned): the only rows the rates need.
-    With ``by``, customers without a value are left out, or (``keep_missing``) kept with a
-    missing segment — those with no ``customers`` row too, so the segments add up to the view."""
+    With ``by``, customers without a value (or without a ``customers`` row) have a missing
+    segment, so the segments add up to the view."""
     life = lifetimes(SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), basis).subquery("life")
     start_m, end_m = _month_index(life.c.start_day), _month_index(life.c.end_day)
     segment = (
         sa.cast(customer_dimension(by), sa.Text) if by else sa.literal("All customers", sa.Text)
     ).label("segment")
-    source = life.join(C, C.c.customer_id == life.c.customer_id, isouter=keep_missing) if by else life
+    source = life.outerjoin(C, C.c.customer_id == life.c.customer_id) if by else life
     stmt = sa.select(
         segment, start_m.label("s"), end_m.label("e"), life.c.churned, sa.func.count().label("n")
     )
     stmt = stmt.select_from(source).group_by(start_m, end_m, life.c.churned)
     if by:
-        stmt = stmt.group_by(segment) if keep_missing else stmt.where(segment.is_not(None)).group_by(segment)
+        stmt = stmt.group_by(segment)
     rows = conn.execute(stmt).all()
     counts = pd.DataFrame(rows, columns=["segment", "s", "e", "churned", "n"])
     return counts.astype({"s": int, "e": int, "churned": int, "n": int})

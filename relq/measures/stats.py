@@ -26,6 +26,7 @@ __all__ = [
     "NpsResult",
     "benjamini_hochberg",
     "correlation_from_cov",
+    "correlations_from_covs",
     "covariance_from_sums",
     "cronbach_alpha",
     "csat_interval",
@@ -556,13 +557,17 @@ def correlation_from_cov(cov: np.ndarray) -> np.ndarray:
     array([[1.    , 0.3333],
            [0.3333, 1.    ]])
     """
-    c = _square("cov", cov)
-    sd = np.sqrt(np.diag(c))
+    return correlations_from_covs(_square("cov", cov)[None])[0]
+
+
+def correlations_from_covs(covs: np.ndarray) -> np.ndarray:
+    """:func:`correlation_from_cov` of a stack of B covariance matrices (B×k×k) at once."""
+    c = np.asarray(covs, dtype=float)
+    sd = np.sqrt(np.diagonal(c, axis1=1, axis2=2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr = c / np.outer(sd, sd)
+        corr = c / (sd[:, :, None] * sd[:, None, :])
     corr = np.where(np.isfinite(corr), corr, np.nan)
-    ok = sd > 0
-    corr[np.diag_indices_from(corr)] = np.where(ok, 1.0, np.nan)
+    corr[:, np.eye(c.shape[1], dtype=bool)] = np.where(sd > 0, 1.0, np.nan)
     return np.clip(corr, -1.0, 1.0)
 
 
