@@ -43,7 +43,7 @@ PAGES = {
             "pages/measurement.py", title="Measurement", icon=":material/straighten:", url_path="measurement"
         ),
         st.Page(
-            "pages/data_quality.py", title="Data quality", icon=":material/rule:", url_path="data-quality"
+            "pages/data-quality.py", title="Data quality", icon=":material/rule:", url_path="data-quality"
         ),
         st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
     ],

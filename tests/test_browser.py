@@ -27,7 +27,7 @@ SHOTS = ROOT / "docs" / "screenshots"
 # ("home" is the name the default page reserves; it is served at / and bookmarked as /overview.)
 URL_PATHS = sorted(
     set(re.findall(r'url_path="([a-z-]+)"', (ROOT / "app.py").read_text())) - {"home"},
-    key=lambda p: p == "overview",
+    key=lambda p: (p == "overview", p),
 )
 PAGE_TITLES = set(re.findall(r'title="([^"]+)"', (ROOT / "app.py").read_text()))
 SCREENSHOTS = {"overview", "segments", "drivers", "voice", "data-quality", "quadrants", "retention"}

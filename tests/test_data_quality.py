@@ -81,7 +81,7 @@ def test_missingness_matches_pandas_isna(summary_and_rows, demo_company):
 
 def test_data_quality_page_shows_counts_and_rows(demo_env):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("pages/data_quality.py").run()
+    at.switch_page("pages/data-quality.py").run()
     assert not at.exception
     assert {"Duplicates", "Speeders", "Unmatched"} <= {m.label for m in at.metric}
     at.selectbox(key="dq_check").select("speeders").run()

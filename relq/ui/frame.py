@@ -32,6 +32,10 @@ def framed() -> None:
     the same URL and runs this page inside the frame; the lone run stops here. Every later run
     goes through the frame directly and this returns at once. A page run on its own by a test
     (``AppTest.from_file("pages/…")``) has no ``pages/`` folder beside it and is left alone.
+
+    Legacy mode finds a page by its file name only, so each page's ``url_path`` in ``app.py`` is
+    its file's name (``pages/data-quality.py`` for ``/data-quality``); a URL it cannot find would
+    put "Page not found" on the screen before the frame takes over.
     """
     from streamlit.runtime.pages_manager import PagesManager  # read only: which mode Streamlit is in
 
