@@ -39,7 +39,9 @@ def test_each_page_url_is_the_name_streamlit_gives_its_file_so_a_first_request_f
     name, as Streamlit's own ``page_icon_and_name`` derives it."""
     from streamlit.source_util import page_icon_and_name
 
-    declared = re.findall(r'st\.Page\(\s*"(pages/[^"]+)"[^)]*?url_path="([^"]+)"', (ROOT / "app.py").read_text())
+    declared = re.findall(
+        r'st\.Page\(\s*"(pages/[^"]+)"[^)]*?url_path="([^"]+)"', (ROOT / "app.py").read_text()
+    )
     assert len(declared) == len(set(PAGES)) + 1  # every page, and the Overview's bookmark
     for file, url_path in declared:
         if url_path == "home":  # the default page, served at /
