@@ -240,3 +240,31 @@ def test_stored_keys_finds_exactly_the_stored_ones_like_a_python_set(engine, ask
         found = store.stored_keys(conn, schema.survey_responses.c.response_id, keys)
         again = store.stored_keys(conn, schema.survey_responses.c.response_id, keys)  # same transaction
     assert found == again == set(keys.dropna()) & set(stored)
+
+
+def test_threads_opening_and_closing_one_duckdb_file_all_connect(tmp_path):
+    """The dashboard opens a short-lived connection per question, and the churn-risk fit after an
+    import runs in a thread beside the pages: a connection opening while another thread's closes
+    must wait its turn, not fail with DuckDB's "Unique file handle conflict"."""
+    import threading
+
+    url = f"duckdb:///{tmp_path / 'relq.duckdb'}"
+    failures: list[str] = []
+
+    def visits() -> None:
+        for _ in range(60):
+            engine = store.get_engine(url)
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sa.text("SELECT 1")).fetchall()
+            except sa.exc.DBAPIError as exc:
+                failures.append(str(exc.orig))
+            finally:
+                engine.dispose()
+
+    threads = [threading.Thread(target=visits) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

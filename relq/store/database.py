@@ -172,13 +172,20 @@ def _postgres_session(dbapi_connection, _record) -> None:
     dbapi_connection.commit()
 
 
+# What DuckDB says while the file is busy, and so worth waiting for: another process's write lock,
+# or, within this process, a thread's connection to the file still closing while another opens one
+# (the dashboard's background churn-risk fit beside a page): "Unique file handle conflict".
+_DUCKDB_BUSY = ("lock", "unique file handle conflict")
+
+
 def _wait_for_duckdb_lock(dialect, conn_rec, cargs, cparams):
     deadline = time.monotonic() + DUCKDB_LOCK_WAIT_SECONDS
     while True:
         try:
             return dialect.connect(*cargs, **cparams)
         except Exception as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            busy = any(sign in str(exc).lower() for sign in _DUCKDB_BUSY)
+            if not busy or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
 
