@@ -200,8 +200,8 @@ def prepare_import(
     file_hash = hashlib.sha1(data).hexdigest()
     raw = read_rows(data, file_name, sheet)
     del data  # a 1M-row export is ~180 MB of bytes, no longer needed once read
-    table = build_table(raw.rows, file_name)
-    raw = dataclasses.replace(raw, rows=[])  # the frame holds the cells; drop a million row lists
+    table = build_table(raw.records, file_name)
+    raw = dataclasses.replace(raw, rows=[], columns=None)  # the frame holds the cells; drop the records
     mapping = _coerce_mapping(mapping)
     if instrument is None:
         instrument = load_instrument()

@@ -69,7 +69,9 @@ class SourceColumn:
 
 @dataclass(frozen=True)
 class Table:
-    frame: pd.DataFrame  # str cells, columns = SourceColumn.name, index = 1-based data row number
+    frame: (
+        pd.DataFrame
+    )  # text cells (Arrow-held), columns = SourceColumn.name, index = 1-based data row number
     columns: tuple[SourceColumn, ...]
     layout: str
     header_rows: int
@@ -163,8 +165,14 @@ def _drop_footer(rows: list[list[str]]) -> tuple[list[list[str]], int]:
     return rows, 0
 
 
-def build_table(rows: list[list[str]], file_name: str) -> Table:
-    """Find the header rows and layout, name the columns, and frame the data rows."""
+def build_table(rows, file_name: str) -> Table:
+    """Find the header rows and layout, name the columns, and frame the data rows.
+
+    ``rows`` is a list of rows of text, or an Arrow table holding every record of a CSV as text
+    columns (``relq.ingest.read``'s fast path): the header and footer are then found in its first and
+    last rows, exactly as in the list, and the data rows are framed without a Python string each."""
+    if not isinstance(rows, list):
+        return _build_from_columns(rows, file_name)
     rows = _drop_blank_tail(rows)
     while rows and not any(c.strip() for c in rows[0]):
         rows = rows[1:]
@@ -200,15 +208,95 @@ def build_table(rows: list[list[str]], file_name: str) -> Table:
             if len(row) > width and any(c.strip() for c in row[width:]):
                 wide[int(i) + 1] = len(row)
             cells[i] = row[:width] + [""] * (width - len(row)) if len(row) < width else row[:width]
-    frame = pd.DataFrame(
-        cells, columns=[c.name for c in columns], index=pd.RangeIndex(1, len(cells) + 1), dtype=object
-    )
+    frame = _text_frame(cells, [c.name for c in columns])
     blank = ~np.fromiter(map(any, cells), dtype=bool, count=len(cells))  # every cell ''
     if blank.any():
         frame = frame[~blank]
     if frame.empty:
         raise ImportRejected(f"{file_name}: the file has column names but no data rows.")
     return Table(frame, tuple(columns), layout, n_header, wide, footer)
+
+
+# Rows of an Arrow table read as lists at its start and end, where the header and footer are found.
+_WINDOW = 64
+
+
+def _as_rows(columns) -> list[list[str]]:
+    return [list(row) for row in zip(*(c.to_pylist() for c in columns.columns), strict=True)]
+
+
+def _filled(row: list[str]) -> int:
+    return sum(bool(c.strip()) for c in row)
+
+
+def _build_from_columns(columns, file_name: str) -> Table:
+    """:func:`build_table` of an Arrow table of text columns, every record as wide as the first.
+
+    The list path looks at whole rows only at the ends: blank rows before the header, blank rows
+    and report footers after the data. Each of its backward walks stops at the last row with more
+    than two filled cells, so when such a row is among the last rows read as lists (not the first
+    of them), walking those rows gives the same cut as walking the whole file; otherwise, and for
+    small files, the list path runs on every row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = columns.num_rows
+    head = _as_rows(columns.slice(0, _WINDOW))
+    tail = _as_rows(columns.slice(max(0, n - _WINDOW)))
+    lead = next((i for i, r in enumerate(head) if any(c.strip() for c in r)), _WINDOW)
+    if n <= 2 * _WINDOW or lead + 3 > _WINDOW or not any(_filled(r) > 2 for r in tail[1:]):
+        return build_table(_as_rows(columns), file_name)
+    kept = _drop_blank_tail(tail)
+    kept, footer = _drop_footer(kept)
+    while footer:
+        kept, more = _drop_footer(kept)
+        if not more:
+            break
+        footer += more
+    end = n - (len(tail) - len(kept))
+    rows = head[lead:]
+    header = [c.strip() for c in rows[0]]
+    layout, n_header = detect_layout(header, rows[1], rows[2])
+    width = len(header)
+    while width and not header[width - 1]:
+        cells = pc.unique(columns.column(width - 1).slice(lead, end - lead)).to_pylist()
+        if any(c.strip() for c in cells):
+            break
+        width -= 1
+    if width == 0:
+        raise ImportRejected(f"{file_name}: the first row is empty; it should hold the column names.")
+    header = header[:width]
+    named = _name_columns(layout, header, rows[1:n_header])
+    start = lead + n_header
+    data = [columns.column(i).slice(start, end - start) for i in range(width)]
+    frame = pd.DataFrame(
+        {i: pd.arrays.ArrowStringArray(pc.cast(c, pa.large_string())) for i, c in enumerate(data)},
+        index=pd.RangeIndex(1, end - start + 1),
+    ).set_axis([c.name for c in named], axis=1)
+    some = np.zeros(len(frame), dtype=bool)
+    for column in data:  # a row is blank when every cell is '' (as the list path's any(row))
+        some |= pc.not_equal(column, "").to_numpy(zero_copy_only=False)
+    if not some.all():
+        frame = frame[some]
+    if frame.empty:
+        raise ImportRejected(f"{file_name}: the file has column names but no data rows.")
+    return Table(frame, tuple(named), layout, n_header, {}, footer)
+
+
+def _text_frame(cells: list[list[str]], names: list[str]) -> pd.DataFrame:
+    """The data rows as a frame of text columns held by Arrow (one buffer of characters per column),
+    numbered from 1. Python holds a text cell as an object of ~60 bytes: a 1M-row export of 25
+    columns took ~1 GB that way, for as long as the import is checked and written."""
+    import pyarrow as pa
+
+    columns = zip(*cells, strict=True) if cells else ((),) * len(names)
+    return pd.DataFrame(
+        {
+            position: pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string()))
+            for position, values in enumerate(columns)
+        },
+        index=pd.RangeIndex(1, len(cells) + 1),
+    ).set_axis(names, axis=1)
 
 
 def _name_columns(layout: str, header: list[str], extra: list[list[str]]) -> list[SourceColumn]:
