@@ -191,7 +191,57 @@ def test_row_key_groups_exactly_like_pandas_groupby_with_missing_values_equal():
     frame.loc[frame["nps"] == -1, "nps"] = pd.NA
     columns = ["_who", "_wave", "item", "nps"]
     expected = frame.groupby(columns, dropna=False, sort=False).ngroup().to_numpy()
-    key = quality._row_key(frame, columns)
+    key = quality._row_key([frame[c] for c in columns])
     # the same partition of the rows: each expected group maps to one key and back
     pairs = set(zip(expected.tolist(), key.tolist(), strict=True))
     assert len(pairs) == len(set(expected.tolist())) == len(set(key.tolist()))
+
+
+def _duplicates_by_pandas_groupby(responses: pd.DataFrame, wide: pd.DataFrame) -> np.ndarray:
+    """The duplicate rule written plainly with pandas (sort the rows, groupby cumcount, groupby
+    shift), as the docstring of flag_responses states it: the reference the fast version must equal."""
+    email = responses["email"].map(
+        lambda v: "e:" + v.strip().lower() if isinstance(v, str) and v.strip() else None
+    )
+    customer = responses["customer_id"].map(lambda v: "c:" + v if isinstance(v, str) and v.strip() else None)
+    at = pd.to_datetime(responses["submitted_at"])
+    quarter = at.dt.year.astype("Int64").astype(str) + "-Q" + at.dt.quarter.astype("Int64").astype(str)
+    frame = pd.concat([wide[ITEMS], responses[["nps", "csat", "ces"]].astype(float)], axis=1).assign(
+        _who=email.where(email.notna(), customer), _wave=quarter, _at=at, _row=np.arange(len(responses))
+    )
+    frame = frame.sort_values(["_at", "_row"], kind="stable", na_position="last")
+    same = (
+        frame.groupby(["_who", "_wave", *ITEMS, "nps", "csat", "ces"], dropna=False, sort=False).cumcount()
+        > 0
+    )
+    soon = (frame["_at"] - frame.groupby("_who", sort=False)["_at"].shift()) <= pd.Timedelta(days=7)
+    flagged = frame["_who"].notna() & (same | soon)
+    return flagged.reindex(responses.index).to_numpy()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_duplicate_flags_equal_the_rule_written_with_pandas_groupby(seed):
+    """Random batches with shared and missing emails (in mixed case), customers without email, equal
+    and missing submission times, copied answers: the flag equals pandas' groupby formulation."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    people = [f"p{i}@x.com" for i in range(300)] + [f"P{i}@X.com " for i in range(50)] + ["", None] * 60
+    times = pd.to_datetime("2025-01-01") + pd.to_timedelta(rng.integers(0, 60, n), unit="D")
+    responses = pd.DataFrame(
+        {
+            "customer_id": rng.choice(np.array([f"C{i}" for i in range(40)] + [" ", None], dtype=object), n),
+            "email": rng.choice(np.array(people, dtype=object), n),
+            "submitted_at": times.where(rng.random(n) > 0.05),
+            "duration": 240.0,
+            "nps": rng.choice([9.0, 10.0, np.nan], n),
+            "csat": 5.0,
+            "ces": 2.0,
+        },
+        index=pd.Index([f"R{i}" for i in range(n)], name="response_id"),
+    )
+    answers = rng.choice([[6.0] * len(ITEMS), ATTENTIVE, [np.nan] * len(ITEMS)], n)
+    wide = pd.DataFrame(answers, columns=ITEMS, index=responses.index)
+    got = flag_responses(responses, wide, INSTRUMENT)["flag_duplicate"].to_numpy()
+    want = _duplicates_by_pandas_groupby(responses, wide)
+    assert got.any() and not got.all()
+    np.testing.assert_array_equal(got, want)

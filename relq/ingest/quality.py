@@ -96,25 +96,26 @@ def _item_block(answers_wide: pd.DataFrame, item_ids: list[str]) -> pd.DataFrame
     )
 
 
-def _respondent(responses: pd.DataFrame) -> pd.Series:
-    """The lower-cased email (the person), else customer_id, else missing."""
-    # Prefixes keep a customer id from ever equalling somebody's email. Each distinct email and
-    # customer id is normalised once (a million responses come from far fewer respondents).
-    by_email = _per_distinct(responses["email"], lambda v: _prefixed("e:", str(v).strip().lower()))
-    by_customer = _per_distinct(
-        responses["customer_id"], lambda v: "c:" + str(v) if str(v).strip() != "" else np.nan
-    )
-    return pd.Series(np.where(pd.isna(by_email), by_customer, by_email), index=responses.index)
+def _respondents(responses: pd.DataFrame) -> np.ndarray:
+    """One integer per response naming its respondent: the lower-cased email (the person), else the
+    customer_id; -1 when it has neither. Emails and customer ids are normalised once per distinct
+    value and only the distinct labels are hashed (a million responses come from far fewer people);
+    an email never equals a customer id."""
+    e_codes, e_texts = _labels(responses["email"], lambda v: str(v).strip().lower())
+    c_codes, c_texts = _labels(responses["customer_id"], lambda v: str(v) if str(v).strip() != "" else "")
+    labels = [*("e:" + t if t else None for t in e_texts), *("c:" + t if t else None for t in c_texts)]
+    codes = np.full(len(labels) + 1, -1, dtype=np.int64)  # the last one: no email, no customer id
+    named = np.array([label is not None for label in labels] + [False], dtype=bool)
+    codes[named] = pd.factorize(np.array([label for label in labels if label is not None], dtype=object))[0]
+    by_email = codes[np.where(e_codes >= 0, e_codes, len(labels))]
+    by_customer = codes[np.where(c_codes >= 0, len(e_texts) + c_codes, len(labels))]
+    return np.where(by_email >= 0, by_email, by_customer)
 
 
-def _prefixed(prefix: str, text: str):
-    return prefix + text if text != "" else np.nan
-
-
-def _per_distinct(values: pd.Series, fn) -> np.ndarray:
-    """``fn`` of each distinct non-missing value, spread back to every row (NaN where missing)."""
+def _labels(values: pd.Series, normal) -> tuple[np.ndarray, list[str]]:
+    """(codes, normalised text of each distinct value); code -1 where the value is missing."""
     codes, uniques = pd.factorize(values)
-    return np.array([*(fn(u) for u in uniques), np.nan], dtype=object)[codes]
+    return codes, [normal(u) for u in uniques]
 
 
 def _duplicates(responses: pd.DataFrame, items: pd.DataFrame, scores: pd.DataFrame) -> pd.Series:
@@ -128,39 +129,47 @@ def _duplicates(responses: pd.DataFrame, items: pd.DataFrame, scores: pd.DataFra
         if "wave" in responses
         else quarter
     )
-    frame = pd.concat(
-        [_respondent(responses).rename("_who"), wave.rename("_wave"), submitted.rename("_at"), items, scores],
-        axis=1,
-    )
-    frame.columns = [str(col) for col in frame.columns]
-    frame["_row"] = np.arange(len(frame))
-    # Stable sort: equal timestamps keep file order, so "the first" is well defined.
-    frame = frame.sort_values(["_at", "_row"], kind="stable", na_position="last")
-    known = frame["_who"].notna()
+    who = _respondents(responses)
+    # Responses in submitted_at order, equal times (and missing ones, last) in file order, so "the
+    # first" is well defined; the rows themselves are not moved, only this order is.
+    at = submitted.to_numpy(dtype="datetime64[ns]")
+    order = np.argsort(np.where(np.isnat(at), np.iinfo(np.int64).max, at.view(np.int64)), kind="stable")
 
-    content = ["_who", "_wave", *items.columns.astype(str), *scores.columns.astype(str)]
-    same = _row_key(frame, content)  # equal keys = equal content, a missing value equal to another
-    same_answers = pd.Series(same, index=frame.index).groupby(same, sort=False).cumcount() > 0
+    content = [who, wave, *(items[c] for c in items.columns), *(scores[c] for c in scores.columns)]
+    same = _row_key(content)[order]
+    # equal keys = equal content (a missing value equal to another): every copy after the first
+    first_copy = np.zeros(len(same), dtype=bool)
+    first_copy[np.unique(same, return_index=True)[1]] = True
 
-    who = pd.factorize(frame["_who"])[0]
-    previous = frame["_at"].groupby(who, sort=False).shift()
-    soon_after = (frame["_at"] - previous) <= DUPLICATE_WINDOW
+    # the respondent's previous response, in that order: sort by respondent, keeping the order
+    who_sorted, at_sorted = who[order], at[order]
+    by_who = np.argsort(who_sorted, kind="stable")
+    gap = np.full(len(order), np.timedelta64("NaT"), dtype="timedelta64[ns]")
+    follows = who_sorted[by_who][1:] == who_sorted[by_who][:-1]
+    gap[by_who[1:][follows]] = (at_sorted[by_who][1:] - at_sorted[by_who][:-1])[follows]
+    soon_after = gap <= DUPLICATE_WINDOW.to_timedelta64()  # NaT (no previous, no date) is never <=
 
-    flagged = (known & (same_answers | soon_after)).to_numpy()
-    out = np.zeros(len(frame), dtype=bool)
-    out[frame["_row"].to_numpy()] = flagged
+    flagged = (who_sorted >= 0) & (~first_copy | soon_after)
+    out = np.zeros(len(order), dtype=bool)
+    out[order] = flagged
     return pd.Series(out, index=responses.index)
 
 
-def _row_key(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """One integer per row, equal exactly when the rows agree on every one of ``columns`` (a
-    missing value equals another missing value, as in ``groupby(dropna=False)``) — a million rows
-    grouped by one integer instead of by sixteen columns of mixed types."""
-    key = np.zeros(len(frame), dtype=np.int64)
-    for name in columns:
-        codes = pd.factorize(frame[name])[0].astype(np.int64) + 1  # missing: 0
-        key = key * (int(codes.max(initial=0)) + 1) + codes
-        key = pd.factorize(key)[0].astype(np.int64)  # back below the row count: no overflow
+def _row_key(columns: list) -> np.ndarray:
+    """One integer per row, equal exactly when the rows agree in every one of ``columns`` (arrays or
+    Series of one length; a missing value equals another missing value, as in
+    ``groupby(dropna=False)``) — a million rows grouped by one integer instead of by sixteen columns
+    of mixed types. The key is renumbered only when the next column could overflow it."""
+    key = np.zeros(len(columns[0]) if columns else 0, dtype=np.int64)
+    bound = 1  # key < bound
+    for values in columns:
+        codes = pd.factorize(values)[0].astype(np.int64) + 1  # missing: 0
+        size = int(codes.max(initial=0)) + 1
+        if bound * size >= 2**62:
+            key = pd.factorize(key)[0].astype(np.int64)  # back below the row count
+            bound = int(key.max(initial=0)) + 1
+        key = key * size + codes
+        bound *= size
     return key
 
 

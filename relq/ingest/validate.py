@@ -145,9 +145,12 @@ def _spread(per_text: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Serie
 
 
 def _stripped(values: pd.Series) -> pd.Series:
-    """The cells' texts without surrounding space ('' for empty), stripped once per unique text."""
-    codes, texts = _factorized(values)
-    return _spread(texts.str.strip(), codes, values.index)
+    """The cells' texts without surrounding space ('' for empty), as Python's ``str.strip`` gives
+    them. One pass over the cells: ids and emails are (nearly) all distinct, so finding the
+    distinct texts first would only add a hash of each."""
+    cells = values.to_numpy(dtype=object, na_value="")
+    stripped = np.array([c.strip() if isinstance(c, str) else str(c).strip() for c in cells], dtype=object)
+    return pd.Series(stripped, index=values.index)
 
 
 def _year(y: pd.Series) -> pd.Series:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -69,11 +69,8 @@ def match_customers(rows: pd.DataFrame, lookup) -> pd.Series:
     """Customer id per row: by customer id, else external reference, else email (case-insensitive)."""
     ids, refs, emails = lookup
     out = pd.Series(None, index=rows.index, dtype=object)
-    if "customer_id" in rows:
-        given = rows["customer_id"].astype(object)
-        out = given.where(given.isin(ids), None).astype(object)
-        by_ref = _map_unique(given, lambda v: refs.get(str(v).strip()))
-        out = out.where(out.notna(), by_ref)
+    if "customer_id" in rows:  # a stored id as it is, else an external reference naming one
+        out = _map_unique(rows["customer_id"], lambda v: v if v in ids else refs.get(str(v).strip()))
     if "email" in rows:
         by_email = _map_unique(rows["email"], lambda v: emails.get(str(v).strip().lower()))
         out = out.where(out.notna(), by_email)
@@ -140,8 +137,9 @@ def write_rows(
             out[c] = out[c].astype("Int64")
         out["duration"] = out["duration"].astype(float)
         insert_frame(conn, table, out[[c for c in columns if c in out.columns]])
-        if len(answers.columns):
-            insert_frame(conn, schema.survey_answers, long_answers(rows["response_id"], answers, import_id))
+        del out, flags, indices  # written: their memory goes before the answers are
+        for part in long_answers(rows["response_id"], answers, import_id):
+            insert_frame(conn, schema.survey_answers, part)
         return messages
     out = rows.reindex(columns=[c for c in columns if c != "import_id"]).copy()
     out["import_id"] = import_id
@@ -163,23 +161,33 @@ def write_rows(
     return messages
 
 
-def long_answers(response_ids: pd.Series, answers: pd.DataFrame, import_id: int) -> pd.DataFrame:
+def long_answers(
+    response_ids: pd.Series, answers: pd.DataFrame, import_id: int, cells_per_part: int = 2_000_000
+) -> Iterator[pd.DataFrame]:
     """survey_answers rows (response_id, item_id, value, import_id) of the answered cells of
-    ``answers`` (one column per item, rows aligned with ``response_ids``), item by item.
+    ``answers`` (one column per item, rows aligned with ``response_ids``), item by item, in parts of
+    whole items of about ``cells_per_part`` cells: a 1M-response import's 11M answers are never
+    one frame (≈250 MB).
 
-    Built from arrays: item ids as a categorical (11 texts, not 11M), no melt copies."""
-    values = answers.to_numpy(dtype=float, copy=False).T  # item-major, as a melt would give
-    answered = ~np.isnan(values)
-    items, rows = np.nonzero(answered)
-    return pd.DataFrame(
-        {
-            "response_id": response_ids.to_numpy(dtype=object)[rows],
-            "item_id": pd.Categorical.from_codes(items, categories=[str(c) for c in answers.columns]),
-            "value": values[answered],
-            "import_id": np.full(len(rows), import_id, dtype=np.int64),
-        },
-        copy=False,
-    )
+    Built from arrays: item ids as a categorical (the items' texts, not one per answer), no melt copies."""
+    ids = response_ids.to_numpy(dtype=object)
+    categories = [str(c) for c in answers.columns]
+    per_part = max(1, cells_per_part // max(1, len(answers)))
+    for first in range(0, len(categories), per_part):
+        values = answers.iloc[:, first : first + per_part].to_numpy(dtype=float).T  # item-major
+        answered = ~np.isnan(values)
+        items, rows = np.nonzero(answered)
+        if not len(rows):
+            continue
+        yield pd.DataFrame(
+            {
+                "response_id": ids[rows],
+                "item_id": pd.Categorical.from_codes(items + first, categories=categories),
+                "value": values[answered],
+                "import_id": np.full(len(rows), import_id, dtype=np.int64),
+            },
+            copy=False,
+        )
 
 
 def imports_row(**values) -> dict:
