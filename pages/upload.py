@@ -53,6 +53,14 @@ def _prepare(data: bytes, file_name: str, key: str, default_mapping=None):
         key=f"up_dates_{key}",
     )
     mapping = st.session_state.get(f"up_mapping_{key}_{kind}", default_mapping)
+    # The file is checked once per choice, not on every click: a 1M-row export takes seconds, and the
+    # "Import" click would otherwise check it again before writing. An import, undo or instrument
+    # edit changes the data version, and the file is checked again under the new one.
+    choice = (key, file_name, kind, sheet, date_order, _mapping_key(mapping), ui.data_version())
+    held = st.session_state.get("up_prepared")
+    if held is not None and held[0] == choice:
+        return held[1]
+    st.session_state.pop("up_prepared", None)  # one checked file in memory at a time
     progress = st.progress(0.1, text="Reading and validating…")
     try:
         prepared = ingest.prepare_import(
@@ -72,7 +80,13 @@ def _prepare(data: bytes, file_name: str, key: str, default_mapping=None):
         st.error(ui.plain(exc))  # names the file's columns: plain text, never Markdown
         return None
     progress.progress(0.6, text="Checked: ready to import.")
+    st.session_state["up_prepared"] = (choice, prepared)
     return prepared
+
+
+def _mapping_key(mapping) -> str:
+    """The mapping a file is checked with, as text (a saved mapping, a file's path, or none)."""
+    return mapping.to_json() if isinstance(mapping, ingest.Mapping) else str(mapping)
 
 
 def _mapping_editor(prepared, key: str) -> None:

@@ -62,6 +62,39 @@ def test_a_sample_export_is_checked_imported_and_undone(upload_env):
     _saved_scores_of_the_current_data(upload_env)
 
 
+def test_a_file_is_checked_once_per_choice_and_the_import_click_writes_without_checking_it_again(
+    upload_env, monkeypatch
+):
+    """A 1M-row export takes seconds to check: clicking a tab's widget or "Import" must not read it
+    again; a new choice (the date order) and the data changing under it (the import itself) do."""
+    import relq.ingest as ingest
+
+    checked = []
+    prepare = ingest.prepare_import
+    monkeypatch.setattr(
+        ingest, "prepare_import", lambda *a, **k: checked.append(k["file_name"]) or prepare(*a, **k)
+    )
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()  # in the frame, as served
+    at.switch_page("pages/upload.py").run()
+    at.radio(key="up_source").set_value("Try a sample export").run()
+    checked.clear()  # the first sample of the list was checked when the choice appeared
+    at.selectbox(key="up_sample").set_value("qualtrics_survey.csv").run()
+    assert checked == ["qualtrics_survey.csv"]
+    at.run()  # any rerun with the same choices
+    assert checked == ["qualtrics_survey.csv"]
+    at.selectbox(key=next(s.key for s in at.selectbox if s.key.startswith("up_dates_"))).set_value(
+        "dmy"
+    ).run()
+    assert checked == ["qualtrics_survey.csv"] * 2
+    next(b for b in at.button if b.label.startswith("Import 4 rows")).click().run()
+    assert not at.exception
+    assert any("4 of 4 rows imported as survey" in s.value for s in at.success)
+    assert _responses(upload_env) == 4
+    # written from the checked file, then checked again under the new data version
+    assert checked == ["qualtrics_survey.csv"] * 3
+    _saved_scores_of_the_current_data(upload_env)
+
+
 def _saved_scores_of_the_current_data(url: str) -> None:
     """After an import or an undo the page saves today's churn-risk scores (here: why there are
     none) under the data version the pages then read."""
