@@ -225,6 +225,10 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             f"{result.rows_unmatched:,} not matched to a customer."
         )
         st.session_state["up_follow_up"] = [FITTING_IN_BACKGROUND, *result.follow_up]  # cases, alerts
+        # The file is in: the upload box starts empty for the next one, and the file and its check
+        # leave memory (a 1M-row export held them at about a gigabyte) instead of being checked again.
+        st.session_state.pop("up_prepared", None)
+        st.session_state["up_uploads"] = st.session_state.get("up_uploads", 0) + 1
         st.rerun()
 
 
@@ -287,7 +291,11 @@ _after_import(engine)
 source = st.radio("File", ["Upload a file", "Try a sample export"], horizontal=True, key="up_source")
 try:
     if source == "Upload a file":
-        uploaded = st.file_uploader("Survey or CRM export", type=["csv", "tsv", "txt", "xlsx"], key="up_file")
+        uploaded = st.file_uploader(
+            "Survey or CRM export",
+            type=["csv", "tsv", "txt", "xlsx"],
+            key=f"up_file_{st.session_state.get('up_uploads', 0)}",  # a new box after each import
+        )
         if uploaded is not None:
             review_upload(uploaded.getvalue(), uploaded.name, engine)
     else:

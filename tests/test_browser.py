@@ -393,3 +393,30 @@ def test_an_imported_markdown_image_header_is_shown_as_text_and_never_fetched(
         page.wait_for_timeout(1000)
         browser.close()
     assert hits == []
+
+
+@pytest.mark.browser
+def test_a_file_uploaded_in_chromium_is_checked_imported_and_the_upload_box_is_empty_again(fresh_dashboard):
+    """The real upload path (the file travels through Streamlit's uploader, not a test's bytes): a
+    Qualtrics export is checked and imported with a click; then the box is empty for the next file
+    and the file is not offered for import again."""
+    from playwright.sync_api import sync_playwright
+
+    sample = ROOT / "data" / "samples" / "qualtrics_survey.csv"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(f"{fresh_dashboard}/")  # a newcomer's first request
+        _idle(page)
+        page.goto(f"{fresh_dashboard}/upload")
+        _idle(page)
+        page.locator("input[type=file]").set_input_files(str(sample))
+        page.get_by_text("Qualtrics (3 header rows)", exact=False).first.wait_for(timeout=60_000)
+        assert page.locator('[data-testid="stFileChip"]').count() == 1
+        page.get_by_role("button", name=re.compile(r"^Import 4 rows")).click()
+        page.get_by_text(re.compile(r"4 of 4 rows imported as survey")).wait_for(timeout=90_000)
+        _idle(page)
+        assert not _errors(page), _errors(page)
+        assert page.locator('[data-testid="stFileChip"]').count() == 0  # ready for the next file
+        assert page.get_by_role("button", name=re.compile(r"^Import \d")).count() == 0
+        browser.close()

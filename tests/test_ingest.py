@@ -120,3 +120,28 @@ def test_a_rejected_file_leaves_the_database_unchanged(engine, table_counts):
             engine, b"transaction_id,customer_id,amount\nT9,C1,5\n", file_name="t.csv", kind="transactions"
         )
     assert table_counts(engine) == before
+
+
+def test_the_column_summary_counts_like_pythons_str_strip_including_rare_whitespace():
+    """The Upload page's per-column counts are taken in Arrow; they must be what Python's own
+    str.strip() gives (filled, empty, distinct, first example), whitespace such as the ideographic
+    space, no-break space or the file separator \\x1c included."""
+    from relq.ingest import column_summary, prepare_import
+
+    rows = [
+        "customer_id,name,region",
+        "C1,\u3000Ana\u3000,EMEA",
+        "C2,\xa0,\x1c",
+        "C3,Ana,",
+        "C4, Bo ,\u2028AMER",
+    ]
+    prepared = prepare_import("\n".join(rows).encode(), file_name="crm.csv", kind="customers")
+    got = column_summary(prepared).set_index("column")
+    for name in ("customer_id", "name", "region"):
+        values = prepared.table.frame[name].astype(object).map(str.strip)  # the plain-Python reference
+        filled = values[values != ""]
+        assert got.loc[name, "filled"] == len(filled), name
+        assert got.loc[name, "empty"] == len(values) - len(filled), name
+        assert got.loc[name, "distinct"] == filled.nunique(), name
+        assert got.loc[name, "example"] == (filled.iloc[0] if len(filled) else ""), name
+    assert got.loc["name", "distinct"] == 2 and got.loc["region", "filled"] == 2
