@@ -4,6 +4,7 @@
     python bench/run.py --quick         # small tier (12k customers), queries only, < 2 min
     python bench/run.py --sections queries,import,memory,postgres,risk --repeat 7
     python bench/run.py --sections chdb       # relq on ClickHouse (chDB) beside relq on DuckDB
+    python bench/run.py --sections upload     # the 1M-row export through the Upload page, in chromium
 
 Results go to bench/cache/<tier>-results.json and .md; bench/RESULTS.md quotes them.
 Not part of the test suite: timings are reported, never asserted.
@@ -12,9 +13,11 @@ Not part of the test suite: timings are reported, never asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -309,20 +312,28 @@ def _tree_rss_kb(pid: int) -> int:
 
 def page_paths() -> list[str]:
     """url_path of every page listed in app.py (the default page answers at /)."""
-    import re
-
     text = (ROOT / "app.py").read_text()
     return re.findall(r'url_path="([^"]+)"', text)
 
 
-def run_memory(tier: str) -> dict:
-    """Peak RSS of the streamlit process (and children) while a browser visits every page."""
-    from playwright.sync_api import sync_playwright
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
+
+@contextlib.contextmanager
+def _dashboard(database: Path):
+    """A RelQ server on ``database`` (DuckDB file) on a free loopback port, its process tree's RSS
+    sampled every 0.1 s: yields (base URL, peak), peak["kb"] the highest sample so far."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "RELQ_DATABASE_URL": f"duckdb:///{db_path(tier)}", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "RELQ_DATABASE_URL": f"duckdb:///{database}", "PYTHONPATH": str(ROOT)}
     cmd = [
         PYTHON,
         "-m",
@@ -347,7 +358,6 @@ def run_memory(tier: str) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    pages = []
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -355,46 +365,7 @@ def run_memory(tier: str) -> dict:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.3)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for path in page_paths():
-                started = time.perf_counter()
-                page.goto(f"http://127.0.0.1:{port}/{path}", wait_until="domcontentloaded")
-                page.wait_for_selector("[data-testid='stMain']", timeout=120_000)
-                # The app root carries the script state: wait until this page's run has finished,
-                # then once more after a short settle (a page may rerun itself once).
-                done = None
-                for _ in range(2):
-                    page.wait_for_function(
-                        """() => { const app = document.querySelector('[data-testid="stApp"]');
-                                   const state = app && app.getAttribute('data-test-script-state');
-                                   return state && !['initial', 'running', 'rerunRequested'].includes(state); }""",
-                        timeout=300_000,
-                    )
-                    done = done or time.perf_counter() - started
-                    time.sleep(1.0)
-                errors = page.locator("[data-testid='stException']").count()
-                pages.append(
-                    {
-                        "page": path,
-                        "seconds": done,
-                        "exceptions": errors,
-                        "tree_rss_mb": _tree_rss_kb(server.pid) / 1024,
-                    }
-                )
-                log(f"  {path}: {pages[-1]}")
-            browser.close()
+        yield f"http://127.0.0.1:{port}", peak
     finally:
         stop.set()
         sampler.join()
@@ -403,8 +374,87 @@ def run_memory(tier: str) -> dict:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def _wait_idle(page, timeout_ms: int = 300_000) -> None:
+    """Until the app's script run is over (its root's script state is no longer running)."""
+    page.wait_for_function(
+        """() => { const app = document.querySelector('[data-testid="stApp"]');
+                   const state = app && app.getAttribute('data-test-script-state');
+                   return state && !['initial', 'running', 'rerunRequested'].includes(state); }""",
+        timeout=timeout_ms,
+    )
+
+
+def run_memory(tier: str) -> dict:
+    """Peak RSS of the streamlit process (and children) while a browser visits every page."""
+    from playwright.sync_api import sync_playwright
+
+    pages = []
+    with _dashboard(db_path(tier)) as (base, peak), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for path in page_paths():
+            started = time.perf_counter()
+            page.goto(f"{base}/{path}", wait_until="domcontentloaded")
+            page.wait_for_selector("[data-testid='stMain']", timeout=120_000)
+            # wait until this page's run has finished, then once more after a short settle (a
+            # page may rerun itself once)
+            done = None
+            for _ in range(2):
+                _wait_idle(page)
+                done = done or time.perf_counter() - started
+                time.sleep(1.0)
+            errors = page.locator("[data-testid='stException']").count()
+            pages.append(
+                {"page": path, "seconds": done, "exceptions": errors, "tree_rss_mb": peak["kb"] / 1024}
+            )
+            log(f"  {path}: {pages[-1]}")
+        browser.close()
     out = {"peak_rss_mb": peak["kb"] / 1024, "pages": pages}
     log(f"  dashboard peak RSS {out['peak_rss_mb']:.0f} MB")
+    return out
+
+
+def run_upload(tier: str, rows: int) -> dict:
+    """The 1M-row Qualtrics export uploaded through the Upload page of a dashboard on a copy of the
+    tier, in chromium: checked, then imported with a click. Times from the browser; the peak RSS of
+    the dashboard's process tree over the whole upload, the comment themes and the churn-risk fit
+    that follow it (sampled until 30 s after the import's message)."""
+    from playwright.sync_api import sync_playwright
+
+    csv = qualtrics_csv(rows, tier)
+    target = CACHE / f"upload-{tier}.duckdb"
+    target.unlink(missing_ok=True)
+    shutil.copy(db_path(tier), target)
+    out: dict = {"rows": rows, "csv_mb": csv.stat().st_size / 1e6}
+    try:
+        with _dashboard(target) as (base, peak), sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/upload")
+            page.wait_for_selector("[data-testid='stMain'] h1", timeout=120_000)
+            _wait_idle(page)
+            out["before_upload_mb"] = peak["kb"] / 1024
+            started = time.perf_counter()
+            page.locator("input[type=file]").set_input_files(str(csv))
+            button = page.get_by_role("button", name=f"Import {rows:,} rows")
+            button.wait_for(timeout=600_000)
+            _wait_idle(page)
+            out["checked_s"] = time.perf_counter() - started
+            out["checked_peak_mb"] = peak["kb"] / 1024
+            started = time.perf_counter()
+            button.click()
+            page.get_by_text(re.compile(rf"{rows:,} of {rows:,} rows imported")).wait_for(timeout=600_000)
+            out["imported_s"] = time.perf_counter() - started
+            _wait_idle(page)
+            time.sleep(30)  # the churn-risk fit runs on in the background
+            out["peak_rss_mb"] = peak["kb"] / 1024
+            out["exceptions"] = page.locator("[data-testid='stException']").count()
+            browser.close()
+    finally:
+        target.unlink(missing_ok=True)
+    log(f"  upload: {out}")
     return out
 
 
@@ -695,6 +745,17 @@ def markdown(results: dict) -> str:
             f"in {i.get('scores_s', float('nan')):.1f} s ({i['process_wall_s']:.1f} s for the process "
             f"with Python start-up), peak RSS {i['peak_rss_mb']:.0f} MB. {i.get('error', '')}",
         ]
+    if "upload" in results:
+        u = results["upload"]
+        lines += [
+            "",
+            f"Upload page, a {u['rows']:,}-row Qualtrics export ({u['csv_mb']:.0f} MB) in chromium: uploaded and "
+            f"checked in {u['checked_s']:.1f} s, imported (with its comment themes) in {u['imported_s']:.1f} s "
+            f"after the click; dashboard peak RSS {u['peak_rss_mb']:.0f} MB over the upload, the import and the "
+            f"churn-risk fit after it ({u['before_upload_mb']:.0f} MB before the upload, "
+            f"{u['checked_peak_mb']:.0f} MB by the end of the check; target < 2048 MB)"
+            + (", exception on the page!" if u["exceptions"] else "."),
+        ]
     if "memory" in results:
         mem = results["memory"]
         pages = ", ".join(
@@ -770,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=None, help="timed runs per side (default 5; 3 with --quick)"
     )
     parser.add_argument(
-        "--sections", default=None, help="comma list: queries,import,memory,postgres,chdb,risk"
+        "--sections", default=None, help="comma list: queries,import,upload,memory,postgres,chdb,risk"
     )
     parser.add_argument("--only", default=None, help="comma list of workload names")
     parser.add_argument("--import-rows", type=int, default=1_000_000)
@@ -793,6 +854,8 @@ def main(argv: list[str] | None = None) -> int:
         results["import"] = run_import(tier, args.import_rows)
     if "memory" in sections:
         results["memory"] = run_memory(tier)
+    if "upload" in sections:
+        results["upload"] = run_upload(tier, args.import_rows)
     if "postgres" in sections:
         results["postgres"] = run_postgres(tier, repeat, only)
     if "chdb" in sections:
