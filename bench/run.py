@@ -329,7 +329,8 @@ CHROMIUM_ARGS = [
 @contextlib.contextmanager
 def _dashboard(database: Path):
     """A RelQ server on ``database`` (DuckDB file) on a free loopback port, its process tree's RSS
-    sampled every 0.1 s: yields (base URL, peak), peak["kb"] the highest sample so far."""
+    sampled every 0.1 s: yields (base URL, peak), peak["kb"] the highest sample so far and
+    peak["pid"] the server's process id."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -348,7 +349,7 @@ def _dashboard(database: Path):
         "false",
     ]
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = {"kb": 0}
+    peak = {"kb": 0, "pid": server.pid}
     stop = threading.Event()
 
     def sample():
@@ -407,7 +408,12 @@ def run_memory(tier: str) -> dict:
                 time.sleep(1.0)
             errors = page.locator("[data-testid='stException']").count()
             pages.append(
-                {"page": path, "seconds": done, "exceptions": errors, "tree_rss_mb": peak["kb"] / 1024}
+                {
+                    "page": path,
+                    "seconds": done,
+                    "exceptions": errors,
+                    "tree_rss_mb": _tree_rss_kb(peak["pid"]) / 1024,
+                }
             )
             log(f"  {path}: {pages[-1]}")
         browser.close()
