@@ -145,3 +145,24 @@ def test_the_column_summary_counts_like_pythons_str_strip_including_rare_whitesp
         assert got.loc[name, "distinct"] == filled.nunique(), name
         assert got.loc[name, "example"] == (filled.iloc[0] if len(filled) else ""), name
     assert got.loc["name", "distinct"] == 2 and got.loc["region", "filled"] == 2
+
+
+def test_each_rejected_rows_source_is_stored_as_the_json_of_that_row_of_the_file():
+    """The import keeps every rejected row whole (import_rejects.raw): the JSON of that row's cells,
+    the same as json.dumps of pandas' row, read one row at a time; a problem that names no row of
+    the table (a row number it does not hold) stores none."""
+    import numpy as np
+
+    from relq.ingest.detect import _text_frame
+    from relq.ingest.write import reject_records
+
+    cells = [[f"R{i}", f"c{i % 7}", 'é"x', str(i % 11), ""] for i in range(500)]
+    frame = _text_frame(cells, ["response_id", "customer", "note", "nps", "comment"])
+    rejects = pd.DataFrame(
+        {"row": np.r_[np.arange(1, 500, 3), 7, 9999], "column": "nps", "value": "x", "reason": "not a number"}
+    )
+    stored = reject_records(rejects, frame, import_id=3)
+    for row, raw in zip(rejects["row"], stored["raw"], strict=True):
+        expected = json.dumps(frame.loc[row].to_dict(), ensure_ascii=False) if row in frame.index else None
+        assert raw == expected, row
+    assert stored["raw"].notna().sum() == len(rejects) - 1

@@ -199,9 +199,12 @@ def reject_records(rejects: pd.DataFrame, frame: pd.DataFrame, import_id: int) -
     """import_rejects rows: each problem with the whole source row as JSON."""
     if rejects.empty:
         return pd.DataFrame(columns=["import_id", "row_number", "column_name", "value", "reason", "raw"])
-    raw = {}
-    for r in rejects["row"].unique():
-        raw[r] = json.dumps(frame.loc[r].to_dict(), ensure_ascii=False) if r in frame.index else None
+    rows = rejects["row"].unique()
+    source = frame.loc[rows[np.isin(rows, frame.index)]].astype(object)  # the rejected rows, taken at once
+    names = [str(c) for c in source.columns]
+    raw = dict.fromkeys(rows)  # a row the frame does not hold (a header problem): no source row
+    for row, cells in zip(source.index, source.itertuples(index=False, name=None), strict=True):
+        raw[row] = json.dumps(dict(zip(names, cells, strict=True)), ensure_ascii=False)
     return pd.DataFrame(
         {
             "import_id": import_id,
