@@ -126,6 +126,12 @@ def test_a_10_mb_cell_is_refused_naming_the_cell_limit():
         prepare_import(book, file_name="long.xlsx")
 
 
+def test_a_header_cell_over_the_limit_is_refused_with_its_line_not_a_parser_error():
+    data = b'"' + b"x" * 40_000 + b'",name\nC1,Acme\n'
+    with pytest.raises(ImportRejected, match=r"line 1 holds a cell longer than 32,767 characters"):
+        prepare_import(data, file_name="long-header.csv")
+
+
 def test_a_table_with_more_cells_than_the_limit_is_refused_before_it_is_parsed(monkeypatch):
     monkeypatch.setattr(read, "MAX_CELLS", 5_000)
     data = ("customer_id,name,region\n" + "".join(f"C{i},N{i},EU\n" for i in range(2_000))).encode()

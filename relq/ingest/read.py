@@ -125,9 +125,9 @@ def read_rows(data: bytes, file_name: str, sheet: str | int | None = None) -> Ra
         return _read_xlsx(data, file_name, sheet)
     text, encoding, messages = decode_text(data, file_name)
     delimiter = sniff_delimiter(text)
-    _check_declared_size(text, delimiter, file_name)
+    width = _check_declared_size(text, delimiter, file_name)
     if encoding in ("UTF-8", "UTF-8 with BOM") and not messages and "\x00" not in text:
-        columns = _parse_columns(data, text, delimiter)
+        columns = _parse_columns(data, width, delimiter)
         if columns is not None:
             return RawFile(rows=[], encoding=encoding, delimiter=delimiter, columns=columns)
     rows = _parse_csv(text, delimiter, file_name)
@@ -136,18 +136,19 @@ def read_rows(data: bytes, file_name: str, sheet: str | int | None = None) -> Ra
     return RawFile(rows=rows, encoding=encoding, delimiter=delimiter, messages=messages)
 
 
-def _check_declared_size(text: str, delimiter: str, file_name: str) -> None:
-    """Refuse a table wider or larger than the limits from its first lines, before parsing it."""
+def _check_declared_size(text: str, delimiter: str, file_name: str) -> int:
+    """Refuse a table wider or larger than the limits from its first lines, before parsing it.
+    Returns the number of fields of the first record (0 when the csv module cannot read them)."""
     head = text[: 256 * 1024]
     lines = head.splitlines()[:60]
     if len(head) < len(text) and len(lines) > 1:
         lines = lines[:-1]
     try:
         widths = [len(r) for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)]
-        widths.append(
-            len(next(csv.reader(_lines(text), delimiter=delimiter), []))
-        )  # a whole first record (read a megabyte at a time: not a copy of the whole text)
+        first = len(next(csv.reader(_lines(text), delimiter=delimiter), []))  # a whole first record
+        widths.append(first)
     except csv.Error:
+        first = 0
         widths = [line.count(delimiter) + 1 for line in lines]
     width = max(widths, default=1)
     if width > MAX_COLUMNS:
@@ -161,6 +162,7 @@ def _check_declared_size(text: str, delimiter: str, file_name: str) -> None:
             f"{file_name}: the table has about {cells:,} cells (rows × columns); RelQ reads at most "
             f"{MAX_CELLS:,} cells from one file (README → Limits). Split it into smaller files."
         )
+    return first
 
 
 def _refuse_nul(rows: list[list[str]], file_name: str) -> None:
@@ -352,17 +354,17 @@ def _lines(text: str, chunk: int = 1 << 20):
         start = end
 
 
-def _parse_columns(data: bytes, text: str, delimiter: str):
+def _parse_columns(data: bytes, width: int, delimiter: str):
     """Every record of a UTF-8 CSV as Arrow text columns, parsed by pyarrow's CSV reader (in C++,
     on both cores, no Python string per cell: a 1M-row export in about a second, and ~300 MB
     instead of ~1 GB) — or None when that reader cannot give exactly what Python's csv module gives:
-    records of different widths, a quote never closed, a cell over the length limit. The caller
-    then parses the text with :func:`_parse_csv`, whose messages name the line."""
+    records of different widths than the first (``width`` fields; 0: unreadable), a quote never
+    closed, a cell over the length limit. The caller then parses the text with :func:`_parse_csv`,
+    whose messages name the line."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    width = len(next(csv.reader(_lines(text[: 256 * 1024]), delimiter=delimiter), []))
     if not width:
         return None
     body = pa.py_buffer(data)
