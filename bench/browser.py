@@ -36,20 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.run import CACHE, build_tier, db_path, log, machine  # noqa: E402
+from bench.run import CACHE, CHROMIUM_ARGS, IDLE_JS, build_tier, db_path, log, machine  # noqa: E402
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-RUNNING = ("initial", "running", "rerunRequested")
-IDLE_JS = """() => { const app = document.querySelector('[data-testid="stApp"]');
-  const s = app && app.getAttribute('data-test-script-state');
-  return !!s && !%s.includes(s); }""" % json.dumps(list(RUNNING))  # noqa: UP031 - a JS literal
 TARGET_WARM, TARGET_COLD = 1.5, 4.0
 TARGETS = {"huge": (3.0, None)}  # (warm and filter change, cold): no cold target at ten million
 

@@ -377,14 +377,16 @@ def _dashboard(database: Path):
             server.kill()
 
 
+# The app's script states while a run is under way, and a check that none is.
+RUNNING = ("initial", "running", "rerunRequested")
+IDLE_JS = """() => { const app = document.querySelector('[data-testid="stApp"]');
+  const s = app && app.getAttribute('data-test-script-state');
+  return !!s && !%s.includes(s); }""" % json.dumps(list(RUNNING))  # noqa: UP031 - a JS literal
+
+
 def _wait_idle(page, timeout_ms: int = 300_000) -> None:
     """Until the app's script run is over (its root's script state is no longer running)."""
-    page.wait_for_function(
-        """() => { const app = document.querySelector('[data-testid="stApp"]');
-                   const state = app && app.getAttribute('data-test-script-state');
-                   return state && !['initial', 'running', 'rerunRequested'].includes(state); }""",
-        timeout=timeout_ms,
-    )
+    page.wait_for_function(IDLE_JS, timeout=timeout_ms)
 
 
 def run_memory(tier: str) -> dict:

@@ -154,7 +154,7 @@ def _drop_footer(rows: list[list[str]]) -> tuple[list[list[str]], int]:
     """Drop a report footer: trailing rows of at most two filled cells after a blank row."""
     end = len(rows)
     i = end
-    while i > 1 and sum(bool(c.strip()) for c in rows[i - 1]) <= 2 and any(c.strip() for c in rows[i - 1]):
+    while i > 1 and _filled(rows[i - 1]) <= 2 and any(c.strip() for c in rows[i - 1]):
         i -= 1
     tail = rows[i:end]
     if tail and any(_SF_FOOTER.match(next((c.strip() for c in r if c.strip()), "")) for r in tail):
@@ -163,6 +163,17 @@ def _drop_footer(rows: list[list[str]]) -> tuple[list[list[str]], int]:
             j -= 1
         return rows[:j], end - j
     return rows, 0
+
+
+def _drop_footers(rows: list[list[str]]) -> tuple[list[list[str]], int]:
+    """:func:`_drop_footer` until no more footer comes off; returns the rows and the lines dropped."""
+    rows, footer = _drop_footer(rows)
+    while footer:
+        rows, more = _drop_footer(rows)
+        if not more:
+            break
+        footer += more
+    return rows, footer
 
 
 def build_table(rows, file_name: str) -> Table:
@@ -178,12 +189,7 @@ def build_table(rows, file_name: str) -> Table:
         rows = rows[1:]
     if not rows:
         raise ImportRejected(f"{file_name}: the file has no rows.")
-    rows, footer = _drop_footer(rows)
-    while footer:
-        rows, more = _drop_footer(rows)
-        if not more:
-            break
-        footer += more
+    rows, footer = _drop_footers(rows)
     header = [c.strip() for c in rows[0]]
     second = rows[1] if len(rows) > 1 else None
     third = rows[2] if len(rows) > 2 else None
@@ -237,7 +243,6 @@ def _build_from_columns(columns, file_name: str) -> Table:
     than two filled cells, so when such a row is among the last rows read as lists (not the first
     of them), walking those rows gives the same cut as walking the whole file; otherwise, and for
     small files, the list path runs on every row."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     n = columns.num_rows
@@ -246,13 +251,7 @@ def _build_from_columns(columns, file_name: str) -> Table:
     lead = next((i for i, r in enumerate(head) if any(c.strip() for c in r)), _WINDOW)
     if n <= 2 * _WINDOW or lead + 3 > _WINDOW or not any(_filled(r) > 2 for r in tail[1:]):
         return build_table(_as_rows(columns), file_name)
-    kept = _drop_blank_tail(tail)
-    kept, footer = _drop_footer(kept)
-    while footer:
-        kept, more = _drop_footer(kept)
-        if not more:
-            break
-        footer += more
+    kept, footer = _drop_footers(_drop_blank_tail(tail))
     end = n - (len(tail) - len(kept))
     rows = head[lead:]
     header = [c.strip() for c in rows[0]]
@@ -270,7 +269,7 @@ def _build_from_columns(columns, file_name: str) -> Table:
     start = lead + n_header
     data = [columns.column(i).slice(start, end - start) for i in range(width)]
     frame = pd.DataFrame(
-        {i: pd.arrays.ArrowStringArray(pc.cast(c, pa.large_string())) for i, c in enumerate(data)},
+        {i: pd.arrays.ArrowStringArray(c) for i, c in enumerate(data)},  # large_string, as read
         index=pd.RangeIndex(1, end - start + 1),
     ).set_axis([c.name for c in named], axis=1)
     some = np.zeros(len(frame), dtype=bool)

@@ -385,7 +385,7 @@ def _parse_columns(data: bytes, width: int, delimiter: str):
                 quoted_strings_can_be_null=False,
             ),
         )
-    except (pa.ArrowInvalid, pa.ArrowException):
+    except pa.ArrowException:
         return None
     for column in table.columns:
         if table.num_rows and pc.max(pc.utf8_length(column)).as_py() > MAX_CELL_CHARS:
