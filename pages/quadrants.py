@@ -35,16 +35,11 @@ def _spec(_engine, url: str, flt: SegmentFilter, x: str, y: str, mode: str, targ
         return quadrants.resolve_spec(conn, flt, x, y, mode, target)
 
 
-@st.cache_data(ttl=ui.CACHE_TTL, max_entries=64, show_spinner=False)
-def _summary(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int):
-    with _engine.connect() as conn:
-        return quadrants.quadrant_summary(conn, flt, spec)
-
-
 @st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
-def _picture(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int, max_points: int):
+def _view(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: int, max_points: int):
+    """The cards and the picture, from one read of the customers in view."""
     with _engine.connect() as conn:
-        return quadrants.quadrant_picture(conn, flt, spec, max_points, BIN_WIDTH)
+        return quadrants.quadrant_view(conn, flt, spec, max_points, BIN_WIDTH)
 
 
 @st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
@@ -179,7 +174,8 @@ target = right.number_input(
     disabled=mode != "target",
 )
 spec = _spec(engine, url, flt, x, y, mode, float(target) if mode == "target" else None, version)
-summary = _summary(engine, url, flt, spec, version)
+# executives never get one dot per customer: always customers per cell
+summary, kind, picture = _view(engine, url, flt, spec, version, -1 if ui.is_executive() else MAX_POINTS)
 
 if summary.customers == 0:
     st.warning(
@@ -235,8 +231,6 @@ st.markdown(
 )
 
 names = {key: spec.name(key) for key in QUADRANT_KEYS}
-# executives never get one dot per customer: always customers per cell
-kind, picture = _picture(engine, url, flt, spec, version, -1 if ui.is_executive() else MAX_POINTS)
 if kind == "points":
     fig = charts.quadrant_scatter(
         picture, x, y, spec.x_threshold, spec.y_threshold, names, title="One dot per customer"
@@ -281,8 +275,13 @@ with tabs[0]:
             format_func=lambda k: f"{names[k]} — {spec.label(k)} ({int(table.loc[k, 'customers']):,})",
             key="q_selected",
         )
-        listing = _customers(engine, url, flt, spec, selected, (summary.x_sem, summary.y_sem), version)
-        if not _may_see_customer_lists():
+        # a role that may not see the list does not wait for it either
+        listing = (
+            _customers(engine, url, flt, spec, selected, (summary.x_sem, summary.y_sem), version)
+            if _may_see_customer_lists()
+            else None
+        )
+        if listing is None:
             ui.customer_list_hidden_notice()
         elif listing.empty:
             st.info("No customer in this quadrant for the current filters.")

@@ -363,6 +363,49 @@ def test_picture_switches_to_sql_density_above_the_mark_limit(demo):
     assert density.set_index(["x", "y"])["customers"].to_dict() == expected.to_dict()
 
 
+def test_quadrant_view_gives_the_cards_and_picture_of_the_pandas_reference_from_one_read(demo):
+    """The page's one read of the customers in view (quadrant_view) gives what the separate
+    summary and picture give, and the points and cells of a pandas reference built from the
+    stored responses: same customers in the same quadrants, same cell counts."""
+    engine, responses, _, _ = demo
+    customers = pd.read_sql(sa.select(schema.customers.c.customer_id, schema.customers.c.region), engine)
+    region = sorted(customers["region"].dropna().unique())[0]
+    in_region = set(customers.loc[customers["region"] == region, "customer_id"])
+    flt = SegmentFilter().with_dimension("region", [region])
+    spec = QuadrantSpec("satisfaction", "commitment", 55.0, 45.0, "target")
+    latest = _latest_reference(responses[responses["customer_id"].isin(in_region)], spec.x, spec.y)
+    latest = latest.sort_values("customer_id")
+    expected_keys = _key_reference(latest, spec.x, spec.y, 55.0, 45.0).tolist()
+    with engine.connect() as conn:
+        summary, kind, points = quadrants.quadrant_view(conn, flt, spec, max_points=len(latest))
+        _, dense_kind, density = quadrants.quadrant_view(conn, flt, spec, max_points=10)
+        alone = quadrants.quadrant_summary(conn, flt, spec)
+    assert kind == "points" and dense_kind == "density"
+    assert points["customer_id"].tolist() == latest["customer_id"].tolist()
+    assert points["quadrant"].tolist() == expected_keys
+    assert np.allclose(points[["x", "y"]].to_numpy(float), latest[[spec.x, spec.y]].to_numpy(float))
+    cells = (
+        latest.assign(
+            x=np.floor(np.minimum(latest[spec.x], 98.75) / 2.5) * 2.5,
+            y=np.floor(np.minimum(latest[spec.y], 98.75) / 2.5) * 2.5,
+        )
+        .groupby(["x", "y"])
+        .size()
+    )
+    assert density.set_index(["x", "y"])["customers"].to_dict() == cells.to_dict()
+    assert summary.customers == len(latest) == alone.customers
+    pd.testing.assert_frame_equal(summary.table, alone.table)
+    assert (summary.borderline, summary.moved_up, summary.moved_down) == (
+        alone.borderline,
+        alone.moved_up,
+        alone.moved_down,
+    )
+    assert (
+        summary.counts
+        == pd.Series(expected_keys).value_counts().reindex(QUADRANT_KEYS, fill_value=0).to_dict()
+    )
+
+
 def test_quadrant_customers_list_the_quadrant_with_crm_fields(demo):
     engine, responses, _, _ = demo
     latest = _latest_reference(responses, "trust", "satisfaction")

@@ -6,8 +6,10 @@ that has both pillars of the pair. Ties on ``submitted_at`` are broken determini
 response with the greater ``response_id`` counts as the later one. "High" means index ≥ threshold
 (default 50, the scale midpoint; a business target or the median can be chosen).
 
-Everything is aggregated in the database (one window query picks the latest response, grouped
-queries return counts and sums); intervals come from :mod:`relq.measures.stats`.
+The database picks each customer's latest response (one window query) and hands over one row
+per customer (:func:`latest_frame`); the cards' counts, the sensitivity and the picture are
+counted from those rows, NPS and CSAT come from the clustered sums (:mod:`relq.measures.customer_sums`)
+and intervals from :mod:`relq.measures.stats`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -23,6 +26,7 @@ from sqlalchemy.engine import Connection
 from relq.measures import customer_sums, metrics, stats
 from relq.measures.metrics import Score
 from relq.store import schema
+from relq.store.database import read_frame
 from relq.store.filters import SegmentFilter, customer_dimension, quadrant_customer_ids
 from relq.store.latest import (
     DEFAULT_THRESHOLD,
@@ -52,7 +56,9 @@ __all__ = [
     "quadrant_customer_ids",
     "resolve_spec",
     "quadrant_counts",
+    "latest_frame",
     "quadrant_summary",
+    "quadrant_view",
     "pillar_alpha",
     "pillar_alphas",
     "quadrant_picture",
@@ -346,20 +352,51 @@ def _revenue_12m(conn: Connection) -> sa.Subquery:
     )
 
 
-def _moments(conn: Connection, latest: sa.Subquery) -> dict[str, float]:
-    row = conn.execute(
-        sa.select(
-            sa.func.count().label("n"),
-            sa.func.sum(latest.c.x_score).label("sx"),
-            sa.func.sum(latest.c.x_score * latest.c.x_score).label("sxx"),
-            sa.func.sum(latest.c.y_score).label("sy"),
-            sa.func.sum(latest.c.y_score * latest.c.y_score).label("syy"),
+def latest_frame(conn: Connection, flt: SegmentFilter, spec: QuadrantSpec = QuadrantSpec()) -> pd.DataFrame:
+    """Each customer's latest response in view having both pillars of ``spec``, with what the
+    cards count — one row per customer, by customer_id: ``customer_id``, ``x``, ``y``, ``known``
+    (in the CRM), ``churned`` (a churn date), ``value`` (annual value, else revenue of the last
+    365 days, else 0). One query, handed over column by column; the summary and the picture are
+    counted from it instead of each asking the database again."""
+    latest = latest_scores(flt, spec.x, spec.y, details=False)
+    revenue = _revenue_12m(conn)
+    stmt = sa.select(
+        latest.c.customer_id,
+        latest.c.x_score.label("x"),
+        latest.c.y_score.label("y"),
+        C.c.customer_id.is_not(None).label("known"),
+        C.c.churned_at.is_not(None).label("churned"),
+        sa.func.coalesce(C.c.annual_value, revenue.c.revenue_12m, 0.0).label("value"),
+    ).select_from(
+        latest.outerjoin(C, C.c.customer_id == latest.c.customer_id).outerjoin(
+            revenue, revenue.c.customer_id == latest.c.customer_id
         )
-    ).one()
-    n = int(row.n)
-    sd_x = math.sqrt(stats.variance_from_sums(n, _zero(row.sx), _zero(row.sxx))) if n >= 2 else float("nan")
-    sd_y = math.sqrt(stats.variance_from_sums(n, _zero(row.sy), _zero(row.syy))) if n >= 2 else float("nan")
-    return {"n": n, "sd_x": sd_x, "sd_y": sd_y}
+    )
+    frame = read_frame(conn, stmt)
+    frame = frame.astype({"x": float, "y": float, "known": bool, "churned": bool, "value": float})
+    frame["customer_id"] = frame["customer_id"].astype(object)
+    return frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+
+
+def _keys(x: np.ndarray, y: np.ndarray, x_threshold: float, y_threshold: float) -> np.ndarray:
+    """:func:`quadrant_key` on arrays: "high" means index ≥ threshold."""
+    x_high, y_high = x >= float(x_threshold), y >= float(y_threshold)
+    return np.select(
+        [x_high & y_high, x_high, y_high], list(QUADRANT_KEYS[:3]), default=QUADRANT_KEYS[3]
+    ).astype(object)
+
+
+def _moments(frame: pd.DataFrame) -> dict[str, float]:
+    n = len(frame)
+    out = {"n": n}
+    for axis in ("x", "y"):
+        v = frame[axis].to_numpy(float)
+        out[f"sd_{axis}"] = (
+            math.sqrt(stats.variance_from_sums(n, float(v.sum()), float((v * v).sum())))
+            if n >= 2
+            else float("nan")
+        )
+    return out
 
 
 def _zero(value) -> float:
@@ -374,6 +411,16 @@ def _borderline(latest: sa.Subquery, spec: QuadrantSpec, x_sem: float, y_sem: fl
     if not math.isnan(y_sem):
         parts.append(sa.func.abs(latest.c.y_score - spec.y_threshold) <= y_sem)
     return sa.or_(*parts) if parts else sa.false()
+
+
+def _borderline_mask(frame: pd.DataFrame, spec: QuadrantSpec, x_sem: float, y_sem: float) -> np.ndarray:
+    """:func:`_borderline` on the rows of :func:`latest_frame`."""
+    near = np.zeros(len(frame), dtype=bool)
+    if not math.isnan(x_sem):
+        near |= np.abs(frame["x"].to_numpy(float) - spec.x_threshold) <= x_sem
+    if not math.isnan(y_sem):
+        near |= np.abs(frame["y"].to_numpy(float) - spec.y_threshold) <= y_sem
+    return near
 
 
 _NO_SCORES = (
@@ -408,48 +455,41 @@ def _quadrant_scores(conn: Connection, flt: SegmentFilter, latest: sa.Subquery, 
 
 
 def quadrant_summary(
-    conn: Connection, flt: SegmentFilter, spec: QuadrantSpec = QuadrantSpec(), instrument=None
+    conn: Connection,
+    flt: SegmentFilter,
+    spec: QuadrantSpec = QuadrantSpec(),
+    instrument=None,
+    frame: pd.DataFrame | None = None,
 ) -> QuadrantSummary:
-    """Everything the quadrant cards show, from a handful of aggregate queries."""
-    latest = latest_scores(flt, spec.x, spec.y)
-    moments = _moments(conn, latest)
+    """Everything the quadrant cards show: the customers of :func:`latest_frame` (read here
+    unless given), each pillar's α for the SEM (one aggregate query), NPS and CSAT per quadrant
+    (one grouped query)."""
+    frame = latest_frame(conn, flt, spec) if frame is None else frame
+    moments = _moments(frame)
     alphas = pillar_alphas(conn, flt, (spec.x, spec.y), instrument)
     x_alpha, y_alpha = alphas[spec.x], alphas[spec.y]
     x_sem, y_sem = _sem(moments["sd_x"], x_alpha.alpha), _sem(moments["sd_y"], y_alpha.alpha)
 
-    key = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold)
+    x, y = frame["x"].to_numpy(float), frame["y"].to_numpy(float)
     up, down = spec.shifted(SENSITIVITY_STEP), spec.shifted(-SENSITIVITY_STEP)
-    key_up = quadrant_key(latest.c.x_score, latest.c.y_score, up.x_threshold, up.y_threshold)
-    key_down = quadrant_key(latest.c.x_score, latest.c.y_score, down.x_threshold, down.y_threshold)
-    revenue = _revenue_12m(conn)
-    label = key.label("quadrant")
-    rows = conn.execute(
-        sa.select(
-            label,
-            sa.func.count().label("customers"),
-            _count_if(latest.c.nps >= 9, "promoters"),
-            _count_if(latest.c.nps.between(7, 8), "passives"),
-            _count_if(latest.c.nps <= 6, "detractors"),
-            sa.func.count(latest.c.csat).label("csat_n"),
-            _count_if(latest.c.csat >= 4, "csat_top2"),
-            sa.func.count(C.c.customer_id).label("known"),
-            sa.func.count(C.c.churned_at).label("churned"),
-            sa.func.coalesce(
-                sa.func.sum(sa.func.coalesce(C.c.annual_value, revenue.c.revenue_12m, 0.0)), 0.0
-            ).label("revenue_at_stake"),
-            _count_if(_borderline(latest, spec, x_sem, y_sem), "borderline"),
-            _count_if(key_up != key, "moved_up"),
-            _count_if(key_down != key, "moved_down"),
-        )
-        .select_from(
-            latest.outerjoin(C, C.c.customer_id == latest.c.customer_id).outerjoin(
-                revenue, revenue.c.customer_id == latest.c.customer_id
-            )
-        )
-        .group_by(key)
-    ).all()
-    by_key = {r.quadrant: r._mapping for r in rows}
-    total = sum(int(r.customers) for r in rows)
+    keys = _keys(x, y, spec.x_threshold, spec.y_threshold)
+    near = _borderline_mask(frame, spec, x_sem, y_sem)
+    moved_up = keys != _keys(x, y, up.x_threshold, up.y_threshold)
+    moved_down = keys != _keys(x, y, down.x_threshold, down.y_threshold)
+    counted = pd.DataFrame(
+        {
+            "quadrant": keys,
+            "customers": 1,
+            "known": frame["known"].to_numpy(bool).astype(int),
+            "churned": (frame["known"].to_numpy(bool) & frame["churned"].to_numpy(bool)).astype(int),
+            "revenue_at_stake": frame["value"].to_numpy(float),
+            "borderline": near.astype(int),
+        }
+    )
+    by_key = counted.groupby("quadrant").sum().to_dict("index")
+    total = len(frame)
+    latest = latest_scores(flt, spec.x, spec.y)
+    key = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold)
     scores = _quadrant_scores(conn, flt, latest, key)
     records = []
     for k in QUADRANT_KEYS:
@@ -496,9 +536,9 @@ def quadrant_summary(
         y_alpha=y_alpha,
         x_sem=x_sem,
         y_sem=y_sem,
-        borderline=sum(int(r.borderline) for r in rows),
-        moved_up=sum(int(r.moved_up) for r in rows),
-        moved_down=sum(int(r.moved_down) for r in rows),
+        borderline=int(near.sum()),
+        moved_up=int(moved_up.sum()),
+        moved_down=int(moved_down.sum()),
     )
 
 
@@ -511,36 +551,46 @@ def quadrant_picture(
     spec: QuadrantSpec = QuadrantSpec(),
     max_points: int = 20_000,
     bin_width: float = 2.5,
+    frame: pd.DataFrame | None = None,
 ) -> tuple[str, pd.DataFrame]:
     """``("points", frame)`` with one row per customer when at most ``max_points`` are in view,
-    else ``("density", frame)`` of customers per ``bin_width`` × ``bin_width`` cell, binned in SQL.
+    else ``("density", frame)`` of customers per ``bin_width`` × ``bin_width`` cell; from the
+    customers of :func:`latest_frame` (read here unless given).
 
-    points: customer_id, x, y, quadrant. density: x, y (lower cell edges), customers.
+    points: customer_id, x, y, quadrant (by customer_id). density: x, y (lower cell edges),
+    customers (by x, then y).
     """
-    latest = latest_scores(flt, spec.x, spec.y)
-    total = conn.execute(sa.select(sa.func.count()).select_from(latest)).scalar_one()
-    if total <= max_points:
-        key = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold)
-        rows = conn.execute(
-            sa.select(
-                latest.c.customer_id,
-                latest.c.x_score.label("x"),
-                latest.c.y_score.label("y"),
-                key.label("quadrant"),
-            ).order_by(latest.c.customer_id)
-        ).all()
-        return "points", pd.DataFrame(rows, columns=["customer_id", "x", "y", "quadrant"])
+    frame = latest_frame(conn, flt, spec) if frame is None else frame
+    x, y = frame["x"].to_numpy(float), frame["y"].to_numpy(float)
+    if len(frame) <= max_points:
+        points = frame[["customer_id", "x", "y"]].copy()
+        points["quadrant"] = _keys(x, y, spec.x_threshold, spec.y_threshold)
+        return "points", points.reset_index(drop=True)
     width = float(bin_width)
     # Index 100 belongs to the last cell, not a cell of its own.
-    bx = (sa.func.floor(sa.func.least(latest.c.x_score, 100 - width / 2) / width) * width).label("x")
-    by = (sa.func.floor(sa.func.least(latest.c.y_score, 100 - width / 2) / width) * width).label("y")
-    rows = conn.execute(
-        sa.select(bx, by, sa.func.count().label("customers")).group_by(bx, by).order_by(bx, by)
-    ).all()
-    frame = pd.DataFrame(rows, columns=["x", "y", "customers"]).astype(
-        {"x": float, "y": float, "customers": int}
+    cells = pd.DataFrame(
+        {
+            "x": np.floor(np.minimum(x, 100 - width / 2) / width) * width,
+            "y": np.floor(np.minimum(y, 100 - width / 2) / width) * width,
+        }
     )
-    return "density", frame
+    density = cells.groupby(["x", "y"], sort=True).size().rename("customers").reset_index()
+    return "density", density.astype({"x": float, "y": float, "customers": int})
+
+
+def quadrant_view(
+    conn: Connection,
+    flt: SegmentFilter,
+    spec: QuadrantSpec = QuadrantSpec(),
+    max_points: int = 20_000,
+    bin_width: float = 2.5,
+    instrument=None,
+) -> tuple[QuadrantSummary, str, pd.DataFrame]:
+    """:func:`quadrant_summary` and :func:`quadrant_picture` from one read of the customers."""
+    frame = latest_frame(conn, flt, spec)
+    summary = quadrant_summary(conn, flt, spec, instrument, frame)
+    kind, picture = quadrant_picture(conn, flt, spec, max_points, bin_width, frame)
+    return summary, kind, picture
 
 
 def _open_tickets() -> sa.Subquery:
