@@ -17,7 +17,7 @@ from lifelines.utils import restricted_mean_survival_time
 
 from relq import store
 from relq.analyses import retention, service, survival
-from relq.store import schema
+from relq.store import dialects, schema
 from relq.store.filters import SegmentFilter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "retention"
@@ -725,3 +725,70 @@ def test_value_tiers_rank_only_the_customers_who_bought_in_the_last_12_months_ha
         "OLD": "No purchases",
     }
     assert set(seg["value"]) <= set(retention.VALUE_TIER_DEFINITIONS) | set(retention.LIFECYCLE_DEFINITIONS)
+
+
+# --------------------------------------------------------------------------- the purchase summary
+
+
+def _purchase_figures(conn, flt: SegmentFilter) -> dict:
+    """Every figure read through lifetimes and the purchase months."""
+    basis = retention.churn_basis(conn)
+    return {
+        "cohorts": retention.cohort_activity(conn, flt, basis),
+        "rates": retention.retention_rates(conn, flt, "quarter", basis),
+        "at_risk": retention.at_risk_customers(conn, flt, 60, basis),
+        "durations": survival.duration_table(conn, flt, "plan", basis),
+        "landmark": survival.landmark_table(conn, flt, "rq", basis).table,
+        "clv": survival.lifetime_value(conn, flt, "plan", basis),
+    }
+
+
+def _assert_same_figures(got: dict, expected: dict) -> None:
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=False, rtol=1e-12, obj=name)
+
+
+def test_purchase_summary_gives_the_figures_of_the_purchases_themselves_and_is_dropped_when_data_change(
+    engine, demo_company
+):
+    """The stored purchase summary stands in for the purchases on the retention pages: cohorts,
+    retention rates, the at-risk list, durations, landmarks and lifetime value equal those grouped
+    from every purchase (the pandas references above check that path), for the whole company and a
+    region. Once the data change it is not read: the next purchase shows at once, before it is rebuilt."""
+    _load_demo(engine, demo_company)
+    region = SegmentFilter().with_dimension("region", [sorted(demo_company.customers["region"].unique())[0]])
+    with engine.connect() as conn:
+        raw = {flt: _purchase_figures(conn, flt) for flt in (SegmentFilter(), region)}
+    built = retention.save_purchase_summary(engine)
+    clickhouse = dialects.is_clickhouse(engine)
+    with engine.connect() as conn:
+        assert retention.purchase_summary_ready(conn, retention.churn_basis(conn)) is (not clickhouse)
+        assert built is (not clickhouse)
+        for flt, expected in raw.items():
+            _assert_same_figures(_purchase_figures(conn, flt), expected)
+    # a customer who had stopped buying buys again on the data's last day, in a new import
+    with engine.connect() as conn:
+        end = retention.churn_basis(conn).end
+        listed = raw[SegmentFilter()]["at_risk"]
+        quiet = listed.loc[listed["days_since_purchase"] > 60, "customer_id"].iloc[0]
+    _load(
+        engine,
+        transactions=pd.DataFrame(
+            {
+                "transaction_id": ["new-1"],
+                "customer_id": [quiet],
+                "occurred_at": [pd.Timestamp(end)],
+                "amount": [10.0],
+            }
+        ),
+    )
+    with engine.begin() as conn:
+        store.note_data_change(conn, "import")
+    with engine.connect() as conn:
+        assert not retention.purchase_summary_ready(conn, retention.churn_basis(conn))
+        fresh = _purchase_figures(conn, SegmentFilter())
+    listed = fresh["at_risk"].set_index("customer_id")
+    assert quiet not in listed.index or listed.loc[quiet, "days_since_purchase"] == 0
+    retention.save_purchase_summary(engine)
+    with engine.connect() as conn:
+        _assert_same_figures(_purchase_figures(conn, SegmentFilter()), fresh)

@@ -335,6 +335,8 @@ def test_an_import_saves_scores_for_the_new_data_and_its_undo_removes_them(duckd
     assert any(m.startswith("Churn-risk scores refreshed for ") for m in result.follow_up)
     after = store.data_version(duckdb_engine)
     with duckdb_engine.connect() as conn:
+        # the purchase summary the retention pages read was rebuilt for the new data too
+        assert retention.purchase_summary_ready(conn, retention.churn_basis(conn))
         assert churn_risk.saved_scores(conn, before) is None  # the older version's rows are gone
         saved = churn_risk.saved_scores(conn, after)
         fitted = churn_risk.current_scores(conn)
@@ -345,6 +347,8 @@ def test_an_import_saves_scores_for_the_new_data_and_its_undo_removes_them(duckd
     undone = store.data_version(duckdb_engine)
     with duckdb_engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from churn_scores")).scalar_one() == 0
+        assert conn.execute(sa.text("select count(*) from purchase_summary")).scalar_one() == 0
+        assert not retention.purchase_summary_ready(conn, retention.churn_basis(conn))
     # the page's path: nothing saved for this version, so it fits, saves, and the next reader reads
     first = churn_risk.todays_scores(duckdb_engine, undone)
     second = churn_risk.todays_scores(duckdb_engine, undone)

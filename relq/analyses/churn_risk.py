@@ -41,7 +41,7 @@ from scipy import sparse
 from sqlalchemy.engine import Connection
 
 from relq import store
-from relq.analyses.retention import Basis, account_waves, churn_basis
+from relq.analyses.retention import Basis, account_waves, churn_basis, save_purchase_summary
 from relq.core.settings import load_settings
 from relq.measures import stats
 from relq.store import schema
@@ -1132,13 +1132,18 @@ def todays_scores(
 
 
 def refresh_scores(engine) -> str:
-    """Fit and save today's scores (after an import, relq.outputs.followup, or the demo's load),
-    and say so in a sentence."""
+    """After a change of the stored data (an import, relq.outputs.followup; an undo; the demo's
+    load): rebuild the purchase summary the retention pages read, then fit and save today's
+    scores, and say so in a sentence."""
     with _FITTING:
         return _refresh(engine)
 
 
 def _refresh(engine) -> str:
+    try:
+        save_purchase_summary(engine)
+    except sa.exc.SQLAlchemyError:  # busy or read-only: the pages read the purchases themselves
+        _log.warning("The purchase summary was not rebuilt after the data changed.", exc_info=True)
     version = store.data_version(engine)
     with engine.connect() as conn:
         assessment = current_scores(conn)

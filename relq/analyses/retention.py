@@ -33,7 +33,7 @@ from sqlalchemy.sql import Select
 from relq import store
 from relq.core.settings import load_settings
 from relq.measures import stats
-from relq.store import schema
+from relq.store import dialects, schema
 from relq.store.filters import SegmentFilter, customer_dimension
 from relq.store.schema import PILLARS
 
@@ -45,6 +45,8 @@ __all__ = [
     "Basis",
     "churn_basis",
     "lifetimes",
+    "purchase_summary_ready",
+    "save_purchase_summary",
     "last_complete_month",
     "wilson_bounds",
     "cohort_activity",
@@ -117,34 +119,97 @@ def churn_basis(conn: Connection, basis: str = "auto", inactive_days: int | None
     return Basis(basis, store.data_end(conn), inactive_days)
 
 
-def _purchases(end: date) -> sa.Subquery:
+def _purchase_columns(end: date) -> list:
+    """Per customer (grouped by ``transactions.customer_id``): first and last purchase, revenue,
+    and the revenue of the 365 days before ``end``."""
     year_ago = end - timedelta(days=365)
-    return (
-        sa.select(
-            T.c.customer_id,
-            sa.func.min(T.c.occurred_at).label("first_at"),
-            sa.func.max(T.c.occurred_at).label("last_at"),
-            sa.func.sum(T.c.amount).label("revenue"),
-            sa.func.sum(
-                sa.case((T.c.occurred_at >= sa.literal(year_ago, sa.DateTime), T.c.amount), else_=0.0)
-            ).label("revenue_12m"),
+    return [
+        T.c.customer_id,
+        sa.func.min(T.c.occurred_at).label("first_at"),
+        sa.func.max(T.c.occurred_at).label("last_at"),
+        sa.func.sum(T.c.amount).label("revenue"),
+        sa.func.sum(
+            sa.case((T.c.occurred_at >= sa.literal(year_ago, sa.DateTime), T.c.amount), else_=0.0)
+        ).label("revenue_12m"),
+    ]
+
+
+def _purchases(end: date, summarised: bool = False) -> sa.Subquery:
+    if summarised:  # the same rows, summed after the last change of the data
+        return sa.select(*(PS.c[c] for c in _SUMMED)).subquery("purchases")
+    return sa.select(*_purchase_columns(end)).group_by(T.c.customer_id).subquery("purchases")
+
+
+def _month_rows() -> Select:
+    """Each customer's distinct calendar months with a purchase (``customer_id``, ``m``)."""
+    return sa.select(T.c.customer_id, _month_index(T.c.occurred_at).label("m")).distinct()
+
+
+def _purchase_months(summarised: bool = False) -> sa.Subquery:
+    if summarised:
+        return sa.select(PM.c.customer_id, PM.c.m).subquery("months")
+    return _month_rows().subquery("months")
+
+
+# --------------------------------------------------------------------------- purchase summaries
+
+PS, PM, DV = schema.purchase_summary, schema.purchase_months, schema.derived_versions
+_SUMMED = ("customer_id", "first_at", "last_at", "revenue", "revenue_12m")
+_SUMMARY = "purchases"
+
+
+def purchase_summary_ready(conn: Connection, basis: Basis) -> bool:
+    """Whether the stored purchase summary (:func:`save_purchase_summary`) was built from the
+    current data version up to ``basis.end``, so it may stand in for the purchases themselves.
+    Two one-row reads; False on ClickHouse, which keeps no summary."""
+    if dialects.is_clickhouse(conn):
+        return False
+    row = conn.execute(sa.select(DV.c.data_version, DV.c.data_end).where(DV.c.name == _SUMMARY)).first()
+    if row is None or pd.Timestamp(row.data_end).date() != basis.end:
+        return False
+    return int(row.data_version) == store.data_version(conn)
+
+
+def save_purchase_summary(engine) -> bool:
+    """Rebuild the purchase summary from the stored purchases, in one transaction on the database
+    side (no row travels): one row per customer (first and last purchase, revenue, revenue of the
+    365 days before the data's end) and one per customer and calendar month with a purchase, marked
+    with the data version and end they were built from. False on ClickHouse (nothing is built)."""
+    if dialects.is_clickhouse(engine):
+        return False
+    with engine.begin() as conn:
+        store.serialise_imports(conn)
+        version, end = store.data_version(conn), store.data_end(conn)
+        conn.execute(PS.delete())
+        conn.execute(PM.delete())
+        conn.execute(DV.delete().where(DV.c.name == _SUMMARY))
+        conn.execute(
+            PS.insert().from_select(
+                list(_SUMMED), sa.select(*_purchase_columns(end)).group_by(T.c.customer_id)
+            )
         )
-        .group_by(T.c.customer_id)
-        .subquery("purchases")
-    )
+        conn.execute(PM.insert().from_select(["customer_id", "m"], _month_rows()))
+        conn.execute(DV.insert().values(name=_SUMMARY, data_version=version, data_end=end))
+    return True
 
 
 def lifetimes(
-    flt: SegmentFilter, basis: Basis, *, acquired_in_period: bool = True, by: str | None = None
+    flt: SegmentFilter,
+    basis: Basis,
+    *,
+    acquired_in_period: bool = True,
+    by: str | None = None,
+    summarised: bool = False,
 ) -> Select:
     """Per customer: customer_id, start_day, last_day, end_day, churned (0/1), revenue, revenue_12m
     and CRM fields (owner, company, annual_value; NULL for customers known only from purchases).
 
     The filter's segment dimensions apply through ``customers``; with ``acquired_in_period`` its
     since/until select customers whose ``start_day`` falls in the period. ``by`` adds a ``segment``
-    column (a customer dimension; "All customers" without it).
+    column (a customer dimension; "All customers" without it). With ``summarised`` (see
+    :func:`purchase_summary_ready`) the purchases are read from their stored summary.
     """
-    p = _purchases(basis.end)
+    p = _purchases(basis.end, summarised)
     customer_id = sa.func.coalesce(C.c.customer_id, p.c.customer_id)
     start_day = sa.func.coalesce(C.c.acquired_at, sa.cast(p.c.first_at, sa.Date))
     last_day = sa.cast(p.c.last_at, sa.Date)
@@ -239,14 +304,14 @@ def cohort_activity(
     data do not cover it to its last day: its share is shown, marked, and left out of the report.
     """
     basis = basis or churn_basis(conn)
-    life = lifetimes(flt, basis).cte("life")
+    summarised = purchase_summary_ready(conn, basis)
+    life = lifetimes(flt, basis, summarised=summarised).cte("life")
     cohort = _month_index(life.c.start_day)
     # One round trip: cohort sizes (k = -1) and active counts together. Each customer's
     # distinct purchase months are taken first, so the join sees far fewer rows than every
-    # purchase (1.6× faster on the 4.9M-purchase benchmark tier, bench/RESULTS.md).
-    months = (
-        sa.select(T.c.customer_id, _month_index(T.c.occurred_at).label("m")).distinct().subquery("months")
-    )
+    # purchase (1.6× faster on the 4.9M-purchase benchmark tier, bench/RESULTS.md); stored
+    # with the purchase summary, they are not even grouped again.
+    months = _purchase_months(summarised)
     k = months.c.m - cohort
     size_rows = sa.select(
         cohort.label("cohort"), sa.literal(-1).label("k"), sa.func.count().label("n")
@@ -371,7 +436,11 @@ def _lifetime_counts(
     """Customers by (segment, start month, end month, churned): the only rows the rates need.
     With ``by``, customers without a value (or without a ``customers`` row) have a missing
     segment, so the segments add up to the view."""
-    life = lifetimes(SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), basis).subquery("life")
+    life = lifetimes(
+        SegmentFilter(customer=flt.customer, quadrant=flt.quadrant),
+        basis,
+        summarised=purchase_summary_ready(conn, basis),
+    ).subquery("life")
     start_m, end_m = _month_index(life.c.start_day), _month_index(life.c.end_day)
     segment = (
         sa.cast(customer_dimension(by), sa.Text) if by else sa.literal("All customers", sa.Text)
@@ -685,7 +754,11 @@ def at_risk_customers(
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}.")
     basis = basis or churn_basis(conn)
-    life = lifetimes(SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), basis).subquery("life")
+    life = lifetimes(
+        SegmentFilter(customer=flt.customer, quadrant=flt.quadrant),
+        basis,
+        summarised=purchase_summary_ready(conn, basis),
+    ).subquery("life")
     waves = account_waves(flt.response_clause())
     end = sa.literal(basis.end, sa.Date)
     since_purchase = end - sa.func.coalesce(life.c.last_day, life.c.start_day)

@@ -30,7 +30,7 @@ from lifelines.utils import median_survival_times, restricted_mean_survival_time
 from sqlalchemy.engine import Connection
 
 from relq import store
-from relq.analyses.retention import Basis, churn_basis, lifetimes
+from relq.analyses.retention import Basis, churn_basis, lifetimes, purchase_summary_ready
 from relq.measures import stats
 from relq.store import schema
 from relq.store.filters import SegmentFilter
@@ -103,7 +103,7 @@ def duration_table(
     basis = basis or churn_basis(conn)
     if by in SURVEY_SPLITS:
         return landmark_table(conn, flt, by, basis).table
-    life = lifetimes(flt, basis, by=by).subquery("life")
+    life = lifetimes(flt, basis, by=by, summarised=purchase_summary_ready(conn, basis)).subquery("life")
     duration = (life.c.end_day - life.c.start_day).label("duration")
     segment = life.c.segment
     rows = conn.execute(
@@ -211,7 +211,10 @@ def landmark_table(
     basis = basis or churn_basis(conn)
     first, order = _placing_responses(flt, by, spec)
     life = lifetimes(
-        SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), basis, acquired_in_period=False
+        SegmentFilter(customer=flt.customer, quadrant=flt.quadrant),
+        basis,
+        acquired_in_period=False,
+        summarised=purchase_summary_ready(conn, basis),
     ).subquery("life")
     status = _landmark_status(first, life).label("status")
     duration = (life.c.end_day - first.c.day).label("duration")
@@ -441,7 +444,10 @@ def cox_landmark(
         flt, [R.c[p].is_not(None) for p in PILLARS], [R.c[p] for p in PILLARS], "first_response"
     )
     life = lifetimes(
-        SegmentFilter(customer=flt.customer, quadrant=flt.quadrant), basis, acquired_in_period=False
+        SegmentFilter(customer=flt.customer, quadrant=flt.quadrant),
+        basis,
+        acquired_in_period=False,
+        summarised=purchase_summary_ready(conn, basis),
     ).subquery("life")
     status = _landmark_status(first, life).label("status")
     frame = store.read_frame(  # a row per surveyed customer: handed over column by column
@@ -609,7 +615,7 @@ def lifetime_value(
     resamples of the segment's customers (seeded).
     """
     basis = basis or churn_basis(conn)
-    life = lifetimes(flt, basis, by=by).subquery("life")
+    life = lifetimes(flt, basis, by=by, summarised=purchase_summary_ready(conn, basis)).subquery("life")
     rows = conn.execute(
         sa.select(
             life.c.segment,

@@ -41,6 +41,9 @@ __all__ = [
     "comment_facts",
     "comment_themes",
     "churn_scores",
+    "purchase_summary",
+    "purchase_months",
+    "derived_versions",
     "app_settings",
     "data_changes",
     "cases",
@@ -322,6 +325,41 @@ churn_scores = Table(
     Column("days_since_purchase", Double),
     Column("wave_latest", Text),
     info=_clickhouse("recipe, data_version, position"),
+)
+
+# Each customer's purchases summed once per change of the stored data, so retention, cohorts and
+# survival read one row per customer (and one per customer and month with a purchase) instead of
+# grouping every purchase on every page run: relq.analyses.retention.save_purchase_summary rebuilds
+# them after each import, undo and demo load (with today's churn-risk scores), and they are read only
+# while derived_versions says they are of the current data version and data end. DuckDB and
+# PostgreSQL; ClickHouse reads the purchases themselves.
+purchase_summary = Table(
+    "purchase_summary",
+    metadata,
+    Column("customer_id", Text, nullable=False),
+    Column("first_at", DateTime, nullable=False),
+    Column("last_at", DateTime, nullable=False),
+    Column("revenue", Double, nullable=False),
+    Column("revenue_12m", Double, nullable=False),  # the 365 days before the data's end
+    info=_clickhouse("customer_id"),
+)
+
+purchase_months = Table(
+    "purchase_months",
+    metadata,
+    Column("customer_id", Text, nullable=False),
+    Column("m", Integer, nullable=False),  # months since year 0: year·12 + month − 1
+    info=_clickhouse("customer_id, m"),
+)
+
+# Which data version (and data end) each derived table was built from; a table whose row is missing
+# or older than the data is not read.
+derived_versions = Table(
+    "derived_versions",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("data_version", Integer, nullable=False),
+    Column("data_end", Date, nullable=False),
 )
 
 # What an admin sets on the Admin page (e.g. whether executives may see owner splits): key → JSON.
