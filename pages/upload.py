@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from relq import ingest, store, ui
-from relq.analyses.churn_risk import FITTING_IN_BACKGROUND, refresh_scores_in_background
+from relq.analyses.churn_risk import FITTING_IN_BACKGROUND
 from relq.exceptions import ImportRejected, RelqError
 from relq.outputs.followup import follow_up_import
 
@@ -217,8 +217,7 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             st.error(ui.plain(exc))
             return
         bar.progress(1.0, text="Done.")  # the import wrote its own audit row, in its transaction
-        ui.bump_data_version()
-        refresh_scores_in_background(engine)  # after the bump: saved under the version pages read
+        ui.bump_data_version()  # and today's scores and purchase sums rebuilt in the background
         st.session_state["up_last_result"] = (
             f"Import {result.import_id}: {result.rows_imported:,} of {result.rows_total:,} rows imported as "
             f"{result.kind}; {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already present, "
@@ -244,7 +243,6 @@ def _after_import(engine) -> None:
         if st.button("Remove the demo company", key="up_remove_demo"):
             store.remove_demo(engine, user=ui.current_user_email())
             ui.bump_data_version()
-            refresh_scores_in_background(engine)  # today's scores without the demo's customers
             st.session_state["up_last_result"] = message + " The demo company was removed."
             st.rerun()
 
@@ -264,7 +262,6 @@ def _history(engine) -> None:
     if right.button("Undo import", key="up_undo"):
         store.undo_import(engine, chosen, user=ui.current_user_email())  # with its audit row
         ui.bump_data_version()
-        refresh_scores_in_background(engine)  # today's scores without the import's rows
         st.session_state["up_last_result"] = None
         st.success(f"Import {chosen} was undone.")
         st.rerun()

@@ -340,3 +340,76 @@ def _flat(d, prefix=""):
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def _sums_read(conn, instrument: Instrument = INSTRUMENT) -> dict:
+    from relq.measures.reliability import customer_item_sums
+
+    region = sorted(
+        store.read_frame(conn, sa.select(store.schema.customers.c.region))["region"].dropna().unique()
+    )[0]
+    out = {}
+    for name, flt in (
+        ("all", SegmentFilter()),
+        ("region", SegmentFilter().with_dimension("region", [region])),
+        ("half year", SegmentFilter(since=date(2026, 1, 1), until=date(2026, 6, 30))),
+    ):
+        out[name, "every item"] = item_sums(conn, flt, instrument)
+        out[name, "two pillars"] = item_sums(conn, flt, instrument, ("trust", "satisfaction"))
+        out[name, "per customer"] = {"": customer_item_sums(conn, flt, instrument)}
+    return out
+
+
+def _assert_same_sums(got: dict, expected: dict) -> None:
+    for key, blocks in expected.items():
+        assert got[key].keys() == blocks.keys(), key
+        for name, block in blocks.items():
+            for part, value in block.items():
+                if isinstance(value, np.ndarray):
+                    np.testing.assert_allclose(
+                        got[key][name][part], value, rtol=1e-12, err_msg=str((key, name, part))
+                    )
+                else:
+                    assert got[key][name][part] == value, (key, name, part)
+
+
+def test_stored_answer_rows_give_the_sums_of_the_answers_themselves_until_data_or_instrument_change(
+    engine, demo_company
+):
+    """The answers pivoted once after a change of the data stand in for the answers on the
+    Measurement and Gap quadrants pages: every item sum, cross-product and per-customer sum equals the
+    one pivoted from the answers (whose figures the pandas references above check), for the whole
+    company, a region and a period. A changed instrument or newer data read the answers again."""
+    from relq.measures.reliability import answer_rows_ready, save_answer_rows
+
+    store.load_demo(engine, demo_company)
+    with engine.connect() as conn:
+        raw = _sums_read(conn)
+    clickhouse = store.dialects.is_clickhouse(engine)
+    assert save_answer_rows(engine, INSTRUMENT) is (not clickhouse)
+    with engine.connect() as conn:
+        assert answer_rows_ready(conn, INSTRUMENT) is (not clickhouse)
+        _assert_same_sums(_sums_read(conn), raw)
+        # numpy on the generator's own answers, through the stored rows
+        block = _recoded_wide(demo_company.answers)[INSTRUMENT.item_ids].dropna().to_numpy()
+        stored = item_sums(conn, SegmentFilter(), INSTRUMENT)["all"]
+        assert stored["n"] == len(block)
+        np.testing.assert_allclose(stored["cross"], block.T @ block, rtol=1e-12)
+        # trust_4 keyed the other way: the stored rows no longer fit, the answers are read
+        flipped = Instrument(
+            tuple(
+                Item(i.id, i.pillar, i.text, not i.reverse if i.id == "trust_4" else i.reverse)
+                for i in INSTRUMENT.items
+            ),
+            INSTRUMENT.scale_min,
+            INSTRUMENT.scale_max,
+        )
+        assert not answer_rows_ready(conn, flipped)
+        block = _recoded_wide(demo_company.answers, flipped)[flipped.item_ids].dropna().to_numpy()
+        np.testing.assert_allclose(
+            item_sums(conn, SegmentFilter(), flipped)["all"]["cross"], block.T @ block, rtol=1e-12
+        )
+    with engine.begin() as conn:
+        store.note_data_change(conn, "import")
+    with engine.connect() as conn:
+        assert not answer_rows_ready(conn, INSTRUMENT)

@@ -1133,17 +1133,21 @@ def todays_scores(
 
 def refresh_scores(engine) -> str:
     """After a change of the stored data (an import, relq.outputs.followup; an undo; the demo's
-    load): rebuild the purchase summary the retention pages read, then fit and save today's
-    scores, and say so in a sentence."""
+    load; an edit in the dashboard): rebuild the purchase summary the retention pages read and the
+    answer rows the reliability statistics read, then fit and save today's scores, and say so in a
+    sentence."""
     with _FITTING:
         return _refresh(engine)
 
 
 def _refresh(engine) -> str:
-    try:
-        save_purchase_summary(engine)
-    except sa.exc.SQLAlchemyError:  # busy or read-only: the pages read the purchases themselves
-        _log.warning("The purchase summary was not rebuilt after the data changed.", exc_info=True)
+    from relq.measures.reliability import save_answer_rows
+
+    for rebuild, what in ((save_purchase_summary, "purchase summary"), (save_answer_rows, "answer rows")):
+        try:
+            rebuild(engine)
+        except sa.exc.SQLAlchemyError:  # busy or read-only: the pages read the stored rows themselves
+            _log.warning("The %s was not rebuilt after the data changed.", what, exc_info=True)
     version = store.data_version(engine)
     with engine.connect() as conn:
         assessment = current_scores(conn)

@@ -13,6 +13,7 @@ the instrument changes, in one ``UPDATE … FROM`` on the database side (no rows
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from itertools import combinations, combinations_with_replacement
@@ -22,9 +23,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from relq import store
 from relq.core.instrument import Instrument, min_answered
 from relq.measures import stats
-from relq.store import schema
+from relq.store import dialects, schema
 from relq.store.database import read_frame
 from relq.store.filters import SegmentFilter
 from relq.store.schema import PILLARS
@@ -41,6 +43,8 @@ __all__ = [
     "answer_distribution",
     "has_answers",
     "recompute_indices",
+    "answer_rows_ready",
+    "save_answer_rows",
 ]
 
 R = schema.survey_responses
@@ -66,19 +70,95 @@ def _recoded(item, instrument: Instrument):
     )
 
 
-def _pivot(instrument: Instrument, flt: SegmentFilter, positions: list[int] | None = None):
+def _pivot_rows(instrument: Instrument, positions) -> sa.Select:
+    """One row per stored response answering any of the items at ``positions``: c<i>, the recoded
+    answers (columns named by the item's place in the instrument)."""
+    columns = [sa.func.max(_recoded(instrument.items[i], instrument)).label(f"c{i}") for i in positions]
+    ids = [instrument.items[i].id for i in positions]
+    return sa.select(A.c.response_id, *columns).where(A.c.item_id.in_(ids)).group_by(A.c.response_id)
+
+
+def _pivot(
+    instrument: Instrument, flt: SegmentFilter, positions: list[int] | None = None, stored: bool = False
+):
     """One row per filtered response: c0..c{k-1}, the recoded answers in instrument order (only
-    the columns at ``positions`` when given: fewer answers read)."""
+    the columns at ``positions`` when given: fewer answers read). With ``stored`` (see
+    :func:`answer_rows_ready`) they are read from the answer rows pivoted after the last change of
+    the data; a response without any of the chosen answers then has a row of NULLs, which every
+    statistic here leaves out as incomplete."""
     chosen = range(len(instrument.items)) if positions is None else positions
-    columns = [sa.func.max(_recoded(instrument.items[i], instrument)).label(f"c{i}") for i in chosen]
-    ids = [instrument.items[i].id for i in chosen]
-    query = sa.select(A.c.response_id, *columns).where(A.c.item_id.in_(ids))
+    if stored:
+        query = sa.select(AR.c.response_id, *(AR.c[f"c{i}"] for i in chosen))
+        if not flt.is_empty:
+            query = query.select_from(AR.join(R, AR.c.response_id == R.c.response_id)).where(
+                flt.response_clause()
+            )
+        return query.subquery("answers_wide")
+    query = _pivot_rows(instrument, chosen)
     if not flt.is_empty:
         # Joining 11M answers to 1M responses costs twice the pivot itself (bench/RESULTS.md):
         # pay for the join only when there is something to filter on.
         query = query.select_from(A.join(R, A.c.response_id == R.c.response_id)).where(flt.response_clause())
-    query = query.group_by(A.c.response_id)
     return query.subquery("answers_wide")
+
+
+# --------------------------------------------------------------------------- stored answer rows
+
+AR, DV = schema.answer_rows, schema.derived_versions
+_ANSWER_ROWS = "answers"
+
+
+def _answer_recipe(instrument: Instrument) -> str:
+    """Everything besides the data that the answer rows depend on: items in order, their keying, the scale."""
+    return json.dumps(
+        {
+            "items": [[item.id, bool(item.reverse)] for item in instrument.items],
+            "scale": [instrument.scale_min, instrument.scale_max],
+        }
+    )
+
+
+def _storable(bind, instrument: Instrument) -> bool:
+    return not dialects.is_clickhouse(bind) and len(instrument.items) <= schema.ANSWER_COLUMNS
+
+
+def answer_rows_ready(conn: Connection, instrument: Instrument) -> bool:
+    """Whether the stored answer rows (:func:`save_answer_rows`) were pivoted from the current data
+    version with this instrument, so they may stand in for the answers themselves."""
+    if not _storable(conn, instrument):
+        return False
+    row = conn.execute(sa.select(DV.c.data_version, DV.c.recipe).where(DV.c.name == _ANSWER_ROWS)).first()
+    if row is None or row.recipe != _answer_recipe(instrument):
+        return False
+    return int(row.data_version) == store.data_version(conn)
+
+
+def save_answer_rows(engine, instrument: Instrument | None = None) -> bool:
+    """Pivot the stored answers to one row per response with ``instrument`` (the configured one by
+    default), in one transaction on the database side, marked with the data version and the
+    instrument. False when there is nothing to store: ClickHouse, or more items than the table holds."""
+    from relq.core.instrument import configured_instrument
+
+    instrument = instrument or configured_instrument()
+    if not _storable(engine, instrument):
+        return False
+    k = len(instrument.items)
+    with engine.begin() as conn:
+        store.serialise_imports(conn)
+        version, end = store.data_version(conn), store.data_end(conn)
+        conn.execute(AR.delete())
+        conn.execute(DV.delete().where(DV.c.name == _ANSWER_ROWS))
+        conn.execute(
+            AR.insert().from_select(
+                ["response_id", *(f"c{i}" for i in range(k))], _pivot_rows(instrument, range(k))
+            )
+        )
+        conn.execute(
+            DV.insert().values(
+                name=_ANSWER_ROWS, data_version=version, data_end=end, recipe=_answer_recipe(instrument)
+            )
+        )
+    return True
 
 
 def _positions(instrument: Instrument) -> dict[str, list[int]]:
@@ -97,12 +177,13 @@ def item_sums(
     With ``pillars``, only those pillars' blocks (no ``"all"``), reading only their items' answers.
     """
     positions = _positions(instrument)
+    stored = answer_rows_ready(conn, instrument)
     if pillars is None:
         groups = {**positions, "all": list(range(len(instrument.items)))}
-        wide = _pivot(instrument, flt)
+        wide = _pivot(instrument, flt, stored=stored)
     else:
         groups = {p: positions[p] for p in pillars}
-        wide = _pivot(instrument, flt, sorted({i for p in pillars for i in positions[p]}))
+        wide = _pivot(instrument, flt, sorted({i for p in pillars for i in positions[p]}), stored)
     x = {int(c.name[1:]): c for c in wide.c if c.name.startswith("c")}
     select = []
     for name, idx in groups.items():
@@ -137,7 +218,7 @@ def customer_item_sums(conn: Connection, flt: SegmentFilter, instrument: Instrum
     bootstrap over customers resamples. One grouped query: per customer first, then in Python
     only per-customer sums. Their totals equal :func:`item_sums`' ``"all"`` block.
     """
-    wide = _pivot(instrument, flt)
+    wide = _pivot(instrument, flt, stored=answer_rows_ready(conn, instrument))
     k = len(instrument.items)
     x = [wide.c[f"c{i}"] for i in range(k)]
     complete = sa.and_(*[c.isnot(None) for c in x])

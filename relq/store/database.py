@@ -714,11 +714,12 @@ def _remove_imports(conn: Connection, import_ids: list[int]) -> None:
     demo_cases = sa.select(schema.cases.c.case_id).where(schema.cases.c.import_id.in_(import_ids))
     conn.execute(schema.case_events.delete().where(schema.case_events.c.case_id.in_(demo_cases)))
     conn.execute(schema.cases.delete().where(schema.cases.c.import_id.in_(import_ids)))
-    # saved scores and purchase sums may name the removed customers (rebuilt with the scores)
+    # saved scores, purchase sums and answer rows may hold the removed rows (rebuilt with the scores)
     for derived in (
         schema.churn_scores,
         schema.purchase_summary,
         schema.purchase_months,
+        schema.answer_rows,
         schema.derived_versions,
     ):
         conn.execute(derived.delete())

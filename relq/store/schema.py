@@ -43,6 +43,8 @@ __all__ = [
     "churn_scores",
     "purchase_summary",
     "purchase_months",
+    "answer_rows",
+    "ANSWER_COLUMNS",
     "derived_versions",
     "app_settings",
     "data_changes",
@@ -352,14 +354,30 @@ purchase_months = Table(
     info=_clickhouse("customer_id, m"),
 )
 
-# Which data version (and data end) each derived table was built from; a table whose row is missing
-# or older than the data is not read.
+# The stored answers pivoted to one row per response, as the reliability statistics read them:
+# column c<i> holds the answer to the instrument's i-th item on its scale, reverse-keyed items
+# recoded, out-of-scale answers NULL (relq.measures.reliability.save_answer_rows, rebuilt with the
+# purchase summary). Read only while derived_versions says it is of the current data version and
+# of the same instrument (its recipe); an instrument of more than ANSWER_COLUMNS items, or ClickHouse,
+# reads the answers themselves.
+ANSWER_COLUMNS = 40
+answer_rows = Table(
+    "answer_rows",
+    metadata,
+    Column("response_id", Text, nullable=False),
+    *(Column(f"c{i}", Double) for i in range(ANSWER_COLUMNS)),
+    info=_clickhouse("response_id"),
+)
+
+# Which data version (and data end; for the answer rows, which instrument) each derived table was
+# built from; a table whose row is missing or older than the data is not read.
 derived_versions = Table(
     "derived_versions",
     metadata,
     Column("name", Text, primary_key=True),
     Column("data_version", Integer, nullable=False),
     Column("data_end", Date, nullable=False),
+    Column("recipe", Text),
 )
 
 # What an admin sets on the Admin page (e.g. whether executives may see owner splits): key → JSON.

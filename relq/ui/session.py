@@ -88,11 +88,18 @@ def data_version() -> int:
 
 
 def bump_data_version() -> None:
-    """After this session changed the data (an instrument edit, say): record the change in the
-    store, so every process's caches follow, and forget this process's cached results at once."""
-    with get_engine().begin() as conn:
+    """After this session changed the data (an import, an undo, an instrument or theme edit): record
+    the change in the store, so every process's caches follow, forget this process's cached results
+    at once, and rebuild what is derived from the data in the background (the purchase summary, today's
+    churn-risk scores: relq.analyses.churn_risk.refresh_scores_in_background), saved under the new
+    version the pages read."""
+    from relq.analyses.churn_risk import refresh_scores_in_background  # lifelines: not on every page
+
+    engine = get_engine()
+    with engine.begin() as conn:
         store.note_data_change(conn, "dashboard")
     st.cache_data.clear()
+    refresh_scores_in_background(engine)
 
 
 @st.cache_data(ttl=CACHE_TTL, show_spinner=False)
