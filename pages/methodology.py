@@ -331,8 +331,11 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
         "calibration by tenth of predicted risk, and the gain over the “no purchase in 90 days” rule alone "
         "with the interval of the difference. With fewer than 100 churned customers in a training window "
         "there is no score. It ranks customers to call; it does not say why a customer leaves. Today's "
-        "scores are fitted once after each import (and when the demo company loads) and kept in the store "
-        "with the data version they came from, so the at-risk list reads them rather than fitting again.",
+        "scores are fitted once after each change of the data (an import, an undo, the demo company's load, "
+        "a theme or questionnaire edit) and kept in the store with the data version they came from, so the "
+        "at-risk list reads them rather than fitting again. Each customer's purchases summed and the answers "
+        "pivoted to one row per response are kept the same way and read only while their data version is "
+        "the current one; they give the same numbers as the purchases and answers themselves.",
     ),
     (
         "Customer lifetime value ahead",
