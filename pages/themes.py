@@ -9,6 +9,7 @@ from relq.analyses import themes
 from relq.exceptions import RelqError
 from relq.ingest import themes as tagging
 from relq.outputs import charts, theme_charts
+from relq.store.filters import SegmentFilter
 from relq.store.schema import PILLARS
 
 ui.framed()  # first: a fresh server's first request is served through the frame
@@ -25,7 +26,10 @@ st.caption(
     "comments; each is also a filter in the sidebar, like a region or a plan."
 )
 
-overview = ui.cached_query(engine, themes.theme_overview, flt)
+overview = ui.cached_query(engine, themes.theme_overview, flt, pending=False)
+overview["pending"] = ui.cached_query(
+    engine, themes.pending_count, SegmentFilter()
+)  # the same for every view
 if overview["pending"]:
     if may_edit:
         st.info(

@@ -47,6 +47,7 @@ __all__ = [
     "ThemeImpact",
     "impact_interval",
     "theme_overview",
+    "pending_count",
     "theme_table",
     "theme_trend",
     "theme_segments",
@@ -505,11 +506,20 @@ def theme_table(
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def theme_overview(conn: Connection, flt: SegmentFilter = SegmentFilter()) -> dict:
+def pending_count(conn: Connection, flt: SegmentFilter = SegmentFilter()) -> int:
+    """Stored comments not read for themes yet: every one of them, whichever view ``flt`` is (the
+    refresh reads them all), so a page keeps the count once per data version, not once per filter."""
+    return stored.pending_comments(conn)
+
+
+def theme_overview(conn: Connection, flt: SegmentFilter = SegmentFilter(), pending: bool = True) -> dict:
     """Comments in view read for themes, how many mention a theme, how many are in another
-    language (not themed), how many are waiting to be read, and the latest discovery."""
-    counts = conn.execute(
+    language (not themed), how many are waiting to be read (every stored one, whatever the view:
+    without ``pending`` the caller counts them itself, see :func:`pending_count`), and the latest
+    discovery. One grouped query per language gives the counts of the view."""
+    rows = conn.execute(
         sa.select(
+            F.c.language,
             sa.func.count().label("comments"),
             _count_if(sa.not_(F.c.themable), "other_language"),
             _count_if(
@@ -519,22 +529,21 @@ def theme_overview(conn: Connection, flt: SegmentFilter = SegmentFilter()) -> di
         )
         .select_from(R.join(F, F.c.response_id == R.c.response_id))
         .where(flt.response_clause())
-    ).one()
-    languages = conn.execute(
-        sa.select(F.c.language, sa.func.count())
-        .select_from(R.join(F, F.c.response_id == R.c.response_id))
-        .where(flt.response_clause())
         .group_by(F.c.language)
-        .order_by(sa.func.count().desc())
     ).all()
+    comments = sum(int(r.comments) for r in rows)
+    themed = sum(int(r.themed) for r in rows)
+    languages = sorted(
+        ((str(r.language), int(r.comments)) for r in rows), key=lambda pair: (-pair[1], pair[0])
+    )
     model = stored.latest_model(conn)
     return {
-        "comments": int(counts.comments),
-        "themed": int(counts.themed),
-        "other_language": int(counts.other_language),
-        "not_themed": int(counts.comments) - int(counts.themed),
-        "pending": stored.pending_comments(conn),
-        "languages": {str(code): int(n) for code, n in languages},
+        "comments": comments,
+        "themed": themed,
+        "other_language": sum(int(r.other_language) for r in rows),
+        "not_themed": comments - themed,
+        "pending": stored.pending_comments(conn) if pending else None,
+        "languages": dict(languages),
         "discovery": None
         if model is None
         else {
