@@ -87,3 +87,37 @@ def test_data_quality_page_shows_counts_and_rows(demo_env):
     at.selectbox(key="dq_check").select("speeders").run()
     assert not at.exception
     assert any("rows" in c.value for c in at.caption)
+
+
+def test_stored_answer_rows_flag_the_same_straight_liners_and_out_of_scale_answers(engine, demo_company):
+    """Straight-lining and out-of-scale answers read from the answer rows stored after a change of
+    the data flag exactly the responses the answers themselves flag, on every engine — including an
+    answer outside the 1–7 scale to an item the questionnaire does not ask."""
+    from relq.core.instrument import configured_instrument
+    from relq.measures.reliability import answer_rows_ready, save_answer_rows
+    from relq.store import dialects, schema
+
+    store.load_demo(engine, demo_company)
+    odd = demo_company.responses["response_id"].iloc[0]
+    with engine.begin() as conn:
+        store.bulk_insert(
+            conn,
+            schema.survey_answers,
+            pd.DataFrame({"response_id": [odd], "item_id": ["extra_1"], "value": [9.0], "import_id": [None]}),
+        )
+
+    def flagged(conn) -> tuple:
+        summary = dataquality.quality_summary(conn, SegmentFilter()).set_index("check")["count"]
+        listed = {
+            check: sorted(dataquality.quality_rows(conn, SegmentFilter(), check)["response_id"])
+            for check in ("straight-lining", "out-of-range")
+        }
+        return summary.to_dict(), listed
+
+    with engine.connect() as conn:
+        raw = flagged(conn)
+    assert odd in raw[1]["out-of-range"] and raw[0]["straight-lining"] > 0
+    assert save_answer_rows(engine) is (not dialects.is_clickhouse(engine))
+    with engine.connect() as conn:
+        assert answer_rows_ready(conn, configured_instrument()) is (not dialects.is_clickhouse(engine))
+        assert flagged(conn) == raw

@@ -16,17 +16,19 @@ from sqlalchemy.engine import Connection
 from relq import store
 from relq.core.instrument import configured_instrument
 from relq.ingest.quality import SCORE_RANGES, STRAIGHTLINE_MIN_ITEMS
+from relq.measures.reliability import answer_rows_ready
 from relq.store import schema
 from relq.store.filters import SegmentFilter
 
 __all__ = ["CHECKS", "STALE_DAYS", "check_clause", "quality_summary", "quality_rows", "missingness"]
 
-R, A, C, T, K = (
+R, A, C, T, K, AR = (
     schema.survey_responses,
     schema.survey_answers,
     schema.customers,
     schema.transactions,
     schema.tickets,
+    schema.answer_rows,
 )
 STALE_DAYS = 180
 CHECKS: dict[str, str] = {
@@ -66,11 +68,19 @@ CUSTOMER_COLUMNS = (
 )
 
 
-def check_clause(check: str, flt: SegmentFilter):
-    """The WHERE clause on survey_responses that selects the responses failing ``check``."""
+def check_clause(check: str, flt: SegmentFilter, stored: bool = False):
+    """The WHERE clause on survey_responses that selects the responses failing ``check``. With
+    ``stored`` (:func:`relq.measures.reliability.answer_rows_ready`) straight-lining and out-of-scale
+    answers are read from the stored answer rows, one per response, instead of every answer."""
     instrument = configured_instrument()
     if check == "duplicates":
         return R.c.flag_duplicate
+    if check == "straight-lining" and stored:
+        return R.c.response_id.in_(
+            sa.select(AR.c.response_id).where(
+                AR.c.answers >= STRAIGHTLINE_MIN_ITEMS, AR.c.lowest == AR.c.highest
+            )
+        )
     if check == "straight-lining":
         same = (
             sa.select(A.c.response_id)
@@ -92,8 +102,12 @@ def check_clause(check: str, flt: SegmentFilter):
         )
         return R.c.duration < 0.5 * median
     if check == "out-of-range":
-        bad_items = sa.select(A.c.response_id).where(
-            sa.or_(A.c.value < instrument.scale_min, A.c.value > instrument.scale_max)
+        bad_items = (
+            sa.select(AR.c.response_id).where(AR.c.out_of_scale > 0)
+            if stored
+            else sa.select(A.c.response_id).where(
+                sa.or_(A.c.value < instrument.scale_min, A.c.value > instrument.scale_max)
+            )
         )
         return sa.or_(
             *[sa.not_(R.c[name].between(lo, hi)) for name, (lo, hi) in SCORE_RANGES.items()],
@@ -134,13 +148,14 @@ def _stale(conn: Connection, flt: SegmentFilter, days: int):
 def quality_summary(conn: Connection, flt: SegmentFilter, stale_days: int = STALE_DAYS) -> pd.DataFrame:
     """check, count, out_of, share (%), what it means — one row per check."""
     total = conn.execute(sa.select(sa.func.count()).select_from(R).where(flt.response_clause())).scalar_one()
+    stored = answer_rows_ready(conn, configured_instrument())
     counts = (
         conn.execute(
             sa.select(
                 *[
-                    sa.func.coalesce(sa.func.sum(sa.case((check_clause(name, flt), 1), else_=0)), 0).label(
-                        name
-                    )
+                    sa.func.coalesce(
+                        sa.func.sum(sa.case((check_clause(name, flt, stored), 1), else_=0)), 0
+                    ).label(name)
                     for name in CHECKS
                     if name != "stale customers"
                 ]
@@ -216,7 +231,10 @@ def quality_rows(
                 R.c.comment,
                 R.c.import_id,
             )
-            .where(flt.response_clause(), check_clause(check, flt))
+            .where(
+                flt.response_clause(),
+                check_clause(check, flt, answer_rows_ready(conn, configured_instrument())),
+            )
             .order_by(R.c.submitted_at, R.c.response_id)
             .limit(limit)
         )

@@ -136,7 +136,9 @@ def answer_rows_ready(conn: Connection, instrument: Instrument) -> bool:
 def save_answer_rows(engine, instrument: Instrument | None = None) -> bool:
     """Pivot the stored answers to one row per response with ``instrument`` (the configured one by
     default), in one transaction on the database side, marked with the data version and the
-    instrument. False when there is nothing to store: ClickHouse, or more items than the table holds."""
+    instrument: the recoded item answers, and over all the response's answers how many there are,
+    the lowest and highest, and how many lie outside the scale (the data-quality checks). False when
+    there is nothing to store: ClickHouse, or more items than the table holds."""
     from relq.core.instrument import configured_instrument
 
     instrument = instrument or configured_instrument()
@@ -148,11 +150,22 @@ def save_answer_rows(engine, instrument: Instrument | None = None) -> bool:
         version, end = store.data_version(conn), store.data_end(conn)
         conn.execute(AR.delete())
         conn.execute(DV.delete().where(DV.c.name == _ANSWER_ROWS))
-        conn.execute(
-            AR.insert().from_select(
-                ["response_id", *(f"c{i}" for i in range(k))], _pivot_rows(instrument, range(k))
-            )
-        )
+        lo, hi = instrument.scale_min, instrument.scale_max
+        recoded = [
+            sa.func.max(_recoded(item, instrument)).label(f"c{i}") for i, item in enumerate(instrument.items)
+        ]
+        rows = sa.select(
+            A.c.response_id,
+            *recoded,
+            sa.func.count(A.c.value).label("answers"),
+            sa.func.min(A.c.value).label("lowest"),
+            sa.func.max(A.c.value).label("highest"),
+            sa.func.coalesce(
+                sa.func.sum(sa.case((sa.or_(A.c.value < lo, A.c.value > hi), 1), else_=0)), 0
+            ).label("out_of_scale"),
+        ).group_by(A.c.response_id)
+        names = ["response_id", *(f"c{i}" for i in range(k)), "answers", "lowest", "highest", "out_of_scale"]
+        conn.execute(AR.insert().from_select(names, rows))
         conn.execute(
             DV.insert().values(
                 name=_ANSWER_ROWS, data_version=version, data_end=end, recipe=_answer_recipe(instrument)

@@ -359,13 +359,18 @@ purchase_months = Table(
 # recoded, out-of-scale answers NULL (relq.measures.reliability.save_answer_rows, rebuilt with the
 # purchase summary). Read only while derived_versions says it is of the current data version and
 # of the same instrument (its recipe); an instrument of more than ANSWER_COLUMNS items, or ClickHouse,
-# reads the answers themselves.
+# reads the answers themselves. Every response with a stored answer has a row.
 ANSWER_COLUMNS = 40
 answer_rows = Table(
     "answer_rows",
     metadata,
     Column("response_id", Text, nullable=False),
     *(Column(f"c{i}", Double) for i in range(ANSWER_COLUMNS)),
+    # over every stored answer of the response, as the data-quality checks read them
+    Column("answers", Integer, nullable=False),  # answers given (a value, in scale or not)
+    Column("lowest", Double),
+    Column("highest", Double),
+    Column("out_of_scale", Integer, nullable=False),  # answers outside the questionnaire's scale
     info=_clickhouse("response_id"),
 )
 
