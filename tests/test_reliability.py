@@ -413,3 +413,29 @@ def test_stored_answer_rows_give_the_sums_of_the_answers_themselves_until_data_o
         store.note_data_change(conn, "import")
     with engine.connect() as conn:
         assert not answer_rows_ready(conn, INSTRUMENT)
+
+
+def test_an_answer_rows_table_of_another_relq_version_is_made_again_and_filled(engine, demo_company):
+    """A store whose answer rows were made by another RelQ version (other columns) gets the table
+    made again when it is opened, and the next rebuild fills it: no error, the same sums."""
+    from relq.measures.reliability import answer_rows_ready, save_answer_rows
+
+    store.load_demo(engine, demo_company)
+    clickhouse = store.dialects.is_clickhouse(engine)
+    if not clickhouse:
+        with engine.begin() as conn:
+            store.schema.answer_rows.drop(conn)
+            conn.exec_driver_sql("CREATE TABLE answer_rows (response_id TEXT NOT NULL, c0 DOUBLE PRECISION)")
+    store.create_schema(engine)
+    if not clickhouse:
+        with engine.connect() as conn:
+            columns = conn.execute(sa.text("SELECT * FROM answer_rows LIMIT 0")).keys()
+        assert set(columns) == set(store.schema.answer_rows.c.keys())
+    with engine.connect() as conn:
+        raw = item_sums(conn, SegmentFilter(), INSTRUMENT)["all"]
+    assert save_answer_rows(engine, INSTRUMENT) is (not clickhouse)
+    with engine.connect() as conn:
+        assert answer_rows_ready(conn, INSTRUMENT) is (not clickhouse)
+        stored = item_sums(conn, SegmentFilter(), INSTRUMENT)["all"]
+    assert stored["n"] == raw["n"]
+    np.testing.assert_allclose(stored["cross"], raw["cross"], rtol=1e-12)

@@ -193,6 +193,7 @@ def _wait_for_duckdb_lock(dialect, conn_rec, cargs, cparams):
 def create_schema(engine: Engine) -> None:
     """Create every RelQ table that does not exist yet."""
     try:
+        _drop_outdated_derived(engine)
         schema.metadata.create_all(engine)
         _drop_answer_constraint(engine)
         _drop_duckdb_indexes(engine)
@@ -201,6 +202,32 @@ def create_schema(engine: Engine) -> None:
                 dialects.refresh_lookups(conn, only_if_missing=True)
     except sa.exc.OperationalError as exc:
         raise StoreUnavailable(explain_connection_error(exc, engine)) from None
+
+
+# Tables RelQ derives from the stored rows and rebuilds after every change of the data: one whose
+# columns are not the ones this code writes is dropped and made again (empty: the next rebuild fills
+# it; until then the pages read the rows themselves).
+_DERIVED = ("purchase_summary", "purchase_months", "answer_rows", "derived_versions")
+
+
+def _drop_outdated_derived(engine: Engine) -> None:
+    """Drop a derived table whose columns differ from the schema's (made by another RelQ version);
+    one catalog read per derived table. ClickHouse keeps none of them (they stay empty there)."""
+    if dialects.is_clickhouse(engine):
+        return
+    inspector = sa.inspect(engine)
+    present = [name for name in _DERIVED if inspector.has_table(name)]
+    with engine.connect() as conn:  # the columns a query returns (DuckDB's inspector has no get_columns)
+        stale = [
+            name
+            for name in present
+            if set(conn.execute(sa.select(sa.text("*")).select_from(sa.table(name)).limit(0)).keys())
+            != set(schema.metadata.tables[name].c.keys())
+        ]
+    if stale:
+        with engine.begin() as conn:
+            for name in stale:
+                schema.metadata.tables[name].drop(conn)
 
 
 # Indexes older DuckDB stores have and RelQ now makes on PostgreSQL only (schema.py says why).
