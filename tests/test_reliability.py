@@ -422,11 +422,14 @@ def test_an_answer_rows_table_of_another_relq_version_is_made_again_and_filled(e
 
     store.load_demo(engine, demo_company)
     clickhouse = store.dialects.is_clickhouse(engine)
-    if not clickhouse:
+    save_answer_rows(engine, INSTRUMENT)
+    if not clickhouse:  # the rows and their version stay, the table has other columns
         with engine.begin() as conn:
             store.schema.answer_rows.drop(conn)
             conn.exec_driver_sql("CREATE TABLE answer_rows (response_id TEXT NOT NULL, c0 DOUBLE PRECISION)")
     store.create_schema(engine)
+    with engine.connect() as conn:
+        assert not answer_rows_ready(conn, INSTRUMENT)  # the table made again is empty: not read
     if not clickhouse:
         with engine.connect() as conn:
             columns = conn.execute(sa.text("SELECT * FROM answer_rows LIMIT 0")).keys()

@@ -228,6 +228,8 @@ def _drop_outdated_derived(engine: Engine) -> None:
         with engine.begin() as conn:
             for name in stale:
                 schema.metadata.tables[name].drop(conn)
+            if "derived_versions" not in stale:  # what was built is gone: nothing is current
+                conn.execute(schema.derived_versions.delete())
 
 
 # Indexes older DuckDB stores have and RelQ now makes on PostgreSQL only (schema.py says why).
