@@ -44,6 +44,7 @@ from relq import store
 from relq.analyses.retention import Basis, account_waves, churn_basis, save_purchase_summary
 from relq.core.settings import load_settings
 from relq.measures import stats
+from relq.measures.reliability import save_answer_rows
 from relq.store import schema
 from relq.store.filters import SegmentFilter
 from relq.store.schema import PILLARS
@@ -1141,8 +1142,6 @@ def refresh_scores(engine) -> str:
 
 
 def _refresh(engine) -> str:
-    from relq.measures.reliability import save_answer_rows
-
     for rebuild, what in ((save_purchase_summary, "purchase summary"), (save_answer_rows, "answer rows")):
         try:
             rebuild(engine)

@@ -481,7 +481,7 @@ def quadrant_summary(
             "quadrant": keys,
             "customers": 1,
             "known": frame["known"].to_numpy(bool).astype(int),
-            "churned": (frame["known"].to_numpy(bool) & frame["churned"].to_numpy(bool)).astype(int),
+            "churned": frame["churned"].to_numpy(bool).astype(int),  # a churn date needs a CRM row
             "revenue_at_stake": frame["value"].to_numpy(float),
             "borderline": near.astype(int),
         }

@@ -70,10 +70,15 @@ def _recoded(item, instrument: Instrument):
     )
 
 
+def _recoded_columns(instrument: Instrument, positions) -> list:
+    """Per response (grouped by response_id): c<i>, the recoded answer to the item at place i."""
+    return [sa.func.max(_recoded(instrument.items[i], instrument)).label(f"c{i}") for i in positions]
+
+
 def _pivot_rows(instrument: Instrument, positions) -> sa.Select:
     """One row per stored response answering any of the items at ``positions``: c<i>, the recoded
     answers (columns named by the item's place in the instrument)."""
-    columns = [sa.func.max(_recoded(instrument.items[i], instrument)).label(f"c{i}") for i in positions]
+    columns = _recoded_columns(instrument, positions)
     ids = [instrument.items[i].id for i in positions]
     return sa.select(A.c.response_id, *columns).where(A.c.item_id.in_(ids)).group_by(A.c.response_id)
 
@@ -151,12 +156,9 @@ def save_answer_rows(engine, instrument: Instrument | None = None) -> bool:
         conn.execute(AR.delete())
         conn.execute(DV.delete().where(DV.c.name == _ANSWER_ROWS))
         lo, hi = instrument.scale_min, instrument.scale_max
-        recoded = [
-            sa.func.max(_recoded(item, instrument)).label(f"c{i}") for i, item in enumerate(instrument.items)
-        ]
         rows = sa.select(
             A.c.response_id,
-            *recoded,
+            *_recoded_columns(instrument, range(k)),
             sa.func.count(A.c.value).label("answers"),
             sa.func.min(A.c.value).label("lowest"),
             sa.func.max(A.c.value).label("highest"),

@@ -204,31 +204,27 @@ def create_schema(engine: Engine) -> None:
         raise StoreUnavailable(explain_connection_error(exc, engine)) from None
 
 
-# Tables RelQ derives from the stored rows and rebuilds after every change of the data: one whose
-# columns are not the ones this code writes is dropped and made again (empty: the next rebuild fills
-# it; until then the pages read the rows themselves).
-_DERIVED = ("purchase_summary", "purchase_months", "answer_rows", "derived_versions")
-
-
 def _drop_outdated_derived(engine: Engine) -> None:
-    """Drop a derived table whose columns differ from the schema's (made by another RelQ version);
-    one catalog read per derived table. ClickHouse keeps none of them (they stay empty there)."""
+    """Drop a derived table (schema.DERIVED_TABLES) whose columns differ from the schema's — made by
+    another RelQ version — so it is made again empty: the next rebuild fills it, and until then the
+    pages read the rows themselves. One catalog read per derived table. ClickHouse keeps none of
+    them (they stay empty there)."""
     if dialects.is_clickhouse(engine):
         return
     inspector = sa.inspect(engine)
-    present = [name for name in _DERIVED if inspector.has_table(name)]
+    present = [table for table in schema.DERIVED_TABLES if inspector.has_table(table.name)]
     with engine.connect() as conn:  # the columns a query returns (DuckDB's inspector has no get_columns)
         stale = [
-            name
-            for name in present
-            if set(conn.execute(sa.select(sa.text("*")).select_from(sa.table(name)).limit(0)).keys())
-            != set(schema.metadata.tables[name].c.keys())
+            table
+            for table in present
+            if set(conn.execute(sa.select(sa.text("*")).select_from(sa.table(table.name)).limit(0)).keys())
+            != set(table.c.keys())
         ]
     if stale:
         with engine.begin() as conn:
-            for name in stale:
-                schema.metadata.tables[name].drop(conn)
-            if "derived_versions" not in stale:  # what was built is gone: nothing is current
+            for table in stale:
+                table.drop(conn)
+            if schema.derived_versions not in stale:  # what was built is gone: nothing is current
                 conn.execute(schema.derived_versions.delete())
 
 
@@ -744,13 +740,7 @@ def _remove_imports(conn: Connection, import_ids: list[int]) -> None:
     conn.execute(schema.case_events.delete().where(schema.case_events.c.case_id.in_(demo_cases)))
     conn.execute(schema.cases.delete().where(schema.cases.c.import_id.in_(import_ids)))
     # saved scores, purchase sums and answer rows may hold the removed rows (rebuilt with the scores)
-    for derived in (
-        schema.churn_scores,
-        schema.purchase_summary,
-        schema.purchase_months,
-        schema.answer_rows,
-        schema.derived_versions,
-    ):
+    for derived in (schema.churn_scores, *schema.DERIVED_TABLES):
         conn.execute(derived.delete())
 
 

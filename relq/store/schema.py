@@ -46,6 +46,7 @@ __all__ = [
     "answer_rows",
     "ANSWER_COLUMNS",
     "derived_versions",
+    "DERIVED_TABLES",
     "app_settings",
     "data_changes",
     "cases",
@@ -384,6 +385,10 @@ derived_versions = Table(
     Column("data_end", Date, nullable=False),
     Column("recipe", Text),
 )
+
+# The tables rebuilt from the stored rows after every change of the data (relq.store.database
+# drops one of other columns when it opens a store; removing an import empties them).
+DERIVED_TABLES = (purchase_summary, purchase_months, answer_rows, derived_versions)
 
 # What an admin sets on the Admin page (e.g. whether executives may see owner splits): key → JSON.
 app_settings = Table(
