@@ -9,6 +9,7 @@ dummy. Seeds are fixed and printed (``pytest -s`` shows them).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -23,7 +24,7 @@ from relq import store
 from relq.cli import main
 from relq.exceptions import WeightingError
 from relq.measures import clustered, comparisons, customer_sums, metrics
-from relq.store import schema
+from relq.store import dialects, schema
 from relq.store.filters import SegmentFilter, Weighting
 from relq.store.schema import PILLARS
 
@@ -374,7 +375,7 @@ def test_period_sums_of_several_dimensions_in_one_query_equal_one_query_per_dime
 # --------------------------------------------------------------------------- DuckDB = PostgreSQL
 
 
-def _numbers(conn, flt: SegmentFilter) -> dict:
+def _numbers(conn, flt: SegmentFilter, period=(date(2026, 1, 1), date(2026, 6, 30))) -> dict:
     out = {}
     head = metrics.headline(conn, flt)
     for name in (*MEANS, "nps", "csat"):
@@ -394,7 +395,7 @@ def _numbers(conn, flt: SegmentFilter) -> dict:
     for key, r in trend.iterrows():
         out.update({f"trend.{key}.{c}": r[c] for c in ("estimate", "low", "high", "n")})
     period = comparisons.period_comparison(
-        conn, SegmentFilter(since=date(2026, 1, 1), until=date(2026, 6, 30), weighting=flt.weighting)
+        conn, replace(flt, since=period[0], until=period[1], themes=())
     ).set_index("metric")
     for key, r in period.iterrows():
         out.update(
@@ -464,3 +465,90 @@ def test_read_frame_gives_the_rows_sqlalchemy_gives_with_in_lists_and_dates(engi
     np.testing.assert_allclose(
         got["trust"].to_numpy(float), [np.nan if r.trust is None else r.trust for r in rows]
     )
+
+
+# --------------------------------------------------------------------------- the stored month sums
+
+
+@pytest.fixture
+def statements():
+    """The SQL each connection sends while the test runs (SQLAlchemy's own event, no stand-in)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    yield seen
+    sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
+def _month_sums_company(seed: int) -> tuple:
+    cust, frame = _company(seed, customers=80)
+    rng = np.random.default_rng(seed)
+    frame["wave"] = np.where(frame["submitted_at"] < "2025-04-01", "2025-Q1", "2025-Q2")
+    frame["flag_speeder"] = rng.random(len(frame)) < 0.1
+    frame["flag_duplicate"] = rng.random(len(frame)) < 0.05
+    return cust, frame
+
+
+def _assert_same_numbers(got: dict, expected: dict) -> None:
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(float(got[key])), key
+        else:
+            assert float(got[key]) == pytest.approx(float(value), rel=1e-9, abs=1e-12), key
+
+
+@pytest.mark.parametrize("scheme", ["response", "customer", "value", "raked"])
+def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop_when_data_change(
+    engine, scheme, statements
+):
+    """The survey scores' month sums stand in for the responses wherever a view's dates fall on
+    month boundaries: headline, trend by month, segment scores with their tests and the quarter vs
+    the one before equal those grouped from every response (the statsmodels references above check
+    that path) — whole company, one region, one quarter, one wave, speeders left out — under each
+    weighting. A view starting mid-month reads the responses. Once the data change the sums are not
+    read: the next response counts at once, before they are rebuilt."""
+    cust, frame = _month_sums_company(SEED + 9)
+    _load(engine, cust, frame)
+    weighting = Weighting(scheme, ("region",))
+    quarter = (date(2025, 4, 1), date(2025, 6, 30))
+    views = {
+        "all": SegmentFilter(weighting=weighting),
+        "North": SegmentFilter(weighting=weighting).with_dimension("region", ["North"]),
+        "Q2": SegmentFilter(since=quarter[0], until=quarter[1], weighting=weighting),
+        "wave": SegmentFilter(waves=("2025-Q2",), weighting=weighting),
+        "no speeders": SegmentFilter(exclude_flags=("flag_speeder",), weighting=weighting),
+    }
+    mid_month = SegmentFilter(since=date(2025, 2, 10), until=date(2025, 5, 20), weighting=weighting)
+    with engine.connect() as conn:
+        raw = {name: _numbers(conn, flt, quarter) for name, flt in views.items()}
+        raw_mid = metrics.headline(conn, mid_month)
+    stored = not dialects.is_clickhouse(engine)  # ClickHouse keeps no month sums
+    assert customer_sums.save_response_sums(engine) is stored
+    statements.clear()
+    with engine.connect() as conn:
+        assert customer_sums.response_sums_ready(conn) is stored
+        for name, flt in views.items():
+            _assert_same_numbers(_numbers(conn, flt, quarter), raw[name])
+    assert any("FROM response_sums" in s for s in statements) is stored
+    statements.clear()
+    with engine.connect() as conn:
+        assert not customer_sums.stored_sums_fit(mid_month)
+        got = metrics.headline(conn, mid_month)
+    assert not any("FROM response_sums" in s for s in statements)
+    assert got.score("trust").estimate == pytest.approx(raw_mid.score("trust").estimate, rel=1e-12)
+    # one more response, in a new import: counted at once, before the sums are rebuilt
+    extra = frame.iloc[[0]].assign(response_id="r-new", submitted_at=pd.Timestamp("2025-05-02 10:00"))
+    _load(engine, cust.iloc[0:0], extra)
+    with engine.begin() as conn:
+        store.note_data_change(conn, "import")
+    with engine.connect() as conn:
+        assert not customer_sums.response_sums_ready(conn)
+        assert metrics.headline(conn, views["all"]).responses == len(frame) + 1
+    customer_sums.save_response_sums(engine)
+    with engine.connect() as conn:
+        assert customer_sums.response_sums_ready(conn) is stored
+        assert metrics.headline(conn, views["all"]).responses == len(frame) + 1

@@ -44,6 +44,7 @@ from relq import store
 from relq.analyses.retention import Basis, account_waves, churn_basis, save_purchase_summary
 from relq.core.settings import load_settings
 from relq.measures import stats
+from relq.measures.customer_sums import save_response_sums
 from relq.measures.reliability import save_answer_rows
 from relq.store import schema
 from relq.store.filters import SegmentFilter
@@ -1142,7 +1143,11 @@ def refresh_scores(engine) -> str:
 
 
 def _refresh(engine) -> str:
-    for rebuild, what in ((save_purchase_summary, "purchase summary"), (save_answer_rows, "answer rows")):
+    for rebuild, what in (
+        (save_purchase_summary, "purchase summary"),
+        (save_answer_rows, "answer rows"),
+        (save_response_sums, "survey scores' month sums"),
+    ):
         try:
             rebuild(engine)
         except sa.exc.SQLAlchemyError:  # busy or read-only: the pages read the stored rows themselves

@@ -36,8 +36,10 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import ColumnElement
 
+from relq import store
 from relq.exceptions import WeightingError
 from relq.measures.clustered import (
     CustomerSums,
@@ -46,7 +48,7 @@ from relq.measures.clustered import (
     RakingError,
     rake_with_diagnostics,
 )
-from relq.store import catalog, schema
+from relq.store import catalog, dialects, schema
 from relq.store.filters import SegmentFilter, Weighting, customer_dimension
 from relq.store.schema import PILLARS
 
@@ -62,6 +64,9 @@ __all__ = [
     "pair_sums",
     "per_customer",
     "raking",
+    "response_sums_ready",
+    "save_response_sums",
+    "stored_sums_fit",
     "raking_diagnostics",
     "sums_by",
     "weight_of",
@@ -136,22 +141,130 @@ def _cluster_keys() -> list:
     ]
 
 
+# --------------------------------------------------------------------------- the stored month sums
+
+S, DV = schema.response_sums, schema.derived_versions
+_RESPONSE_SUMS = "response_sums"
+
+
+def _month_start(day: date | None) -> bool:
+    return day is None or day.day == 1
+
+
+def stored_sums_fit(flt: SegmentFilter, *more: SegmentFilter) -> bool:
+    """Whether the stored month sums can stand in for the responses of these views: each starts on
+    the first of a month and ends on the last day of one (or is open), and no comment theme is chosen
+    (the stored rows carry the month, customer, wave and quality flags, not the comments)."""
+    return all(
+        not f.themes
+        and _month_start(f.since)
+        and (f.until is None or _month_start(f.until + timedelta(days=1)))
+        for f in (flt, *more)
+    )
+
+
+def response_sums_ready(conn: Connection) -> bool:
+    """Whether the stored month sums (:func:`save_response_sums`) were built from the current data
+    version. Two one-row reads; False on ClickHouse, which keeps none."""
+    if dialects.is_clickhouse(conn):
+        return False
+    row = conn.execute(sa.select(DV.c.data_version).where(DV.c.name == _RESPONSE_SUMS)).first()
+    return row is not None and int(row.data_version) == store.data_version(conn)
+
+
+def save_response_sums(engine) -> bool:
+    """Rebuild the stored month sums from the stored responses, in one transaction on the database
+    side (no row travels): per month, customer (an unmatched response: per response), wave and
+    quality flags, the per-customer sums of :func:`per_customer`, marked with the data version.
+    False on ClickHouse (nothing is built)."""
+    if dialects.is_clickhouse(engine):
+        return False
+    keys = [
+        sa.cast(sa.func.date_trunc("month", R.c.submitted_at), sa.DateTime).label("submitted_at"),
+        R.c.customer_id.label("customer_id"),
+        sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("response_id"),
+        R.c.wave.label("wave"),
+        *(R.c[flag].label(flag) for flag in schema.QUALITY_FLAGS),
+    ]
+    rows = sa.select(*keys, *_level_one(R, "", SCORES)).group_by(*[k.element for k in keys])
+    with engine.begin() as conn:
+        store.serialise_imports(conn)
+        version, end = store.data_version(conn), store.data_end(conn)
+        conn.execute(S.delete())
+        conn.execute(DV.delete().where(DV.c.name == _RESPONSE_SUMS))
+        conn.execute(S.insert().from_select([c.name for c in rows.selected_columns], rows))
+        conn.execute(DV.insert().values(name=_RESPONSE_SUMS, data_version=version, data_end=end))
+    return True
+
+
+def _source(conn: Connection, flt: SegmentFilter, *more: SegmentFilter):
+    """The responses of these views as :func:`per_customer` reads them: the stored month sums when
+    they fit the views and are current, else ``survey_responses`` itself."""
+    return S if stored_sums_fit(flt, *more) and response_sums_ready(conn) else R
+
+
+def _on(source, expression: ColumnElement) -> ColumnElement:
+    """``expression`` (written on ``survey_responses``) on ``source``: the same columns by name —
+    only those the stored sums keep, which :func:`stored_sums_fit` makes sure of."""
+    if source is R:
+        return expression
+
+    def swap(element):
+        if isinstance(element, sa.Column) and element.table is R:
+            return source.c[element.name]
+        return None
+
+    return visitors.replacement_traverse(expression, {}, swap)
+
+
+def _stored_score_sums(prefix: str, scores: Sequence[str], when=None) -> list:
+    """:func:`_score_sums` from the stored month sums: the same names, summed over the rows."""
+
+    cols = []
+    for name in scores:
+        parts = {"nps": ("n", "p", "d"), "csat": ("n", "s")}.get(name, ("n", "s"))
+        cols += [_stored_total(S.c[f"{name}_{part}"], when).label(f"{prefix}{name}_{part}") for part in parts]
+    return cols
+
+
+def _stored_total(column, when=None) -> ColumnElement:
+    # counts come out as whole DOUBLEs (see schema.response_sums); every reader converts them
+    return sa.func.coalesce(sa.func.sum(column if when is None else sa.case((when, column))), 0.0)
+
+
+def _level_one(source, prefix: str, scores: Sequence[str], when=None) -> list:
+    """Per-customer responses and score sums, from the responses or the stored month sums."""
+    if source is R:
+        responses = sa.func.count() if when is None else _count_if(when)
+        return [responses.label(f"{prefix}responses"), *_score_sums(prefix, scores, when)]
+    return [
+        _stored_total(S.c.responses, when).label(f"{prefix}responses"),
+        *_stored_score_sums(prefix, scores, when),
+    ]
+
+
 def per_customer(
     flt: SegmentFilter,
     period: ColumnElement | None = None,
     scores: Sequence[str] = SCORES,
     where: ColumnElement | None = None,
+    source=R,
 ) -> sa.Subquery:
     """Level 1: one row per customer (per period with ``period``) of the responses in view.
 
     Columns: [period], cid (NULL for an unmatched response), lone (its response_id), responses, and
     per score ``{score}_n`` (responses having it) with ``{score}_s`` = Σ(y − shift); NPS has
-    ``nps_p`` / ``nps_d`` (promoters / detractors), CSAT ``csat_s`` (answers 4–5).
+    ``nps_p`` / ``nps_d`` (promoters / detractors), CSAT ``csat_s`` (answers 4–5). ``source``
+    :data:`S` (see :func:`_source`) reads the stored month sums; ``period`` and ``where`` are written
+    on ``survey_responses`` either way.
     """
-    keys = ([period.label("period")] if period is not None else []) + _cluster_keys()
+    keys = ([_on(source, period).label("period")] if period is not None else []) + [
+        _on(source, k.element).label(k.name) for k in _cluster_keys()
+    ]
+    clauses = [flt.response_clause(), *([where] if where is not None else [])]
     stmt = (
-        sa.select(*keys, sa.func.count().label("responses"), *_score_sums("", scores))
-        .where(flt.response_clause(), *([where] if where is not None else []))
+        sa.select(*keys, *_level_one(source, "", scores))
+        .where(*[_on(source, c) for c in clauses])
         .group_by(*[k.element for k in keys])
     )
     return stmt.subquery("per_customer")
@@ -433,7 +546,7 @@ def weight_plan(
     if periods is None:
         periods = {None: view_period(conn, flt)}
     if pc is None:
-        pc = per_customer(flt, scores=())
+        pc = per_customer(flt, scores=(), source=_source(conn, flt))
     respondents = _respondent_cells(conn, pc, weighting.rake, keyed)
     return WeightPlan(weighting, raking(conn, flt, periods, respondents))
 
@@ -563,7 +676,7 @@ def group_sums(
     conn: Connection,
     flt: SegmentFilter,
     *,
-    period: ColumnElement | None = None,
+    freq: str | None = None,
     periods: Mapping[object, tuple[date | None, date | None]] | None = None,
     segment: str | None = None,
     rollup: bool = False,
@@ -571,13 +684,15 @@ def group_sums(
 ) -> tuple[pd.DataFrame, WeightPlan]:
     """The sufficient statistics of every score per group, in one two-level query.
 
-    ``period``: a response-level key (e.g. :func:`month_key`); raked weights then need ``periods``
-    (key → first and last day), each raked to its own base. ``segment``: a customer dimension
+    ``freq``: per month or quarter (column ``period``, :func:`month_key`); raked weights then need
+    ``periods`` (key → first and last day), each raked to its own base. Read from the stored month
+    sums when they fit the view (:func:`stored_sums_fit`) and are current. ``segment``: a customer dimension
     (unmatched responses and customers without a value have NULL); ``rollup`` adds the total row
     (``is_total`` = 1). Returns (one row per group, the weight plan); read a row with
     :meth:`GroupSums.from_row`.
     """
-    pc = per_customer(flt, period, scores)
+    period = month_key(freq) if freq is not None else None
+    pc = per_customer(flt, period, scores, source=_source(conn, flt))
     plan = weight_plan(conn, flt, pc, periods if period is not None else None)
     omega, joins = _omega(plan, pc, keyed=period is not None)
     wc = _weighted(pc, {"omega": omega}, joins, segment)
@@ -701,18 +816,17 @@ def pair_sums(
         exclude_flags=current.exclude_flags,
         weighting=current.weighting,
     )
-    is_current = R.c.submitted_at >= start
-    is_previous = R.c.submitted_at < end_previous
-    keys = _cluster_keys()
+    source = _source(conn, current, previous)  # both fit: so does the span from one to the other
+    is_current = _on(source, R.c.submitted_at >= start)
+    is_previous = _on(source, R.c.submitted_at < end_previous)
+    keys = [_on(source, k.element).label(k.name) for k in _cluster_keys()]
     stmt = (
         sa.select(
             *keys,
-            _count_if(is_current).label("c_responses"),
-            _count_if(is_previous).label("p_responses"),
-            *_score_sums("c_", scores, is_current),
-            *_score_sums("p_", scores, is_previous),
+            *_level_one(source, "c_", scores, is_current),
+            *_level_one(source, "p_", scores, is_previous),
         )
-        .where(span.response_clause(), sa.or_(is_current, is_previous))
+        .where(_on(source, span.response_clause()), sa.or_(is_current, is_previous))
         .group_by(*[k.element for k in keys])
     )
     pc = stmt.subquery("per_customer_pair")
@@ -721,7 +835,13 @@ def pair_sums(
     if current.weighting.scheme == "raked":
         _check_rake_dimensions(conn, current.weighting.rake)
         # each period is raked to its own base: respondents per period and cell
-        both = per_customer(span, sa.case((is_current, 1), else_=2), (), sa.or_(is_current, is_previous))
+        both = per_customer(
+            span,
+            sa.case((R.c.submitted_at >= start, 1), else_=2),
+            (),
+            sa.or_(R.c.submitted_at >= start, R.c.submitted_at < end_previous),
+            source=source,
+        )
         cells = _respondent_cells(conn, both, current.weighting.rake, keyed=True)
         periods = {1: (current.since, current.until), 2: (previous.since, previous.until)}
         plan = WeightPlan(current.weighting, raking(conn, span, periods, cells))

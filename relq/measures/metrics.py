@@ -22,7 +22,6 @@ from relq.measures.customer_sums import (
     GroupSums,
     WeightPlan,
     group_sums,
-    month_key,
     periods_in_view,
 )
 from relq.store.filters import SegmentFilter, Weighting
@@ -257,9 +256,8 @@ def trend(conn: Connection, flt: SegmentFilter = SegmentFilter(), freq: str = "m
     Returns a tidy frame: period, metric, estimate, low, high, n, customers, n_eff. Months that
     cannot be raked have no estimate; ``frame.attrs["problems"]`` says why.
     """
-    key = month_key(freq)
     periods = periods_in_view(conn, flt, freq) if flt.weighting.scheme == "raked" else None
-    frame, plan = group_sums(conn, flt, period=key, periods=periods)
+    frame, plan = group_sums(conn, flt, freq=freq, periods=periods)
     records = []
     for m in frame.sort_values("period").to_dict("records") if not frame.empty else []:
         head = headline_from_sums(GroupSums.from_row(m), flt.weighting)

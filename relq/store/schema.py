@@ -46,6 +46,7 @@ __all__ = [
     "answer_rows",
     "ANSWER_COLUMNS",
     "derived_versions",
+    "response_sums",
     "DERIVED_TABLES",
     "app_settings",
     "data_changes",
@@ -375,6 +376,33 @@ answer_rows = Table(
     info=_clickhouse("response_id"),
 )
 
+# The survey scores' per-customer sums by calendar month, as every customer-clustered score reads them
+# (relq.measures.customer_sums.save_response_sums, rebuilt with the purchase summary): one row per
+# month, customer (an unmatched response: per response, its id in response_id), wave and set of
+# quality flags, with the responses, and per score the responses having it and Σ(y − shift) (NPS:
+# promoters and detractors; CSAT: answers 4–5). ``submitted_at`` is the month's first instant, so the
+# rows stand in for the responses only when the view's dates start and end on month boundaries and no
+# comment theme is chosen; read only while derived_versions says they are of the current data version.
+response_sums = Table(
+    "response_sums",
+    metadata,
+    Column("submitted_at", DateTime, nullable=False),
+    Column("customer_id", Text),
+    Column("response_id", Text),  # an unmatched response's id; NULL for a customer's row
+    Column("wave", Text),
+    *(Column(flag, Boolean, nullable=False) for flag in QUALITY_FLAGS),
+    # Counts too are DOUBLE: whole numbers, exact below 2⁵³, and DuckDB sums doubles several times
+    # faster than integers, whose sums it widens to 128 bits (bench/RESULTS.md).
+    Column("responses", Double, nullable=False),
+    *(
+        Column(f"{name}_{part}", Double, nullable=False)
+        for name in ("trust", "commitment", "satisfaction", "rq", "ces")
+        for part in ("n", "s")
+    ),
+    *(Column(name, Double, nullable=False) for name in ("nps_n", "nps_p", "nps_d", "csat_n", "csat_s")),
+    info=_clickhouse("submitted_at, ifNull(customer_id, '')"),
+)
+
 # Which data version (and data end; for the answer rows, which instrument) each derived table was
 # built from; a table whose row is missing or older than the data is not read.
 derived_versions = Table(
@@ -388,7 +416,7 @@ derived_versions = Table(
 
 # The tables rebuilt from the stored rows after every change of the data (relq.store.database
 # drops one of other columns when it opens a store; removing an import empties them).
-DERIVED_TABLES = (purchase_summary, purchase_months, answer_rows, derived_versions)
+DERIVED_TABLES = (purchase_summary, purchase_months, answer_rows, response_sums, derived_versions)
 
 # What an admin sets on the Admin page (e.g. whether executives may see owner splits): key → JSON.
 app_settings = Table(
