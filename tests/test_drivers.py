@@ -145,6 +145,21 @@ def test_bootstrap_resamples_whole_customers_like_a_numpy_row_bootstrap_of_drawn
     assert got["customers"].iloc[0] == 50 and got["n"].iloc[0] == 360
 
 
+def test_bootstrap_intervals_do_not_depend_on_how_many_resamples_are_drawn_at_once(duckdb_engine, monkeypatch):
+    # Resamples are drawn in batches sized to the customers (memory); the seeded stream must give
+    # the same draws whether a batch holds one resample, seven, or all of them.
+    with duckdb_engine.begin() as conn:
+        store.bulk_insert(conn, schema.survey_responses, _responses(300, seed=8))
+    results = []
+    for cells in (1, 7 * 60, 10**9):
+        monkeypatch.setattr(drivers, "_BATCH_CELLS", cells)
+        with duckdb_engine.connect() as conn:
+            results.append(drivers.driver_importance(conn, SegmentFilter(), resamples=25, seed=3, min_n=30))
+    pd.testing.assert_frame_equal(results[0], results[1])
+    pd.testing.assert_frame_equal(results[0], results[2])
+    assert results[0]["lmg_low"].notna().all()
+
+
 def test_per_segment_decomposition_flags_small_segments(demo_db_url):
     engine = store.get_engine(demo_db_url)
     with engine.connect() as conn:

@@ -181,16 +181,23 @@ def customer_moments(
     ).select_from(wc)
     if omega is not None:
         stmt = stmt.where(wc.c.omega.is_not(None))
+
+    # A fixed order so the seeded bootstrap draws the same customers on every engine: by segment,
+    # then customers by id, then unmatched responses by id — code point order everywhere
+    # (PostgreSQL's default collation follows the server's locale, "C" does not).
+    def by_code_point(column):
+        return column.collate("C") if conn.dialect.name == "postgresql" else column
+
+    stmt = stmt.order_by(
+        by_code_point(segment), wc.c.cid.is_(None), by_code_point(wc.c.cid), by_code_point(wc.c.lone)
+    )
     frame = store.read_frame(conn, stmt)
     for c in frame.columns:
         if c not in ("segment", "cid", "lone"):
             frame[c] = frame[c].astype(float)
     for c in ("segment", "cid", "lone"):
         frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
-    # A fixed order (not the engine's) so the seeded bootstrap draws the same customers everywhere.
-    key = frame["cid"].where(frame["cid"].notna(), "\uffff" + frame["lone"].astype(str))
-    order = np.lexsort((key.to_numpy(dtype=str), frame["segment"].to_numpy(dtype=str)))
-    return frame.iloc[order].reset_index(drop=True)
+    return frame
 
 
 def moments(
@@ -230,18 +237,34 @@ def _correlations_of(w: np.ndarray, sums: np.ndarray, cross: np.ndarray) -> np.n
 
 
 def _unpack(frame: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per customer: weighted count (C,), weighted sums (C×k) and cross products (C×k²)."""
+    """Per customer: weighted count (C,), weighted sums (C×k) and the cross products Σx_i·x_j of
+    each pair i ≤ j (C×k(k+1)/2, in :func:`_pairs` order)."""
     f = frame["f"].to_numpy(dtype=float)
     w = f * frame["n"].to_numpy(dtype=float)
     sums = frame[[f"s_{i}" for i in range(k)]].to_numpy(dtype=float) * f[:, None]
-    cross = np.zeros((len(frame), k, k))
-    for i in range(k):
-        for j in range(i, k):
-            cross[:, i, j] = cross[:, j, i] = frame[f"c_{i}_{j}"].to_numpy(dtype=float) * f
-    return w, sums, cross.reshape(len(frame), k * k)
+    pairs = frame[[f"c_{i}_{j}" for i, j in zip(*_pairs(k), strict=True)]].to_numpy(dtype=float) * f[:, None]
+    return w, sums, pairs
 
 
-def _bootstrap(w, sums, cross, k: int, resamples: int, rng: np.random.Generator):
+def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(k)
+
+
+def _square(pairs: np.ndarray, k: int) -> np.ndarray:
+    """The symmetric k×k matrices (B×k×k) of B rows of pair sums (B×k(k+1)/2)."""
+    upper, lower = _pairs(k)
+    out = np.empty((pairs.shape[0], k, k))
+    out[:, upper, lower] = pairs
+    out[:, lower, upper] = pairs
+    return out
+
+
+# Customers × resamples drawn per batch: 128 MB of draws and counts (8 bytes each), few enough
+# batches that the customers' sums are read a handful of times, not once per resample.
+_BATCH_CELLS = 8_000_000
+
+
+def _bootstrap(w, sums, pairs, k: int, resamples: int, rng: np.random.Generator):
     """Resample customers with replacement; a draw adds the drawn customers' sums (all their rows).
 
     Returns per resample: LMG (B×p), share of R² (B×p), R² (B,) and r with NPS (B×p).
@@ -253,19 +276,18 @@ def _bootstrap(w, sums, cross, k: int, resamples: int, rng: np.random.Generator)
     r = np.full((resamples, p), np.nan)
     if customers < 2:
         return lmg, share, r2, r
-    stacked = np.column_stack([w, sums, cross])  # one matrix product per batch of resamples
-    batch = max(1, min(resamples, 4_000_000 // customers))
+    stacked = np.column_stack([w, sums, pairs])  # one matrix product per batch of resamples
+    batch = max(1, min(resamples, _BATCH_CELLS // customers))
+    counts = np.empty((batch, customers))
     for start in range(0, resamples, batch):
         size = min(batch, resamples - start)
         # the same stream as one draw of C customers per resample, in order
         drawn = rng.integers(0, customers, (size, customers))
-        flat = (drawn + customers * np.arange(size)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=size * customers).reshape(size, customers).astype(float)
-        totals = counts @ stacked
+        for row in range(size):
+            counts[row] = np.bincount(drawn[row], minlength=customers)
+        totals = counts[:size] @ stacked
         with np.errstate(invalid="ignore", divide="ignore"):
-            corr = _correlations_of(
-                totals[:, 0], totals[:, 1 : 1 + k], totals[:, 1 + k :].reshape(size, k, k)
-            )
+            corr = _correlations_of(totals[:, 0], totals[:, 1 : 1 + k], _square(totals[:, 1 + k :], k))
             rows = slice(start, start + size)
             lmg[rows] = _shapley_many(corr)
             some = ~np.isnan(lmg[rows]).all(axis=1)
@@ -321,12 +343,12 @@ def driver_importance(
     rng = np.random.default_rng(seed)
     records = []
     for segment, part in per.groupby("segment", sort=True):
-        w, sums, cross = _unpack(part, k)
+        w, sums, pairs = _unpack(part, k)
         n = int(part["n"].sum())
         if n == 0:
             continue
         customers = int(part["cid"].notna().sum())
-        corr = _correlation_of(float(w.sum()), sums.sum(axis=0), cross.sum(axis=0).reshape(k, k))
+        corr = _correlation_of(float(w.sum()), sums.sum(axis=0), _square(pairs.sum(axis=0)[None], k)[0])
         if n < 3:
             corr = np.full((k, k), np.nan)
         small = stats.is_small(n, min_n)
@@ -337,7 +359,7 @@ def driver_importance(
         r2_lo = r2_hi = math.nan
         drawn = 0
         if resamples and not small and n >= 10:
-            b_lmg, b_share, b_r2, b_r = _bootstrap(w, sums, cross, k, resamples, rng)
+            b_lmg, b_share, b_r2, b_r = _bootstrap(w, sums, pairs, k, resamples, rng)
             lo, hi = _percentiles(b_lmg)
             share_lo, share_hi = _percentiles(b_share)
             (r2_lo,), (r2_hi,) = _percentiles(b_r2)
