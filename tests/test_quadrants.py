@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from relq import store
-from relq.analyses import quadrants
+from relq.analyses import quadrants, retention
 from relq.analyses.quadrants import QUADRANT_KEYS, QuadrantSpec
 from relq.core.instrument import load_instrument
 from relq.measures import metrics
@@ -426,6 +426,30 @@ def test_quadrant_customers_list_the_quadrant_with_crm_fields(demo):
     ):
         assert column in frame
     assert (frame["trust"] >= 50).all() and (frame["satisfaction"] < 50).all()
+
+
+def test_quadrant_list_shows_each_customers_latest_purchase_with_or_without_the_stored_summary(
+    duckdb_demo, demo_company
+):
+    # Reference: pandas' latest transaction per customer, from the demo company's own rows. The list
+    # reads the stored purchase summary once it is current, the purchases before that.
+    expected = demo_company.transactions.groupby("customer_id")["occurred_at"].max()
+
+    def last_purchases() -> pd.Series:
+        with duckdb_demo.connect() as conn:
+            frame = quadrants.quadrant_customers(conn, SegmentFilter(), QuadrantSpec(), "x_low_y_low")
+        return pd.to_datetime(frame.set_index("customer_id")["last_purchase"])
+
+    raw = last_purchases()
+    assert retention.save_purchase_summary(duckdb_demo)
+    with duckdb_demo.connect() as conn:
+        assert retention.purchase_summary_ready(conn, retention.churn_basis(conn))
+    stored = last_purchases()
+    assert len(raw) > 50 and raw.notna().sum() > 50
+    for got in (raw, stored):
+        pd.testing.assert_series_equal(
+            got, pd.to_datetime(expected.reindex(got.index)), check_names=False, check_freq=False
+        )
 
 
 def test_report_json_quadrants_section_via_cli(demo, demo_env, capsys):

@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from relq.analyses.retention import purchase_totals
 from relq.measures import customer_sums, metrics, stats
 from relq.measures.metrics import Score
 from relq.store import schema
@@ -607,13 +608,9 @@ def _open_tickets() -> sa.Subquery:
     )
 
 
-def _last_purchase() -> sa.Subquery:
-    T = schema.transactions
-    return (
-        sa.select(T.c.customer_id, sa.func.max(T.c.occurred_at).label("last_purchase"))
-        .group_by(T.c.customer_id)
-        .subquery("last_purchase")
-    )
+def _last_purchase(conn: Connection) -> sa.Subquery:
+    totals = purchase_totals(conn)  # the stored summary while it is current
+    return sa.select(totals.c.customer_id, totals.c.last_at.label("last_purchase")).subquery("last_purchase")
 
 
 def _latest_comment(flt: SegmentFilter) -> sa.Subquery:
@@ -674,7 +671,7 @@ def quadrant_customers(
     _levels(key)
     latest = latest_scores(flt, spec.x, spec.y)
     quad = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold)
-    tickets, purchases, comments = _open_tickets(), _last_purchase(), _latest_comment(flt)
+    tickets, purchases, comments = _open_tickets(), _last_purchase(conn), _latest_comment(flt)
     query = (
         sa.select(
             latest.c.customer_id,

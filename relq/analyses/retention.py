@@ -47,6 +47,7 @@ __all__ = [
     "lifetimes",
     "purchase_summary_ready",
     "save_purchase_summary",
+    "purchase_totals",
     "last_complete_month",
     "wilson_bounds",
     "cohort_activity",
@@ -138,6 +139,14 @@ def _purchases(end: date, summarised: bool = False) -> sa.Subquery:
     if summarised:  # the same rows, summed after the last change of the data
         return sa.select(*(PS.c[c] for c in _SUMMED)).subquery("purchases")
     return sa.select(*_purchase_columns(end)).group_by(T.c.customer_id).subquery("purchases")
+
+
+def purchase_totals(conn: Connection) -> sa.Subquery:
+    """Per customer who bought: customer_id, first_at, last_at, revenue and revenue_12m (the 365
+    days before the data's end) — the stored summary while it is current, else grouped from the
+    purchases."""
+    basis = churn_basis(conn)
+    return _purchases(basis.end, purchase_summary_ready(conn, basis))
 
 
 def _month_rows() -> Select:
