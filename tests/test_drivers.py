@@ -145,7 +145,9 @@ def test_bootstrap_resamples_whole_customers_like_a_numpy_row_bootstrap_of_drawn
     assert got["customers"].iloc[0] == 50 and got["n"].iloc[0] == 360
 
 
-def test_bootstrap_intervals_do_not_depend_on_how_many_resamples_are_drawn_at_once(duckdb_engine, monkeypatch):
+def test_bootstrap_intervals_do_not_depend_on_how_many_resamples_are_drawn_at_once(
+    duckdb_engine, monkeypatch
+):
     # Resamples are drawn in batches sized to the customers (memory); the seeded stream must give
     # the same draws whether a batch holds one resample, seven, or all of them.
     with duckdb_engine.begin() as conn:
