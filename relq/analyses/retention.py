@@ -772,6 +772,19 @@ def at_risk_customers(
     end = sa.literal(basis.end, sa.Date)
     since_purchase = end - sa.func.coalesce(life.c.last_day, life.c.start_day)
     quiet = since_purchase > days  # the lifecycle stage counts a purchase exactly `days` ago as active
+    # An account whose RQ did not go down cannot be falling (the interval's upper end is above the
+    # change): only those that went down come to Python for their interval (wave_change: paired
+    # when two respondents answered both waves, else Welch with two in each).
+    pairs = sa.func.coalesce(waves.c.pairs, 0)
+    went_down = sa.or_(
+        sa.and_(pairs >= 2, waves.c.p1 < waves.c.p2),
+        sa.and_(
+            pairs < 2,
+            waves.c.n1 >= 2,
+            waves.c.n2 >= 2,
+            sa.cast(waves.c.s1, sa.Double) / waves.c.n1 < sa.cast(waves.c.s2, sa.Double) / waves.c.n2,
+        ),
+    )
     frame = store.read_frame(
         conn,
         sa.select(
@@ -790,7 +803,11 @@ def at_risk_customers(
         .select_from(life.outerjoin(waves, waves.c.customer_id == life.c.customer_id))
         .where(
             life.c.churned == 0,
-            sa.or_(quiet, waves.c.wave_previous.is_not(None), waves.c.detractors > waves.c.promoters),
+            sa.or_(
+                quiet,
+                sa.and_(waves.c.wave_previous.is_not(None), went_down),
+                waves.c.detractors > waves.c.promoters,
+            ),
         ),
     )
     if frame.empty:
