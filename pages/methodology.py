@@ -57,8 +57,8 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
         "steps — per customer first, then over customers — and never ships responses. Those per-customer sums "
         "add up across months, so after each change of the data RelQ also stores them per customer, month, "
         "wave and quality flag, and a view whose dates start and end on month boundaries (the default, a "
-        "quarter, a year) sums those few rows instead of every response; the numbers are the same to the "
-        "last digits of floating point. With one response per customer it is exactly the usual s²/n.",
+        "quarter, a year) sums those few rows instead of every response; the numbers are the same up to floating-point "
+        "rounding. With one response per customer it is exactly the usual s²/n.",
     ),
     (
         "Means and their t-interval (pillars, RQ, CES)",
