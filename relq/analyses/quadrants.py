@@ -23,7 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from relq.analyses.retention import purchase_totals
+from relq.analyses.retention import last_purchases
 from relq.measures import customer_sums, metrics, stats
 from relq.measures.metrics import Score
 from relq.store import schema
@@ -608,11 +608,6 @@ def _open_tickets() -> sa.Subquery:
     )
 
 
-def _last_purchase(conn: Connection) -> sa.Subquery:
-    totals = purchase_totals(conn)  # the stored summary while it is current
-    return sa.select(totals.c.customer_id, totals.c.last_at.label("last_purchase")).subquery("last_purchase")
-
-
 def _latest_comment(flt: SegmentFilter) -> sa.Subquery:
     """Each customer's latest non-empty comment in the filter's period."""
     ranked = (
@@ -671,7 +666,7 @@ def quadrant_customers(
     _levels(key)
     latest = latest_scores(flt, spec.x, spec.y)
     quad = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold)
-    tickets, purchases, comments = _open_tickets(), _last_purchase(conn), _latest_comment(flt)
+    tickets, purchases, comments = _open_tickets(), last_purchases(conn), _latest_comment(flt)
     query = (
         sa.select(
             latest.c.customer_id,

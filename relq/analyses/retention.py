@@ -47,7 +47,7 @@ __all__ = [
     "lifetimes",
     "purchase_summary_ready",
     "save_purchase_summary",
-    "purchase_totals",
+    "last_purchases",
     "last_complete_month",
     "wilson_bounds",
     "cohort_activity",
@@ -141,14 +141,6 @@ def _purchases(end: date, summarised: bool = False) -> sa.Subquery:
     return sa.select(*_purchase_columns(end)).group_by(T.c.customer_id).subquery("purchases")
 
 
-def purchase_totals(conn: Connection) -> sa.Subquery:
-    """Per customer who bought: customer_id, first_at, last_at, revenue and revenue_12m (the 365
-    days before the data's end) — the stored summary while it is current, else grouped from the
-    purchases."""
-    basis = churn_basis(conn)
-    return _purchases(basis.end, purchase_summary_ready(conn, basis))
-
-
 def _month_rows() -> Select:
     """Each customer's distinct calendar months with a purchase (``customer_id``, ``m``)."""
     return sa.select(T.c.customer_id, _month_index(T.c.occurred_at).label("m")).distinct()
@@ -162,7 +154,7 @@ def _purchase_months(summarised: bool = False) -> sa.Subquery:
 
 # --------------------------------------------------------------------------- purchase summaries
 
-PS, PM, DV = schema.purchase_summary, schema.purchase_months, schema.derived_versions
+PS, PM = schema.purchase_summary, schema.purchase_months
 _SUMMED = ("customer_id", "first_at", "last_at", "revenue", "revenue_12m")
 _SUMMARY = "purchases"
 
@@ -170,13 +162,8 @@ _SUMMARY = "purchases"
 def purchase_summary_ready(conn: Connection, basis: Basis) -> bool:
     """Whether the stored purchase summary (:func:`save_purchase_summary`) was built from the
     current data version up to ``basis.end``, so it may stand in for the purchases themselves.
-    Two one-row reads; False on ClickHouse, which keeps no summary."""
-    if dialects.is_clickhouse(conn):
-        return False
-    row = conn.execute(sa.select(DV.c.data_version, DV.c.data_end).where(DV.c.name == _SUMMARY)).first()
-    if row is None or pd.Timestamp(row.data_end).date() != basis.end:
-        return False
-    return int(row.data_version) == store.data_version(conn)
+    False on ClickHouse, which keeps no summary."""
+    return store.derived_current(conn, _SUMMARY, data_end=basis.end)
 
 
 def save_purchase_summary(engine) -> bool:
@@ -186,20 +173,27 @@ def save_purchase_summary(engine) -> bool:
     with the data version and end they were built from. False on ClickHouse (nothing is built)."""
     if dialects.is_clickhouse(engine):
         return False
-    with engine.begin() as conn:
-        store.serialise_imports(conn)
-        version, end = store.data_version(conn), store.data_end(conn)
-        conn.execute(PS.delete())
-        conn.execute(PM.delete())
-        conn.execute(DV.delete().where(DV.c.name == _SUMMARY))
+    with store.rebuilding_derived(engine, _SUMMARY, (PS, PM)) as (conn, end):
         conn.execute(
             PS.insert().from_select(
                 list(_SUMMED), sa.select(*_purchase_columns(end)).group_by(T.c.customer_id)
             )
         )
         conn.execute(PM.insert().from_select(["customer_id", "m"], _month_rows()))
-        conn.execute(DV.insert().values(name=_SUMMARY, data_version=version, data_end=end))
     return True
+
+
+def last_purchases(conn: Connection) -> sa.Subquery:
+    """Each customer's last purchase (customer_id, last_purchase): from the stored summary while it
+    is of the current data (a last purchase does not depend on the data's end), else from the
+    purchases."""
+    if store.derived_current(conn, _SUMMARY):
+        return sa.select(PS.c.customer_id, PS.c.last_at.label("last_purchase")).subquery("last_purchase")
+    return (
+        sa.select(T.c.customer_id, sa.func.max(T.c.occurred_at).label("last_purchase"))
+        .group_by(T.c.customer_id)
+        .subquery("last_purchase")
+    )
 
 
 def lifetimes(

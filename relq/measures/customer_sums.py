@@ -143,7 +143,7 @@ def _cluster_keys() -> list:
 
 # --------------------------------------------------------------------------- the stored month sums
 
-S, DV = schema.response_sums, schema.derived_versions
+S = schema.response_sums
 _RESPONSE_SUMS = "response_sums"
 
 
@@ -165,11 +165,8 @@ def stored_sums_fit(flt: SegmentFilter, *more: SegmentFilter) -> bool:
 
 def response_sums_ready(conn: Connection) -> bool:
     """Whether the stored month sums (:func:`save_response_sums`) were built from the current data
-    version. Two one-row reads; False on ClickHouse, which keeps none."""
-    if dialects.is_clickhouse(conn):
-        return False
-    row = conn.execute(sa.select(DV.c.data_version).where(DV.c.name == _RESPONSE_SUMS)).first()
-    return row is not None and int(row.data_version) == store.data_version(conn)
+    version. False on ClickHouse, which keeps none."""
+    return store.derived_current(conn, _RESPONSE_SUMS)
 
 
 def save_response_sums(engine) -> bool:
@@ -187,13 +184,8 @@ def save_response_sums(engine) -> bool:
         *(R.c[flag].label(flag) for flag in schema.QUALITY_FLAGS),
     ]
     rows = sa.select(*keys, *_level_one(R, "", SCORES)).group_by(*[k.element for k in keys])
-    with engine.begin() as conn:
-        store.serialise_imports(conn)
-        version, end = store.data_version(conn), store.data_end(conn)
-        conn.execute(S.delete())
-        conn.execute(DV.delete().where(DV.c.name == _RESPONSE_SUMS))
+    with store.rebuilding_derived(engine, _RESPONSE_SUMS, (S,)) as (conn, _end):
         conn.execute(S.insert().from_select([c.name for c in rows.selected_columns], rows))
-        conn.execute(DV.insert().values(name=_RESPONSE_SUMS, data_version=version, data_end=end))
     return True
 
 
@@ -219,7 +211,6 @@ def _on(source, expression: ColumnElement) -> ColumnElement:
 
 def _stored_score_sums(prefix: str, scores: Sequence[str], when=None) -> list:
     """:func:`_score_sums` from the stored month sums: the same names, summed over the rows."""
-
     cols = []
     for name in scores:
         parts = {"nps": ("n", "p", "d"), "csat": ("n", "s")}.get(name, ("n", "s"))
@@ -817,8 +808,8 @@ def pair_sums(
         weighting=current.weighting,
     )
     source = _source(conn, current, previous)  # both fit: so does the span from one to the other
-    is_current = _on(source, R.c.submitted_at >= start)
-    is_previous = _on(source, R.c.submitted_at < end_previous)
+    in_current, in_previous = R.c.submitted_at >= start, R.c.submitted_at < end_previous
+    is_current, is_previous = _on(source, in_current), _on(source, in_previous)
     keys = [_on(source, k.element).label(k.name) for k in _cluster_keys()]
     stmt = (
         sa.select(
@@ -836,11 +827,7 @@ def pair_sums(
         _check_rake_dimensions(conn, current.weighting.rake)
         # each period is raked to its own base: respondents per period and cell
         both = per_customer(
-            span,
-            sa.case((R.c.submitted_at >= start, 1), else_=2),
-            (),
-            sa.or_(R.c.submitted_at >= start, R.c.submitted_at < end_previous),
-            source=source,
+            span, sa.case((in_current, 1), else_=2), (), sa.or_(in_current, in_previous), source=source
         )
         cells = _respondent_cells(conn, both, current.weighting.rake, keyed=True)
         periods = {1: (current.since, current.until), 2: (previous.since, previous.until)}

@@ -109,7 +109,7 @@ def _pivot(
 
 # --------------------------------------------------------------------------- stored answer rows
 
-AR, DV = schema.answer_rows, schema.derived_versions
+AR = schema.answer_rows
 _ANSWER_ROWS = "answers"
 
 
@@ -130,12 +130,9 @@ def _storable(bind, instrument: Instrument) -> bool:
 def answer_rows_ready(conn: Connection, instrument: Instrument) -> bool:
     """Whether the stored answer rows (:func:`save_answer_rows`) were pivoted from the current data
     version with this instrument, so they may stand in for the answers themselves."""
-    if not _storable(conn, instrument):
-        return False
-    row = conn.execute(sa.select(DV.c.data_version, DV.c.recipe).where(DV.c.name == _ANSWER_ROWS)).first()
-    if row is None or row.recipe != _answer_recipe(instrument):
-        return False
-    return int(row.data_version) == store.data_version(conn)
+    return _storable(conn, instrument) and store.derived_current(
+        conn, _ANSWER_ROWS, recipe=_answer_recipe(instrument)
+    )
 
 
 def save_answer_rows(engine, instrument: Instrument | None = None) -> bool:
@@ -150,11 +147,8 @@ def save_answer_rows(engine, instrument: Instrument | None = None) -> bool:
     if not _storable(engine, instrument):
         return False
     k = len(instrument.items)
-    with engine.begin() as conn:
-        store.serialise_imports(conn)
-        version, end = store.data_version(conn), store.data_end(conn)
-        conn.execute(AR.delete())
-        conn.execute(DV.delete().where(DV.c.name == _ANSWER_ROWS))
+    recipe = _answer_recipe(instrument)
+    with store.rebuilding_derived(engine, _ANSWER_ROWS, (AR,), recipe) as (conn, _end):
         lo, hi = instrument.scale_min, instrument.scale_max
         rows = sa.select(
             A.c.response_id,
@@ -168,11 +162,6 @@ def save_answer_rows(engine, instrument: Instrument | None = None) -> bool:
         ).group_by(A.c.response_id)
         names = ["response_id", *(f"c{i}" for i in range(k)), "answers", "lowest", "highest", "out_of_scale"]
         conn.execute(AR.insert().from_select(names, rows))
-        conn.execute(
-            DV.insert().values(
-                name=_ANSWER_ROWS, data_version=version, data_end=end, recipe=_answer_recipe(instrument)
-            )
-        )
     return True
 
 

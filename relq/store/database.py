@@ -53,6 +53,8 @@ __all__ = [
     "audit_log",
     "note_data_change",
     "data_version",
+    "derived_current",
+    "rebuilding_derived",
     "get_setting",
     "set_setting",
     "explain_connection_error",
@@ -837,15 +839,62 @@ def note_data_change(conn: Connection, change: str) -> None:
     conn.execute(schema.data_changes.insert().values(changed_at=datetime.now(), change=change))
 
 
+_DATA_VERSION = sa.select(sa.func.count()).select_from(schema.data_changes)
+
+
 def data_version(conn_or_engine) -> int:
     """The store's data version: how many changes (imports, undos, demo loads, instrument edits)
     it has seen. Every process's change counts, so a CLI import changes it for the dashboard too.
     One count over a table of a few rows per import: cheap enough to read on every page run."""
-    query = sa.select(sa.func.count()).select_from(schema.data_changes)
+    query = _DATA_VERSION
     if isinstance(conn_or_engine, Engine):
         with conn_or_engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
     return int(conn_or_engine.execute(query).scalar_one())
+
+
+def derived_current(
+    conn: Connection, name: str, data_end: date | None = None, recipe: str | None = None
+) -> bool:
+    """Whether what :func:`rebuilding_derived` built under ``name`` comes from the current data
+    version — and, when given, from this data end and recipe — so it may stand in for the stored rows
+    it was derived from. One read; False on ClickHouse, which keeps no derived table."""
+    if dialects.is_clickhouse(conn):
+        return False
+    built = schema.derived_versions
+    row = conn.execute(
+        sa.select(
+            built.c.data_version,
+            built.c.data_end,
+            built.c.recipe,
+            _DATA_VERSION.scalar_subquery().label("current"),
+        ).where(built.c.name == name)
+    ).first()
+    return (
+        row is not None
+        and int(row.data_version) == int(row.current)
+        and (data_end is None or pd.Timestamp(row.data_end).date() == data_end)
+        and (recipe is None or row.recipe == recipe)
+    )
+
+
+@contextmanager
+def rebuilding_derived(
+    engine: Engine, name: str, tables: tuple[sa.Table, ...], recipe: str | None = None
+) -> Iterator[tuple[Connection, date]]:
+    """One transaction rebuilding derived ``tables`` on the database side: imports take turns,
+    the tables and what was recorded under ``name`` are emptied, the caller fills the tables (given
+    the connection and the data's end), and the record is written with the data version and end
+    (and ``recipe``) they were built from — what :func:`derived_current` checks."""
+    built = schema.derived_versions
+    with engine.begin() as conn:
+        serialise_imports(conn)
+        version, end = data_version(conn), data_end(conn)
+        for table in tables:
+            conn.execute(table.delete())
+        conn.execute(built.delete().where(built.c.name == name))
+        yield conn, end
+        conn.execute(built.insert().values(name=name, data_version=version, data_end=end, recipe=recipe))
 
 
 def get_setting(engine: Engine, key: str, default=None):
