@@ -753,12 +753,15 @@ def test_purchase_summary_gives_the_figures_of_the_purchases_themselves_and_is_d
 ):
     """The stored purchase summary stands in for the purchases on the retention pages: cohorts,
     retention rates, the at-risk list, durations, landmarks and lifetime value equal those grouped
-    from every purchase (the pandas references above check that path), for the whole company and a
-    region. Once the data change it is not read: the next purchase shows at once, before it is rebuilt."""
+    from every purchase (the pandas references above check that path), for the whole company, a
+    region, the customers acquired in a period and a gap quadrant. Once the data change it is not read: the next purchase shows at once, before it is rebuilt."""
     _load_demo(engine, demo_company)
     region = SegmentFilter().with_dimension("region", [sorted(demo_company.customers["region"].unique())[0]])
+    acquired = pd.to_datetime(demo_company.customers["acquired_at"]).dt.date
+    middle = SegmentFilter(since=acquired.quantile(0.25), until=acquired.quantile(0.75))  # acquired then
+    quadrant = SegmentFilter(quadrant="x_high_y_low")
     with engine.connect() as conn:
-        raw = {flt: _purchase_figures(conn, flt) for flt in (SegmentFilter(), region)}
+        raw = {flt: _purchase_figures(conn, flt) for flt in (SegmentFilter(), region, middle, quadrant)}
     built = retention.save_purchase_summary(engine)
     clickhouse = dialects.is_clickhouse(engine)
     with engine.connect() as conn:

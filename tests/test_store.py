@@ -230,6 +230,31 @@ def test_postgresql_keeps_its_indexes_on_responses_and_transactions(postgres_eng
     assert {"ix_responses_submitted", "ix_responses_customer", "ix_transactions_customer"} <= names
 
 
+def test_an_older_postgresql_store_gains_the_indexes_added_since_and_its_rows_stay(postgres_engine):
+    # The data's end is the latest purchase, response or ticket: read from an index on PostgreSQL.
+    # A store made before those indexes existed gets them when RelQ opens it.
+    with postgres_engine.begin() as conn:
+        store.bulk_insert(
+            conn,
+            schema.transactions,
+            pd.DataFrame(
+                {
+                    "transaction_id": ["T1"],
+                    "customer_id": ["C1"],
+                    "occurred_at": [pd.Timestamp("2025-03-04")],
+                    "amount": [9.5],
+                }
+            ),
+        )
+        conn.execute(sa.text("DROP INDEX ix_transactions_occurred"))
+        conn.execute(sa.text("DROP INDEX ix_tickets_opened"))
+    store.create_schema(postgres_engine)
+    with postgres_engine.connect() as conn:
+        names = set(conn.execute(sa.text("SELECT indexname FROM pg_indexes")).scalars())
+        assert store.data_end(conn) == date(2025, 3, 4)
+    assert {"ix_transactions_occurred", "ix_tickets_opened"} <= names
+
+
 @pytest.mark.parametrize("asked", [3, 12_000])  # an IN list, and a key table semi-joined in SQL
 def test_stored_keys_finds_exactly_the_stored_ones_like_a_python_set(engine, asked):
     stored = [f"R_{i:06d}" for i in range(0, 20_000, 2)]

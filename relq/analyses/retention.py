@@ -146,10 +146,22 @@ def _month_rows() -> Select:
     return sa.select(T.c.customer_id, _month_index(T.c.occurred_at).label("m")).distinct()
 
 
-def _purchase_months(summarised: bool = False) -> sa.Subquery:
-    if summarised:
-        return sa.select(PM.c.customer_id, PM.c.m).subquery("months")
-    return _month_rows().subquery("months")
+def _stored_month_rows() -> Select:
+    """:func:`_month_rows` with each customer's start (``start_day``, its month ``start_m``) as
+    :func:`lifetimes` defines it — acquired_at, else the first purchase — for the stored table,
+    built after the purchase summary in the same transaction."""
+    months = _month_rows().subquery("months")
+    start_day = sa.func.coalesce(C.c.acquired_at, sa.cast(PS.c.first_at, sa.Date))
+    return sa.select(
+        months.c.customer_id,
+        months.c.m,
+        start_day.label("start_day"),
+        _month_index(start_day).label("start_m"),
+    ).select_from(
+        months.join(PS, PS.c.customer_id == months.c.customer_id).outerjoin(
+            C, C.c.customer_id == months.c.customer_id
+        )
+    )
 
 
 # --------------------------------------------------------------------------- purchase summaries
@@ -179,7 +191,9 @@ def save_purchase_summary(engine) -> bool:
                 list(_SUMMED), sa.select(*_purchase_columns(end)).group_by(T.c.customer_id)
             )
         )
-        conn.execute(PM.insert().from_select(["customer_id", "m"], _month_rows()))
+        conn.execute(
+            PM.insert().from_select(["customer_id", "m", "start_day", "start_m"], _stored_month_rows())
+        )
     return True
 
 
@@ -310,22 +324,11 @@ def cohort_activity(
     summarised = purchase_summary_ready(conn, basis)
     life = lifetimes(flt, basis, summarised=summarised).cte("life")
     cohort = _month_index(life.c.start_day)
-    # One round trip: cohort sizes (k = -1) and active counts together. Each customer's
-    # distinct purchase months are taken first, so the join sees far fewer rows than every
-    # purchase (1.6× faster on the 4.9M-purchase benchmark tier, bench/RESULTS.md); stored
-    # with the purchase summary, they are not even grouped again.
-    months = _purchase_months(summarised)
-    k = months.c.m - cohort
+    # One round trip: cohort sizes (k = -1) and active counts together.
     size_rows = sa.select(
         cohort.label("cohort"), sa.literal(-1).label("k"), sa.func.count().label("n")
     ).group_by(cohort)
-    active_rows = (
-        sa.select(cohort.label("cohort"), k.label("k"), sa.func.count().label("n"))
-        .select_from(life.join(months, months.c.customer_id == life.c.customer_id))
-        .where(k >= 0)
-        .group_by(cohort, k)
-    )
-    rows = conn.execute(sa.union_all(size_rows, active_rows)).all()
+    rows = conn.execute(sa.union_all(size_rows, _active_rows(flt, basis, life, summarised))).all()
     sizes = [(c, n) for c, kk, n in rows if int(kk) == -1]
     columns = ["cohort", "k", "size", "active", "share", "low", "high", "partial"]
     if not sizes:
@@ -348,6 +351,40 @@ def cohort_activity(
     frame = frame.sort_values(["cohort_i", "k"]).reset_index(drop=True)
     frame.insert(0, "cohort", frame.pop("cohort_i").map(_month_label))
     return frame[columns]
+
+
+def _active_rows(flt: SegmentFilter, basis: Basis, life, summarised: bool) -> Select:
+    """(cohort, k, n): the customers of ``life`` with a purchase k months after their cohort's.
+
+    Stored with the purchase summary, each customer's purchase months carry the customer's start,
+    so they are counted in one pass, with ``life``'s conditions on their own columns (the customers
+    joined only for a segment filter): no join of every purchase month to the lifetimes and no
+    month computed per row, which on PostgreSQL took most of the time (bench/RESULTS.md). Otherwise
+    each customer's distinct purchase months are taken first, so the join sees far fewer rows than
+    every purchase."""
+    if summarised:
+        cohort, k = PM.c.start_m, PM.c.m - PM.c.start_m
+        start = PM.c.start_day
+        rows = sa.select(cohort.label("cohort"), k.label("k"), sa.func.count().label("n")).where(
+            k >= 0, start <= sa.literal(basis.end, sa.Date)
+        )
+        if flt.since:
+            rows = rows.where(start >= sa.literal(flt.since, sa.Date))
+        if flt.until:
+            rows = rows.where(start <= sa.literal(flt.until, sa.Date))
+        if flt.customer or flt.quadrant or flt.themes:  # the clause reads customers' columns
+            rows = rows.select_from(PM.outerjoin(C, C.c.customer_id == PM.c.customer_id))
+            rows = rows.where(flt.customer_clause())
+        return rows.group_by(cohort, k)
+    cohort = _month_index(life.c.start_day)
+    months = _month_rows().subquery("months")
+    k = months.c.m - cohort
+    return (
+        sa.select(cohort.label("cohort"), k.label("k"), sa.func.count().label("n"))
+        .select_from(life.join(months, months.c.customer_id == life.c.customer_id))
+        .where(k >= 0)
+        .group_by(cohort, k)
+    )
 
 
 def cohort_report(frame: pd.DataFrame) -> dict:

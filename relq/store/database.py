@@ -199,6 +199,7 @@ def create_schema(engine: Engine) -> None:
         schema.metadata.create_all(engine)
         _drop_answer_constraint(engine)
         _drop_duckdb_indexes(engine)
+        _create_postgres_indexes(engine)
         if dialects.is_clickhouse(engine):
             with engine.connect() as conn:
                 dialects.refresh_lookups(conn, only_if_missing=True)
@@ -251,6 +252,22 @@ def _drop_duckdb_indexes(engine: Engine) -> None:
             serialise_imports(conn)
             for name in present:
                 conn.execute(sa.text(_POSTGRES_ONLY_INDEXES[name]))
+
+
+def _create_postgres_indexes(engine: Engine) -> None:
+    """Stores made before an index was added to the schema: create it (the tables exist, so
+    ``create_all`` does not); one catalog query when none is missing."""
+    if engine.dialect.name != "postgresql":
+        return
+    wanted = {index.name: index for table in schema.metadata.tables.values() for index in table.indexes}
+    with engine.connect() as conn:
+        present = set(conn.execute(sa.text("SELECT indexname FROM pg_indexes")).scalars())
+    missing = [index for name, index in wanted.items() if name not in present]
+    if missing:
+        with engine.begin() as conn:
+            serialise_imports(conn)
+            for index in missing:
+                index.create(conn, checkfirst=True)
 
 
 def _drop_answer_constraint(engine: Engine) -> None:

@@ -163,6 +163,8 @@ transactions = Table(
     # PostgreSQL only (as the two on survey_responses): DuckDB's scans read columns with zone maps
     # and never need them, while each import paid to keep their in-memory ART indexes up to date.
     Index("ix_transactions_customer", "customer_id", "occurred_at").ddl_if(dialect="postgresql"),
+    # the data's end (the latest purchase) read from the index instead of every row
+    Index("ix_transactions_occurred", "occurred_at").ddl_if(dialect="postgresql"),
     info=_clickhouse("customer_id, occurred_at"),
 )
 
@@ -178,6 +180,7 @@ tickets = Table(
     Column("status", Text),
     Column("import_id", Integer),
     Index("ix_tickets_customer", "customer_id"),
+    Index("ix_tickets_opened", "opened_at").ddl_if(dialect="postgresql"),
     info=_clickhouse("customer_id, opened_at"),
 )
 
@@ -353,6 +356,9 @@ purchase_months = Table(
     metadata,
     Column("customer_id", Text, nullable=False),
     Column("m", Integer, nullable=False),  # months since year 0: year·12 + month − 1
+    # the customer's cohort when it was built: acquired_at, else the first purchase (day and month)
+    Column("start_day", Date, nullable=False),
+    Column("start_m", Integer, nullable=False),
     info=_clickhouse("customer_id, m"),
 )
 
