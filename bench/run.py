@@ -578,11 +578,13 @@ def run_postgres(tier: str, repeat: int, only: set[str] | None) -> dict:
         from relq.analyses.retention import save_purchase_summary
         from relq.measures.customer_sums import save_response_sums
         from relq.measures.reliability import save_answer_rows
+        from relq.store.latest import save_latest_pairs
 
         started = time.perf_counter()
         save_purchase_summary(engine)
         save_answer_rows(engine)
         save_response_sums(engine)
+        save_latest_pairs(engine)
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
         derived_s = time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date
 
@@ -15,6 +16,7 @@ from relq.analyses import quadrants, retention
 from relq.analyses.quadrants import QUADRANT_KEYS, QuadrantSpec
 from relq.core.instrument import load_instrument
 from relq.measures import metrics
+from relq.store import latest as latest_pairs
 from relq.store import schema
 from relq.store.filters import SegmentFilter
 
@@ -477,3 +479,111 @@ def test_report_json_quadrants_section_via_cli(demo, demo_env, capsys):
     section = report["quadrants"]
     assert (section["x"], section["y"], section["threshold"]) == ("satisfaction", "commitment", 55.0)
     assert section["counts"] == {k: expected.get(k, 0) for k in QUADRANT_KEYS}
+
+
+# --------------------------------------------------------------------------- stored latest pairs
+
+
+@pytest.fixture
+def statements():
+    """The SQL each connection sends while the test runs (SQLAlchemy's own event, no stand-in)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    yield seen
+    sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
+def _quadrant_figures(conn, flt: SegmentFilter, spec: QuadrantSpec) -> dict:
+    """Every figure the Gap quadrants page reads through each customer's latest response."""
+    summary, _kind, picture = quadrants.quadrant_view(conn, flt, spec)
+    return {
+        "counts": pd.Series(quadrants.quadrant_counts(conn, flt, spec)),
+        "frame": quadrants.latest_frame(conn, flt, spec),
+        "table": summary.table,
+        "picture": picture,
+        "list": quadrants.quadrant_customers(conn, flt, spec, "x_high_y_low").sort_values("customer_id"),
+        "mix": quadrants.quadrant_mix(conn, flt, spec, "plan"),
+        "median": pd.Series(dataclasses.astuple(quadrants.resolve_spec(conn, flt, spec.x, spec.y, "median"))),
+    }
+
+
+def test_stored_latest_pairs_give_the_quadrants_of_the_responses_themselves_and_stop_when_data_change(
+    engine, demo_company, statements
+):
+    """Each customer's latest response per pillar pair, stored after every change of the data,
+    stands in for ranking the responses when a view covers the whole history with every wave and
+    flag: counts (equal to the pandas reference above), cards, picture, customer list, mix and
+    median thresholds equal those of the responses themselves, for the whole company, a region and
+    a quadrant, either axis order. A view with a period reads the responses. Once the data change the
+    stored rows are not read: a customer's new response moves them at once, before the rebuild."""
+    store.load_demo(engine, demo_company)
+    region = sorted(demo_company.customers["region"].unique())[0]
+    views = {
+        "all": SegmentFilter(),
+        "region": SegmentFilter().with_dimension("region", [region]),
+        "quadrant": SegmentFilter(quadrant="x_high_y_low"),
+    }
+    specs = [QuadrantSpec(), QuadrantSpec.at("commitment", "satisfaction", 55.0)]
+    with engine.connect() as conn:
+        raw = {(v, s): _quadrant_figures(conn, flt, s) for v, flt in views.items() for s in specs}
+        raw_period = quadrants.quadrant_counts(conn, PERIOD, specs[0])
+    stored = not store.dialects.is_clickhouse(engine)  # ClickHouse keeps no stored tables
+    assert latest_pairs.save_latest_pairs(engine) is stored
+    statements.clear()
+    with engine.connect() as conn:
+        assert latest_pairs.latest_pairs_ready(conn) is stored
+        for (v, s), expected in raw.items():
+            got = _quadrant_figures(conn, views[v], s)
+            for name, frame in expected.items():
+                if isinstance(frame, pd.Series):
+                    pd.testing.assert_series_equal(got[name], frame, obj=f"{v} {s.x}/{s.y} {name}")
+                else:
+                    pd.testing.assert_frame_equal(
+                        got[name].reset_index(drop=True),
+                        frame.reset_index(drop=True),
+                        check_exact=False,
+                        rtol=1e-12,
+                        obj=f"{v} {s.x}/{s.y} {name}",
+                    )
+    assert any("FROM latest_pairs" in s for s in statements) is stored
+    responses = pd.DataFrame(demo_company.responses)
+    reference = _latest_reference(responses, "trust", "satisfaction")
+    assert raw[("all", specs[0])]["counts"].to_dict() == (
+        _key_reference(reference, "trust", "satisfaction", 50, 50)
+        .value_counts()
+        .reindex(QUADRANT_KEYS)
+        .to_dict()
+    )
+    statements.clear()
+    with engine.connect() as conn:
+        assert not latest_pairs.latest_pairs_fit(PERIOD)
+        assert quadrants.quadrant_counts(conn, PERIOD, specs[0]) == raw_period
+    assert not any("FROM latest_pairs" in s for s in statements)
+    # a customer at risk answers again, happily, in a new import: counted at once
+    frame = raw[("all", specs[0])]["frame"]
+    low = frame[(frame["x"] < 50) & (frame["y"] < 50)]["customer_id"].iloc[0]
+    happy = responses.iloc[[0]].assign(
+        response_id="R-happy",
+        customer_id=low,
+        submitted_at=responses["submitted_at"].max() + pd.Timedelta(hours=1),
+        trust=90.0,
+        satisfaction=90.0,
+    )
+    with engine.begin() as conn:
+        store.bulk_insert(
+            conn, schema.survey_responses, happy[[c for c in happy if c in schema.survey_responses.c]]
+        )
+        store.note_data_change(conn, "import")
+    with engine.connect() as conn:
+        assert not latest_pairs.latest_pairs_ready(conn)
+        counts = quadrants.quadrant_counts(conn, SegmentFilter(), specs[0])
+    before = raw[("all", specs[0])]["counts"]
+    assert counts["x_low_y_low"] == before["x_low_y_low"] - 1
+    assert counts["x_high_y_high"] == before["x_high_y_high"] + 1
+    latest_pairs.save_latest_pairs(engine)
+    with engine.connect() as conn:
+        assert quadrants.quadrant_counts(conn, SegmentFilter(), specs[0]) == counts

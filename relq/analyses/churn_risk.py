@@ -48,6 +48,7 @@ from relq.measures.customer_sums import save_response_sums
 from relq.measures.reliability import save_answer_rows
 from relq.store import schema
 from relq.store.filters import SegmentFilter
+from relq.store.latest import save_latest_pairs
 from relq.store.schema import PILLARS
 
 __all__ = [
@@ -1147,6 +1148,7 @@ def _refresh(engine) -> str:
         (save_purchase_summary, "purchase summary"),
         (save_answer_rows, "answer rows"),
         (save_response_sums, "survey scores' month sums"),
+        (save_latest_pairs, "customers' latest responses"),
     ):
         try:
             rebuild(engine)

@@ -32,8 +32,11 @@ from relq.store.filters import SegmentFilter, customer_dimension, quadrant_custo
 from relq.store.latest import (
     DEFAULT_THRESHOLD,
     QUADRANT_KEYS,
+    latest_pairs_fit,
+    latest_pairs_ready,
     latest_responses,
     quadrant_key,
+    stored_latest,
 )
 from relq.store.latest import (
     check_pair as _check_pair,
@@ -219,10 +222,19 @@ class QuadrantSpec:
 
 
 def latest_scores(
-    flt: SegmentFilter, x: str = "trust", y: str = "satisfaction", name: str = "latest", details: bool = True
+    conn: Connection,
+    flt: SegmentFilter,
+    x: str = "trust",
+    y: str = "satisfaction",
+    name: str = "latest",
+    details: bool = True,
 ) -> sa.Subquery:
     """Each customer's latest response in ``flt`` having both pillars (see
-    :func:`relq.store.latest.latest_responses`): one row per customer."""
+    :func:`relq.store.latest.latest_responses`): one row per customer — read from the stored
+    latest pairs when the view covers the whole history with every wave and flag, and they are of
+    the current data."""
+    if latest_pairs_fit(flt) and latest_pairs_ready(conn):
+        return stored_latest(flt, x, y, name, details)
     return latest_responses(flt.response_clause(), x, y, name, details)
 
 
@@ -248,7 +260,7 @@ def resolve_spec(
         return QuadrantSpec(x, y, float(target), float(target), "target")
     if mode != "median":
         raise ValueError(f"threshold mode must be one of {', '.join(THRESHOLD_MODES)}, not {mode!r}.")
-    latest = latest_scores(flt, x, y, details=False)
+    latest = latest_scores(conn, flt, x, y, details=False)
     mx, my = conn.execute(
         sa.select(
             sa.func.percentile_cont(0.5).within_group(latest.c.x_score),
@@ -265,7 +277,7 @@ def quadrant_counts(
     conn: Connection, flt: SegmentFilter, spec: QuadrantSpec = QuadrantSpec()
 ) -> dict[str, int]:
     """Customers per quadrant (every key present, zeros included)."""
-    latest = latest_scores(flt, spec.x, spec.y, details=False)
+    latest = latest_scores(conn, flt, spec.x, spec.y, details=False)
     key = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold).label(
         "quadrant"
     )
@@ -359,7 +371,7 @@ def latest_frame(conn: Connection, flt: SegmentFilter, spec: QuadrantSpec = Quad
     (in the CRM), ``churned`` (a churn date), ``value`` (annual value, else revenue of the last
     365 days, else 0). One query, handed over column by column; the summary and the picture are
     counted from it instead of each asking the database again."""
-    latest = latest_scores(flt, spec.x, spec.y, details=False)
+    latest = latest_scores(conn, flt, spec.x, spec.y, details=False)
     revenue = _revenue_12m(conn)
     stmt = sa.select(
         latest.c.customer_id,
@@ -489,7 +501,7 @@ def quadrant_summary(
     )
     by_key = counted.groupby("quadrant").sum().to_dict("index")
     total = len(frame)
-    latest = latest_scores(flt, spec.x, spec.y)
+    latest = latest_scores(conn, flt, spec.x, spec.y)
     key = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold)
     scores = _quadrant_scores(conn, flt, latest, key)
     records = []
@@ -664,7 +676,7 @@ def quadrant_customers(
     """The customers of one quadrant with CRM fields, last purchase, open tickets and latest
     comment; lowest combined score first. ``borderline`` uses the SEMs given (False when unknown)."""
     _levels(key)
-    latest = latest_scores(flt, spec.x, spec.y)
+    latest = latest_scores(conn, flt, spec.x, spec.y)
     quad = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold)
     tickets, purchases, comments = _open_tickets(), last_purchases(conn), _latest_comment(flt)
     query = (
@@ -714,8 +726,8 @@ def quadrant_migration(
 
     A customer counts when they have a latest response with both pillars in both filters.
     """
-    a = latest_scores(before, spec.x, spec.y, "before")
-    b = latest_scores(after, spec.x, spec.y, "after")
+    a = latest_scores(conn, before, spec.x, spec.y, "before")
+    b = latest_scores(conn, after, spec.x, spec.y, "after")
     key_a = quadrant_key(a.c.x_score, a.c.y_score, spec.x_threshold, spec.y_threshold).label("from")
     key_b = quadrant_key(b.c.x_score, b.c.y_score, spec.x_threshold, spec.y_threshold).label("to")
     rows = conn.execute(
@@ -739,7 +751,7 @@ def quadrant_mix(conn: Connection, flt: SegmentFilter, spec: QuadrantSpec, dimen
     Columns: segment, quadrant, customers, segment_customers, share, low, high (shares in %).
     Customers without a value are grouped as "(none)".
     """
-    latest = latest_scores(flt, spec.x, spec.y)
+    latest = latest_scores(conn, flt, spec.x, spec.y)
     segment = sa.func.coalesce(sa.cast(customer_dimension(dimension), sa.Text), "(none)").label("segment")
     key = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold).label(
         "quadrant"

@@ -7,10 +7,12 @@ the customer's latest in the view having both pillars of the pair.
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from relq.store import schema
+from relq.store import database, dialects, schema
 from relq.store.schema import PILLARS
 
 __all__ = [
@@ -20,9 +22,15 @@ __all__ = [
     "quadrant_levels",
     "latest_responses",
     "quadrant_key",
+    "save_latest_pairs",
+    "latest_pairs_fit",
+    "latest_pairs_ready",
+    "stored_latest",
 ]
 
 R = schema.survey_responses
+L = schema.latest_pairs
+_LATEST = "latest pairs"
 
 QUADRANT_KEYS: tuple[str, ...] = ("x_high_y_high", "x_high_y_low", "x_low_y_high", "x_low_y_low")
 DEFAULT_THRESHOLD = 50.0
@@ -62,6 +70,13 @@ def latest_responses(
     1M-response benchmark tier (bench/RESULTS.md), the same on every engine.
     """
     check_pair(x, y)
+    carried = [R.c.response_id, R.c.submitted_at, R.c.nps, R.c.csat, R.c.comment] if details else []
+    return _latest(wanted, x, y, name, [R.c[x].label("x_score"), R.c[y].label("y_score"), *carried])
+
+
+def _latest(wanted: ColumnElement, x: str, y: str, name: str, columns: list) -> sa.Subquery:
+    """customer_id and ``columns`` of each customer's latest response among ``wanted`` having
+    ``x`` and ``y`` (see :func:`latest_responses`)."""
     wanted = sa.and_(wanted, R.c.customer_id.is_not(None), R.c[x].is_not(None), R.c[y].is_not(None))
     last = (
         sa.select(R.c.customer_id, sa.func.max(R.c.submitted_at).label("at"))
@@ -69,13 +84,10 @@ def latest_responses(
         .group_by(R.c.customer_id)
         .subquery(f"{name}_last")
     )
-    carried = [R.c.response_id, R.c.submitted_at, R.c.nps, R.c.csat, R.c.comment] if details else []
     ranked = (
         sa.select(
             R.c.customer_id,
-            R.c[x].label("x_score"),
-            R.c[y].label("y_score"),
-            *carried,
+            *columns,
             sa.func.row_number()
             .over(partition_by=R.c.customer_id, order_by=R.c.response_id.desc())
             .label("recency"),
@@ -100,4 +112,53 @@ def quadrant_key(x_score: ColumnElement, y_score: ColumnElement, x_threshold: fl
         (x_high, "x_high_y_low"),
         (y_high, "x_low_y_high"),
         else_="x_low_y_low",
+    )
+
+
+# --------------------------------------------------------------------------- stored latest pairs
+
+
+def pair_name(x: str, y: str) -> str:
+    """The stored name of a pillar pair, either axis order: the two in PILLARS order."""
+    a, b = sorted((x, y), key=PILLARS.index)
+    return f"{a}|{b}"
+
+
+def save_latest_pairs(engine) -> bool:
+    """Rebuild each customer's latest response for every pillar pair over the whole history
+    (``latest_pairs``), in one transaction on the database side, marked with the data version.
+    False on ClickHouse (nothing is built)."""
+    if dialects.is_clickhouse(engine):
+        return False
+    details = [R.c.response_id, R.c.submitted_at, *(R.c[p] for p in PILLARS), R.c.nps, R.c.csat, R.c.comment]
+    names = ["pair", "customer_id", *(c.name for c in details)]
+    with database.rebuilding_derived(engine, _LATEST, (L,)) as (conn, _end):
+        for x, y in combinations(PILLARS, 2):
+            latest = _latest(sa.true(), x, y, "latest", details)
+            rows = sa.select(sa.literal(pair_name(x, y), sa.Text), *(latest.c[n] for n in names[1:]))
+            conn.execute(L.insert().from_select(names, rows))
+    return True
+
+
+def latest_pairs_fit(flt) -> bool:
+    """Whether the stored latest pairs can stand in for the responses of view ``flt`` (a
+    :class:`relq.store.filters.SegmentFilter`): the whole history, every wave and quality flag, no
+    comment theme — only customers' segments and quadrants, which pick whole customers."""
+    return not (flt.since or flt.until or flt.waves or flt.exclude_flags or flt.themes)
+
+
+def latest_pairs_ready(conn) -> bool:
+    """Whether the stored latest pairs were built from the current data version (never on ClickHouse)."""
+    return database.derived_current(conn, _LATEST)
+
+
+def stored_latest(flt, x: str, y: str, name: str = "latest", details: bool = True) -> sa.Subquery:
+    """:func:`latest_responses` of view ``flt`` read from the stored latest pairs (the same
+    columns); only when :func:`latest_pairs_fit` and :func:`latest_pairs_ready`."""
+    check_pair(x, y)
+    carried = [L.c.response_id, L.c.submitted_at, L.c.nps, L.c.csat, L.c.comment] if details else []
+    return (
+        sa.select(L.c.customer_id, L.c[x].label("x_score"), L.c[y].label("y_score"), *carried)
+        .where(L.c.pair == pair_name(x, y), flt.response_clause(L))
+        .subquery(name)
     )

@@ -48,6 +48,7 @@ __all__ = [
     "derived_versions",
     "response_sums",
     "DERIVED_TABLES",
+    "latest_pairs",
     "app_settings",
     "data_changes",
     "cases",
@@ -409,6 +410,24 @@ response_sums = Table(
     info=_clickhouse("submitted_at, ifNull(customer_id, '')"),
 )
 
+# Each customer's latest response having both pillars of each quadrant pair, over the whole history
+# (relq.store.latest.save_latest_pairs, rebuilt with the purchase summary): one row per pair and
+# customer — what the gap quadrants read for a view with no period, wave, quality-flag or theme
+# restriction instead of ranking every response.
+latest_pairs = Table(
+    "latest_pairs",
+    metadata,
+    Column("pair", Text, nullable=False),  # the two pillars in PILLARS order, "trust|satisfaction"
+    Column("customer_id", Text, nullable=False),
+    Column("response_id", Text, nullable=False),
+    Column("submitted_at", DateTime, nullable=False),
+    *(Column(pillar, Double) for pillar in PILLARS),
+    Column("nps", Integer),
+    Column("csat", Integer),
+    Column("comment", Text),
+    info=_clickhouse("pair, customer_id"),
+)
+
 # Which data version (and data end; for the answer rows, which instrument) each derived table was
 # built from; a table whose row is missing or older than the data is not read.
 derived_versions = Table(
@@ -422,7 +441,14 @@ derived_versions = Table(
 
 # The tables rebuilt from the stored rows after every change of the data (relq.store.database
 # drops one of other columns when it opens a store; removing an import empties them).
-DERIVED_TABLES = (purchase_summary, purchase_months, answer_rows, response_sums, derived_versions)
+DERIVED_TABLES = (
+    purchase_summary,
+    purchase_months,
+    answer_rows,
+    response_sums,
+    latest_pairs,
+    derived_versions,
+)
 
 # What an admin sets on the Admin page (e.g. whether executives may see owner splits): key → JSON.
 app_settings = Table(
