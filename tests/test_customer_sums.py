@@ -21,6 +21,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from relq import store
+from relq.analyses import drivers
 from relq.cli import main
 from relq.exceptions import WeightingError
 from relq.measures import clustered, comparisons, customer_sums, metrics
@@ -401,6 +402,11 @@ def _numbers(conn, flt: SegmentFilter, period=(date(2026, 1, 1), date(2026, 6, 3
         out.update(
             {f"period.{key}.{c}": r[c] for c in ("estimate", "delta", "delta_low", "p_value", "q_value")}
         )
+    # the Drivers page's per-customer sums over the responses having every pillar and NPS
+    moments = drivers.customer_moments(conn, flt, "plan")
+    for row in moments.to_dict("records"):
+        unit = f"drv.{row['segment']}.{row['cid'] or row['lone']}"
+        out.update({f"{unit}.{c}": v for c, v in row.items() if c not in ("segment", "cid", "lone")})
     return out
 
 

@@ -131,20 +131,14 @@ def _complete(columns) -> sa.ColumnElement:
     return sa.and_(*[c.is_not(None) for c in columns])
 
 
-def customer_moments(
-    conn: Connection, flt: SegmentFilter, dimension: str | None = None, pillars=PILLARS
-) -> pd.DataFrame:
-    """Per customer (an unmatched response: per response), over its responses having every pillar
-    and NPS: segment, cid, lone (an unmatched response's id), n, the weight factor ``f`` (1 per response; ω_c/n_c under a
-    customer-level weighting, customers without a weight left out), Σx of every variable (``s_i``)
-    and Σxy of every pair (``c_i_j``). One two-level query; its rows are customers, never responses."""
-    names = _variables(tuple(pillars))
+def _listwise_customers(flt: SegmentFilter, names: list[str]) -> sa.Subquery:
+    """:func:`relq.measures.customer_sums.listwise_customers` grouped from the responses themselves."""
     cols = [sa.cast(R.c[name], sa.Double) for name in names]
     keys = [
         R.c.customer_id.label("cid"),
         sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("lone"),
     ]
-    pc = (
+    return (
         sa.select(
             *keys,
             sa.func.count().label("responses"),
@@ -159,6 +153,20 @@ def customer_moments(
         .group_by(*[k.element for k in keys])
         .subquery("driver_customers")
     )
+
+
+def customer_moments(
+    conn: Connection, flt: SegmentFilter, dimension: str | None = None, pillars=PILLARS
+) -> pd.DataFrame:
+    """Per customer (an unmatched response: per response), over its responses having every pillar
+    and NPS: segment, cid, lone (an unmatched response's id), n, the weight factor ``f`` (1 per response; ω_c/n_c under a
+    customer-level weighting, customers without a weight left out), Σx of every variable (``s_i``)
+    and Σxy of every pair (``c_i_j``). One two-level query; its rows are customers, never responses."""
+    names = _variables(tuple(pillars))
+    # the stored month sums when they fit the view, else the responses: the same columns
+    pc = customer_sums.listwise_customers(conn, flt, names)
+    if pc is None:
+        pc = _listwise_customers(flt, names)
     plan = customer_sums.weight_plan(conn, flt)
     weighting_problem(plan)
     omega, joins = customer_sums.weight_of(plan, pc)

@@ -66,6 +66,7 @@ __all__ = [
     "raking",
     "response_sums_ready",
     "save_response_sums",
+    "listwise_customers",
     "stored_sums_fit",
     "raking_diagnostics",
     "sums_by",
@@ -183,10 +184,52 @@ def save_response_sums(engine) -> bool:
         R.c.wave.label("wave"),
         *(R.c[flag].label(flag) for flag in schema.QUALITY_FLAGS),
     ]
-    rows = sa.select(*keys, *_level_one(R, "", SCORES)).group_by(*[k.element for k in keys])
+    rows = sa.select(*keys, *_level_one(R, "", SCORES), *_listwise_sums()).group_by(
+        *[k.element for k in keys]
+    )
     with store.rebuilding_derived(engine, _RESPONSE_SUMS, (S,)) as (conn, _end):
         conn.execute(S.insert().from_select([c.name for c in rows.selected_columns], rows))
     return True
+
+
+def _listwise_sums() -> list:
+    """The stored sums over the responses having every variable of ``schema.LISTWISE``: lw_n, Σx
+    (lw_s_i) and Σxy (lw_c_i_j, i ≤ j) — zero where a row has none."""
+    x = [sa.cast(R.c[name], sa.Double) for name in schema.LISTWISE]
+    complete = sa.and_(*(c.is_not(None) for c in x))
+
+    def total(value):
+        return sa.func.coalesce(sa.func.sum(sa.case((complete, value))), 0.0)
+
+    return [
+        total(sa.literal(1.0)).label("lw_n"),
+        *(total(v).label(f"lw_s_{i}") for i, v in enumerate(x)),
+        *(total(x[i] * x[j]).label(f"lw_c_{i}_{j}") for i in range(len(x)) for j in range(i, len(x))),
+    ]
+
+
+def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str]) -> sa.Subquery | None:
+    """Per customer (an unmatched response: per response) of view ``flt``, over its responses having
+    every variable of ``names``: cid, lone, responses, Σx of each (``s_i``) and Σxy of each pair
+    (``c_i_j``), from the stored month sums — or None when they cannot stand in (other variables
+    than ``schema.LISTWISE``, a view off month boundaries or with a theme, sums not current)."""
+    if tuple(names) != schema.LISTWISE or _source(conn, flt) is R:
+        return None
+    keys = [_on(S, k.element).label(k.name) for k in _cluster_keys()]
+    responses = sa.func.sum(S.c.lw_n)
+    k = len(names)
+    return (
+        sa.select(
+            *keys,
+            sa.cast(responses, sa.BigInteger).label("responses"),
+            *(sa.func.sum(S.c[f"lw_s_{i}"]).label(f"s_{i}") for i in range(k)),
+            *(sa.func.sum(S.c[f"lw_c_{i}_{j}"]).label(f"c_{i}_{j}") for i in range(k) for j in range(i, k)),
+        )
+        .where(_on(S, flt.response_clause()))
+        .group_by(*[key.element for key in keys])
+        .having(responses > 0)
+        .subquery("driver_customers")
+    )
 
 
 def _source(conn: Connection, flt: SegmentFilter, *more: SegmentFilter):

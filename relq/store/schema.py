@@ -67,10 +67,14 @@ __all__ = [
     "RESPONSE_FIELDS",
     "SEGMENT_DIMENSIONS",
     "QUALITY_FLAGS",
+    "LISTWISE",
 ]
 
 # The data-quality flag columns of survey_responses: one list for the importer and the filter.
 QUALITY_FLAGS: tuple[str, ...] = ("flag_duplicate", "flag_speeder", "flag_straightliner", "flag_out_of_range")
+# The variables of the Drivers page's regression (the pillars, then the outcome NPS), whose sums over
+# the responses having all of them are stored by month in response_sums.
+LISTWISE: tuple[str, ...] = (*PILLARS, "nps")
 
 
 metadata = MetaData()
@@ -407,6 +411,15 @@ response_sums = Table(
         for part in ("n", "s")
     ),
     *(Column(name, Double, nullable=False) for name in ("nps_n", "nps_p", "nps_d", "csat_n", "csat_s")),
+    # the Drivers page's sums over the responses having all of LISTWISE (the pillars and NPS): their
+    # count, Σx of each variable and Σxy of each pair (i ≤ j), in LISTWISE order
+    Column("lw_n", Double, nullable=False),
+    *(Column(f"lw_s_{i}", Double, nullable=False) for i in range(len(LISTWISE))),
+    *(
+        Column(f"lw_c_{i}_{j}", Double, nullable=False)
+        for i in range(len(LISTWISE))
+        for j in range(i, len(LISTWISE))
+    ),
     info=_clickhouse("submitted_at, ifNull(customer_id, '')"),
 )
 
