@@ -572,9 +572,10 @@ def run_postgres(tier: str, repeat: int, only: set[str] | None) -> dict:
             conn.exec_driver_sql("ANALYZE")
         load_s = time.perf_counter() - started
         log(f"  loaded in {load_s:.0f}s")
-        # What the dashboard does after a load or an import: the purchase summary, the answer rows
-        # and the survey scores' month sums the retention, reliability and score queries read
-        # (relq.analyses.churn_risk.refresh_scores builds them before fitting today's scores).
+        # What the dashboard does after a load or an import: the purchase summary, the answer rows,
+        # the survey scores' month sums and the latest responses per pillar pair the retention,
+        # reliability, score and quadrant queries read (relq.analyses.churn_risk.refresh_scores
+        # builds them before fitting today's scores).
         from relq.analyses.retention import save_purchase_summary
         from relq.measures.customer_sums import save_response_sums
         from relq.measures.reliability import save_answer_rows
@@ -588,7 +589,7 @@ def run_postgres(tier: str, repeat: int, only: set[str] | None) -> dict:
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
         derived_s = time.perf_counter() - started
-        log(f"  purchase summary, answer rows and month sums built in {derived_s:.1f}s")
+        log(f"  purchase summary, answer rows, month sums and latest pairs built in {derived_s:.1f}s")
         # RelQ's sessions run with jit off (store.get_engine); the same workloads with PostgreSQL's
         # default jit on, interleaved, show what that setting is worth.
         jit_on = store.get_engine(f"postgresql+psycopg://relq@127.0.0.1:{port}/postgres")

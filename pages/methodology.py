@@ -252,7 +252,9 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
         "business target or the median can be chosen). The default pair is trust × satisfaction; "
         "satisfaction × commitment and trust × commitment are also shown. Each quadrant has a name and a "
         "recommended action — e.g. high trust / low satisfaction: fix what dissatisfies customers who still "
-        "trust you.",
+        "trust you. After each change of the data RelQ also stores each customer's latest response for each "
+        "pair, so a view of the whole history with every wave and flag (a segment or a quadrant may be "
+        "chosen) reads those rows instead of ranking every response: the same customers and scores.",
         [],
         "Customers close to the threshold could fall on either side; treat borderline counts as uncertain.",
     ),

@@ -2,7 +2,9 @@
 
 The building block shared by the quadrant filter (:mod:`relq.store.filters`) and the gap
 quadrants analysis (:mod:`relq.analyses.quadrants`). Unit: the customer; the response counted is
-the customer's latest in the view having both pillars of the pair.
+the customer's latest in the view having both pillars of the pair. After every change of the data
+the latest response of each customer and pillar pair over the whole history is also stored
+(``latest_pairs``), which a view without a period, wave, quality-flag or theme restriction reads.
 """
 
 from __future__ import annotations
