@@ -160,6 +160,19 @@ def engine(request):
     return request.getfixturevalue(f"{request.param}_engine")
 
 
+@pytest.fixture
+def statements():
+    """The SQL each connection sends while the test runs (SQLAlchemy's own event, no stand-in)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    yield seen
+    sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
 DEMO_CUSTOMERS = 1500
 DEMO_SEED = 11
 

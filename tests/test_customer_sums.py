@@ -476,19 +476,6 @@ def test_read_frame_gives_the_rows_sqlalchemy_gives_with_in_lists_and_dates(engi
 # --------------------------------------------------------------------------- the stored month sums
 
 
-@pytest.fixture
-def statements():
-    """The SQL each connection sends while the test runs (SQLAlchemy's own event, no stand-in)."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
-    yield seen
-    sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
-
-
 def _month_sums_company(seed: int) -> tuple:
     cust, frame = _company(seed, customers=80)
     rng = np.random.default_rng(seed)

@@ -484,19 +484,6 @@ def test_report_json_quadrants_section_via_cli(demo, demo_env, capsys):
 # --------------------------------------------------------------------------- stored latest pairs
 
 
-@pytest.fixture
-def statements():
-    """The SQL each connection sends while the test runs (SQLAlchemy's own event, no stand-in)."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
-    yield seen
-    sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
-
-
 def _quadrant_figures(conn, flt: SegmentFilter, spec: QuadrantSpec) -> dict:
     """Every figure the Gap quadrants page reads through each customer's latest response."""
     summary, _kind, picture = quadrants.quadrant_view(conn, flt, spec)

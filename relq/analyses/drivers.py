@@ -127,34 +127,6 @@ def _variables(pillars: tuple[str, ...]) -> list[str]:
     return [*pillars, OUTCOME]
 
 
-def _complete(columns) -> sa.ColumnElement:
-    return sa.and_(*[c.is_not(None) for c in columns])
-
-
-def _listwise_customers(flt: SegmentFilter, names: list[str]) -> sa.Subquery:
-    """:func:`relq.measures.customer_sums.listwise_customers` grouped from the responses themselves."""
-    cols = [sa.cast(R.c[name], sa.Double) for name in names]
-    keys = [
-        R.c.customer_id.label("cid"),
-        sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("lone"),
-    ]
-    return (
-        sa.select(
-            *keys,
-            sa.func.count().label("responses"),
-            *[sa.func.sum(c).label(f"s_{i}") for i, c in enumerate(cols)],
-            *[
-                sa.func.sum(cols[i] * cols[j]).label(f"c_{i}_{j}")
-                for i in range(len(cols))
-                for j in range(i, len(cols))
-            ],
-        )
-        .where(flt.response_clause(), _complete([R.c[n] for n in names]))
-        .group_by(*[k.element for k in keys])
-        .subquery("driver_customers")
-    )
-
-
 def customer_moments(
     conn: Connection, flt: SegmentFilter, dimension: str | None = None, pillars=PILLARS
 ) -> pd.DataFrame:
@@ -163,10 +135,7 @@ def customer_moments(
     customer-level weighting, customers without a weight left out), Σx of every variable (``s_i``)
     and Σxy of every pair (``c_i_j``). One two-level query; its rows are customers, never responses."""
     names = _variables(tuple(pillars))
-    # the stored month sums when they fit the view, else the responses: the same columns
     pc = customer_sums.listwise_customers(conn, flt, names)
-    if pc is None:
-        pc = _listwise_customers(flt, names)
     plan = customer_sums.weight_plan(conn, flt)
     weighting_problem(plan)
     omega, joins = customer_sums.weight_of(plan, pc)

@@ -258,16 +258,22 @@ def lifetimes(
         else sa.literal("All customers", sa.Text)
     )
     columns.append(segment.label("segment"))
-    stmt = (
+    return (
         sa.select(*columns)
         .select_from(C.join(p, C.c.customer_id == p.c.customer_id, full=True))
-        .where(flt.customer_clause(), start_day.is_not(None), start_day <= end)
+        .where(flt.customer_clause(), *_started(start_day, flt if acquired_in_period else None, basis))
     )
-    if acquired_in_period and flt.since:
-        stmt = stmt.where(start_day >= sa.literal(flt.since, sa.Date))
-    if acquired_in_period and flt.until:
-        stmt = stmt.where(start_day <= sa.literal(flt.until, sa.Date))
-    return stmt
+
+
+def _started(start_day, flt: SegmentFilter | None, basis: Basis) -> list:
+    """The conditions on a customer's start of :func:`lifetimes`: a start by the data's end and,
+    with ``flt``, within its since/until."""
+    conditions = [start_day.is_not(None), start_day <= sa.literal(basis.end, sa.Date)]
+    if flt is not None and flt.since:
+        conditions.append(start_day >= sa.literal(flt.since, sa.Date))
+    if flt is not None and flt.until:
+        conditions.append(start_day <= sa.literal(flt.until, sa.Date))
+    return conditions
 
 
 def _month_index(expr) -> sa.ColumnElement:
@@ -364,14 +370,9 @@ def _active_rows(flt: SegmentFilter, basis: Basis, life, summarised: bool) -> Se
     every purchase."""
     if summarised:
         cohort, k = PM.c.start_m, PM.c.m - PM.c.start_m
-        start = PM.c.start_day
         rows = sa.select(cohort.label("cohort"), k.label("k"), sa.func.count().label("n")).where(
-            k >= 0, start <= sa.literal(basis.end, sa.Date)
+            k >= 0, *_started(PM.c.start_day, flt, basis)
         )
-        if flt.since:
-            rows = rows.where(start >= sa.literal(flt.since, sa.Date))
-        if flt.until:
-            rows = rows.where(start <= sa.literal(flt.until, sa.Date))
         if flt.customer or flt.quadrant or flt.themes:  # the clause reads customers' columns
             rows = rows.select_from(PM.outerjoin(C, C.c.customer_id == PM.c.customer_id))
             rows = rows.where(flt.customer_clause())

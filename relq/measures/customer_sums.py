@@ -208,28 +208,32 @@ def _listwise_sums() -> list:
     ]
 
 
-def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str]) -> sa.Subquery | None:
+def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str]) -> sa.Subquery:
     """Per customer (an unmatched response: per response) of view ``flt``, over its responses having
     every variable of ``names``: cid, lone, responses, Σx of each (``s_i``) and Σxy of each pair
-    (``c_i_j``), from the stored month sums — or None when they cannot stand in (other variables
-    than ``schema.LISTWISE``, a view off month boundaries or with a theme, sums not current)."""
-    if tuple(names) != schema.LISTWISE or _source(conn, flt) is R:
-        return None
-    keys = [_on(S, k.element).label(k.name) for k in _cluster_keys()]
-    responses = sa.func.sum(S.c.lw_n)
+    (``c_i_j``) — from the stored month sums when they can stand in (the variables of
+    ``schema.LISTWISE``, a view :func:`_source` gives them for), else from the responses."""
     k = len(names)
-    return (
-        sa.select(
-            *keys,
+    if tuple(names) == schema.LISTWISE and _source(conn, flt) is S:
+        keys = [_on(S, key.element).label(key.name) for key in _cluster_keys()]
+        responses = sa.func.sum(S.c.lw_n)
+        sums = [
             sa.cast(responses, sa.BigInteger).label("responses"),
             *(sa.func.sum(S.c[f"lw_s_{i}"]).label(f"s_{i}") for i in range(k)),
             *(sa.func.sum(S.c[f"lw_c_{i}_{j}"]).label(f"c_{i}_{j}") for i in range(k) for j in range(i, k)),
-        )
-        .where(_on(S, flt.response_clause()))
-        .group_by(*[key.element for key in keys])
-        .having(responses > 0)
-        .subquery("driver_customers")
-    )
+        ]
+        stmt = sa.select(*keys, *sums).where(_on(S, flt.response_clause())).having(responses > 0)
+    else:
+        keys = _cluster_keys()
+        x = [sa.cast(R.c[name], sa.Double) for name in names]
+        sums = [
+            sa.func.count().label("responses"),
+            *(sa.func.sum(v).label(f"s_{i}") for i, v in enumerate(x)),
+            *(sa.func.sum(x[i] * x[j]).label(f"c_{i}_{j}") for i in range(k) for j in range(i, k)),
+        ]
+        complete = [R.c[name].is_not(None) for name in names]
+        stmt = sa.select(*keys, *sums).where(flt.response_clause(), *complete)
+    return stmt.group_by(*[key.element for key in keys]).subquery("driver_customers")
 
 
 def _source(conn: Connection, flt: SegmentFilter, *more: SegmentFilter):
