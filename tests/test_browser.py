@@ -23,12 +23,8 @@ from relq import store
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "docs" / "screenshots"
-# The default page (overview) last, so the module server's first request is a direct page URL.
 # ("home" is the name the default page reserves; it is served at / and bookmarked as /overview.)
-URL_PATHS = sorted(
-    set(re.findall(r'url_path="([a-z-]+)"', (ROOT / "app.py").read_text())) - {"home"},
-    key=lambda p: (p == "overview", p),
-)
+URL_PATHS = sorted(set(re.findall(r'url_path="([a-z-]+)"', (ROOT / "app.py").read_text())) - {"home"})
 PAGE_TITLES = set(re.findall(r'title="([^"]+)"', (ROOT / "app.py").read_text()))
 SCREENSHOTS = {"overview", "segments", "drivers", "voice", "data-quality", "quadrants", "retention"}
 CHROMIUM_ARGS = [
@@ -46,11 +42,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory, demo_company):
-    yield from _fresh_dashboard(tmp_path_factory, demo_company)
 
 
 @pytest.fixture
@@ -186,17 +177,25 @@ def _idle(page) -> None:
 
 
 @pytest.mark.browser
-def test_a_fresh_server_opened_at_root_shows_relqs_own_menu_from_the_first_paint(fresh_dashboard):
+def test_a_fresh_server_opened_at_root_shows_relqs_own_menu_then_every_page_and_a_filter_change(
+    fresh_dashboard,
+):
+    """A newcomer's first visit: ``/`` on a fresh server shows only RelQ's menu from the first
+    paint; then every page by its URL (a bookmark, ``/overview`` included) is drawn with the
+    shared filters and no error; a region chosen in the sidebar moves the numbers and the URL
+    keeps it for the next pages. Screenshots of the main pages for the README."""
     import json
 
     from playwright.sync_api import sync_playwright
 
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    base = fresh_dashboard
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.add_init_script(WATCH_FIRST_SCREEN)
         started = time.monotonic()
-        page.goto(f"{fresh_dashboard}/")
+        page.goto(f"{base}/")
         _idle(page)
         idle_after = time.monotonic() - started
         seen = [json.loads(s) for s in page.evaluate("window.__relqSeen")]
@@ -211,34 +210,20 @@ def test_a_fresh_server_opened_at_root_shows_relqs_own_menu_from_the_first_paint
             assert icons_stripped <= PAGE_TITLES, state["links"]
         assert any("Overview" in link for link in seen[-1]["links"])
         assert page.locator('[data-testid="stMain"] h1').first.inner_text() == "Executive overview"
+
         # every page's URL is a bookmark, /overview included
         for url_path in URL_PATHS:
-            page.goto(f"{fresh_dashboard}/{url_path}")
-            _idle(page)
-            assert not _errors(page), (url_path, _errors(page))
-            assert "Page not found" not in page.inner_text("body"), url_path
-        browser.close()
-
-
-@pytest.mark.browser
-def test_every_page_opens_by_url_and_survives_a_filter_change_in_chromium(dashboard):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        for url_path in URL_PATHS:
-            page.goto(f"{dashboard}/{url_path}")
+            page.goto(f"{base}/{url_path}")
             _settle(page)
             assert not _errors(page), (url_path, _errors(page))
+            assert "Page not found" not in page.inner_text("body"), url_path
             # served through the frame: the shared filters are in the sidebar
             assert page.locator('[data-testid="stSidebar"]').get_by_text("Filters").count(), url_path
             if url_path in SCREENSHOTS:
                 page.screenshot(path=str(SHOTS / f"{url_path}.png"), full_page=False)
 
         # Change a filter in the sidebar as a user would: the numbers follow and the URL keeps it.
-        page.goto(f"{dashboard}/")
+        page.goto(f"{base}/")
         _settle(page)
         before = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
         _choose_in_sidebar(page, "Segments", "Region", "EMEA")
@@ -248,7 +233,7 @@ def test_every_page_opens_by_url_and_survives_a_filter_change_in_chromium(dashbo
         after = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
         assert after and after != before
         for url_path in ("segments", "drivers", "voice", "data-quality"):
-            page.goto(f"{dashboard}/{url_path}?" + page.url.split("?", 1)[1])
+            page.goto(f"{base}/{url_path}?" + page.url.split("?", 1)[1])
             _settle(page)
             assert not _errors(page), (url_path, _errors(page))
         browser.close()
