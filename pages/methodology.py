@@ -314,7 +314,9 @@ SECTIONS: list[tuple[str, str, list[str], str]] = [
         "the 95% interval of that change, comparing like with like: the same respondents where at least two "
         "answered both waves (paired t-interval), else each wave's respondents (Welch); or their latest wave "
         "has more detractors (0–6) than promoters (9–10). A wave is the survey's wave, else the calendar "
-        "quarter; a person who answered twice in a wave counts once.",
+        "quarter; a person who answered twice in a wave counts once. After each change of the data RelQ "
+        "stores every account's latest two waves, which a view of the whole history with every wave and "
+        "flag reads instead of grouping every response: the same waves, respondents and intervals.",
         [],
         "An account with a single respondent per wave cannot show a fall beyond its interval: read its "
         "answers, not the rule. The list is sorted by churn risk (below) when there is a score.",

@@ -409,7 +409,7 @@ AT_RISK_ROWS = [  # customer, respondent, wave, days before the end, RQ, NPS
 ]
 
 
-def test_at_risk_account_with_two_respondents_over_two_waves_matches_scipy_intervals(engine):
+def test_at_risk_account_with_two_respondents_over_two_waves_matches_scipy_intervals_stored_or_not(engine):
     ids = ["Y", "Y2", "V", "Z", "W", "U", "X0", "Q"]
     customers = pd.DataFrame(
         {
@@ -458,6 +458,11 @@ def test_at_risk_account_with_two_respondents_over_two_waves_matches_scipy_inter
     assert list(risk["customer_id"]) == ["Y", "V", "Z", "U", "Q"]  # by annual value
     with engine.connect() as conn:
         assert set(retention.at_risk_customers(conn, days=110)["customer_id"]) == {"Y", "V", "Z", "U"}
+    # the same list from the stored summaries (the accounts' waves, the purchases), where kept
+    retention.save_purchase_summary(engine)
+    assert retention.save_account_waves(engine) is not dialects.is_clickhouse(engine)
+    with engine.connect() as conn:
+        pd.testing.assert_frame_equal(retention.at_risk_customers(conn, days=90), risk)
 
 
 def test_wave_change_without_two_respondents_in_each_wave_is_not_judged():
@@ -749,12 +754,15 @@ def _assert_same_figures(got: dict, expected: dict) -> None:
 
 
 def test_purchase_summary_gives_the_figures_of_the_purchases_themselves_and_is_dropped_when_data_change(
-    engine, demo_company
+    engine, demo_company, statements
 ):
-    """The stored purchase summary stands in for the purchases on the retention pages: cohorts,
-    retention rates, the at-risk list, durations, landmarks and lifetime value equal those grouped
-    from every purchase (the pandas references above check that path), for the whole company, a
-    region, the customers acquired in a period and a gap quadrant. Once the data change it is not read: the next purchase shows at once, before it is rebuilt."""
+    """The stored purchase summary (and the accounts' latest waves, for the at-risk list) stand in
+    for the purchases and responses on the retention pages: cohorts, retention rates, the at-risk
+    list, durations, landmarks and lifetime value equal those grouped from every purchase and
+    response (the pandas and SciPy references above check that path), for the whole company, a
+    region, the customers acquired in a period and a gap quadrant; the waves are read for every view
+    but the period. Once the data change neither is read: the next purchase shows at once, before
+    they are rebuilt."""
     _load_demo(engine, demo_company)
     region = SegmentFilter().with_dimension("region", [sorted(demo_company.customers["region"].unique())[0]])
     acquired = pd.to_datetime(demo_company.customers["acquired_at"]).dt.date
@@ -764,11 +772,15 @@ def test_purchase_summary_gives_the_figures_of_the_purchases_themselves_and_is_d
         raw = {flt: _purchase_figures(conn, flt) for flt in (SegmentFilter(), region, middle, quadrant)}
     built = retention.save_purchase_summary(engine)
     clickhouse = dialects.is_clickhouse(engine)
+    assert retention.save_account_waves(engine) is (not clickhouse)
     with engine.connect() as conn:
         assert retention.purchase_summary_ready(conn, retention.churn_basis(conn)) is (not clickhouse)
         assert built is (not clickhouse)
         for flt, expected in raw.items():
+            statements.clear()
             _assert_same_figures(_purchase_figures(conn, flt), expected)
+            read_waves = any("FROM account_waves" in s for s in statements)
+            assert read_waves is (not clickhouse and flt is not middle), flt
     # a customer who had stopped buying buys again on the data's last day, in a new import
     with engine.connect() as conn:
         end = retention.churn_basis(conn).end
@@ -787,11 +799,14 @@ def test_purchase_summary_gives_the_figures_of_the_purchases_themselves_and_is_d
     )
     with engine.begin() as conn:
         store.note_data_change(conn, "import")
+    statements.clear()
     with engine.connect() as conn:
         assert not retention.purchase_summary_ready(conn, retention.churn_basis(conn))
         fresh = _purchase_figures(conn, SegmentFilter())
+    assert not any("FROM account_waves" in s for s in statements)
     listed = fresh["at_risk"].set_index("customer_id")
     assert quiet not in listed.index or listed.loc[quiet, "days_since_purchase"] == 0
     retention.save_purchase_summary(engine)
+    retention.save_account_waves(engine)
     with engine.connect() as conn:
         _assert_same_figures(_purchase_figures(conn, SegmentFilter()), fresh)

@@ -41,7 +41,13 @@ from scipy import sparse
 from sqlalchemy.engine import Connection
 
 from relq import store
-from relq.analyses.retention import Basis, account_waves, churn_basis, save_purchase_summary
+from relq.analyses.retention import (
+    Basis,
+    account_waves,
+    churn_basis,
+    save_account_waves,
+    save_purchase_summary,
+)
 from relq.core.settings import load_settings
 from relq.measures import stats
 from relq.measures.customer_sums import save_response_sums
@@ -1136,8 +1142,9 @@ def todays_scores(
 
 def refresh_scores(engine) -> str:
     """After a change of the stored data (an import, relq.outputs.followup; an undo; the demo's
-    load; an edit in the dashboard): rebuild the purchase summary the retention pages read and the
-    answer rows the reliability statistics read, then fit and save today's scores, and say so in a
+    load; an edit in the dashboard): rebuild the stored tables the pages read (the purchase summary,
+    the answer rows, the survey scores' month sums, the customers' latest responses per pillar pair
+    and the accounts' latest survey waves), then fit and save today's scores, and say so in a
     sentence."""
     with _FITTING:
         return _refresh(engine)
@@ -1149,6 +1156,7 @@ def _refresh(engine) -> str:
         (save_answer_rows, "answer rows"),
         (save_response_sums, "survey scores' month sums"),
         (save_latest_pairs, "customers' latest responses"),
+        (save_account_waves, "accounts' latest survey waves"),
     ):
         try:
             rebuild(engine)

@@ -35,6 +35,7 @@ from relq.core.settings import load_settings
 from relq.measures import stats
 from relq.store import dialects, schema
 from relq.store.filters import SegmentFilter, customer_dimension
+from relq.store.latest import latest_pairs_fit
 from relq.store.schema import PILLARS
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
     "retention_report",
     "wave_key",
     "account_waves",
+    "save_account_waves",
+    "waves_in_view",
     "wave_change",
     "at_risk_customers",
     "derived_segments",
@@ -169,6 +172,8 @@ def _stored_month_rows() -> Select:
 PS, PM = schema.purchase_summary, schema.purchase_months
 _SUMMED = ("customer_id", "first_at", "last_at", "revenue", "revenue_12m")
 _SUMMARY = "purchases"
+AW = schema.account_waves
+_WAVES = "account waves"
 
 
 def purchase_summary_ready(conn: Connection, basis: Basis) -> bool:
@@ -697,6 +702,28 @@ def account_waves(where: sa.ColumnElement) -> sa.Subquery:
     )
 
 
+def save_account_waves(engine) -> bool:
+    """Rebuild each account's latest two survey waves over the whole history (``account_waves``,
+    the columns of :func:`account_waves`), in one transaction on the database side, marked with the
+    data version. False on ClickHouse (nothing is built)."""
+    if dialects.is_clickhouse(engine):
+        return False
+    with store.rebuilding_derived(engine, _WAVES, (AW,)) as (conn, _end):
+        waves = account_waves(sa.true())
+        conn.execute(AW.insert().from_select([c.name for c in waves.c], sa.select(waves)))
+    return True
+
+
+def waves_in_view(conn: Connection, flt: SegmentFilter) -> sa.Subquery:
+    """:func:`account_waves` of view ``flt``: read from the stored account waves when the view
+    covers the whole history with every wave, quality flag and theme (segments and quadrants pick
+    whole accounts, whose waves they do not change; the caller keeps only the accounts in view) and
+    the stored rows are of the current data; otherwise grouped from the responses."""
+    if latest_pairs_fit(flt) and store.derived_current(conn, _WAVES):
+        return sa.select(AW).subquery("account_waves")
+    return account_waves(flt.response_clause())
+
+
 def wave_change(frame: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """The account's RQ change from its previous wave to its latest, with its interval.
 
@@ -800,7 +827,7 @@ def at_risk_customers(
         basis,
         summarised=purchase_summary_ready(conn, basis),
     ).subquery("life")
-    waves = account_waves(flt.response_clause())
+    waves = waves_in_view(conn, flt)  # the accounts in view are life's
     end = sa.literal(basis.end, sa.Date)
     since_purchase = end - sa.func.coalesce(life.c.last_day, life.c.start_day)
     quiet = since_purchase > days  # the lifecycle stage counts a purchase exactly `days` ago as active

@@ -49,6 +49,7 @@ __all__ = [
     "response_sums",
     "DERIVED_TABLES",
     "latest_pairs",
+    "account_waves",
     "app_settings",
     "data_changes",
     "cases",
@@ -441,6 +442,34 @@ latest_pairs = Table(
     info=_clickhouse("pair, customer_id"),
 )
 
+# Each account's latest two survey waves over the whole history (relq.analyses.retention.
+# save_account_waves, rebuilt with the purchase summary): one row per customer with the columns of
+# retention.account_waves — what the at-risk list reads for a view with no period, wave,
+# quality-flag or theme restriction instead of grouping every response by person and wave.
+account_waves = Table(
+    "account_waves",
+    metadata,
+    Column("customer_id", Text, nullable=False),
+    Column("wave_latest", Text),
+    Column("wave_previous", Text),
+    Column("latest_at", DateTime),
+    *(Column(f"{pillar}_latest", Double) for pillar in PILLARS),
+    Column("n1", Integer),
+    Column("s1", Double),
+    Column("ss1", Double),
+    Column("n2", Integer),
+    Column("s2", Double),
+    Column("ss2", Double),
+    Column("pairs", Integer),
+    Column("p1", Double),
+    Column("p2", Double),
+    Column("dd", Double),
+    Column("nps_answers", Integer),
+    Column("promoters", Integer),
+    Column("detractors", Integer),
+    info=_clickhouse("customer_id"),
+)
+
 # Which data version (and data end; for the answer rows, which instrument) each derived table was
 # built from; a table whose row is missing or older than the data is not read.
 derived_versions = Table(
@@ -460,6 +489,7 @@ DERIVED_TABLES = (
     answer_rows,
     response_sums,
     latest_pairs,
+    account_waves,
     derived_versions,
 )
 
