@@ -476,12 +476,15 @@ def test_wave_change_without_two_respondents_in_each_wave_is_not_judged():
 
 
 def test_at_risk_on_a_transactions_only_shop_hand_computed(engine):
-    # Days since the last purchase at the end (2024-04-30): A 29, B 58, C 90, D 46, E 0, F 20.
-    _load(engine, transactions=_csv("transactions.csv"))
+    # Days since the last purchase at the end (2024-04-30): A 29, B 58, C 90, D 46, E 0, F 20;
+    # N joined on 2024-03-01 and never bought: 60 days since joining, and M joined on 2024-04-10.
+    joined = pd.DataFrame({"customer_id": ["N", "M"], "acquired_at": [date(2024, 3, 1), date(2024, 4, 10)]})
+    _load(engine, customers=joined, transactions=_csv("transactions.csv"))
     with engine.connect() as conn:
         risk = retention.at_risk_customers(conn, days=45)
     assert dict(zip(risk["customer_id"], risk["reasons"], strict=True)) == {
         "C": "no purchase in 90 days",
+        "N": "no purchase since joining 60 days ago",
         "B": "no purchase in 58 days",
         "D": "no purchase in 46 days",
     }

@@ -883,12 +883,11 @@ def at_risk_customers(
     falling = (frame["rq_change_high"] < 0).to_numpy()
     detractors = (frame["detractors"] > frame["promoters"]).to_numpy()
     quiet_ = (frame["quiet"] == 1).to_numpy()
-    frame = frame[quiet_ | falling | detractors].copy()
+    keep = quiet_ | falling | detractors
+    frame = frame[keep].copy()
     if frame.empty:
         return pd.DataFrame(columns=AT_RISK_COLUMNS)
-    frame["reasons"] = [
-        "; ".join(reason for reason in _reasons(row) if reason) for row in frame.itertuples(index=False)
-    ]
+    frame["reasons"] = _reasons(frame, quiet_[keep], falling[keep], detractors[keep])
     frame["days_since_purchase"] = frame["days_since_purchase"].astype(int)
     frame["last_purchase"] = pd.to_datetime(frame["last_purchase"]).dt.date
     frame = frame.sort_values(
@@ -901,29 +900,50 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _reasons(row) -> tuple[str, str, str]:
-    """The three at-risk reasons of one account, in words ('' when a reason does not apply)."""
-    quiet = ""
-    if row.quiet == 1:
-        quiet = (
-            f"no purchase since joining {row.days_since_purchase:.0f} days ago"
-            if pd.isna(row.last_purchase)
-            else f"no purchase in {row.days_since_purchase:.0f} days"
-        )
-    falling = ""
-    if row.rq_change_high < 0:
-        falling = (
-            f"RQ fell {row.rq_previous:.0f} → {row.rq_latest:.0f} from wave {row.wave_previous} to "
-            f"{row.wave_latest} ({row.rq_compared}; change {row.rq_change:+.1f}, 95% CI "
-            f"{row.rq_change_low:+.1f} to {row.rq_change_high:+.1f})"
-        )
-    detractor = ""
-    if row.detractors > row.promoters:
-        detractor = (
-            f"more detractors than promoters in wave {row.wave_latest} ({_count(row.detractors, 'detractor')}, "
-            f"{_count(row.promoters, 'promoter')} of {row.nps_answers} answering)"
-        )
-    return quiet, falling, detractor
+def _reasons(
+    frame: pd.DataFrame, quiet: np.ndarray, falling: np.ndarray, detractors: np.ndarray
+) -> list[str]:
+    """Each listed account's at-risk reasons in words, joined by "; " (masks: which reasons apply).
+    Each sentence is written only for the accounts it applies to: the list can hold 200k accounts."""
+
+    def written(mask: np.ndarray, columns: list[str], sentence) -> np.ndarray:
+        out = np.full(len(frame), "", dtype=object)
+        rows = np.flatnonzero(mask)
+        values = [frame[c].to_numpy(dtype=object)[rows] for c in columns]
+        out[rows] = [sentence(*v) for v in zip(*values, strict=True)]
+        return out
+
+    never_bought = frame["last_purchase"].isna().to_numpy()
+    quiet_text = written(
+        quiet,
+        ["days_since_purchase"],
+        lambda days: f"no purchase in {days:.0f} days",
+    )
+    joined = np.flatnonzero(quiet & never_bought)
+    quiet_text[joined] = [
+        f"no purchase since joining {days:.0f} days ago"
+        for days in frame["days_since_purchase"].to_numpy(dtype=object)[joined]
+    ]
+    falling_text = written(
+        falling,
+        ["rq_previous", "rq_latest", "wave_previous", "wave_latest", "rq_compared", "rq_change",
+         "rq_change_low", "rq_change_high"],
+        lambda before, now, w2, w1, compared, change, low, high: (
+            f"RQ fell {before:.0f} → {now:.0f} from wave {w2} to {w1} ({compared}; change {change:+.1f}, "
+            f"95% CI {low:+.1f} to {high:+.1f})"
+        ),
+    )  # fmt: skip
+    detractor_text = written(
+        detractors,
+        ["wave_latest", "detractors", "promoters", "nps_answers"],
+        lambda wave, d, p, n: (
+            f"more detractors than promoters in wave {wave} ({_count(d, 'detractor')}, "
+            f"{_count(p, 'promoter')} of {n} answering)"
+        ),
+    )
+    return [
+        "; ".join(filter(None, texts)) for texts in zip(quiet_text, falling_text, detractor_text, strict=True)
+    ]
 
 
 # --------------------------------------------------------------------------- derived segments
