@@ -913,17 +913,15 @@ def _reasons(
         out[rows] = [sentence(*v) for v in zip(*values, strict=True)]
         return out
 
-    never_bought = frame["last_purchase"].isna().to_numpy()
     quiet_text = written(
         quiet,
-        ["days_since_purchase"],
-        lambda days: f"no purchase in {days:.0f} days",
+        ["days_since_purchase", "last_purchase"],
+        lambda days, last: (
+            f"no purchase since joining {days:.0f} days ago"
+            if pd.isna(last)
+            else f"no purchase in {days:.0f} days"
+        ),
     )
-    joined = np.flatnonzero(quiet & never_bought)
-    quiet_text[joined] = [
-        f"no purchase since joining {days:.0f} days ago"
-        for days in frame["days_since_purchase"].to_numpy(dtype=object)[joined]
-    ]
     falling_text = written(
         falling,
         ["rq_previous", "rq_latest", "wave_previous", "wave_latest", "rq_compared", "rq_change",
