@@ -34,3 +34,27 @@ def test_filters_that_match_nothing_give_a_sentence_not_an_error(demo_env):
     at.run()
     assert not at.exception
     assert any("No survey responses match" in w.value for w in at.warning)
+
+
+def test_a_second_visitor_gets_the_numbers_without_the_store_schema_being_checked_again(demo_env):
+    """The store's schema (its tables, outdated stored tables, indexes) is checked once per server:
+    a new browser session — each bookmark opened, each new tab — goes straight to its numbers."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Engine
+
+    AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(" ".join(statement.split()).lower())
+
+    sa.event.listen(Engine, "before_cursor_execute", record)
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    finally:
+        sa.event.remove(Engine, "before_cursor_execute", record)
+    assert not at.exception
+    assert any(m.label == "Trust" for m in at.metric)
+    assert seen  # the second visitor's run did read the store…
+    catalog = [s for s in seen if "information_schema" in s or "duckdb_" in s or s.startswith("create ")]
+    assert not catalog, catalog[:3]  # …but not its catalog

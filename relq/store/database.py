@@ -210,19 +210,24 @@ def create_schema(engine: Engine) -> None:
 def _drop_outdated_derived(engine: Engine) -> None:
     """Drop a derived table (schema.DERIVED_TABLES) whose columns differ from the schema's — made by
     another RelQ version — so it is made again empty: the next rebuild fills it, and until then the
-    pages read the rows themselves. One catalog read per derived table. ClickHouse keeps none of
+    pages read the rows themselves. One catalog read for all of them. ClickHouse keeps none of
     them (they stay empty there)."""
     if dialects.is_clickhouse(engine):
         return
-    inspector = sa.inspect(engine)
-    present = [table for table in schema.DERIVED_TABLES if inspector.has_table(table.name)]
-    with engine.connect() as conn:  # the columns a query returns (DuckDB's inspector has no get_columns)
-        stale = [
-            table
-            for table in present
-            if set(conn.execute(sa.select(sa.text("*")).select_from(sa.table(table.name)).limit(0)).keys())
-            != set(table.c.keys())
-        ]
+    names = sa.bindparam("names", [table.name for table in schema.DERIVED_TABLES], expanding=True)
+    probe = sa.text(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name IN :names"
+    ).bindparams(names)
+    with engine.connect() as conn:
+        found: dict[str, set[str]] = {}
+        for table_name, column in conn.execute(probe):
+            found.setdefault(table_name, set()).add(column)
+    stale = [
+        table
+        for table in schema.DERIVED_TABLES
+        if table.name in found and found[table.name] != set(table.c.keys())
+    ]
     if stale:
         with engine.begin() as conn:
             for table in stale:
@@ -733,8 +738,12 @@ def _load_demo_cases(
         bulk_insert(conn, schema.case_events, found.drop(columns=["customer_id", "opened_at"]))
 
 
-def has_data(engine: Engine) -> bool:
-    create_schema(engine)
+def has_data(engine: Engine, *, schema_made: bool = False) -> bool:
+    """Whether anything (a file or the demo company) was ever imported. The schema is made first
+    unless ``schema_made`` says the caller already made it on this engine — the dashboard does so
+    once per process, not on every new browser session."""
+    if not schema_made:
+        create_schema(engine)
     with engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(schema.imports)).scalar_one() > 0
 
@@ -743,8 +752,10 @@ def _demo_import_ids(conn: Connection) -> list[int]:
     return list(conn.execute(sa.select(schema.imports.c.import_id).where(schema.imports.c.is_demo)).scalars())
 
 
-def has_demo(engine: Engine) -> bool:
-    create_schema(engine)
+def has_demo(engine: Engine, *, schema_made: bool = False) -> bool:
+    """Whether the demo company is loaded (``schema_made`` as for :func:`has_data`)."""
+    if not schema_made:
+        create_schema(engine)
     with engine.connect() as conn:
         return bool(_demo_import_ids(conn))
 

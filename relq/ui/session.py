@@ -51,7 +51,7 @@ def get_engine():
     try:
         engine = _engine(load_settings().database_url)
         if "relq_demo_checked" not in st.session_state:
-            if not store.has_data(engine):
+            if not store.has_data(engine, schema_made=True):  # _engine made it
                 with st.spinner("First start: building the demo company (about 20 seconds)…"):
                     ensure_demo(engine)
                     # saved, so the Retention page reads them rather than fitting on its first
@@ -106,7 +106,7 @@ def bump_data_version() -> None:
 
 @st.cache_data(ttl=CACHE_TTL, show_spinner=False)
 def _has_demo(_engine, url: str, version: int) -> bool:
-    return store.has_demo(_engine)
+    return store.has_demo(_engine, schema_made=True)
 
 
 def demo_notice(engine) -> None:
