@@ -123,9 +123,7 @@ with right:
         st.info("There is no previous period to compare with.")
     else:
         with st.spinner("Testing every segment against the previous period…"):
-            moves = ui.cached_query(
-                engine, board_report.segment_moves, periods.current, previous=periods.previous
-            )
+            moves = ui.cached_segment_moves(engine, periods.current, periods.previous)
             moves = ui.executive_moves(engine, moves, periods)
         if moves.empty:
             st.info(

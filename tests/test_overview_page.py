@@ -1,5 +1,6 @@
 """The executive overview and the board report, on the demo company."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -142,3 +143,39 @@ def test_board_report_axis_labels_are_not_clipped_in_chromium(demo_engine, tmp_p
         browser.close()
     assert boxes and all(b["left"] >= 0 for b in boxes), [b for b in boxes if b["left"] < 0]
     assert any(b["text"] in {"60", "62", "64", "65", "70"} for b in boxes)
+
+
+def test_segment_moves_from_the_dashboards_cached_sums_equal_those_read_per_dimension(demo_engine):
+    """The dashboard caches each batch of segment sums: after a region (then a plan) is chosen, the
+    region's segments are compared in the view without it — the batch the view already read — and
+    the moves are the same, to 1e-12, as those read one dimension at a time."""
+    cache: dict = {}
+    read: list[tuple] = []
+
+    with demo_engine.connect() as conn:
+        periods = board_report.overview_periods(conn, SegmentFilter())
+
+        def sums(now, before, names):
+            key = (now, before, names)
+            if key not in cache:
+                read.append(key)
+                cache[key] = board_report.period_sums_by_dimension(conn, now, before, names)
+            return cache[key]
+
+        region = SegmentFilter.from_query_params({"seg.region": "EMEA"})
+        both = SegmentFilter.from_query_params({"seg.region": "EMEA", "seg.plan": "Enterprise"})
+        for view in (SegmentFilter(), region, both):
+            current = replace(view, since=periods.current.since, until=periods.current.until)
+            previous = replace(view, since=periods.previous.since, until=periods.previous.until)
+            read.clear()
+            direct = board_report.segment_moves(conn, current, previous, significant_only=False)
+            shared = board_report.segment_moves(conn, current, previous, significant_only=False, sums=sums)
+            pd.testing.assert_frame_equal(shared, direct, check_exact=False, rtol=1e-12)
+            assert set(direct["dimension"]) >= {"region", "plan"}
+            if view == region:  # the region's rows come from the unfiltered view's read
+                assert [now.values_of("region") for now, _, _ in read] == [("EMEA",)]
+            if view == both:  # the plan's rows come from the region view's read
+                assert [(now.values_of("region"), now.values_of("plan")) for now, _, _ in read] == [
+                    (("EMEA",), ("Enterprise",)),
+                    ((), ("Enterprise",)),
+                ]

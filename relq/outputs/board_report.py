@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
@@ -47,6 +48,7 @@ __all__ = [
     "kpi_comparison",
     "retention_comparison",
     "overview_kpis",
+    "period_sums_by_dimension",
     "segment_moves",
     "quadrant_shares",
     "board_report_html",
@@ -221,6 +223,16 @@ def overview_kpis(
     return frame, periods, quarter
 
 
+def period_sums_by_dimension(
+    conn: Connection, current: SegmentFilter, previous: SegmentFilter, dimensions: tuple[str, ...]
+) -> pd.DataFrame:
+    """Per segment of each of ``dimensions``, the sums of both periods (pair_sums' rows), read in
+    one query; raises the weighting's sentence when the view cannot be weighted."""
+    frame, plan = pair_sums(conn, current, previous, segment=dimensions)
+    metrics.weighting_problem(plan)
+    return frame
+
+
 def segment_moves(
     conn: Connection,
     current: SegmentFilter,
@@ -229,6 +241,7 @@ def segment_moves(
     scores: tuple[str, ...] = ("rq", "nps", "csat"),
     min_n: int | None = None,
     significant_only: bool = True,
+    sums: Callable[[SegmentFilter, SegmentFilter, tuple[str, ...]], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Segments whose score changed between ``previous`` and ``current`` (same filter otherwise).
 
@@ -236,6 +249,9 @@ def segment_moves(
     periods; each difference is linearised over the customers of both periods (z-test).
     Benjamini–Hochberg runs across every segment × score tested; segments small in either period
     are not tested. Sorted by the size of the move.
+
+    ``sums(now, before, dimensions)`` gives :func:`period_sums_by_dimension`'s rows; the dashboard
+    passes a cached one (read with ``conn`` when None).
     """
     min_n = resolve_min_n(min_n)
     columns = [
@@ -257,20 +273,27 @@ def segment_moves(
     ]
     if not (current.since and current.until and previous.since and previous.until):
         return pd.DataFrame(columns=columns)
+    cached = sums is not None
+    sums = sums or (lambda now, before, names: period_sums_by_dimension(conn, now, before, names))
+
+    def unfiltered(now: SegmentFilter, before: SegmentFilter) -> tuple[str, ...]:
+        return tuple(d for d in dimensions if not now.values_of(d) and not before.values_of(d))
+
     # Each dimension's segments are compared with that dimension's own filter cleared; the
-    # dimensions the view does not filter on share one query.
-    batches: list[tuple[SegmentFilter, SegmentFilter, tuple[str, ...]]] = []
-    shared = tuple(d for d in dimensions if not current.values_of(d) and not previous.values_of(d))
+    # dimensions the view does not filter on share one query. With a cache, a filtered dimension is
+    # asked for together with every dimension its cleared view leaves open — the very batch that
+    # view asked for — so after choosing a region its rows come from the cache.
+    batches: list[tuple[SegmentFilter, SegmentFilter, tuple[str, ...], tuple[str, ...]]] = []
+    shared = unfiltered(current, previous)
     if shared:
-        batches.append((current, previous, shared))
+        batches.append((current, previous, shared, shared))
     for d in dimensions:
         if d not in shared:
-            batches.append((current.with_dimension(d, ()), previous.with_dimension(d, ()), (d,)))
+            now, before = current.with_dimension(d, ()), previous.with_dimension(d, ())
+            batches.append((now, before, unfiltered(now, before) if cached else (d,), (d,)))
     rows = []
-    for now_flt, before_flt, names in batches:
-        frame, _plan = pair_sums(conn, now_flt, before_flt, segment=names)
-        metrics.weighting_problem(_plan)
-        rows += frame.to_dict("records")
+    for now_flt, before_flt, asked, kept in batches:
+        rows += [m for m in sums(now_flt, before_flt, asked).to_dict("records") if m["dimension"] in kept]
     rows.sort(key=lambda m: (dimensions.index(m["dimension"]), str(m["segment"])))
     records = []
     for m in rows:

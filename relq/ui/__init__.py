@@ -62,6 +62,7 @@ from relq.ui.queries import (  # noqa: F401
     _trend,
     cached_headline,
     cached_query,
+    cached_segment_moves,
     cached_trend,
 )
 from relq.ui.session import (  # noqa: F401
