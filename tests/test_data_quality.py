@@ -51,8 +51,8 @@ def test_data_quality_counts_match_pandas_on_demo_company(summary_and_rows, demo
     assert set(rows["unmatched"]["customer_id"].isna()) <= {True}
 
 
-def test_stale_customers_match_pandas(summary_and_rows, demo_company):
-    summary, rows, _, end = summary_and_rows
+def _stale_customers_by_pandas(demo_company, end, days: int) -> set[str]:
+    """Live customers whose last purchase, response or ticket is older than ``days`` (or none)."""
     c = demo_company.customers
     activity = pd.concat(
         [
@@ -62,12 +62,51 @@ def test_stale_customers_match_pandas(summary_and_rows, demo_company):
         ]
     ).dropna(subset=["customer_id"])
     last = pd.to_datetime(activity["at"]).groupby(activity["customer_id"]).max()
-    cutoff = pd.Timestamp(end - timedelta(days=60))
+    cutoff = pd.Timestamp(end - timedelta(days=days))
     churned = pd.to_datetime(c["churned_at"])
     alive = churned.isna() | (churned > pd.Timestamp(end))
     stale = alive & (c["customer_id"].map(last).isna() | (c["customer_id"].map(last) < cutoff))
-    assert summary.loc["stale customers", "count"] == int(stale.sum())
-    assert set(rows["stale customers"]["customer_id"]) == set(c.loc[stale, "customer_id"])
+    return set(c.loc[stale, "customer_id"])
+
+
+def test_stale_customers_match_pandas(summary_and_rows, demo_company):
+    summary, rows, _, end = summary_and_rows
+    expected = _stale_customers_by_pandas(demo_company, end, 60)
+    assert summary.loc["stale customers", "count"] == len(expected)
+    assert set(rows["stale customers"]["customer_id"]) == expected
+
+
+def test_stale_customers_from_the_stored_purchase_summary_or_the_purchases_match_pandas(
+    duckdb_demo, demo_company
+):
+    """The last purchase comes from the stored purchase summary while it is current, else from every
+    purchase (here: after a change of the data, rolled back) — the same stale customers, a region's too."""
+    from relq.analyses.retention import save_purchase_summary
+
+    engine = duckdb_demo
+    assert save_purchase_summary(engine)
+    region = SegmentFilter.from_query_params({"seg.region": "EMEA"})
+    emea = set(demo_company.customers.loc[demo_company.customers["region"] == "EMEA", "customer_id"])
+    found = {}
+    with engine.connect() as conn:
+        end = store.data_end(conn)
+        conn.rollback()
+        for stored in (True, False):
+            transaction = conn.begin()
+            if not stored:
+                store.note_data_change(conn, "test")
+            assert store.derived_current(conn, "purchases") is stored
+            for name, flt in (("all", SegmentFilter()), ("EMEA", region)):
+                summary = dataquality.quality_summary(conn, flt, stale_days=90).set_index("check")
+                rows = dataquality.quality_rows(conn, flt, "stale customers", stale_days=90)
+                assert summary.loc["stale customers", "count"] == len(rows)
+                found[stored, name] = set(rows["customer_id"])
+            transaction.rollback()
+    expected = _stale_customers_by_pandas(demo_company, end, 90)
+    assert expected and expected & emea
+    for stored in (True, False):
+        assert found[stored, "all"] == expected
+        assert found[stored, "EMEA"] == expected & emea
 
 
 def test_missingness_matches_pandas_isna(summary_and_rows, demo_company):

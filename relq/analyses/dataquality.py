@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from relq import store
+from relq.analyses import retention
 from relq.core.instrument import configured_instrument
 from relq.ingest.quality import SCORE_RANGES, STRAIGHTLINE_MIN_ITEMS
 from relq.measures.reliability import answer_rows_ready
@@ -118,9 +119,13 @@ def check_clause(check: str, flt: SegmentFilter, stored: bool = False):
     raise ValueError(f"unknown check {check!r}; choose from {', '.join(CHECKS)}.")
 
 
-def _last_activity() -> sa.Subquery:
+def _last_activity(conn: Connection) -> sa.Subquery:
+    """Each customer's last purchase, response or ticket (customer_id, last_at); the purchases'
+    part from their stored summary while it is of the current data (one row per customer, not
+    every purchase)."""
+    purchases = retention.last_purchases(conn)
     parts = [
-        sa.select(T.c.customer_id, T.c.occurred_at.label("at")),
+        sa.select(purchases.c.customer_id, purchases.c.last_purchase.label("at")),
         sa.select(R.c.customer_id, R.c.submitted_at.label("at")).where(R.c.customer_id.is_not(None)),
         sa.select(K.c.customer_id, K.c.opened_at.label("at")),
     ]
@@ -135,7 +140,7 @@ def _last_activity() -> sa.Subquery:
 def _stale(conn: Connection, flt: SegmentFilter, days: int):
     end = store.data_end(conn)
     cutoff = pd.Timestamp(end - timedelta(days=days)).to_pydatetime()
-    last = _last_activity()
+    last = _last_activity(conn)
     source = C.outerjoin(last, last.c.customer_id == C.c.customer_id)
     where = sa.and_(
         flt.customer_clause(),
