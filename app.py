@@ -1,8 +1,9 @@
 """RelQ — the frame: page config, the navigation (drawn first), sign-in, the shared filters and
 the demo notice, then the page.
 
-Run with ``streamlit run app.py``. Each page in ``pages/`` only reads widgets, calls relq and
-renders; the UI boundary they share is :mod:`relq.ui`.
+Run with ``streamlit run serve.py`` (``streamlit run app.py`` serves the same dashboard without
+serve.py's head start). Each page in ``pages/`` only reads widgets, calls relq and renders; the UI
+boundary they share is :mod:`relq.ui`.
 """
 
 import streamlit as st

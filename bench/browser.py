@@ -63,7 +63,7 @@ def _start_server(url: str, profile: Path) -> tuple[subprocess.Popen, str]:
         port = s.getsockname()[1]
     env = {**os.environ, "RELQ_DATABASE_URL": url, "RELQ_PROFILE": str(profile), "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+        [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

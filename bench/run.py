@@ -340,7 +340,7 @@ def _dashboard(database: Path):
         "-m",
         "streamlit",
         "run",
-        "app.py",
+        "serve.py",
         "--server.headless",
         "true",
         "--server.port",

@@ -10,4 +10,4 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # Refuse to start with a forgeable sign-in cookie secret, or without sign-in off loopback (one sentence).
 .venv/bin/python -m relq check
 # The project's .streamlit/config.toml (localhost only, no error details) is read from here.
-exec .venv/bin/python -m streamlit run app.py "$@"
+exec .venv/bin/python -m streamlit run serve.py "$@"

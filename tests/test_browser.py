@@ -71,7 +71,7 @@ def _fresh_dashboard(tmp_path_factory, demo_company, extra_args=(), extra_env=No
             "-m",
             "streamlit",
             "run",
-            "app.py",
+            "serve.py",
             "--server.port",
             str(port),
             "--server.headless",

@@ -121,7 +121,7 @@ def local_mode_problem(address: str | None) -> str | None:
     return (
         f"RelQ runs without sign-in (local single-user mode, everyone an admin) but the server listens "
         f"{where}, where other machines can reach it, so RelQ does not serve it; start it with "
-        "bash scripts/run.sh (or streamlit run app.py --server.address localhost), or configure sign-in "
+        "bash scripts/run.sh (or streamlit run serve.py --server.address localhost), or configure sign-in "
         "([auth] in .streamlit/secrets.toml)."
     )
 
