@@ -240,6 +240,18 @@ def test_has_answers_agrees_with_the_distribution_being_empty(duckdb_demo):
                 not answer_distribution(conn, flt, INSTRUMENT).empty
             )
         assert not has_answers(conn, nothing, INSTRUMENT)
+        # EMEA's responses stay, their answers go (rolled back): the filter, not the store, decides
+        conn.rollback()
+        with conn.begin() as transaction:
+            emea = SegmentFilter(customer=(("region", ("EMEA",)),))
+            in_emea = sa.select(store.schema.survey_responses.c.response_id).where(emea.response_clause())
+            answers = store.schema.survey_answers
+            conn.execute(answers.delete().where(answers.c.response_id.in_(in_emea)))
+            assert not has_answers(conn, emea, INSTRUMENT)
+            assert answer_distribution(conn, emea, INSTRUMENT).empty
+            assert has_answers(conn, SegmentFilter(), INSTRUMENT)
+            assert has_answers(conn, SegmentFilter(customer=(("region", ("APAC",)),)), INSTRUMENT)
+            transaction.rollback()
 
 
 def test_empty_store_gives_nan_alpha_and_empty_tables(engine):

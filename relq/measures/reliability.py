@@ -443,15 +443,17 @@ def pillar_correlations(conn: Connection, flt: SegmentFilter = SegmentFilter()) 
 
 def has_answers(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> bool:
     """Whether any response in view has an answer to an instrument item: the first one found
-    answers it (the database stops there), where :func:`answer_distribution` counts them all."""
+    answers it (the database stops there), where :func:`answer_distribution` counts them all.
+    The answers are read alone, the responses in view only as the ids they may belong to: a join
+    would make DuckDB build the whole join before it stops (14 s on ten million responses)."""
     query = (
         sa.select(sa.literal(1))
-        .select_from(A.join(R, A.c.response_id == R.c.response_id))
+        .select_from(A)
         .where(A.c.item_id.in_(instrument.item_ids), A.c.value.isnot(None))
         .limit(1)
     )
     if not flt.is_empty:
-        query = query.where(flt.response_clause())
+        query = query.where(A.c.response_id.in_(sa.select(R.c.response_id).where(flt.response_clause())))
     return conn.execute(query).first() is not None
 
 
