@@ -23,11 +23,10 @@ from relq.store.filters import SegmentFilter
 
 __all__ = ["CHECKS", "STALE_DAYS", "check_clause", "quality_summary", "quality_rows", "missingness"]
 
-R, A, C, T, K, AR = (
+R, A, C, K, AR = (
     schema.survey_responses,
     schema.survey_answers,
     schema.customers,
-    schema.transactions,
     schema.tickets,
     schema.answer_rows,
 )
