@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -152,9 +153,31 @@ def test_saving_a_rule_versions_it_and_tags_every_comment(duckdb_engine):
         assert sorted(tagged) == ["R1", "R2"]  # "Dashboard exports": the exclusion blanks "exports" only
         history = themes.rule_versions(conn)
     assert history.loc[history["theme"] == "Reporting", "version"].tolist() == [2, 1]
+    _assert_the_stored_theme_sums_follow(duckdb_engine, {"Reporting": 2})  # R1, R2
     tagging.delete_rule(duckdb_engine, "Reporting")
     with duckdb_engine.connect() as conn:
         assert "Reporting" not in store_theme_names(conn)
+    _assert_the_stored_theme_sums_follow(duckdb_engine, {})
+
+
+def _assert_the_stored_theme_sums_follow(engine, mentions: dict[str, int]) -> None:
+    """After an edit of the themes the stored month sums are current, hold each theme's mentions,
+    and give the figures the responses give."""
+    from relq.store import themes as stored
+
+    with engine.connect() as conn:
+        assert stored.theme_sums_ready(conn)
+        got = dict(
+            conn.execute(
+                sa.select(schema.theme_sums.c.theme, sa.func.sum(schema.theme_sums.c.n))
+                .where(schema.theme_sums.c.theme != "")
+                .group_by(schema.theme_sums.c.theme)
+            ).all()
+        )
+        assert {t: int(n) for t, n in got.items() if t in mentions or n} == mentions
+        stored_figures, raw = _theme_figures(conn, SegmentFilter()), _from_the_responses(conn, SegmentFilter())
+    assert stored_figures[0] == raw[0]
+    pd.testing.assert_frame_equal(stored_figures[1], raw[1], rtol=1e-12, check_dtype=False)
 
 
 def test_an_analyst_names_a_discovered_theme_and_promotes_it_to_a_rule(duckdb_engine):
@@ -197,6 +220,8 @@ def test_an_analyst_names_a_discovered_theme_and_promotes_it_to_a_rule(duckdb_en
         history = themes.rule_versions(conn)
     assert reporting not in table.index
     assert table.loc["Reporting", "source"] == "rule"
+    mentioned = table.loc[table["responses"] > 0, "responses"].astype(int)
+    _assert_the_stored_theme_sums_follow(duckdb_engine, dict(mentioned))
     assert table.loc["Reporting", "responses"] == int(
         pd.Series(texts).str.contains("Reporting|reporting").sum()
     )
@@ -423,6 +448,72 @@ def test_theme_figures_equal_the_clustered_functions_on_per_customer_sums(duckdb
     assert (row["impact"], row["impact_low"], row["impact_high"]) == pytest.approx(
         (impact.points, impact.low, impact.high), rel=1e-9
     )
+
+
+def _theme_figures(conn, flt: SegmentFilter) -> tuple:
+    frames = (themes.theme_table(conn, flt).drop(columns="terms"), themes.theme_trend(conn, flt))
+    return themes.theme_overview(conn, flt, pending=False), *frames
+
+
+def _from_the_responses(conn, flt: SegmentFilter) -> tuple:
+    """The figures with the stored month sums set aside (in a transaction rolled back)."""
+    built = schema.derived_versions
+    conn.rollback()  # end what the reads before began
+    with conn.begin() as tx:
+        conn.execute(built.delete().where(built.c.name.in_(["theme_sums", "response_sums"])))
+        figures = _theme_figures(conn, flt)
+        tx.rollback()
+    return figures
+
+
+def _statements(engine, run) -> list[str]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        run()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        SegmentFilter(),
+        SegmentFilter(customer=(("region", ("EMEA",)),)),
+        SegmentFilter(since=date(2025, 1, 1), until=date(2025, 6, 30), exclude_flags=("flag_speeder",)),
+    ],
+    ids=["company", "region", "half-year-without-speeders"],
+)
+def test_theme_figures_from_the_stored_month_sums_equal_those_read_from_the_responses(duckdb_demo, flt):
+    """The page reads the themes' stored month sums for a view they fit; the raw grouped reads of
+    the responses (which the statsmodels tests above check) give the same overview, table and trend
+    to 1e-12 — and the stored path is the one taken."""
+    with duckdb_demo.connect() as conn:
+        stored_reads = _statements(duckdb_demo, lambda: _theme_figures(conn, flt))
+        stored, raw = _theme_figures(conn, flt), _from_the_responses(conn, flt)
+    assert any("FROM theme_sums" in s for s in stored_reads)
+    assert not any("JOIN comment_themes" in s for s in stored_reads)
+    assert stored[0] == raw[0]
+    assert stored[0]["comments"] > 0 and len(stored[1]) >= 10
+    for got, want in zip(stored[1:], raw[1:], strict=True):
+        pd.testing.assert_frame_equal(got, want, rtol=1e-12, check_dtype=False)
+
+
+def test_a_view_the_stored_theme_sums_do_not_fit_reads_the_responses(duckdb_demo):
+    """Mid-month dates and a chosen theme are read from the responses, not the month sums."""
+    for flt in (
+        SegmentFilter(since=date(2025, 1, 10), until=date(2025, 6, 30)),
+        SegmentFilter(themes=("Billing",)),
+    ):
+        with duckdb_demo.connect() as conn:
+            reads = _statements(duckdb_demo, lambda flt=flt, conn=conn: themes.theme_table(conn, flt))
+        assert not any("theme_sums" in s for s in reads), flt
+        assert any("JOIN comment_themes" in s for s in reads), flt
 
 
 def test_theme_share_is_a_wilson_interval_on_the_effective_n(demo_table):

@@ -56,6 +56,7 @@ from relq.store import schema
 from relq.store.filters import SegmentFilter
 from relq.store.latest import save_latest_pairs
 from relq.store.schema import PILLARS
+from relq.store.themes import save_theme_sums
 
 __all__ = [
     "HORIZON_DAYS",
@@ -1143,9 +1144,9 @@ def todays_scores(
 def refresh_scores(engine) -> str:
     """After a change of the stored data (an import, relq.outputs.followup; an undo; the demo's
     load; an edit in the dashboard): rebuild the stored tables the pages read (the purchase summary,
-    the answer rows, the survey scores' month sums, the customers' latest responses per pillar pair
-    and the accounts' latest survey waves), then fit and save today's scores, and say so in a
-    sentence."""
+    the answer rows, the survey scores' month sums, the customers' latest responses per pillar pair,
+    the accounts' latest survey waves and the comment themes' month sums), then fit and save today's
+    scores, and say so in a sentence."""
     with _FITTING:
         return _refresh(engine)
 
@@ -1157,6 +1158,7 @@ def _refresh(engine) -> str:
         (save_response_sums, "survey scores' month sums"),
         (save_latest_pairs, "customers' latest responses"),
         (save_account_waves, "accounts' latest survey waves"),
+        (save_theme_sums, "comment themes' month sums"),
     ):
         try:
             rebuild(engine)

@@ -36,11 +36,15 @@ from scipy import stats as _sp
 from sqlalchemy.engine import Connection
 
 from relq.core.settings import resolve_min_n
-from relq.measures import clustered
+from relq.measures import clustered, customer_sums
 from relq.store import schema
 from relq.store import themes as stored
 from relq.store.filters import SegmentFilter, customer_dimension
 from relq.store.schema import PILLARS
+from relq.store.themes import SENTIMENTS
+from relq.store.themes import THEME_SOURCES as _THEME_SOURCES
+from relq.store.themes import count_if as _count_if
+from relq.store.themes import theme_score_sums as _score_sums
 
 __all__ = [
     "METRICS",
@@ -61,8 +65,9 @@ R = schema.survey_responses
 F = schema.comment_facts
 T = schema.comment_themes
 C = schema.customers
+TS = schema.theme_sums
+RS = schema.response_sums
 METRICS: tuple[str, ...] = ("nps", *PILLARS)
-SENTIMENTS = ("positive", "neutral", "negative")
 NAN = float("nan")
 Z = float(_sp.norm.ppf(0.975))
 
@@ -123,27 +128,26 @@ def _cluster():
     return sa.func.coalesce(R.c.customer_id, sa.literal("~") + R.c.response_id).label("cluster")
 
 
-def _count_if(condition, label: str):
-    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0).label(label)
+def _stored(conn: Connection, flt: SegmentFilter) -> bool:
+    """Whether the stored month sums of the themes (``schema.theme_sums``) stand in for the
+    responses of view ``flt``: its dates start and end on month boundaries, no theme is chosen, and
+    the rows are current (rebuilt by every change of the themes and after every data change)."""
+    return customer_sums.stored_sums_fit(flt) and stored.theme_sums_ready(conn)
 
 
-def _score_sums(with_sentiment: bool = False) -> list:
-    cols = [
-        sa.func.count().label("n"),
-        sa.func.count(R.c.nps).label("nps_w"),
-        _count_if(R.c.nps >= 9, "promoters"),
-        _count_if(R.c.nps <= 6, "detractors"),
-    ]
-    for p in PILLARS:
-        cols.append(sa.func.count(R.c[p]).label(f"{p}_w"))
-        cols.append(sa.func.coalesce(sa.func.sum(sa.cast(R.c[p], sa.Double)), 0.0).label(f"{p}_s"))
-    if with_sentiment:
-        cols += [_count_if(F.c.sentiment == s, s) for s in SENTIMENTS]
-        cols.append(_count_if(sa.not_(F.c.themable), "other_language"))
-    return cols
-
-
-_THEME_SOURCES = ("rule", "discovered")
+def _stored_sums(conn: Connection, flt: SegmentFilter, keys: list, where) -> pd.DataFrame:
+    """Per ``keys`` (written on ``survey_responses``) and customer: the stored sums of the rows
+    ``where`` (on ``theme_sums``) in view ``flt`` — the names and figures the responses give."""
+    on = customer_sums.on_source
+    keys = [on(TS, k.element).label(k.name) for k in keys]
+    cluster = on(TS, _cluster().element).label("cluster")
+    sums = [sa.func.sum(TS.c[c.name]).label(c.name) for c in _score_sums(with_sentiment=True)]
+    query = (
+        sa.select(*keys, cluster, *sums)
+        .where(on(TS, flt.response_clause()), where)
+        .group_by(*[k.element for k in keys], cluster.element)
+    )
+    return _frame(conn, query)
 
 
 def _frame(conn: Connection, query) -> pd.DataFrame:
@@ -163,6 +167,8 @@ def _frame(conn: Connection, query) -> pd.DataFrame:
 
 def _commented_sums(conn: Connection, flt: SegmentFilter, by=()) -> pd.DataFrame:
     """Per customer (and ``by``): responses in view whose comment was read, with their scores."""
+    if _stored(conn, flt):
+        return _stored_sums(conn, flt, list(by), TS.c.theme == "")
     query = (
         sa.select(*by, _cluster(), *_score_sums(with_sentiment=True))
         .select_from(R.join(F, F.c.response_id == R.c.response_id))
@@ -174,6 +180,9 @@ def _commented_sums(conn: Connection, flt: SegmentFilter, by=()) -> pd.DataFrame
 
 def _theme_sums(conn: Connection, flt: SegmentFilter, themes=None, by=()) -> pd.DataFrame:
     """Per theme and customer (and ``by``): responses in view mentioning the theme."""
+    if _stored(conn, flt):
+        where = TS.c.theme != "" if themes is None else TS.c.theme.in_(list(themes))
+        return _stored_sums(conn, flt, [TS.c.theme.label("theme"), *by], where)
     query = (
         sa.select(T.c.theme, *by, _cluster(), *_score_sums(with_sentiment=True))
         .select_from(
@@ -188,7 +197,24 @@ def _theme_sums(conn: Connection, flt: SegmentFilter, themes=None, by=()) -> pd.
 
 
 def _nps_sums(conn: Connection, flt: SegmentFilter) -> pd.DataFrame:
-    """Per customer: every response in view with an NPS (for the impact on the view's NPS)."""
+    """Per customer: every response in view with an NPS (for the impact on the view's NPS) — from
+    the stored month sums of the survey scores when they stand in for the view."""
+    if customer_sums.stored_sums_fit(flt) and customer_sums.response_sums_ready(conn):
+        on = customer_sums.on_source
+        cluster = on(RS, _cluster().element).label("cluster")
+        n = sa.func.sum(RS.c.nps_n)
+        query = (
+            sa.select(
+                cluster,
+                n.label("n"),
+                sa.func.sum(RS.c.nps_p).label("promoters"),
+                sa.func.sum(RS.c.nps_d).label("detractors"),
+            )
+            .where(on(RS, flt.response_clause()))
+            .group_by(cluster.element)
+            .having(n > 0)
+        )
+        return _frame(conn, query)
     query = (
         sa.select(
             _cluster(),
@@ -517,20 +543,30 @@ def theme_overview(conn: Connection, flt: SegmentFilter = SegmentFilter(), pendi
     language (not themed), how many are waiting to be read (every stored one, whatever the view:
     without ``pending`` the caller counts them itself, see :func:`pending_count`), and the latest
     discovery. One grouped query per language gives the counts of the view."""
-    rows = conn.execute(
-        sa.select(
-            F.c.language,
-            sa.func.count().label("comments"),
-            _count_if(sa.not_(F.c.themable), "other_language"),
-            _count_if(
-                R.c.response_id.in_(sa.select(T.c.response_id).where(T.c.source.in_(_THEME_SOURCES))),
-                "themed",
-            ),
+    if _stored(conn, flt):
+        query = (
+            sa.select(
+                TS.c.language,
+                sa.func.sum(TS.c.n).label("comments"),
+                sa.func.sum(TS.c.other_language).label("other_language"),
+                sa.func.sum(TS.c.themed).label("themed"),
+            )
+            .where(customer_sums.on_source(TS, flt.response_clause()), TS.c.theme == "")
+            .group_by(TS.c.language)
         )
-        .select_from(R.join(F, F.c.response_id == R.c.response_id))
-        .where(flt.response_clause())
-        .group_by(F.c.language)
-    ).all()
+    else:
+        query = (
+            sa.select(
+                F.c.language,
+                sa.func.count().label("comments"),
+                _count_if(sa.not_(F.c.themable), "other_language"),
+                _count_if(stored.themed_clause(), "themed"),
+            )
+            .select_from(R.join(F, F.c.response_id == R.c.response_id))
+            .where(flt.response_clause())
+            .group_by(F.c.language)
+        )
+    rows = conn.execute(query).all()
     comments = sum(int(r.comments) for r in rows)
     themed = sum(int(r.themed) for r in rows)
     languages = sorted(

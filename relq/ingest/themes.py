@@ -1106,6 +1106,7 @@ def refresh_themes(
                     raise
                 current = None  # too few comments yet: the rules still apply
             seconds["discovery"] += time.perf_counter() - started
+        stored.rebuild_theme_sums(conn)
     return RefreshSummary(read, other, tagged, discovered, did_refit, current.k if current else None, seconds)
 
 
@@ -1122,6 +1123,7 @@ def retag_rules(engine: Engine, themes: Sequence[str] | None = None, batch: int 
         written = 0
         for frame in _keyset_batches(conn, _themable_query(), R.c.response_id, batch):
             written += _write_rule_tags(conn, frame, rules)
+        stored.rebuild_theme_sums(conn)
     return written
 
 
@@ -1187,6 +1189,7 @@ def delete_rule(engine: Engine, name: str, *, user: str | None = None) -> None:
             note="deleted",
         )
         conn.execute(T.delete().where(T.c.theme == name, T.c.source == "rule"))
+        stored.rebuild_theme_sums(conn)
 
 
 def promote(
@@ -1206,5 +1209,7 @@ def promote(
             )
     rule = save_rule(engine, ThemeRule(name, tuple(phrases), tuple(exclusions), "discovered"), user=user)
     with engine.begin() as conn:
+        _lock(conn)
         stored.mark_promoted(conn, discovered, rule.name)
+        stored.rebuild_theme_sums(conn)
     return rule

@@ -67,6 +67,7 @@ __all__ = [
     "response_sums_ready",
     "save_response_sums",
     "listwise_customers",
+    "on_source",
     "stored_sums_fit",
     "raking_diagnostics",
     "sums_by",
@@ -215,14 +216,14 @@ def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str
     ``schema.LISTWISE``, a view :func:`_source` gives them for), else from the responses."""
     k = len(names)
     if tuple(names) == schema.LISTWISE and _source(conn, flt) is S:
-        keys = [_on(S, key.element).label(key.name) for key in _cluster_keys()]
+        keys = [on_source(S, key.element).label(key.name) for key in _cluster_keys()]
         responses = sa.func.sum(S.c.lw_n)
         sums = [
             sa.cast(responses, sa.BigInteger).label("responses"),
             *(sa.func.sum(S.c[f"lw_s_{i}"]).label(f"s_{i}") for i in range(k)),
             *(sa.func.sum(S.c[f"lw_c_{i}_{j}"]).label(f"c_{i}_{j}") for i in range(k) for j in range(i, k)),
         ]
-        stmt = sa.select(*keys, *sums).where(_on(S, flt.response_clause())).having(responses > 0)
+        stmt = sa.select(*keys, *sums).where(on_source(S, flt.response_clause())).having(responses > 0)
     else:
         keys = _cluster_keys()
         x = [sa.cast(R.c[name], sa.Double) for name in names]
@@ -242,9 +243,10 @@ def _source(conn: Connection, flt: SegmentFilter, *more: SegmentFilter):
     return S if stored_sums_fit(flt, *more) and response_sums_ready(conn) else R
 
 
-def _on(source, expression: ColumnElement) -> ColumnElement:
+def on_source(source, expression: ColumnElement) -> ColumnElement:
     """``expression`` (written on ``survey_responses``) on ``source``: the same columns by name —
-    only those the stored sums keep, which :func:`stored_sums_fit` makes sure of."""
+    only those the stored sums keep, which :func:`stored_sums_fit` makes sure of (the stored month
+    sums of the comment themes keep the same ones)."""
     if source is R:
         return expression
 
@@ -296,13 +298,13 @@ def per_customer(
     :data:`S` (see :func:`_source`) reads the stored month sums; ``period`` and ``where`` are written
     on ``survey_responses`` either way.
     """
-    keys = ([_on(source, period).label("period")] if period is not None else []) + [
-        _on(source, k.element).label(k.name) for k in _cluster_keys()
+    keys = ([on_source(source, period).label("period")] if period is not None else []) + [
+        on_source(source, k.element).label(k.name) for k in _cluster_keys()
     ]
     clauses = [flt.response_clause(), *([where] if where is not None else [])]
     stmt = (
         sa.select(*keys, *_level_one(source, "", scores))
-        .where(*[_on(source, c) for c in clauses])
+        .where(*[on_source(source, c) for c in clauses])
         .group_by(*[k.element for k in keys])
     )
     return stmt.subquery("per_customer")
@@ -856,15 +858,15 @@ def pair_sums(
     )
     source = _source(conn, current, previous)  # both fit: so does the span from one to the other
     in_current, in_previous = R.c.submitted_at >= start, R.c.submitted_at < end_previous
-    is_current, is_previous = _on(source, in_current), _on(source, in_previous)
-    keys = [_on(source, k.element).label(k.name) for k in _cluster_keys()]
+    is_current, is_previous = on_source(source, in_current), on_source(source, in_previous)
+    keys = [on_source(source, k.element).label(k.name) for k in _cluster_keys()]
     stmt = (
         sa.select(
             *keys,
             *_level_one(source, "c_", scores, is_current),
             *_level_one(source, "p_", scores, is_previous),
         )
-        .where(_on(source, span.response_clause()), sa.or_(is_current, is_previous))
+        .where(on_source(source, span.response_clause()), sa.or_(is_current, is_previous))
         .group_by(*[k.element for k in keys])
     )
     pc = stmt.subquery("per_customer_pair")

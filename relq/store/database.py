@@ -55,6 +55,7 @@ __all__ = [
     "data_version",
     "derived_current",
     "rebuilding_derived",
+    "rebuilding_derived_in",
     "get_setting",
     "set_setting",
     "explain_connection_error",
@@ -914,15 +915,26 @@ def rebuilding_derived(
     the tables and what was recorded under ``name`` are emptied, the caller fills the tables (given
     the connection and the data's end), and the record is written with the data version and end
     (and ``recipe``) they were built from — what :func:`derived_current` checks."""
-    built = schema.derived_versions
     with engine.begin() as conn:
         serialise_imports(conn)
-        version, end = data_version(conn), data_end(conn)
-        for table in tables:
-            conn.execute(table.delete())
-        conn.execute(built.delete().where(built.c.name == name))
-        yield conn, end
-        conn.execute(built.insert().values(name=name, data_version=version, data_end=end, recipe=recipe))
+        with rebuilding_derived_in(conn, name, tables, recipe) as end:
+            yield conn, end
+
+
+@contextmanager
+def rebuilding_derived_in(
+    conn: Connection, name: str, tables: tuple[sa.Table, ...], recipe: str | None = None
+) -> Iterator[date]:
+    """:func:`rebuilding_derived` inside ``conn``'s transaction, for a change that rebuilds what it
+    derives as it writes (the caller has taken the imports' turn): the tables are emptied, the caller
+    fills them (given the data's end), and the record is written with the data version."""
+    built = schema.derived_versions
+    version, end = data_version(conn), data_end(conn)
+    for table in tables:
+        conn.execute(table.delete())
+    conn.execute(built.delete().where(built.c.name == name))
+    yield end
+    conn.execute(built.insert().values(name=name, data_version=version, data_end=end, recipe=recipe))
 
 
 def get_setting(engine: Engine, key: str, default=None):

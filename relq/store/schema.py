@@ -47,6 +47,7 @@ __all__ = [
     "ANSWER_COLUMNS",
     "derived_versions",
     "response_sums",
+    "theme_sums",
     "DERIVED_TABLES",
     "latest_pairs",
     "account_waves",
@@ -470,6 +471,42 @@ account_waves = Table(
     info=_clickhouse("customer_id"),
 )
 
+# The comment themes' per-customer sums by calendar month, as the Comment themes page's table reads
+# them (relq.store.themes.save_theme_sums, rebuilt in every transaction that changes the stored
+# themes and with the purchase summary after a data change): one row per month, customer (an
+# unmatched response: per response), wave, set of quality flags, and either a language (``theme``
+# empty: every response whose comment was read) or a theme (``language`` empty: the responses
+# mentioning it), with the sums of relq.store.themes.theme_score_sums. Like response_sums, read only
+# for a view whose dates start and end on month boundaries, with no comment theme chosen, while
+# derived_versions says the rows are of the current data version.
+theme_sums = Table(
+    "theme_sums",
+    metadata,
+    Column("submitted_at", DateTime, nullable=False),
+    Column("customer_id", Text),
+    Column("response_id", Text),  # an unmatched response's id; NULL for a customer's row
+    Column("wave", Text),
+    *(Column(flag, Boolean, nullable=False) for flag in QUALITY_FLAGS),
+    Column("language", Text, nullable=False),
+    Column("theme", Text, nullable=False),
+    *(
+        Column(name, Double, nullable=False)
+        for name in (
+            "n",
+            "nps_w",
+            "promoters",
+            "detractors",
+            *(f"{p}_{part}" for p in PILLARS for part in ("w", "s")),
+            "positive",
+            "neutral",
+            "negative",
+            "other_language",
+            "themed",
+        )
+    ),
+    info=_clickhouse("submitted_at, ifNull(customer_id, '')"),
+)
+
 # Which data version (and data end; for the answer rows, which instrument) each derived table was
 # built from; a table whose row is missing or older than the data is not read.
 derived_versions = Table(
@@ -490,6 +527,7 @@ DERIVED_TABLES = (
     response_sums,
     latest_pairs,
     account_waves,
+    theme_sums,
     derived_versions,
 )
 

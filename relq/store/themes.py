@@ -14,7 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from relq.store import schema
+from relq.store import database, dialects, schema
 
 __all__ = [
     "NOT_THEMED",
@@ -30,6 +30,14 @@ __all__ = [
     "theme_names",
     "pending_comments",
     "commented_clause",
+    "SENTIMENTS",
+    "THEME_SOURCES",
+    "count_if",
+    "theme_score_sums",
+    "themed_clause",
+    "rebuild_theme_sums",
+    "save_theme_sums",
+    "theme_sums_ready",
 ]
 
 R = schema.survey_responses
@@ -40,6 +48,9 @@ MODELS = schema.theme_models
 FOUND = schema.theme_discovered
 
 NOT_THEMED = "(not themed)"
+SENTIMENTS = ("positive", "neutral", "negative")
+THEME_SOURCES = ("rule", "discovered")  # what the pages and the theme filter count as a theme
+PILLARS = schema.PILLARS
 
 
 def commented_clause(responses: sa.Table = R):
@@ -246,3 +257,98 @@ def pending_comments(conn: Connection) -> int:
         .select_from(R)
         .where(commented_clause(), ~sa.exists().where(F.c.response_id == R.c.response_id))
     ).scalar_one()
+
+
+# --------------------------------------------------------------------------- the stored month sums
+
+TS = schema.theme_sums
+_THEME_SUMS = "theme_sums"
+
+
+def count_if(condition, label: str):
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0).label(label)
+
+
+def theme_score_sums(with_sentiment: bool = False) -> list:
+    """Sums over the responses of a group (joined to their comment's facts ``with_sentiment``):
+    n, the NPS answers (nps_w) with promoters and detractors, per pillar the answers ({p}_w) and their
+    sum ({p}_s); with the facts, the comments of each sentiment and those in another language."""
+    cols = [
+        sa.func.count().label("n"),
+        sa.func.count(R.c.nps).label("nps_w"),
+        count_if(R.c.nps >= 9, "promoters"),
+        count_if(R.c.nps <= 6, "detractors"),
+    ]
+    for p in PILLARS:
+        cols.append(sa.func.count(R.c[p]).label(f"{p}_w"))
+        cols.append(sa.func.coalesce(sa.func.sum(sa.cast(R.c[p], sa.Double)), 0.0).label(f"{p}_s"))
+    if with_sentiment:
+        cols += [count_if(F.c.sentiment == s, s) for s in SENTIMENTS]
+        cols.append(count_if(sa.not_(F.c.themable), "other_language"))
+    return cols
+
+
+def themed_clause():
+    """The response's comment mentions some theme in force (a rule's or a discovered one)."""
+    return R.c.response_id.in_(sa.select(T.c.response_id).where(T.c.source.in_(THEME_SOURCES)))
+
+
+def rebuild_theme_sums(conn: Connection) -> bool:
+    """Rebuild the stored month sums of the comment themes (``schema.theme_sums``) inside ``conn``'s
+    transaction, from its responses, read comments and themes, marked with the data version: every
+    change of the stored themes calls it before it commits, so the rows never lag the themes. False
+    on ClickHouse (nothing is built)."""
+    if dialects.is_clickhouse(conn):
+        return False
+    keys = [
+        sa.cast(sa.func.date_trunc("month", R.c.submitted_at), sa.DateTime).label("submitted_at"),
+        R.c.customer_id.label("customer_id"),
+        sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("response_id"),
+        R.c.wave.label("wave"),
+        *(R.c[flag].label(flag) for flag in schema.QUALITY_FLAGS),
+    ]
+    group = [k.element for k in keys]
+    commented = R.join(F, F.c.response_id == R.c.response_id)
+    every = (
+        sa.select(
+            *keys,
+            F.c.language.label("language"),
+            sa.literal("").label("theme"),
+            *theme_score_sums(with_sentiment=True),
+            count_if(themed_clause(), "themed"),
+        )
+        .select_from(commented)
+        .group_by(*group, F.c.language)
+    )
+    mentions = (
+        sa.select(
+            *keys,
+            sa.literal("").label("language"),
+            T.c.theme.label("theme"),
+            *theme_score_sums(with_sentiment=True),
+            sa.func.count().label("themed"),
+        )
+        .select_from(commented.join(T, T.c.response_id == R.c.response_id))
+        .where(T.c.source.in_(THEME_SOURCES))
+        .group_by(*group, T.c.theme)
+    )
+    rows = sa.union_all(every, mentions)
+    with database.rebuilding_derived_in(conn, _THEME_SUMS, (TS,)):
+        conn.execute(TS.insert().from_select([c.name for c in every.selected_columns], rows))
+    return True
+
+
+def save_theme_sums(engine) -> bool:
+    """:func:`rebuild_theme_sums` in a transaction of its own, after a change of the stored data (an
+    undo, the demo's removal), with the other stored tables the pages read — unless the refresh of
+    the themes that follows an import or the demo's load has already rebuilt them."""
+    if dialects.is_clickhouse(engine):
+        return False
+    with engine.begin() as conn:
+        database.serialise_imports(conn)
+        return theme_sums_ready(conn) or rebuild_theme_sums(conn)
+
+
+def theme_sums_ready(conn: Connection) -> bool:
+    """Whether the stored month sums of the themes are of the current data version and themes."""
+    return database.derived_current(conn, _THEME_SUMS)
