@@ -516,8 +516,9 @@ def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop
     month boundaries: headline, trend by month, segment scores with their tests and the quarter vs
     the one before equal those grouped from every response (the statsmodels references above check
     that path) — whole company, one region, one quarter, one wave, speeders left out — under each
-    weighting. A view starting mid-month reads the responses. Once the data change the sums are not
-    read: the next response counts at once, before they are rebuilt."""
+    weighting, and for the customers of a quadrant. A view starting mid-month reads the responses.
+    Once the data change the sums are not read: the next response counts at once, before they are
+    rebuilt."""
     cust, frame = _month_sums_company(SEED + 9)
     _load(engine, cust, frame)
     weighting = Weighting(scheme, ("region",))
@@ -528,6 +529,8 @@ def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop
         "Q2": SegmentFilter(since=quarter[0], until=quarter[1], weighting=weighting),
         "wave": SegmentFilter(waves=("2025-Q2",), weighting=weighting),
         "no speeders": SegmentFilter(exclude_flags=("flag_speeder",), weighting=weighting),
+        # the quadrant's customers come from their latest responses, a query of the responses
+        "quadrant": SegmentFilter(quadrant="x_high_y_low", weighting=weighting),
     }
     mid_month = SegmentFilter(since=date(2025, 2, 10), until=date(2025, 5, 20), weighting=weighting)
     with engine.connect() as conn:

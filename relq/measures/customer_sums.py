@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import SelectBase
 
 from relq import store
 from relq.exceptions import WeightingError
@@ -246,11 +247,14 @@ def _source(conn: Connection, flt: SegmentFilter, *more: SegmentFilter):
 def on_source(source, expression: ColumnElement) -> ColumnElement:
     """``expression`` (written on ``survey_responses``) on ``source``: the same columns by name —
     only those the stored sums keep, which :func:`stored_sums_fit` makes sure of (the stored month
-    sums of the comment themes keep the same ones)."""
+    sums of the comment themes and the answer rows keep the same ones). A subquery inside it (the
+    customers of a quadrant, found from their latest responses) stays a query of the responses."""
     if source is R:
         return expression
 
     def swap(element):
+        if isinstance(element, SelectBase):
+            return element
         if isinstance(element, sa.Column) and element.table is R:
             return source.c[element.name]
         return None
