@@ -486,8 +486,9 @@ def _statements(engine, run) -> list[str]:
         SegmentFilter(),
         SegmentFilter(customer=(("region", ("EMEA",)),)),
         SegmentFilter(since=date(2025, 1, 1), until=date(2025, 6, 30), exclude_flags=("flag_speeder",)),
+        SegmentFilter(quadrant="x_high_y_low"),
     ],
-    ids=["company", "region", "half-year-without-speeders"],
+    ids=["company", "region", "half-year-without-speeders", "quadrant"],
 )
 def test_theme_figures_from_the_stored_month_sums_equal_those_read_from_the_responses(duckdb_demo, flt):
     """The page reads the themes' stored month sums for a view they fit; the raw grouped reads of
