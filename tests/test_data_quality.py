@@ -131,19 +131,28 @@ def test_data_quality_page_shows_counts_and_rows(demo_env):
 def test_stored_answer_rows_flag_the_same_straight_liners_and_out_of_scale_answers(engine, demo_company):
     """Straight-lining and out-of-scale answers read from the answer rows stored after a change of
     the data flag exactly the responses the answers themselves flag, on every engine — including an
-    answer outside the 1–7 scale to an item the questionnaire does not ask."""
+    answer outside the 1–7 scale to an item the questionnaire does not ask — and give the answers
+    each item has (missingness) that the answers give, whole company and one region, an answer of 12
+    to a questionnaire item counted."""
     from relq.core.instrument import configured_instrument
     from relq.measures.reliability import answer_rows_ready, save_answer_rows
     from relq.store import dialects, schema
 
     store.load_demo(engine, demo_company)
     odd = demo_company.responses["response_id"].iloc[0]
+    answers = demo_company.answers
+    outside = answers.loc[answers["item_id"] == "trust_2", "response_id"].iloc[3]  # trust_2 → 12
     with engine.begin() as conn:
         store.bulk_insert(
             conn,
             schema.survey_answers,
             pd.DataFrame({"response_id": [odd], "item_id": ["extra_1"], "value": [9.0], "import_id": [None]}),
         )
+        A = schema.survey_answers
+        conn.execute(
+            A.update().where(A.c.response_id == outside, A.c.item_id == "trust_2").values(value=12.0)
+        )
+    views = (SegmentFilter(), SegmentFilter().with_dimension("region", ["EMEA"]))
 
     def flagged(conn) -> tuple:
         summary = dataquality.quality_summary(conn, SegmentFilter()).set_index("check")["count"]
@@ -151,12 +160,20 @@ def test_stored_answer_rows_flag_the_same_straight_liners_and_out_of_scale_answe
             check: sorted(dataquality.quality_rows(conn, SegmentFilter(), check)["response_id"])
             for check in ("straight-lining", "out-of-range")
         }
-        return summary.to_dict(), listed
+        missing = [dataquality.missingness(conn, flt) for flt in views]  # answers to each item
+        return summary.to_dict(), listed, missing
 
     with engine.connect() as conn:
         raw = flagged(conn)
-    assert odd in raw[1]["out-of-range"] and raw[0]["straight-lining"] > 0
+    assert odd in raw[1]["out-of-range"] and outside in raw[1]["out-of-range"]
+    assert raw[0]["straight-lining"] > 0
+    answered = answers.dropna(subset=["value"]).groupby("item_id").size()
+    item = raw[2][0].set_index(["table", "column"]).loc[("survey_answers", "trust_2")]
+    assert item["missing"] == len(demo_company.responses) - int(answered["trust_2"])  # 12 still counts
     assert save_answer_rows(engine) is (not dialects.is_clickhouse(engine))
     with engine.connect() as conn:
         assert answer_rows_ready(conn, configured_instrument()) is (not dialects.is_clickhouse(engine))
-        assert flagged(conn) == raw
+        stored = flagged(conn)
+    assert stored[:2] == raw[:2]
+    for got, want in zip(stored[2], raw[2], strict=True):
+        pd.testing.assert_frame_equal(got, want)

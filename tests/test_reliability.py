@@ -360,11 +360,15 @@ def _sums_read(conn, instrument: Instrument = INSTRUMENT) -> dict:
     region = sorted(
         store.read_frame(conn, sa.select(store.schema.customers.c.region))["region"].dropna().unique()
     )[0]
+    R = store.schema.survey_responses
+    wave = conn.execute(sa.select(sa.func.min(R.c.wave))).scalar_one()
     out = {}
     for name, flt in (
         ("all", SegmentFilter()),
         ("region", SegmentFilter().with_dimension("region", [region])),
         ("half year", SegmentFilter(since=date(2026, 1, 1), until=date(2026, 6, 30))),
+        ("a wave without speeders", SegmentFilter(waves=(wave,), exclude_flags=("flag_speeder",))),
+        ("a quadrant", SegmentFilter(quadrant="x_high_y_low")),
     ):
         out[name, "every item"] = item_sums(conn, flt, instrument)
         out[name, "two pillars"] = item_sums(conn, flt, instrument, ("trust", "satisfaction"))
@@ -391,7 +395,8 @@ def test_stored_answer_rows_give_the_sums_of_the_answers_themselves_until_data_o
     """The answers pivoted once after a change of the data stand in for the answers on the
     Measurement and Gap quadrants pages: every item sum, cross-product and per-customer sum equals the
     one pivoted from the answers (whose figures the pandas references above check), for the whole
-    company, a region and a period. A changed instrument or newer data read the answers again."""
+    company, a region, a period, a wave without its speeders and a quadrant's customers (the rows
+    carry what the filter reads). A changed instrument or newer data read the answers again."""
     from relq.measures.reliability import answer_rows_ready, save_answer_rows
 
     store.load_demo(engine, demo_company)

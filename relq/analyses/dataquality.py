@@ -17,6 +17,7 @@ from relq import store
 from relq.analyses import retention
 from relq.core.instrument import configured_instrument
 from relq.ingest.quality import SCORE_RANGES, STRAIGHTLINE_MIN_ITEMS
+from relq.measures.customer_sums import on_source
 from relq.measures.reliability import answer_rows_ready
 from relq.store import schema
 from relq.store.filters import SegmentFilter
@@ -245,6 +246,36 @@ def quality_rows(
     return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
 
 
+def _answered_from_rows(conn: Connection, flt: SegmentFilter, instrument) -> dict[str, int]:
+    """Answers given to each item of ``instrument`` by the responses in view, from the stored answer
+    rows (which carry what the filter reads): the answers on the scale are the row's non-empty
+    columns; the few outside it, which the rows leave empty, are counted from the answers of the
+    responses that have any."""
+    in_view = sa.and_(AR.c.submitted_at.is_not(None), on_source(AR, flt.response_clause()))
+    k = len(instrument.item_ids)
+    row = conn.execute(
+        sa.select(
+            *(sa.func.count(AR.c[f"c{i}"]) for i in range(k)),
+            sa.func.coalesce(sa.func.sum(AR.c.out_of_scale), 0),
+        ).where(in_view)
+    ).one()
+    answered = {item: int(row[i]) for i, item in enumerate(instrument.item_ids)}
+    if row[k]:
+        lo, hi = instrument.scale_min, instrument.scale_max
+        outside = conn.execute(
+            sa.select(A.c.item_id, sa.func.count())
+            .where(
+                A.c.response_id.in_(sa.select(AR.c.response_id).where(in_view, AR.c.out_of_scale > 0)),
+                A.c.item_id.in_(instrument.item_ids),
+                sa.or_(A.c.value < lo, A.c.value > hi),
+            )
+            .group_by(A.c.item_id)
+        ).all()
+        for item, n in outside:
+            answered[item] += int(n)
+    return answered
+
+
 def missingness(conn: Connection, flt: SegmentFilter) -> pd.DataFrame:
     """Missing values per column of the responses in view, of their item answers and of the
     customers in view: table, column, missing, total, share (%)."""
@@ -258,14 +289,17 @@ def missingness(conn: Connection, flt: SegmentFilter) -> pd.DataFrame:
         .one()
         ._mapping
     )
-    answered = dict(
-        conn.execute(
-            sa.select(A.c.item_id, sa.func.count(A.c.value))
-            .select_from(A.join(R, A.c.response_id == R.c.response_id))
-            .where(flt.response_clause())
-            .group_by(A.c.item_id)
-        ).all()
-    )
+    if answer_rows_ready(conn, instrument):
+        answered = _answered_from_rows(conn, flt, instrument)
+    else:
+        answered = dict(
+            conn.execute(
+                sa.select(A.c.item_id, sa.func.count(A.c.value))
+                .select_from(A.join(R, A.c.response_id == R.c.response_id))
+                .where(flt.response_clause())
+                .group_by(A.c.item_id)
+            ).all()
+        )
     c = (
         conn.execute(
             sa.select(

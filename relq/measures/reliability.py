@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from relq import store
 from relq.core.instrument import Instrument, min_answered
 from relq.measures import stats
+from relq.measures.customer_sums import on_source
 from relq.store import dialects, schema
 from relq.store.database import read_frame
 from relq.store.filters import SegmentFilter
@@ -94,10 +95,8 @@ def _pivot(
     chosen = range(len(instrument.items)) if positions is None else positions
     if stored:
         query = sa.select(AR.c.response_id, *(AR.c[f"c{i}"] for i in chosen))
-        if not flt.is_empty:
-            query = query.select_from(AR.join(R, AR.c.response_id == R.c.response_id)).where(
-                flt.response_clause()
-            )
+        if not flt.is_empty:  # the rows carry what the filter reads: no join of the responses
+            query = query.where(on_source(AR, flt.response_clause()))
         return query.subquery("answers_wide")
     query = _pivot_rows(instrument, chosen)
     if not flt.is_empty:
@@ -111,6 +110,8 @@ def _pivot(
 
 AR = schema.answer_rows
 _ANSWER_ROWS = "answers"
+# the response's columns a view's filter reads, kept on each answer row (customer_sums.on_source)
+_CARRIED = ("submitted_at", "customer_id", "wave", *schema.QUALITY_FLAGS)
 
 
 def _answer_recipe(instrument: Instrument) -> str:
@@ -150,17 +151,30 @@ def save_answer_rows(engine, instrument: Instrument | None = None) -> bool:
     recipe = _answer_recipe(instrument)
     with store.rebuilding_derived(engine, _ANSWER_ROWS, (AR,), recipe) as (conn, _end):
         lo, hi = instrument.scale_min, instrument.scale_max
-        rows = sa.select(
-            A.c.response_id,
-            *_recoded_columns(instrument, range(k)),
-            sa.func.count(A.c.value).label("answers"),
-            sa.func.min(A.c.value).label("lowest"),
-            sa.func.max(A.c.value).label("highest"),
-            sa.func.coalesce(
-                sa.func.sum(sa.case((sa.or_(A.c.value < lo, A.c.value > hi), 1), else_=0)), 0
-            ).label("out_of_scale"),
-        ).group_by(A.c.response_id)
-        names = ["response_id", *(f"c{i}" for i in range(k)), "answers", "lowest", "highest", "out_of_scale"]
+        pivot = (
+            sa.select(
+                A.c.response_id,
+                *_recoded_columns(instrument, range(k)),
+                sa.func.count(A.c.value).label("answers"),
+                sa.func.min(A.c.value).label("lowest"),
+                sa.func.max(A.c.value).label("highest"),
+                sa.func.coalesce(
+                    sa.func.sum(sa.case((sa.or_(A.c.value < lo, A.c.value > hi), 1), else_=0)), 0
+                ).label("out_of_scale"),
+            )
+            .group_by(A.c.response_id)
+            .subquery("pivot")
+        )
+        carried = [R.c[name] for name in _CARRIED]
+        rows = sa.select(pivot.c.response_id, *carried, *list(pivot.c)[1:]).select_from(
+            pivot.outerjoin(R, R.c.response_id == pivot.c.response_id)
+        )
+        names = [
+            "response_id",
+            *_CARRIED,
+            *(f"c{i}" for i in range(k)),
+            *("answers", "lowest", "highest", "out_of_scale"),
+        ]
         conn.execute(AR.insert().from_select(names, rows))
     return True
 

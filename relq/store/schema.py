@@ -374,12 +374,18 @@ purchase_months = Table(
 # recoded, out-of-scale answers NULL (relq.measures.reliability.save_answer_rows, rebuilt with the
 # purchase summary). Read only while derived_versions says it is of the current data version and
 # of the same instrument (its recipe); an instrument of more than ANSWER_COLUMNS items, or ClickHouse,
-# reads the answers themselves. Every response with a stored answer has a row.
+# reads the answers themselves. Every response with a stored answer has a row, carrying the
+# response's time, customer, wave and quality flags, so a view's filter applies to the rows
+# themselves, without joining the responses (NULL for an answer whose response is not stored).
 ANSWER_COLUMNS = 40
 answer_rows = Table(
     "answer_rows",
     metadata,
     Column("response_id", Text, nullable=False),
+    Column("submitted_at", DateTime),
+    Column("customer_id", Text),
+    Column("wave", Text),
+    *(Column(flag, Boolean) for flag in QUALITY_FLAGS),
     *(Column(f"c{i}", Double) for i in range(ANSWER_COLUMNS)),
     # over every stored answer of the response, as the data-quality checks read them
     Column("answers", Integer, nullable=False),  # answers given (a value, in scale or not)
