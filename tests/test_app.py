@@ -58,3 +58,48 @@ def test_a_second_visitor_gets_the_numbers_without_the_store_schema_being_checke
     assert seen  # the second visitor's run did read the store…
     catalog = [s for s in seen if "information_schema" in s or "duckdb_" in s or s.startswith("create ")]
     assert not catalog, catalog[:3]  # …but not its catalog
+
+
+def test_a_store_of_an_older_relq_version_gets_its_stored_tables_rebuilt_when_the_dashboard_opens_it(
+    tmp_path, demo_company, monkeypatch
+):
+    """A store whose stored tables an older RelQ made (the answer rows with other columns, no
+    comment themes' month sums yet) is opened by the dashboard: the tables are made again and
+    rebuilt in the background, so the pages read them again without waiting for the next import."""
+    import time
+
+    from relq import store
+    from relq.core.instrument import configured_instrument
+    from relq.measures import customer_sums
+    from relq.measures.reliability import answer_rows_ready
+    from relq.store import themes as stored_themes
+
+    url = f"duckdb:///{tmp_path / 'older.duckdb'}"
+    engine = store.get_engine(url)
+    store.load_demo(engine, demo_company)
+    with engine.begin() as conn:
+        store.schema.answer_rows.drop(conn)
+        store.schema.theme_sums.drop(conn)
+        conn.exec_driver_sql("CREATE TABLE answer_rows (response_id TEXT NOT NULL, c0 DOUBLE PRECISION)")
+    engine.dispose()
+    monkeypatch.setenv("RELQ_DATABASE_URL", url)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    engine = store.get_engine(url)
+    deadline = time.monotonic() + 120
+    while True:
+        with engine.connect() as conn:
+            ready = (
+                answer_rows_ready(conn, configured_instrument()),
+                stored_themes.theme_sums_ready(conn),
+                customer_sums.response_sums_ready(conn),
+            )
+        if all(ready) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert ready == (True, True, True)
+    from relq.analyses import churn_risk
+
+    with churn_risk._FITTING:  # the background refresh then fits and saves the scores: let it end
+        pass
+    engine.dispose()

@@ -193,10 +193,12 @@ def _wait_for_duckdb_lock(dialect, conn_rec, cargs, cparams):
             time.sleep(0.1)
 
 
-def create_schema(engine: Engine) -> None:
-    """Create every RelQ table that does not exist yet."""
+def create_schema(engine: Engine) -> bool:
+    """Create every RelQ table that does not exist yet. True when the store was made by another
+    RelQ version whose stored tables (schema.DERIVED_TABLES) differ or are missing: they are made
+    again empty, and relq.analyses.churn_risk.refresh_scores rebuilds them."""
     try:
-        _drop_outdated_derived(engine)
+        outdated = _drop_outdated_derived(engine)
         schema.metadata.create_all(engine)
         _drop_answer_constraint(engine)
         _drop_duckdb_indexes(engine)
@@ -204,17 +206,19 @@ def create_schema(engine: Engine) -> None:
         if dialects.is_clickhouse(engine):
             with engine.connect() as conn:
                 dialects.refresh_lookups(conn, only_if_missing=True)
+        return outdated
     except sa.exc.OperationalError as exc:
         raise StoreUnavailable(explain_connection_error(exc, engine)) from None
 
 
-def _drop_outdated_derived(engine: Engine) -> None:
+def _drop_outdated_derived(engine: Engine) -> bool:
     """Drop a derived table (schema.DERIVED_TABLES) whose columns differ from the schema's — made by
     another RelQ version — so it is made again empty: the next rebuild fills it, and until then the
     pages read the rows themselves. One catalog read for all of them. ClickHouse keeps none of
-    them (they stay empty there)."""
+    them (they stay empty there). True when a store made before had one of them outdated or
+    missing (a table this version adds)."""
     if dialects.is_clickhouse(engine):
-        return
+        return False
     names = sa.bindparam("names", [table.name for table in schema.DERIVED_TABLES], expanding=True)
     probe = sa.text(
         "SELECT table_name, column_name FROM information_schema.columns "
@@ -235,6 +239,8 @@ def _drop_outdated_derived(engine: Engine) -> None:
                 table.drop(conn)
             if schema.derived_versions not in stale:  # what was built is gone: nothing is current
                 conn.execute(schema.derived_versions.delete())
+    missing = [table for table in schema.DERIVED_TABLES if table.name not in found]
+    return bool(found) and bool(stale or missing)
 
 
 # Indexes older DuckDB stores have and RelQ now makes on PostgreSQL only (schema.py says why).

@@ -42,7 +42,12 @@ def fail_clearly(exc: Exception) -> None:
 @st.cache_resource(show_spinner=False)
 def _engine(url: str):
     engine = store.get_engine(url)
-    store.create_schema(engine)
+    if store.create_schema(engine):
+        # a store of another RelQ version: its stored tables were made again empty, and until they
+        # are rebuilt every page reads the rows themselves — rebuild them now, in the background
+        from relq.analyses.churn_risk import refresh_scores_in_background
+
+        refresh_scores_in_background(engine)
     return engine
 
 
