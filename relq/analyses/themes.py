@@ -242,6 +242,7 @@ def _share(total_n: np.ndarray, part_n: np.ndarray) -> clustered.ClusteredShare:
 # effective n, Wilson, adjusted Wald, the linearised difference); the tests check they agree.
 
 _WEIGHT = {"nps": "nps_w", **{p: f"{p}_w" for p in PILLARS}}
+_SUM_COLUMNS = tuple(c.name for c in _score_sums(with_sentiment=True))  # a theme's per-customer sums
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -404,12 +405,12 @@ class _ImpactBase:
         self.hh = _dot(self.h, self.h)
         self.customers = int((self.n > 0).sum())
 
-    def impact(self, clusters: pd.Index, detractors: np.ndarray) -> tuple[float, float, float]:
-        """:func:`impact_interval` from the theme's detractors per customer (a_c): with
+    def impact(self, pos: np.ndarray, detractors: np.ndarray) -> tuple[float, float, float]:
+        """:func:`impact_interval` from the theme's detractors per customer (a_c), the customers at
+        ``pos`` of this index (-1: a customer without an NPS in view): with
         ``h_c = y_c − (1+2ȳ)·n_c``, ``t_c = (1+ȳ)·a_c + ā·h_c``."""
         if self.total <= 0:
             return NAN, NAN, NAN
-        pos = self.index.get_indexer(clusters)
         keep = pos >= 0
         a, pos = detractors[keep], pos[keep]
         abar = float(a.sum()) / self.total
@@ -423,13 +424,23 @@ class _ImpactBase:
         return points, points - Z * se, points + Z * se
 
 
-def _theme_row(theme: str, every: _Every, part: pd.DataFrame, base: _ImpactBase | None) -> dict:
-    """One theme's figures; ``part`` holds the per-customer sums of the responses mentioning it,
-    indexed by customer (only the customers who mention it)."""
-    pos = every.index.get_indexer(part.index)
+def _theme_row(
+    theme: str,
+    every: _Every,
+    part: pd.DataFrame | dict[str, np.ndarray],
+    base: _ImpactBase | None,
+    pos: np.ndarray | None = None,
+    base_pos: np.ndarray | None = None,
+) -> dict:
+    """One theme's figures; ``part`` holds the per-customer sums of the responses mentioning it
+    (only the customers who mention it), indexed by customer — or, as arrays by column, in any order
+    with ``pos``, their places in ``every``, and ``base_pos``, in ``base`` (found once for every
+    theme)."""
+    if pos is None:
+        pos = every.index.get_indexer(part.index)
     if (pos < 0).any():
         raise ValueError("a customer mentions a theme without a read comment in view.")
-    cols = {c: part[c].to_numpy(dtype=float) for c in part.columns}
+    cols = {c: np.asarray(part[c], dtype=float) for c in _SUM_COLUMNS}
     n_all = every.cols["n"]
     mentions = cols["n"]
     aligned = np.zeros_like(n_all)
@@ -479,7 +490,11 @@ def _theme_row(theme: str, every: _Every, part: pd.DataFrame, base: _ImpactBase 
         row[f"{label}_share"], row[f"{label}_low"], row[f"{label}_high"], _ = _proportion(
             cols[label], mentions
         )
-    impact = base.impact(part.index, cols["detractors"]) if base is not None else (NAN, NAN, NAN)
+    if base is None:
+        impact = (NAN, NAN, NAN)
+    else:
+        where = base.index.get_indexer(part.index) if base_pos is None else base_pos
+        impact = base.impact(where, cols["detractors"])
     row.update(
         {
             "impact": impact[0],
@@ -513,12 +528,19 @@ def theme_table(
     per_theme = _theme_sums(conn, flt)
     base = _ImpactBase(_nps_sums(conn, flt).set_index("cluster"))
     rows = []
-    groups = dict(tuple(per_theme.groupby("theme"))) if not per_theme.empty else {}
+    # each mention's customer found once among the commented and the NPS answers, not per theme
+    clusters = pd.Index(per_theme["cluster"])
+    places = {"pos": every.index.get_indexer(clusters), "base_pos": base.index.get_indexer(clusters)}
+    groups = per_theme.groupby("theme", sort=False).indices if not per_theme.empty else {}
+    sums = {c: per_theme[c].to_numpy(dtype=float) for c in _SUM_COLUMNS}
     empty = every.frame.iloc[0:0]
     for item in catalog.itertuples(index=False):
-        part = groups.get(item.theme)
-        part = part.drop(columns="theme").set_index("cluster") if part is not None else empty
-        row = _theme_row(item.theme, every, part, base)
+        at = groups.get(item.theme)
+        if at is None:
+            row = _theme_row(item.theme, every, empty, base)
+        else:
+            part = {c: sums[c][at] for c in _SUM_COLUMNS}
+            row = _theme_row(item.theme, every, part, base, *(places[k][at] for k in ("pos", "base_pos")))
         row.update({"source": item.source, "terms": list(item.terms)})
         rows.append(row)
     frame = pd.DataFrame(rows)
