@@ -140,6 +140,8 @@ def test_saving_a_rule_versions_it_and_tags_every_comment(duckdb_engine):
     with duckdb_engine.begin() as conn:
         store.bulk_insert(conn, schema.survey_responses, rows)
     tagging.refresh_themes(duckdb_engine)
+    again = _statements(duckdb_engine, lambda: tagging.refresh_themes(duckdb_engine))
+    assert not any("INSERT INTO theme_sums" in s for s in again)  # nothing new: the sums stand
     tagging.save_rule(duckdb_engine, tagging.ThemeRule("Reporting", ("dashboard*",)), user="ana@example.com")
     with pytest.raises(tagging.ThemeRuleError, match="already exists"):
         tagging.save_rule(duckdb_engine, tagging.ThemeRule("reporting", ("report*",)))

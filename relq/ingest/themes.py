@@ -1106,7 +1106,8 @@ def refresh_themes(
                     raise
                 current = None  # too few comments yet: the rules still apply
             seconds["discovery"] += time.perf_counter() - started
-        stored.rebuild_theme_sums(conn)
+        if read or did_refit or not stored.theme_sums_ready(conn):  # else nothing they sum changed
+            stored.rebuild_theme_sums(conn)
     return RefreshSummary(read, other, tagged, discovered, did_refit, current.k if current else None, seconds)
 
 
