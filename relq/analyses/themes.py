@@ -66,7 +66,6 @@ F = schema.comment_facts
 T = schema.comment_themes
 C = schema.customers
 TS = schema.theme_sums
-RS = schema.response_sums
 METRICS: tuple[str, ...] = ("nps", *PILLARS)
 NAN = float("nan")
 Z = float(_sp.norm.ppf(0.975))
@@ -141,7 +140,7 @@ def _stored_sums(conn: Connection, flt: SegmentFilter, keys: list, where) -> pd.
     on = customer_sums.on_source
     keys = [on(TS, k.element).label(k.name) for k in keys]
     cluster = on(TS, _cluster().element).label("cluster")
-    sums = [sa.func.sum(TS.c[c.name]).label(c.name) for c in _score_sums(with_sentiment=True)]
+    sums = [sa.func.sum(TS.c[name]).label(name) for name in _SUM_COLUMNS]
     query = (
         sa.select(*keys, cluster, *sums)
         .where(on(TS, flt.response_clause()), where)
@@ -197,34 +196,16 @@ def _theme_sums(conn: Connection, flt: SegmentFilter, themes=None, by=()) -> pd.
 
 
 def _nps_sums(conn: Connection, flt: SegmentFilter) -> pd.DataFrame:
-    """Per customer: every response in view with an NPS (for the impact on the view's NPS) — from
-    the stored month sums of the survey scores when they stand in for the view."""
-    if customer_sums.stored_sums_fit(flt) and customer_sums.response_sums_ready(conn):
-        on = customer_sums.on_source
-        cluster = on(RS, _cluster().element).label("cluster")
-        n = sa.func.sum(RS.c.nps_n)
-        query = (
-            sa.select(
-                cluster,
-                n.label("n"),
-                sa.func.sum(RS.c.nps_p).label("promoters"),
-                sa.func.sum(RS.c.nps_d).label("detractors"),
-            )
-            .where(on(RS, flt.response_clause()))
-            .group_by(cluster.element)
-            .having(n > 0)
-        )
-        return _frame(conn, query)
-    query = (
-        sa.select(
-            _cluster(),
-            sa.func.count().label("n"),
-            _count_if(R.c.nps >= 9, "promoters"),
-            _count_if(R.c.nps <= 6, "detractors"),
-        )
-        .where(flt.response_clause(), R.c.nps.is_not(None))
-        .group_by(sa.literal_column("cluster"))
-    )
+    """Per customer: every response in view with an NPS (for the impact on the view's NPS) — the
+    per-customer sums every clustered score reads, from the stored month sums when they fit."""
+    pc = customer_sums.per_customer(flt, scores=("nps",), source=customer_sums.source_for(conn, flt))
+    cluster = sa.func.coalesce(pc.c.cid, sa.literal("~") + pc.c.lone).label("cluster")
+    query = sa.select(
+        cluster,
+        pc.c.nps_n.label("n"),
+        pc.c.nps_p.label("promoters"),
+        pc.c.nps_d.label("detractors"),
+    ).where(pc.c.nps_n > 0)
     return _frame(conn, query)
 
 

@@ -1116,15 +1116,20 @@ def retag_rules(engine: Engine, themes: Sequence[str] | None = None, batch: int 
     transaction; returns the assignments written."""
     with engine.begin() as conn:
         _lock(conn)
-        rules = [compile_rule(r) for r in rules_in_force(conn) if themes is None or r.name in themes]
-        delete = T.delete().where(T.c.source == "rule")
-        if themes is not None:
-            delete = delete.where(T.c.theme.in_(list(themes)))
-        conn.execute(delete)
-        written = 0
-        for frame in _keyset_batches(conn, _themable_query(), R.c.response_id, batch):
-            written += _write_rule_tags(conn, frame, rules)
-        stored.rebuild_theme_sums(conn)
+        return _retag(conn, themes, batch)
+
+
+def _retag(conn: Connection, themes: Sequence[str] | None, batch: int = BATCH) -> int:
+    """:func:`retag_rules` inside ``conn``'s transaction, the themes' month sums rebuilt after it."""
+    rules = [compile_rule(r) for r in rules_in_force(conn) if themes is None or r.name in themes]
+    delete = T.delete().where(T.c.source == "rule")
+    if themes is not None:
+        delete = delete.where(T.c.theme.in_(list(themes)))
+    conn.execute(delete)
+    written = 0
+    for frame in _keyset_batches(conn, _themable_query(), R.c.response_id, batch):
+        written += _write_rule_tags(conn, frame, rules)
+    stored.rebuild_theme_sums(conn)
     return written
 
 
@@ -1137,10 +1142,16 @@ def _taken(conn: Connection, except_name: str | None = None) -> list[str]:
 
 
 def save_rule(
-    engine: Engine, rule: ThemeRule, *, user: str | None = None, editing: str | None = None
+    engine: Engine,
+    rule: ThemeRule,
+    *,
+    user: str | None = None,
+    editing: str | None = None,
+    retag: bool = True,
 ) -> ThemeRule:
     """Validate and store a new rule, or a new version of the rule named ``editing``, then tag
-    every comment with it. Raises :class:`ThemeRuleError` with a sentence when it is refused."""
+    every comment with it (unless ``retag`` is off: the caller tags them). Raises
+    :class:`ThemeRuleError` with a sentence when it is refused."""
     with engine.begin() as conn:
         _lock(conn)
         _ensure_starter_rules(conn)
@@ -1167,7 +1178,8 @@ def save_rule(
             user=user,
             note="edited" if editing else "created",
         )
-    retag_rules(engine, [clean.name] + ([editing] if editing and editing != clean.name else []))
+    if retag:
+        retag_rules(engine, [clean.name] + ([editing] if editing and editing != clean.name else []))
     return clean
 
 
@@ -1208,9 +1220,10 @@ def promote(
             raise ThemeRuleError(
                 f"There is no discovered theme {discovered!r} to promote; discovery may have run again."
             )
-    rule = save_rule(engine, ThemeRule(name, tuple(phrases), tuple(exclusions), "discovered"), user=user)
-    with engine.begin() as conn:
+    rule = ThemeRule(name, tuple(phrases), tuple(exclusions), "discovered")
+    rule = save_rule(engine, rule, user=user, retag=False)
+    with engine.begin() as conn:  # the discovered theme's mentions become the rule's, sums rebuilt once
         _lock(conn)
         stored.mark_promoted(conn, discovered, rule.name)
-        stored.rebuild_theme_sums(conn)
+        _retag(conn, [rule.name])
     return rule

@@ -69,6 +69,7 @@ __all__ = [
     "save_response_sums",
     "listwise_customers",
     "on_source",
+    "source_for",
     "stored_sums_fit",
     "raking_diagnostics",
     "sums_by",
@@ -179,13 +180,7 @@ def save_response_sums(engine) -> bool:
     False on ClickHouse (nothing is built)."""
     if dialects.is_clickhouse(engine):
         return False
-    keys = [
-        sa.cast(sa.func.date_trunc("month", R.c.submitted_at), sa.DateTime).label("submitted_at"),
-        R.c.customer_id.label("customer_id"),
-        sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("response_id"),
-        R.c.wave.label("wave"),
-        *(R.c[flag].label(flag) for flag in schema.QUALITY_FLAGS),
-    ]
+    keys = store.month_row_keys()
     rows = sa.select(*keys, *_level_one(R, "", SCORES), *_listwise_sums()).group_by(
         *[k.element for k in keys]
     )
@@ -214,9 +209,9 @@ def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str
     """Per customer (an unmatched response: per response) of view ``flt``, over its responses having
     every variable of ``names``: cid, lone, responses, Σx of each (``s_i``) and Σxy of each pair
     (``c_i_j``) — from the stored month sums when they can stand in (the variables of
-    ``schema.LISTWISE``, a view :func:`_source` gives them for), else from the responses."""
+    ``schema.LISTWISE``, a view :func:`source_for` gives them for), else from the responses."""
     k = len(names)
-    if tuple(names) == schema.LISTWISE and _source(conn, flt) is S:
+    if tuple(names) == schema.LISTWISE and source_for(conn, flt) is S:
         keys = [on_source(S, key.element).label(key.name) for key in _cluster_keys()]
         responses = sa.func.sum(S.c.lw_n)
         sums = [
@@ -238,7 +233,7 @@ def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str
     return stmt.group_by(*[key.element for key in keys]).subquery("driver_customers")
 
 
-def _source(conn: Connection, flt: SegmentFilter, *more: SegmentFilter):
+def source_for(conn: Connection, flt: SegmentFilter, *more: SegmentFilter):
     """The responses of these views as :func:`per_customer` reads them: the stored month sums when
     they fit the views and are current, else ``survey_responses`` itself."""
     return S if stored_sums_fit(flt, *more) and response_sums_ready(conn) else R
@@ -299,7 +294,7 @@ def per_customer(
     Columns: [period], cid (NULL for an unmatched response), lone (its response_id), responses, and
     per score ``{score}_n`` (responses having it) with ``{score}_s`` = Σ(y − shift); NPS has
     ``nps_p`` / ``nps_d`` (promoters / detractors), CSAT ``csat_s`` (answers 4–5). ``source``
-    :data:`S` (see :func:`_source`) reads the stored month sums; ``period`` and ``where`` are written
+    :data:`S` (see :func:`source_for`) reads the stored month sums; ``period`` and ``where`` are written
     on ``survey_responses`` either way.
     """
     keys = ([on_source(source, period).label("period")] if period is not None else []) + [
@@ -590,7 +585,7 @@ def weight_plan(
     if periods is None:
         periods = {None: view_period(conn, flt)}
     if pc is None:
-        pc = per_customer(flt, scores=(), source=_source(conn, flt))
+        pc = per_customer(flt, scores=(), source=source_for(conn, flt))
     respondents = _respondent_cells(conn, pc, weighting.rake, keyed)
     return WeightPlan(weighting, raking(conn, flt, periods, respondents))
 
@@ -736,7 +731,7 @@ def group_sums(
     :meth:`GroupSums.from_row`.
     """
     period = month_key(freq) if freq is not None else None
-    pc = per_customer(flt, period, scores, source=_source(conn, flt))
+    pc = per_customer(flt, period, scores, source=source_for(conn, flt))
     plan = weight_plan(conn, flt, pc, periods if period is not None else None)
     omega, joins = _omega(plan, pc, keyed=period is not None)
     wc = _weighted(pc, {"omega": omega}, joins, segment)
@@ -860,7 +855,7 @@ def pair_sums(
         exclude_flags=current.exclude_flags,
         weighting=current.weighting,
     )
-    source = _source(conn, current, previous)  # both fit: so does the span from one to the other
+    source = source_for(conn, current, previous)  # both fit: so does the span from one to the other
     in_current, in_previous = R.c.submitted_at >= start, R.c.submitted_at < end_previous
     is_current, is_previous = on_source(source, in_current), on_source(source, in_previous)
     keys = [on_source(source, k.element).label(k.name) for k in _cluster_keys()]

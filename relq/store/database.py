@@ -55,6 +55,7 @@ __all__ = [
     "data_version",
     "derived_current",
     "rebuilding_derived",
+    "month_row_keys",
     "rebuilding_derived_in",
     "get_setting",
     "set_setting",
@@ -911,6 +912,19 @@ def derived_current(
         and (data_end is None or pd.Timestamp(row.data_end).date() == data_end)
         and (recipe is None or row.recipe == recipe)
     )
+
+
+def month_row_keys() -> list:
+    """The keys of a stored month table (schema.response_sums, schema.theme_sums) made from
+    ``survey_responses``, labelled by their columns: group by them to build its rows."""
+    R = schema.survey_responses
+    return [
+        sa.cast(sa.func.date_trunc("month", R.c.submitted_at), sa.DateTime).label("submitted_at"),
+        R.c.customer_id.label("customer_id"),
+        sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("response_id"),
+        R.c.wave.label("wave"),
+        *(R.c[flag].label(flag) for flag in schema.QUALITY_FLAGS),
+    ]
 
 
 @contextmanager

@@ -395,6 +395,19 @@ answer_rows = Table(
     info=_clickhouse("response_id"),
 )
 
+def _month_row_keys() -> list[Column]:
+    """The keys of a stored month table (response_sums, theme_sums): the month's first instant, the
+    customer (an unmatched response: its id in response_id), the wave and the quality flags — what a
+    view's filter reads (relq.store.database.month_row_keys makes them from the responses)."""
+    return [
+        Column("submitted_at", DateTime, nullable=False),
+        Column("customer_id", Text),
+        Column("response_id", Text),  # an unmatched response's id; NULL for a customer's row
+        Column("wave", Text),
+        *(Column(flag, Boolean, nullable=False) for flag in QUALITY_FLAGS),
+    ]
+
+
 # The survey scores' per-customer sums by calendar month, as every customer-clustered score reads them
 # (relq.measures.customer_sums.save_response_sums, rebuilt with the purchase summary): one row per
 # month, customer (an unmatched response: per response, its id in response_id), wave and set of
@@ -405,11 +418,7 @@ answer_rows = Table(
 response_sums = Table(
     "response_sums",
     metadata,
-    Column("submitted_at", DateTime, nullable=False),
-    Column("customer_id", Text),
-    Column("response_id", Text),  # an unmatched response's id; NULL for a customer's row
-    Column("wave", Text),
-    *(Column(flag, Boolean, nullable=False) for flag in QUALITY_FLAGS),
+    *_month_row_keys(),
     # Counts too are DOUBLE: whole numbers, exact below 2⁵³, and DuckDB sums doubles several times
     # faster than integers, whose sums it widens to 128 bits (bench/RESULTS.md).
     Column("responses", Double, nullable=False),
@@ -488,11 +497,7 @@ account_waves = Table(
 theme_sums = Table(
     "theme_sums",
     metadata,
-    Column("submitted_at", DateTime, nullable=False),
-    Column("customer_id", Text),
-    Column("response_id", Text),  # an unmatched response's id; NULL for a customer's row
-    Column("wave", Text),
-    *(Column(flag, Boolean, nullable=False) for flag in QUALITY_FLAGS),
+    *_month_row_keys(),
     Column("language", Text, nullable=False),
     Column("theme", Text, nullable=False),
     *(

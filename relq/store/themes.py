@@ -300,13 +300,7 @@ def rebuild_theme_sums(conn: Connection) -> bool:
     on ClickHouse (nothing is built)."""
     if dialects.is_clickhouse(conn):
         return False
-    keys = [
-        sa.cast(sa.func.date_trunc("month", R.c.submitted_at), sa.DateTime).label("submitted_at"),
-        R.c.customer_id.label("customer_id"),
-        sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("response_id"),
-        R.c.wave.label("wave"),
-        *(R.c[flag].label(flag) for flag in schema.QUALITY_FLAGS),
-    ]
+    keys = database.month_row_keys()
     group = [k.element for k in keys]
     commented = R.join(F, F.c.response_id == R.c.response_id)
     every = (
