@@ -177,7 +177,10 @@ def _assert_the_stored_theme_sums_follow(engine, mentions: dict[str, int]) -> No
             ).all()
         )
         assert {t: int(n) for t, n in got.items() if t in mentions or n} == mentions
-        stored_figures, raw = _theme_figures(conn, SegmentFilter()), _from_the_responses(conn, SegmentFilter())
+        stored_figures, raw = (
+            _theme_figures(conn, SegmentFilter()),
+            _from_the_responses(conn, SegmentFilter()),
+        )
     assert stored_figures[0] == raw[0]
     pd.testing.assert_frame_equal(stored_figures[1], raw[1], rtol=1e-12, check_dtype=False)
 
@@ -401,15 +404,19 @@ def test_theme_impact_interval_matches_a_statsmodels_cluster_robust_delta_method
 
 @pytest.mark.parametrize("theme", ["Billing", "Onboarding"])
 def test_theme_figures_equal_the_clustered_functions_on_per_customer_sums(duckdb_demo, demo_table, theme):
-    """The table adds each theme's sums to the view's instead of aligning every customer for every
-    theme; its figures are relq.measures.clustered's on the aligned per-customer arrays."""
-    from relq.analyses.themes import _commented_sums, _nps_sums, _theme_sums
+    """The database adds up each theme's sums over its customers and their products with the view's,
+    one row per theme; the table's figures are relq.measures.clustered's on the aligned per-customer
+    arrays."""
+    from relq.analyses.themes import _commented_query, _frame, _nps_query, _theme_query
     from relq.measures import clustered
 
+    flt = SegmentFilter()
     with duckdb_demo.connect() as conn:
-        every = _commented_sums(conn, SegmentFilter()).set_index("cluster")
-        part = _theme_sums(conn, SegmentFilter(), themes=[theme]).drop(columns="theme").set_index("cluster")
-        everyone = _nps_sums(conn, SegmentFilter()).set_index("cluster")
+        every = _frame(conn, _commented_query(conn, flt)).set_index("cluster")
+        part = (
+            _frame(conn, _theme_query(conn, flt, themes=[theme])).drop(columns="theme").set_index("cluster")
+        )
+        everyone = _frame(conn, _nps_query(conn, flt)).set_index("cluster")
     part = part.reindex(every.index, fill_value=0.0)
     rest = every - part
     row = demo_table.set_index("theme").loc[theme]
@@ -450,6 +457,60 @@ def test_theme_figures_equal_the_clustered_functions_on_per_customer_sums(duckdb
     assert (row["impact"], row["impact_low"], row["impact_high"]) == pytest.approx(
         (impact.points, impact.low, impact.high), rel=1e-9
     )
+
+
+def test_theme_trend_and_segments_equal_the_clustered_functions_on_per_customer_sums(duckdb_demo):
+    """A month's share of a theme and a plan's NPS with vs without it, added up in the database, are
+    relq.measures.clustered's figures on that month's (plan's) aligned per-customer arrays."""
+    from relq.analyses.themes import _commented_query, _frame, _segment_query, _theme_query
+    from relq.measures import clustered
+    from relq.store.filters import customer_dimension
+
+    flt = SegmentFilter()
+    month = sa.func.date_trunc("month", schema.survey_responses.c.submitted_at).label("month")
+    plan = customer_dimension("plan").label("segment")
+    with duckdb_demo.connect() as conn:
+        trend = themes.theme_trend(conn, flt, ("Billing",))
+        every = _frame(conn, _commented_query(conn, flt, by=(month,)))
+        part = _frame(conn, _theme_query(conn, flt, themes=["Billing"], by=(month,)))
+        segments = themes.theme_segments(conn, flt, "Billing", "plan").set_index("segment")
+        in_plan = _frame(conn, _segment_query(flt, plan, None))
+        plan_part = _frame(conn, _segment_query(flt, plan, "Billing"))
+    busiest = trend.loc[trend["responses"].idxmax()]
+    month_all = every[every["month"] == busiest["month"]].set_index("cluster")
+    mentions = part[part["month"] == busiest["month"]].set_index("cluster")["n"]
+    share = clustered.csat_interval_clustered(
+        month_all["n"], mentions.reindex(month_all.index, fill_value=0.0), month_all["n"]
+    )
+    assert busiest["responses"] == mentions.sum() and busiest["customers"] == len(mentions)
+    assert (busiest["share"], busiest["low"], busiest["high"]) == pytest.approx(
+        (share.score / 100, share.low / 100, share.high / 100), rel=1e-9
+    )
+    name = segments["responses"].idxmax()
+    seg_all = in_plan[in_plan["segment"] == name].drop(columns="segment").set_index("cluster")
+    seg_part = plan_part[plan_part["segment"] == name].drop(columns=["segment", "theme"]).set_index("cluster")
+    seg_part = seg_part.reindex(seg_all.index, fill_value=0.0)
+    rest = seg_all - seg_part
+    row = segments.loc[name]
+    for side, sums in (("with", seg_part), ("without", rest)):
+        nps = clustered.nps_interval_clustered(
+            sums["nps_w"], sums["promoters"], sums["detractors"], sums["nps_w"]
+        )
+        assert row[f"nps_{side}"] == pytest.approx(nps.score, rel=1e-9)
+    pairs = {"W1": "nps_w", "P1": "promoters", "D1": "detractors"}
+    frame = pd.DataFrame(
+        {
+            **{k: seg_part[v].to_numpy() for k, v in pairs.items()},
+            **{k.replace("1", "2"): rest[v].to_numpy() for k, v in pairs.items()},
+            "n1": seg_part["nps_w"].to_numpy(),
+            "n2": rest["nps_w"].to_numpy(),
+        }
+    )
+    delta = clustered.period_difference_share(frame, "nps")
+    assert (row["nps_delta"], row["nps_delta_low"], row["nps_delta_high"], row["nps_p"]) == pytest.approx(
+        (delta.delta, delta.low, delta.high, delta.p_value), rel=1e-9
+    )
+    assert row["share"] == pytest.approx(seg_part["n"].sum() / seg_all["n"].sum(), rel=1e-12)
 
 
 def _theme_figures(conn, flt: SegmentFilter) -> tuple:

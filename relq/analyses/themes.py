@@ -2,9 +2,10 @@
 the pillars, its trend, sentiment and segments — from the stored assignments (``comment_themes``,
 written by :mod:`relq.ingest.themes`).
 
-The unit is the customer (Methodology page). SQL returns per-customer sums — responses in view
-with a read comment, and those mentioning each theme — and :mod:`relq.measures.clustered` turns
-them into figures, each customer a cluster (an unmatched response a cluster of its own):
+The unit is the customer (Methodology page). SQL forms per-customer sums — responses in view
+with a read comment, and those mentioning each theme — and adds up, per theme, what the clustered
+formulas of :mod:`relq.measures.clustered` need from them (one row per theme, never a row per
+customer), each customer a cluster (an unmatched response a cluster of its own):
 
 - **Share** of a theme: responses mentioning it / responses with a comment, Wilson interval on
   the effective n (``csat_interval_clustered`` on per-customer counts). Comments in another
@@ -134,23 +135,23 @@ def _stored(conn: Connection, flt: SegmentFilter) -> bool:
     return customer_sums.stored_sums_fit(flt) and stored.theme_sums_ready(conn)
 
 
-def _stored_sums(conn: Connection, flt: SegmentFilter, keys: list, where) -> pd.DataFrame:
+def _stored_query(flt: SegmentFilter, keys: list, where) -> sa.Select:
     """Per ``keys`` (written on ``survey_responses``) and customer: the stored sums of the rows
     ``where`` (on ``theme_sums``) in view ``flt`` — the names and figures the responses give."""
     on = customer_sums.on_source
     keys = [on(TS, k.element).label(k.name) for k in keys]
     cluster = on(TS, _cluster().element).label("cluster")
     sums = [sa.func.sum(TS.c[name]).label(name) for name in _SUM_COLUMNS]
-    query = (
+    return (
         sa.select(*keys, cluster, *sums)
         .where(on(TS, flt.response_clause()), where)
         .group_by(*[k.element for k in keys], cluster.element)
     )
-    return _frame(conn, query)
 
 
 def _frame(conn: Connection, query) -> pd.DataFrame:
-    """The rows of ``query`` (per-customer sums) as a frame; DuckDB hands them over columnar."""
+    """The rows of ``query`` as a frame, every column but the keys as floats; DuckDB hands them
+    over columnar."""
     result = conn.execute(query)
     columns = list(result.keys())
     if conn.dialect.name == "duckdb" and hasattr(result.cursor, "fetchdf"):
@@ -159,29 +160,28 @@ def _frame(conn: Connection, query) -> pd.DataFrame:
     else:
         frame = pd.DataFrame(result.fetchall(), columns=columns)
     for col in frame.columns:
-        if col not in ("cluster", "theme", "segment", "month"):
+        if col not in _KEYS:
             frame[col] = pd.to_numeric(frame[col]).astype(float)
     return frame
 
 
-def _commented_sums(conn: Connection, flt: SegmentFilter, by=()) -> pd.DataFrame:
+def _commented_query(conn: Connection, flt: SegmentFilter, by=()) -> sa.Select:
     """Per customer (and ``by``): responses in view whose comment was read, with their scores."""
     if _stored(conn, flt):
-        return _stored_sums(conn, flt, list(by), TS.c.theme == "")
-    query = (
+        return _stored_query(flt, list(by), TS.c.theme == "")
+    return (
         sa.select(*by, _cluster(), *_score_sums(with_sentiment=True))
         .select_from(R.join(F, F.c.response_id == R.c.response_id))
         .where(flt.response_clause())
         .group_by(*by, sa.literal_column("cluster"))
     )
-    return _frame(conn, query)
 
 
-def _theme_sums(conn: Connection, flt: SegmentFilter, themes=None, by=()) -> pd.DataFrame:
+def _theme_query(conn: Connection, flt: SegmentFilter, themes=None, by=()) -> sa.Select:
     """Per theme and customer (and ``by``): responses in view mentioning the theme."""
     if _stored(conn, flt):
         where = TS.c.theme != "" if themes is None else TS.c.theme.in_(list(themes))
-        return _stored_sums(conn, flt, [TS.c.theme.label("theme"), *by], where)
+        return _stored_query(flt, [TS.c.theme.label("theme"), *by], where)
     query = (
         sa.select(T.c.theme, *by, _cluster(), *_score_sums(with_sentiment=True))
         .select_from(
@@ -192,103 +192,198 @@ def _theme_sums(conn: Connection, flt: SegmentFilter, themes=None, by=()) -> pd.
     )
     if themes is not None:
         query = query.where(T.c.theme.in_(list(themes)))
-    return _frame(conn, query)
+    return query
 
 
-def _nps_sums(conn: Connection, flt: SegmentFilter) -> pd.DataFrame:
+def _nps_query(conn: Connection, flt: SegmentFilter) -> sa.Select:
     """Per customer: every response in view with an NPS (for the impact on the view's NPS) — the
     per-customer sums every clustered score reads, from the stored month sums when they fit."""
     pc = customer_sums.per_customer(flt, scores=("nps",), source=customer_sums.source_for(conn, flt))
     cluster = sa.func.coalesce(pc.c.cid, sa.literal("~") + pc.c.lone).label("cluster")
-    query = sa.select(
+    return sa.select(
         cluster,
         pc.c.nps_n.label("n"),
         pc.c.nps_p.label("promoters"),
         pc.c.nps_d.label("detractors"),
     ).where(pc.c.nps_n > 0)
-    return _frame(conn, query)
+
+
+def _segment_query(flt: SegmentFilter, segment, theme: str | None) -> sa.Select:
+    """Per segment and customer: responses in view with a read comment (mentioning ``theme``)."""
+    joined = R.join(F, F.c.response_id == R.c.response_id).join(C, C.c.customer_id == R.c.customer_id)
+    where = [flt.response_clause()]
+    cols = [segment, _cluster(), *_score_sums(with_sentiment=True)]
+    if theme is not None:
+        joined = joined.join(T, T.c.response_id == R.c.response_id)
+        where += [T.c.theme == theme, T.c.source.in_(_THEME_SOURCES)]
+        cols = [T.c.theme, *cols]
+    return sa.select(*cols).select_from(joined).where(*where).group_by(*cols[: -len(_score_sums(True))])
+
+
+# --------------------------------------------------------------------------- SQL: the figures' sums
+
+# A theme's figures come from sums over customers (clusters). Those of the responses that do not
+# mention it are the view's sums minus the theme's, so only the customers who mention it are
+# visited: Σ_c rest_c·rest'_c = Σ_c every_c·every'_c − Σ_{c mentions} (every·every' − rest·rest').
+# The database adds these up — the view's totals, and per theme the sums over its customers of
+# their mentions, of their responses with a comment and of the rest, and of the products of these
+# — and returns one row per theme (per month, per segment), never a row per customer. The formulas
+# are those of relq.measures.clustered (ultimate-cluster variance, effective n, Wilson, adjusted
+# Wald, the linearised difference); the tests check they agree on the aligned per-customer arrays.
+
+_WEIGHT = {"nps": "nps_w", **{p: f"{p}_w" for p in PILLARS}}
+_SUM_COLUMNS = tuple(c.name for c in _score_sums(with_sentiment=True))  # a theme's per-customer sums
+_KEYS = ("cluster", "theme", "segment", "month")
+
+
+def _sum(x):
+    return sa.func.coalesce(sa.func.sum(x), 0.0)
+
+
+def _positive(x):
+    """How many rows have ``x`` > 0 (customers with some answers)."""
+    return _sum(sa.case((x > 0, 1.0), else_=0.0))
+
+
+def _double(sums, name: str):
+    return sa.cast(sums.c[name], sa.Double)
+
+
+def _weight_score(sums, metric: str) -> tuple:
+    """A metric's answers (its weight W) and their sum (S; NPS: promoters − detractors)."""
+    if metric == "nps":
+        return _double(sums, "nps_w"), _double(sums, "promoters") - _double(sums, "detractors")
+    return _double(sums, _WEIGHT[metric]), _double(sums, f"{metric}_s")
+
+
+def _total_columns(e, share_only: bool) -> list:
+    """The view's totals over the customers of ``e`` (responses with a read comment)."""
+    n = _double(e, "n")
+    cols = [_sum(n).label("N"), _sum(n * n).label("NN"), _positive(n).label("NC")]
+    if share_only:
+        return cols
+    cols += [
+        _sum(_double(e, "promoters")).label("promoters"),
+        _sum(_double(e, "detractors")).label("detractors"),
+    ]
+    for metric in METRICS:
+        w, s = _weight_score(e, metric)
+        named = {"W": w, "S": s, "SS": s * s, "SW": s * w, "WW": w * w}
+        cols += [_sum(x).label(f"{metric}_{k}") for k, x in named.items()]
+        cols.append(_positive(w).label(f"{metric}_C"))
+    return cols
+
+
+def _theme_columns(p, e, share_only: bool, impact: bool) -> list:
+    """Per theme, over the customers mentioning it: the sums of their mentions (``p``), of the
+    products with their responses with a comment (``e``) and with the rest (e − p) and, for the
+    ``impact``, of the detractors mentioning it times their NPS answers in view (``e``'s base_n and
+    base_y)."""
+    pn = _double(p, "n")
+    cols = [
+        _sum(pn).label("n"),
+        _positive(pn).label("customers"),
+        _sum(pn * pn).label("nn"),
+        _sum(pn * _double(e, "n")).label("nN"),
+    ]
+    if share_only:
+        return cols
+    cols += [
+        _sum(_double(p, "promoters")).label("promoters"),
+        _sum(_double(p, "detractors")).label("detractors"),
+    ]
+    for label in SENTIMENTS:
+        x = _double(p, label)
+        cols += [_sum(x).label(label), _sum(x * x).label(f"{label}_xx"), _sum(x * pn).label(f"{label}_xn")]
+    for metric in METRICS:
+        pw, ps = _weight_score(p, metric)
+        ew, es = _weight_score(e, metric)
+        rw = ew - pw
+        rs = sa.case((rw > 0, es - ps), else_=0.0)  # a sum minus itself leaves no rounding dust
+        named = {
+            "W1": pw,
+            "S1": ps,
+            "SS1": ps * ps,
+            "SW1": ps * pw,
+            "WW1": pw * pw,
+            "ESS": es * es,
+            "ESW": es * ew,
+            "EWW": ew * ew,
+            "RSS": rs * rs,
+            "RSW": rs * rw,
+            "RWW": rw * rw,
+            "S1S0": ps * rs,
+            "S1W0": ps * rw,
+            "W1S0": pw * rs,
+            "W1W0": pw * rw,
+        }
+        cols += [_sum(x).label(f"{metric}_{k}") for k, x in named.items()]
+        cols += [_positive(x).label(f"{metric}_{k}") for k, x in (("C1", pw), ("EC", ew), ("RC", rw))]
+    if impact:  # a detractor's customer has an NPS answer in view: base_n and base_y are there
+        a = _double(p, "detractors")
+        named = {"a": a, "aa": a * a, "ay": a * e.c.base_y, "an": a * e.c.base_n}
+        cols += [_sum(x).label(f"impact_{k}") for k, x in named.items()]
+    return cols
+
+
+@dataclass(frozen=True)
+class _FigureSums:
+    """What the figures of the themes are computed from: the view's totals (per key), each theme's
+    sums (per key) and, for the impact, the totals of every NPS answer in view."""
+
+    totals: pd.DataFrame
+    themes: pd.DataFrame
+    base: dict | None
+
+    def zeros(self) -> dict[str, float]:
+        """The sums of a theme no customer in view mentions."""
+        return {c: 0.0 for c in self.themes.columns if c not in _KEYS}
+
+
+def _figure_sums(
+    conn: Connection,
+    every: sa.Select,
+    part: sa.Select,
+    keys: tuple[str, ...] = (),
+    base: sa.Select | None = None,
+    share_only: bool = False,
+    matched: tuple[str, ...] | None = None,
+) -> _FigureSums:
+    """Three grouped reads of per-customer sums (``every``: responses with a read comment; ``part``:
+    those mentioning each theme; ``base``: every NPS answer), added up in the database per ``keys``
+    (columns of both). A theme's row of a customer meets the customer's row of ``every`` with the
+    same ``matched`` keys (all of ``keys`` unless told: a month; not a segment, which the customer
+    decides)."""
+    e, p = every.subquery("every"), part.subquery("part")
+    group = [e.c[k] for k in keys]
+    totals = _frame(conn, sa.select(*group, *_total_columns(e, share_only)).group_by(*group))
+    b = None if base is None else base.subquery("base")
+    if b is not None:  # each customer's NPS answers in view beside its comments
+        y = (_double(b, "promoters") - _double(b, "detractors")).label("base_y")
+        e = (
+            sa.select(e, _double(b, "n").label("base_n"), y)
+            .select_from(e.outerjoin(b, b.c.cluster == e.c.cluster))
+            .subquery("every")
+        )
+    on = keys if matched is None else matched
+    joined = p.join(e, sa.and_(p.c.cluster == e.c.cluster, *[p.c[k] == e.c[k] for k in on]))
+    group = [p.c.theme, *[p.c[k] for k in keys]]
+    columns = _theme_columns(p, e, share_only, impact=b is not None)
+    themes = _frame(conn, sa.select(*group, *columns).select_from(joined).group_by(*group))
+    if b is None:
+        return _FigureSums(totals, themes, None)
+    n, y = _double(b, "n"), _double(b, "promoters") - _double(b, "detractors")
+    named = {"N": n, "Y": y, "YY": y * y, "YN": y * n, "NN": n * n}
+    query = sa.select(*[_sum(x).label(k) for k, x in named.items()], _positive(n).label("C"))
+    return _FigureSums(totals, themes, dict(conn.execute(query).mappings().one()))
 
 
 # --------------------------------------------------------------------------- figures
 
 
-def _share(total_n: np.ndarray, part_n: np.ndarray) -> clustered.ClusteredShare:
-    return clustered.csat_interval_clustered(total_n, part_n, total_n)
-
-
-# A theme's figures come from sums over customers (clusters). Those of the responses that do not
-# mention it are the view's sums minus the theme's, so a theme costs only as much as the customers
-# who mention it: Σ_c rest_c·rest'_c = Σ_c every_c·every'_c − Σ_{c mentions} (every·every' −
-# rest·rest'). The formulas are those of relq.measures.clustered (ultimate-cluster variance,
-# effective n, Wilson, adjusted Wald, the linearised difference); the tests check they agree.
-
-_WEIGHT = {"nps": "nps_w", **{p: f"{p}_w" for p in PILLARS}}
-_SUM_COLUMNS = tuple(c.name for c in _score_sums(with_sentiment=True))  # a theme's per-customer sums
-
-
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     """Σ a·b. Not np.dot: on a busy machine BLAS threads make it tens of times slower here."""
     return float(np.einsum("i,i->", a, b))
-
-
-def _score(metric: str, cols: dict[str, np.ndarray]) -> np.ndarray:
-    if metric == "nps":
-        return cols["promoters"] - cols["detractors"]
-    return cols[f"{metric}_s"]
-
-
-class _Every:
-    """The per-customer sums of the responses with a read comment in view, and their totals."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self.frame = frame
-        self.index = frame.index
-        self.cols = {c: frame[c].to_numpy(dtype=float) for c in frame.columns}
-        self._totals: dict[str, dict[str, float]] = {}
-
-    def pair(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.cols[_WEIGHT[metric]], _score(metric, self.cols)
-
-    def totals(self, metric: str) -> dict[str, float]:
-        if metric not in self._totals:
-            w, sc = self.pair(metric)
-            self._totals[metric] = {
-                "W": float(w.sum()),
-                "S": float(sc.sum()),
-                "SS": _dot(sc, sc),
-                "SW": _dot(sc, w),
-                "WW": _dot(w, w),
-                "C": float((w > 0).sum()),
-            }
-        return self._totals[metric]
-
-
-def _moments(every: _Every, metric: str, pos: np.ndarray, pw: np.ndarray, ps: np.ndarray) -> dict:
-    """Sums of the part (mentioning: 1), of the rest (0) and their cross-products, over customers."""
-    g = every.totals(metric)
-    w_all, s_all = every.pair(metric)
-    ew, es = w_all[pos], s_all[pos]
-    rw = ew - pw
-    rs = np.where(rw > 0, es - ps, 0.0)  # a sum minus itself leaves no rounding dust
-    return {
-        "W1": float(pw.sum()),
-        "S1": float(ps.sum()),
-        "SS1": _dot(ps, ps),
-        "SW1": _dot(ps, pw),
-        "WW1": _dot(pw, pw),
-        "C1": float((pw > 0).sum()),
-        "W0": g["W"] - float(pw.sum()),
-        "S0": g["S"] - float(ps.sum()),
-        "SS0": g["SS"] - _dot(es, es) + _dot(rs, rs),
-        "SW0": g["SW"] - _dot(es, ew) + _dot(rs, rw),
-        "WW0": g["WW"] - _dot(ew, ew) + _dot(rw, rw),
-        "C0": g["C"] - float((ew > 0).sum()) + float((rw > 0).sum()),
-        "S1S0": _dot(ps, rs),
-        "S1W0": _dot(ps, rw),
-        "W1S0": _dot(pw, rs),
-        "W1W0": _dot(pw, rw),
-        "C": g["C"],
-    }
 
 
 def _cluster_var(s: float, w: float, ss: float, sw: float, ww: float, c: float) -> float:
@@ -318,23 +413,14 @@ def _wilson(p: float, n: float) -> tuple[float, float]:
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
-def _proportion(part: np.ndarray, total: np.ndarray) -> tuple[float, float, float, float]:
-    """``Σpart / Σtotal`` (counts per customer) with its Wilson interval on the effective n:
-    (p, low, high, n_eff) — :func:`relq.measures.clustered.csat_interval_clustered`'s figures."""
-    w = float(total.sum())
+def _proportion(s: float, w: float, ss: float, sw: float, ww: float, c: float) -> tuple:
+    """``Σpart / Σtotal`` from sums over customers (Σpart, Σtotal, Σpart², Σpart·total, Σtotal²,
+    customers) with its Wilson interval on the effective n: (p, low, high, n_eff) —
+    :func:`relq.measures.clustered.csat_interval_clustered`'s figures."""
     if w <= 0:
         return NAN, NAN, NAN, NAN
-    s = float(part.sum())
     p = min(1.0, max(0.0, s / w))
-    var = _cluster_var(
-        s,
-        w,
-        _dot(part, part),
-        _dot(part, total),
-        _dot(total, total),
-        float((total > 0).sum()),
-    )
-    n_eff = _n_eff(var, p * (1 - p), w)
+    n_eff = _n_eff(_cluster_var(s, w, ss, sw, ww, c), p * (1 - p), w)
     low, high = _wilson(p, n_eff)
     return p, low, high, n_eff
 
@@ -356,6 +442,28 @@ def _nps(p_sum: float, d_sum: float, w: float, ss: float, sw: float, ww: float, 
     return 100 * (p - d), max(-100.0, 100 * (diff - half)), min(100.0, 100 * (diff + half))
 
 
+def _moments(g, t, metric: str) -> dict:
+    """Sums of the part (mentioning: 1), of the rest (0) and their cross-products, over customers:
+    the theme's ``t`` and the view's totals ``g``."""
+
+    def part(k: str) -> float:
+        return float(t[f"{metric}_{k}"])
+
+    def every(k: str) -> float:
+        return float(g[f"{metric}_{k}"])
+
+    return {
+        **{k: part(k) for k in ("W1", "S1", "SS1", "SW1", "WW1", "C1", "S1S0", "S1W0", "W1S0", "W1W0")},
+        "W0": every("W") - part("W1"),
+        "S0": every("S") - part("S1"),
+        "SS0": every("SS") - part("ESS") + part("RSS"),
+        "SW0": every("SW") - part("ESW") + part("RSW"),
+        "WW0": every("WW") - part("EWW") + part("RWW"),
+        "C0": every("C") - part("EC") + part("RC"),
+        "C": every("C"),
+    }
+
+
 def _difference(m: dict, scale: float) -> tuple[float, float, float, float]:
     """Mean of the part minus the rest, linearised over the customers of both: (delta, low, high,
     p) — :func:`relq.measures.clustered.period_difference`'s formula."""
@@ -373,71 +481,41 @@ def _difference(m: dict, scale: float) -> tuple[float, float, float, float]:
     return delta, delta - Z * se, delta + Z * se, float(2 * _sp.norm.sf(abs(delta / se)))
 
 
-class _ImpactBase:
-    """Every response in view with an NPS, per customer, for the impact on the view's NPS."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self.index = frame.index
-        self.n = frame["n"].to_numpy(dtype=float)
-        self.y = (frame["promoters"] - frame["detractors"]).to_numpy(dtype=float)
-        self.total = float(self.n.sum())
-        self.ybar = float(self.y.sum()) / self.total if self.total > 0 else NAN
-        self.h = self.y - (1 + 2 * self.ybar) * self.n
-        self.hh = _dot(self.h, self.h)
-        self.customers = int((self.n > 0).sum())
-
-    def impact(self, pos: np.ndarray, detractors: np.ndarray) -> tuple[float, float, float]:
-        """:func:`impact_interval` from the theme's detractors per customer (a_c), the customers at
-        ``pos`` of this index (-1: a customer without an NPS in view): with
-        ``h_c = y_c − (1+2ȳ)·n_c``, ``t_c = (1+ȳ)·a_c + ā·h_c``."""
-        if self.total <= 0:
-            return NAN, NAN, NAN
-        keep = pos >= 0
-        a, pos = detractors[keep], pos[keep]
-        abar = float(a.sum()) / self.total
-        points = 100 * abar * (1 + self.ybar)
-        if self.customers < 2:
-            return points, NAN, NAN
-        k = 1 + self.ybar
-        t2 = k * k * _dot(a, a) + 2 * k * abar * _dot(a, self.h[pos]) + abar * abar * self.hh
-        var = self.customers / (self.customers - 1) * max(0.0, t2) / (self.total * self.total)
-        se = 100 * math.sqrt(var)
-        return points, points - Z * se, points + Z * se
+def _impact(base: dict, t) -> tuple[float, float, float]:
+    """:func:`impact_interval` from the totals of every NPS answer in view (``base``: N, Y = Σy,
+    YY, YN, NN, C) and the theme's sums of its detractors a_c with an NPS in view (``t``): with
+    ``h_c = y_c − (1+2ȳ)·n_c``, ``t_c = (1+ȳ)·a_c + ā·h_c``."""
+    total, customers = float(base["N"]), float(base["C"])
+    if total <= 0:
+        return NAN, NAN, NAN
+    ybar = float(base["Y"]) / total
+    abar = float(t["impact_a"]) / total
+    points = 100 * abar * (1 + ybar)
+    if customers < 2:
+        return points, NAN, NAN
+    k, j = 1 + ybar, 1 + 2 * ybar
+    hh = float(base["YY"]) - 2 * j * float(base["YN"]) + j * j * float(base["NN"])
+    ah = float(t["impact_ay"]) - j * float(t["impact_an"])
+    t2 = k * k * float(t["impact_aa"]) + 2 * k * abar * ah + abar * abar * hh
+    var = customers / (customers - 1) * max(0.0, t2) / (total * total)
+    se = 100 * math.sqrt(var)
+    return points, points - Z * se, points + Z * se
 
 
-def _theme_row(
-    theme: str,
-    every: _Every,
-    part: pd.DataFrame | dict[str, np.ndarray],
-    base: _ImpactBase | None,
-    pos: np.ndarray | None = None,
-    base_pos: np.ndarray | None = None,
-) -> dict:
-    """One theme's figures; ``part`` holds the per-customer sums of the responses mentioning it
-    (only the customers who mention it), indexed by customer — or, as arrays by column, in any order
-    with ``pos``, their places in ``every``, and ``base_pos``, in ``base`` (found once for every
-    theme)."""
-    if pos is None:
-        pos = every.index.get_indexer(part.index)
-    if (pos < 0).any():
-        raise ValueError("a customer mentions a theme without a read comment in view.")
-    cols = {c: np.asarray(part[c], dtype=float) for c in _SUM_COLUMNS}
-    n_all = every.cols["n"]
-    mentions = cols["n"]
-    aligned = np.zeros_like(n_all)
-    aligned[pos] = mentions
-    share = _proportion(aligned, n_all)
-    m = _moments(every, "nps", pos, cols["nps_w"], cols["promoters"] - cols["detractors"])
-    p1, d1 = float(cols["promoters"].sum()), float(cols["detractors"].sum())
-    p_all, d_all = float(every.cols["promoters"].sum()), float(every.cols["detractors"].sum())
+def _theme_row(theme: str, t, g, base: dict | None) -> dict:
+    """One theme's figures from its sums ``t`` and the view's totals ``g`` (:func:`_figure_sums`)."""
+    share = _proportion(t["n"], g["N"], t["nn"], t["nN"], g["NN"], g["NC"])
+    m = _moments(g, t, "nps")
+    p1, d1 = float(t["promoters"]), float(t["detractors"])
     with_ = _nps(p1, d1, m["W1"], m["SS1"], m["SW1"], m["WW1"], m["C1"])
-    without = _nps(p_all - p1, d_all - d1, m["W0"], m["SS0"], m["SW0"], m["WW0"], m["C0"])
+    rest = (float(g["promoters"]) - p1, float(g["detractors"]) - d1)
+    without = _nps(*rest, m["W0"], m["SS0"], m["SW0"], m["WW0"], m["C0"])
     delta = _difference(m, 100.0)
     row = {
         "theme": theme,
-        "responses": int(mentions.sum()),
-        "customers": int((mentions > 0).sum()),
-        "comments": int(n_all.sum()),
+        "responses": int(t["n"]),
+        "customers": int(t["customers"]),
+        "comments": int(g["N"]),
         "share": share[0],
         "share_low": share[1],
         "share_high": share[2],
@@ -455,7 +533,7 @@ def _theme_row(
         "nps_p": delta[3],
     }
     for pillar in PILLARS:
-        mp = _moments(every, pillar, pos, cols[f"{pillar}_w"], cols[f"{pillar}_s"])
+        mp = _moments(g, t, pillar)
         d = _difference(mp, 1.0)
         row.update(
             {
@@ -468,20 +546,15 @@ def _theme_row(
             }
         )
     for label in SENTIMENTS:
-        row[f"{label}_share"], row[f"{label}_low"], row[f"{label}_high"], _ = _proportion(
-            cols[label], mentions
-        )
-    if base is None:
-        impact = (NAN, NAN, NAN)
-    else:
-        where = base.index.get_indexer(part.index) if base_pos is None else base_pos
-        impact = base.impact(where, cols["detractors"])
+        mix = _proportion(t[label], t["n"], t[f"{label}_xx"], t[f"{label}_xn"], t["nn"], t["customers"])
+        row[f"{label}_share"], row[f"{label}_low"], row[f"{label}_high"], _ = mix
+    impact = (NAN, NAN, NAN) if base is None else _impact(base, t)
     row.update(
         {
             "impact": impact[0],
             "impact_low": impact[1],
             "impact_high": impact[2],
-            "detractors": int(cols["detractors"].sum()),
+            "detractors": int(t["detractors"]),
         }
     )
     return row
@@ -505,23 +578,15 @@ def theme_table(
     sentiment mix, impact. Empty columns when no comment in view was read."""
     min_n = resolve_min_n(min_n)
     catalog = stored.theme_catalog(conn)
-    every = _Every(_commented_sums(conn, flt).set_index("cluster"))
-    per_theme = _theme_sums(conn, flt)
-    base = _ImpactBase(_nps_sums(conn, flt).set_index("cluster"))
+    sums = _figure_sums(
+        conn, _commented_query(conn, flt), _theme_query(conn, flt), base=_nps_query(conn, flt)
+    )
+    totals = sums.totals.iloc[0]
+    per_theme = {row["theme"]: row for row in sums.themes.to_dict("records")}
+    zeros = sums.zeros()
     rows = []
-    # each mention's customer found once among the commented and the NPS answers, not per theme
-    clusters = pd.Index(per_theme["cluster"])
-    places = {"pos": every.index.get_indexer(clusters), "base_pos": base.index.get_indexer(clusters)}
-    groups = per_theme.groupby("theme", sort=False).indices if not per_theme.empty else {}
-    sums = {c: per_theme[c].to_numpy(dtype=float) for c in _SUM_COLUMNS}
-    empty = every.frame.iloc[0:0]
     for item in catalog.itertuples(index=False):
-        at = groups.get(item.theme)
-        if at is None:
-            row = _theme_row(item.theme, every, empty, base)
-        else:
-            part = {c: sums[c][at] for c in _SUM_COLUMNS}
-            row = _theme_row(item.theme, every, part, base, *(places[k][at] for k in ("pos", "base_pos")))
+        row = _theme_row(item.theme, per_theme.get(item.theme, zeros), totals, sums.base)
         row.update({"source": item.source, "terms": list(item.terms)})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -600,23 +665,24 @@ def theme_trend(conn: Connection, flt: SegmentFilter, themes: tuple[str, ...] = 
     """Per theme and month: share of the month's comments mentioning it, with its interval
     (Wilson on the effective n) and the month's responses and customers mentioning it."""
     month = sa.func.date_trunc("month", R.c.submitted_at).label("month")
-    every = _commented_sums(conn, flt, by=(month,))
-    part = _theme_sums(conn, flt, themes=themes or None, by=(month,))
+    every = _commented_query(conn, flt, by=(month,))
+    part = _theme_query(conn, flt, themes=themes or None, by=(month,))
+    sums = _figure_sums(conn, every, part, keys=("month",), share_only=True)
+    months = {row["month"]: row for row in sums.totals.to_dict("records")}
     rows = []
-    for (theme, when), mentions in part.groupby(["theme", "month"]):
-        month_all = every[every["month"] == when].set_index("cluster")
-        aligned = mentions.set_index("cluster")["n"].reindex(month_all.index, fill_value=0.0)
-        share = _share(month_all["n"].to_numpy(), aligned.to_numpy())
+    for t in sums.themes.to_dict("records"):
+        g = months[t["month"]]
+        share = _proportion(t["n"], g["N"], t["nn"], t["nN"], g["NN"], g["NC"])
         rows.append(
             {
-                "theme": theme,
-                "month": pd.Timestamp(when),
-                "comments": int(month_all["n"].sum()),
-                "responses": int(aligned.sum()),
-                "customers": int((aligned > 0).sum()),
-                "share": share.score / 100,
-                "low": share.low / 100,
-                "high": share.high / 100,
+                "theme": t["theme"],
+                "month": pd.Timestamp(t["month"]),
+                "comments": int(g["N"]),
+                "responses": int(t["n"]),
+                "customers": int(t["customers"]),
+                "share": share[0],
+                "low": share[1],
+                "high": share[2],
             }
         )
     return pd.DataFrame(
@@ -632,16 +698,18 @@ def theme_segments(
     min_n = resolve_min_n(min_n)
     segment = customer_dimension(dimension).label("segment")
     joined_flt = flt.with_dimension(dimension, ())
-    every = _segment_frame(conn, joined_flt, segment, theme=None)
-    part = _segment_frame(conn, joined_flt, segment, theme=theme)
+    every = _segment_query(joined_flt, segment, theme=None)
+    part = _segment_query(joined_flt, segment, theme=theme)
+    # a customer is in one segment: its mentions meet its comments by the customer alone (an
+    # unmatched response, whose segment is empty, is its own customer)
+    sums = _figure_sums(conn, every, part, keys=("segment",), matched=())
     rows = []
-    for value, seg_all in every.groupby("segment", dropna=False):
-        seg_all = seg_all.drop(columns="segment").set_index("cluster")
-        mentions = part[part["segment"] == value].drop(columns=["segment", "theme"]).set_index("cluster")
-        row = _theme_row(theme, _Every(seg_all), mentions, None)
-        row["segment"] = (
-            "(no value)" if value is None or (isinstance(value, float) and math.isnan(value)) else value
-        )
+    zeros = sums.zeros()
+    mentioned = {_segment_name(t["segment"]): t for t in sums.themes.to_dict("records")}
+    for g in sums.totals.to_dict("records"):
+        name = _segment_name(g["segment"])
+        row = _theme_row(theme, mentioned.get(name, zeros), g, None)
+        row["segment"] = name
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -669,16 +737,8 @@ def theme_segments(
     return frame[keep].sort_values(["small", "share"], ascending=[True, False], ignore_index=True)
 
 
-def _segment_frame(conn: Connection, flt: SegmentFilter, segment, theme: str | None) -> pd.DataFrame:
-    joined = R.join(F, F.c.response_id == R.c.response_id).join(C, C.c.customer_id == R.c.customer_id)
-    where = [flt.response_clause()]
-    cols = [segment, _cluster(), *_score_sums(with_sentiment=True)]
-    if theme is not None:
-        joined = joined.join(T, T.c.response_id == R.c.response_id)
-        where += [T.c.theme == theme, T.c.source.in_(_THEME_SOURCES)]
-        cols = [T.c.theme, *cols]
-    query = sa.select(*cols).select_from(joined).where(*where).group_by(*cols[: -len(_score_sums(True))])
-    return _frame(conn, query)
+def _segment_name(value):
+    return "(no value)" if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def theme_comments(conn: Connection, flt: SegmentFilter, theme: str, limit: int = 200) -> pd.DataFrame:
