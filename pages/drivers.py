@@ -15,8 +15,13 @@ flt = ui.current_filter()
 
 st.title("What drives NPS")
 
+dimensions = ui.allowed_dimensions(ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt))
+# the dimension the Per segment tab shows: the customers' sums are read once, with its segments,
+# for the overall figures and for the tab's
+chosen = st.session_state.get("drivers_dimension")
+segment_by = chosen if chosen in dimensions else (dimensions[0] if dimensions else None)
 with st.spinner("Decomposing R² and bootstrapping its intervals…"):
-    overall = ui.cached_query(engine, drivers.driver_importance, flt)
+    overall = ui.cached_drivers(engine, flt, None, read_by=segment_by)
 if overall.empty or overall["n"].max() < 10:
     ui.nothing_matches(
         "Too few survey responses with all three pillars and an NPS answer match the current filters "
@@ -81,12 +86,9 @@ tabs = st.tabs(
 
 with tabs[0]:
     if tabs[0].open:
-        dimensions = ui.allowed_dimensions(
-            ui.cached_query(engine, lambda conn, _flt: catalog.dimensions(conn), flt)
-        )
         dimension = st.selectbox("Segment by", dimensions, index=0, key="drivers_dimension")
         with st.spinner(f"Decomposing R² in every {ui.plain(dimension.replace('_', ' '))}…"):
-            by_segment = ui.cached_query(engine, drivers.driver_importance, flt, dimension=dimension)
+            by_segment = ui.cached_drivers(engine, flt, dimension, read_by=dimension)
         shown = ui.suppress_small_groups(by_segment, "customers")  # groups under 5 customers
         segment_drawn = int(by_segment["resamples"].max()) if not by_segment.empty else 0
         st.caption(

@@ -13,7 +13,7 @@ from scipy import stats as sp
 from relq import store
 from relq.analyses import drivers
 from relq.store import schema
-from relq.store.filters import SegmentFilter
+from relq.store.filters import SegmentFilter, Weighting
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 7
@@ -193,3 +193,54 @@ def test_an_empty_store_gives_an_empty_frame(engine):
     with engine.connect() as conn:
         assert drivers.driver_importance(conn, SegmentFilter()).empty
         assert drivers.importance_performance(conn, SegmentFilter()).empty
+
+
+@pytest.mark.parametrize("weighting", ["response", "customer"])
+def test_one_read_of_the_customers_sums_gives_the_overall_and_every_segments_figures(demo_db_url, weighting):
+    """The Drivers page reads each customer's sums once, with the segments of the dimension it
+    shows, for its overall figures and the segments'; they equal the figures read on their own."""
+    engine = store.get_engine(demo_db_url)
+    flt = SegmentFilter(weighting=Weighting(weighting))
+    with engine.connect() as conn:
+        read = drivers.customer_moments(conn, flt, "plan")
+        for dimension in (None, "plan"):
+            alone = drivers.driver_importance(conn, flt, dimension, resamples=60)
+            shared = drivers.driver_importance(None, flt, dimension, resamples=60, moments=read)
+            pd.testing.assert_frame_equal(alone, shared)
+            assert alone["lmg_low"].notna().any()
+    engine.dispose()
+    with pytest.raises(ValueError, match="read by plan, not region"):
+        drivers.driver_importance(None, flt, "region", moments=read)
+
+
+def test_the_drivers_page_reads_the_customers_sums_once_per_dimension_shown(demo_db_url, monkeypatch):
+    """Opening the page reads the sums once (with the segments of the tab's dimension) for the
+    cards and the Per segment tab; another dimension reads them once more and leaves the cards."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("RELQ_DATABASE_URL", demo_db_url)
+    reads = []
+    read = drivers.customer_moments
+
+    def counted(conn, flt, dimension=None, pillars=schema.PILLARS):
+        reads.append(dimension)
+        return read(conn, flt, dimension, pillars)
+
+    monkeypatch.setattr(drivers, "customer_moments", counted)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=180).run()
+    at.switch_page("pages/drivers.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    box = at.selectbox(key="drivers_dimension")
+    first, other = box.value, next(o for o in box.options if o != box.value)
+    assert reads == [first]
+    cards = [m.value for m in at.metric]
+    box.select(other).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert reads == [first, other]
+    assert [m.value for m in at.metric] == cards
+    with store.get_engine(demo_db_url).connect() as conn:
+        alone = drivers.driver_importance(conn, SegmentFilter())
+    assert cards[0] == f"{alone['r2'].iloc[0]:.2f}"

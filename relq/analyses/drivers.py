@@ -159,21 +159,21 @@ def customer_moments(
     if omega is not None:
         stmt = stmt.where(wc.c.omega.is_not(None))
 
-    # A fixed order so the seeded bootstrap draws the same customers on every engine: by segment,
-    # then customers by id, then unmatched responses by id — code point order everywhere
-    # (PostgreSQL's default collation follows the server's locale, "C" does not).
+    # A fixed order so the seeded bootstrap draws the same customers on every engine: customers by
+    # id, then unmatched responses by id — code point order everywhere (PostgreSQL's default
+    # collation follows the server's locale, "C" does not). Each segment's rows keep that order, so
+    # the rows read with any dimension give the overall figures too (driver_importance's moments).
     def by_code_point(column):
         return column.collate("C") if conn.dialect.name == "postgresql" else column
 
-    stmt = stmt.order_by(
-        by_code_point(segment), wc.c.cid.is_(None), by_code_point(wc.c.cid), by_code_point(wc.c.lone)
-    )
+    stmt = stmt.order_by(wc.c.cid.is_(None), by_code_point(wc.c.cid), by_code_point(wc.c.lone))
     frame = store.read_frame(conn, stmt)
     for c in frame.columns:
         if c not in ("segment", "cid", "lone"):
             frame[c] = frame[c].astype(float)
     for c in ("segment", "cid", "lone"):
         frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    frame.attrs["dimension"] = dimension
     return frame
 
 
@@ -304,6 +304,7 @@ def driver_importance(
     seed: int = 20240601,
     min_n: int | None = None,
     pillars: tuple[str, ...] = PILLARS,
+    moments: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per segment (or overall) and pillar: n (responses), customers, correlation with NPS, the LMG
     share of R², the pillar's share of the explained variance and the full R², each with a 95%
@@ -311,12 +312,25 @@ def driver_importance(
     ``resamples`` says how many were drawn, 0 where none). Point estimates use all rows in view.
     Small segments (n < min_n) are flagged and get no bootstrap. Without resamples the correlations
     carry Fisher-z intervals over responses (right only when each customer answers once).
+
+    ``moments``: :func:`customer_moments`' rows of this view and pillars already read — with
+    ``dimension``'s segments, or with any dimension's for the overall figures (one read serves a
+    page's overall and per-segment figures); read with ``conn`` when None.
     """
     if resamples < 0:
         raise ValueError(f"resamples must be >= 0, not {resamples}.")
     min_n = resolve_min_n(min_n)
     k = len(pillars) + 1
-    per = customer_moments(conn, flt, dimension, pillars)
+    if moments is None:
+        per = customer_moments(conn, flt, dimension, pillars)
+    elif dimension is None:
+        per = moments.assign(segment="All responses")
+    elif moments.attrs.get("dimension") == dimension:
+        per = moments
+    else:
+        raise ValueError(
+            f"the customers' sums were read by {moments.attrs.get('dimension')}, not {dimension}."
+        )
     rng = np.random.default_rng(seed)
     records = []
     for segment, part in per.groupby("segment", sort=True):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from relq.analyses import drivers
 from relq.measures import metrics
 from relq.outputs import board_report
 from relq.store.filters import SegmentFilter
 from relq.ui.session import CACHE_TTL, data_version
 
 __all__ = [
+    "cached_drivers",
     "cached_headline",
     "cached_segment_moves",
     "cached_trend",
@@ -72,3 +74,29 @@ def cached_segment_moves(engine, current: SegmentFilter, previous: SegmentFilter
     """The Overview's segment moves, each dimension's sums cached on their own: after a dimension is
     chosen, its segments are compared in the view without it — sums the page already read."""
     return _segment_moves(engine, str(engine.url), current, previous, data_version())
+
+
+# Kept as read, not copied: driver_importance only reads them (a million customers' rows are
+# ~100 MB, which a copy per run would cost).
+@st.cache_resource(ttl=CACHE_TTL, max_entries=4, show_spinner=False)
+def _driver_moments(
+    _engine, url: str, flt: SegmentFilter, dimension: str | None, version: int
+) -> pd.DataFrame:
+    with _engine.connect() as conn:
+        return drivers.customer_moments(conn, flt, dimension)
+
+
+@st.cache_data(ttl=CACHE_TTL, max_entries=64, show_spinner=False)
+def _drivers(
+    _engine, url: str, flt: SegmentFilter, dimension: str | None, version: int, _read_by: str | None
+):
+    moments = _driver_moments(_engine, url, flt, _read_by, version)
+    return drivers.driver_importance(None, flt, dimension, moments=moments)
+
+
+def cached_drivers(engine, flt: SegmentFilter, dimension: str | None, read_by: str | None) -> pd.DataFrame:
+    """The Drivers page's decomposition, overall (``dimension`` None) or per segment, from the
+    customers' sums read once with ``read_by``'s segments — the dimension the page segments by — so
+    the overall and the per-segment figures of a view cost one read (the overall is kept whichever
+    dimension it was computed from: its figures do not depend on it)."""
+    return _drivers(engine, str(engine.url), flt, dimension, data_version(), dimension or read_by)
