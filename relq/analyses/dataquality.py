@@ -152,23 +152,24 @@ def _stale(conn: Connection, flt: SegmentFilter, days: int):
 
 def quality_summary(conn: Connection, flt: SegmentFilter, stale_days: int = STALE_DAYS) -> pd.DataFrame:
     """check, count, out_of, share (%), what it means — one row per check."""
-    total = conn.execute(sa.select(sa.func.count()).select_from(R).where(flt.response_clause())).scalar_one()
     stored = answer_rows_ready(conn, configured_instrument())
-    counts = (
+    counts = (  # one pass over the responses in view: how many, and how many fail each check
         conn.execute(
             sa.select(
+                sa.func.count().label("_total"),
                 *[
                     sa.func.coalesce(
                         sa.func.sum(sa.case((check_clause(name, flt, stored), 1), else_=0)), 0
                     ).label(name)
                     for name in CHECKS
                     if name != "stale customers"
-                ]
+                ],
             ).where(flt.response_clause())
         )
         .one()
         ._mapping
     )
+    total = counts["_total"]
     source, where, _ = _stale(conn, flt, stale_days)
     customers = conn.execute(
         sa.select(sa.func.count()).select_from(C).where(flt.customer_clause())
