@@ -28,6 +28,26 @@ def summary_and_rows(demo_db_url):
     return summary, rows, missing, end
 
 
+def test_the_page_reads_the_responses_once_for_the_summary_and_the_missing_values(
+    demo_db_url, summary_and_rows
+):
+    """The Data quality page's summary and missing values come from one pass over the responses in
+    view — the same tables as the two functions read on their own (checked against pandas below)."""
+    import sqlalchemy as sa
+
+    summary, _, missing, _ = summary_and_rows
+    engine = store.get_engine(demo_db_url)
+    seen = []
+    sa.event.listen(engine, "before_cursor_execute", lambda conn, cur, statement, *a: seen.append(statement))
+    with engine.connect() as conn:
+        both = dataquality.quality_checks(conn, SegmentFilter(), stale_days=60)
+    engine.dispose()
+    pd.testing.assert_frame_equal(both[0].set_index("check"), summary)
+    pd.testing.assert_frame_equal(both[1].set_index(["table", "column"]), missing)
+    passes = [s for s in seen if "FROM survey_responses" in s and "_total" in s]
+    assert len(passes) == 1, passes
+
+
 def test_data_quality_counts_match_pandas_on_demo_company(summary_and_rows, demo_company):
     summary, rows, _, _ = summary_and_rows
     r, a = demo_company.responses, demo_company.answers

@@ -22,7 +22,15 @@ from relq.measures.reliability import answer_rows_ready
 from relq.store import schema
 from relq.store.filters import SegmentFilter
 
-__all__ = ["CHECKS", "STALE_DAYS", "check_clause", "quality_summary", "quality_rows", "missingness"]
+__all__ = [
+    "CHECKS",
+    "STALE_DAYS",
+    "check_clause",
+    "quality_checks",
+    "quality_summary",
+    "quality_rows",
+    "missingness",
+]
 
 R, A, C, K, AR = (
     schema.survey_responses,
@@ -150,25 +158,37 @@ def _stale(conn: Connection, flt: SegmentFilter, days: int):
     return source, where, last
 
 
-def quality_summary(conn: Connection, flt: SegmentFilter, stale_days: int = STALE_DAYS) -> pd.DataFrame:
-    """check, count, out_of, share (%), what it means — one row per check."""
+def _response_counts(conn: Connection, flt: SegmentFilter) -> dict:
+    """One pass over the responses in view: how many (``_total``), how many have each of
+    ``RESPONSE_COLUMNS`` and how many fail each response check (``check:<name>``)."""
     stored = answer_rows_ready(conn, configured_instrument())
-    counts = (  # one pass over the responses in view: how many, and how many fail each check
-        conn.execute(
-            sa.select(
-                sa.func.count().label("_total"),
-                *[
-                    sa.func.coalesce(
-                        sa.func.sum(sa.case((check_clause(name, flt, stored), 1), else_=0)), 0
-                    ).label(name)
-                    for name in CHECKS
-                    if name != "stale customers"
-                ],
-            ).where(flt.response_clause())
+    failing = [
+        sa.func.coalesce(sa.func.sum(sa.case((check_clause(name, flt, stored), 1), else_=0)), 0).label(
+            f"check:{name}"
         )
-        .one()
-        ._mapping
-    )
+        for name in CHECKS
+        if name != "stale customers"
+    ]
+    present = [sa.func.count(R.c[c]).label(c) for c in RESPONSE_COLUMNS]
+    query = sa.select(sa.func.count().label("_total"), *present, *failing).where(flt.response_clause())
+    return dict(conn.execute(query).one()._mapping)
+
+
+def quality_checks(
+    conn: Connection, flt: SegmentFilter, stale_days: int = STALE_DAYS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The Data quality page's two tables — :func:`quality_summary` and :func:`missingness` — from one
+    pass over the responses in view."""
+    counts = _response_counts(conn, flt)
+    return quality_summary(conn, flt, stale_days, counts), missingness(conn, flt, counts)
+
+
+def quality_summary(
+    conn: Connection, flt: SegmentFilter, stale_days: int = STALE_DAYS, counts: dict | None = None
+) -> pd.DataFrame:
+    """check, count, out_of, share (%), what it means — one row per check (``counts``:
+    :func:`_response_counts` of this view, read when None)."""
+    counts = _response_counts(conn, flt) if counts is None else counts
     total = counts["_total"]
     source, where, _ = _stale(conn, flt, stale_days)
     customers = conn.execute(
@@ -178,7 +198,7 @@ def quality_summary(conn: Connection, flt: SegmentFilter, stale_days: int = STAL
     records = [
         {
             "check": name,
-            "count": int(counts[name]),
+            "count": int(counts[f"check:{name}"]),
             "out_of": int(total),
             "unit": "responses",
             "meaning": CHECKS[name],
@@ -277,19 +297,12 @@ def _answered_from_rows(conn: Connection, flt: SegmentFilter, instrument) -> dic
     return answered
 
 
-def missingness(conn: Connection, flt: SegmentFilter) -> pd.DataFrame:
+def missingness(conn: Connection, flt: SegmentFilter, counts: dict | None = None) -> pd.DataFrame:
     """Missing values per column of the responses in view, of their item answers and of the
-    customers in view: table, column, missing, total, share (%)."""
+    customers in view: table, column, missing, total, share (%) (``counts``:
+    :func:`_response_counts` of this view, read when None)."""
     instrument = configured_instrument()
-    r = (
-        conn.execute(
-            sa.select(
-                sa.func.count().label("_total"), *[sa.func.count(R.c[c]).label(c) for c in RESPONSE_COLUMNS]
-            ).where(flt.response_clause())
-        )
-        .one()
-        ._mapping
-    )
+    r = _response_counts(conn, flt) if counts is None else counts
     if answer_rows_ready(conn, instrument):
         answered = _answered_from_rows(conn, flt, instrument)
     else:
