@@ -402,6 +402,23 @@ def test_theme_impact_interval_matches_a_statsmodels_cluster_robust_delta_method
     )
 
 
+def _nps_with_vs_without(part: pd.DataFrame, rest: pd.DataFrame):
+    """relq.measures.clustered's linearised NPS difference of the responses mentioning a theme
+    (``part``) and the rest, from their per-customer sums aligned on the same customers."""
+    from relq.measures import clustered
+
+    pairs = {"W1": "nps_w", "P1": "promoters", "D1": "detractors"}
+    frame = pd.DataFrame(
+        {
+            **{k: part[v].to_numpy() for k, v in pairs.items()},
+            **{k.replace("1", "2"): rest[v].to_numpy() for k, v in pairs.items()},
+            "n1": part["nps_w"].to_numpy(),
+            "n2": rest["nps_w"].to_numpy(),
+        }
+    )
+    return clustered.period_difference_share(frame, "nps")
+
+
 @pytest.mark.parametrize("theme", ["Billing", "Onboarding"])
 def test_theme_figures_equal_the_clustered_functions_on_per_customer_sums(duckdb_demo, demo_table, theme):
     """The database adds up each theme's sums over its customers and their products with the view's,
@@ -431,16 +448,7 @@ def test_theme_figures_equal_the_clustered_functions_on_per_customer_sums(duckdb
         assert (row[f"nps_{side}"], row[f"nps_{side}_low"], row[f"nps_{side}_high"]) == pytest.approx(
             (nps.score, nps.low, nps.high), rel=1e-9
         )
-    pairs = {"W1": "nps_w", "P1": "promoters", "D1": "detractors"}
-    frame = pd.DataFrame(
-        {
-            **{k: part[v].to_numpy() for k, v in pairs.items()},
-            **{k.replace("1", "2"): rest[v].to_numpy() for k, v in pairs.items()},
-            "n1": part["nps_w"].to_numpy(),
-            "n2": rest["nps_w"].to_numpy(),
-        }
-    )
-    delta = clustered.period_difference_share(frame, "nps")
+    delta = _nps_with_vs_without(part, rest)
     assert (row["nps_delta"], row["nps_delta_low"], row["nps_delta_high"], row["nps_p"]) == pytest.approx(
         (delta.delta, delta.low, delta.high, delta.p_value), rel=1e-9
     )
@@ -497,16 +505,7 @@ def test_theme_trend_and_segments_equal_the_clustered_functions_on_per_customer_
             sums["nps_w"], sums["promoters"], sums["detractors"], sums["nps_w"]
         )
         assert row[f"nps_{side}"] == pytest.approx(nps.score, rel=1e-9)
-    pairs = {"W1": "nps_w", "P1": "promoters", "D1": "detractors"}
-    frame = pd.DataFrame(
-        {
-            **{k: seg_part[v].to_numpy() for k, v in pairs.items()},
-            **{k.replace("1", "2"): rest[v].to_numpy() for k, v in pairs.items()},
-            "n1": seg_part["nps_w"].to_numpy(),
-            "n2": rest["nps_w"].to_numpy(),
-        }
-    )
-    delta = clustered.period_difference_share(frame, "nps")
+    delta = _nps_with_vs_without(seg_part, rest)
     assert (row["nps_delta"], row["nps_delta_low"], row["nps_delta_high"], row["nps_p"]) == pytest.approx(
         (delta.delta, delta.low, delta.high, delta.p_value), rel=1e-9
     )

@@ -249,10 +249,20 @@ def _double(sums, name: str):
     return sa.cast(sums.c[name], sa.Double)
 
 
+def _nps_score(sums):
+    """The NPS answers' sum of −1/0/+1 scores: promoters − detractors."""
+    return _double(sums, "promoters") - _double(sums, "detractors")
+
+
+def _outcomes(sums) -> list:
+    """Σ promoters and Σ detractors over the rows of ``sums``."""
+    return [_sum(_double(sums, name)).label(name) for name in ("promoters", "detractors")]
+
+
 def _weight_score(sums, metric: str) -> tuple:
     """A metric's answers (its weight W) and their sum (S; NPS: promoters − detractors)."""
     if metric == "nps":
-        return _double(sums, "nps_w"), _double(sums, "promoters") - _double(sums, "detractors")
+        return _double(sums, "nps_w"), _nps_score(sums)
     return _double(sums, _WEIGHT[metric]), _double(sums, f"{metric}_s")
 
 
@@ -262,10 +272,7 @@ def _total_columns(e, share_only: bool) -> list:
     cols = [_sum(n).label("N"), _sum(n * n).label("NN"), _positive(n).label("NC")]
     if share_only:
         return cols
-    cols += [
-        _sum(_double(e, "promoters")).label("promoters"),
-        _sum(_double(e, "detractors")).label("detractors"),
-    ]
+    cols += _outcomes(e)
     for metric in METRICS:
         w, s = _weight_score(e, metric)
         named = {"W": w, "S": s, "SS": s * s, "SW": s * w, "WW": w * w}
@@ -288,10 +295,7 @@ def _theme_columns(p, e, share_only: bool, impact: bool) -> list:
     ]
     if share_only:
         return cols
-    cols += [
-        _sum(_double(p, "promoters")).label("promoters"),
-        _sum(_double(p, "detractors")).label("detractors"),
-    ]
+    cols += _outcomes(p)
     for label in SENTIMENTS:
         x = _double(p, label)
         cols += [_sum(x).label(label), _sum(x * x).label(f"{label}_xx"), _sum(x * pn).label(f"{label}_xn")]
@@ -359,9 +363,8 @@ def _figure_sums(
     totals = _frame(conn, sa.select(*group, *_total_columns(e, share_only)).group_by(*group))
     b = None if base is None else base.subquery("base")
     if b is not None:  # each customer's NPS answers in view beside its comments
-        y = (_double(b, "promoters") - _double(b, "detractors")).label("base_y")
         e = (
-            sa.select(e, _double(b, "n").label("base_n"), y)
+            sa.select(e, _double(b, "n").label("base_n"), _nps_score(b).label("base_y"))
             .select_from(e.outerjoin(b, b.c.cluster == e.c.cluster))
             .subquery("every")
         )
@@ -372,7 +375,7 @@ def _figure_sums(
     themes = _frame(conn, sa.select(*group, *columns).select_from(joined).group_by(*group))
     if b is None:
         return _FigureSums(totals, themes, None)
-    n, y = _double(b, "n"), _double(b, "promoters") - _double(b, "detractors")
+    n, y = _double(b, "n"), _nps_score(b)
     named = {"N": n, "Y": y, "YY": y * y, "YN": y * n, "NN": n * n}
     query = sa.select(*[_sum(x).label(k) for k, x in named.items()], _positive(n).label("C"))
     return _FigureSums(totals, themes, dict(conn.execute(query).mappings().one()))
