@@ -16,12 +16,23 @@ engine = ui.get_engine()
 flt = ui.current_filter()
 
 st.title("Executive overview")
-head = ui.cached_headline(engine, flt)
+periods = ui.cached_query(engine, board_report.overview_periods, flt)
+# The page's five reads are independent of each other: read side by side, not one after another.
+with st.spinner("Computing the headline scores, trends, quadrant mix and segment moves…"):
+    head, (kpis, _, retention_quarter), monthly, counts, moves = ui.read_side_by_side(
+        engine,
+        lambda: ui.cached_headline(engine, flt),
+        lambda: ui.cached_overview_kpis(engine, flt),
+        lambda: ui.cached_trend(engine, flt),
+        lambda: ui.cached_query(engine, quadrants.quadrant_counts, periods.current),
+        lambda: (
+            ui.cached_segment_moves(engine, periods.current, periods.previous)
+            if periods.previous is not None
+            else None
+        ),
+    )
 if head.responses == 0:
     ui.nothing_matches()
-
-with st.spinner("Computing the headline scores…"):
-    kpis, periods, retention_quarter = ui.cached_query(engine, board_report.overview_kpis, flt)
 kpis = ui.executive_kpis(engine, kpis, periods)  # executives: no period of fewer than 5 customers
 
 st.caption(
@@ -87,7 +98,7 @@ with second[4]:
         "offline and prints to PDF from any browser.",
     )
 
-trend = ui.executive_trend(engine, flt, ui.cached_trend(engine, flt))
+trend = ui.executive_trend(engine, flt, monthly)
 if trend.attrs.get("problems"):  # raked weights: a month whose respondents miss a base value has no point
     st.caption(
         f"{len(trend.attrs['problems'])} month(s) of the trend cannot be raked and are left blank, e.g.: "
@@ -103,7 +114,6 @@ left.plotly_chart(
 right.plotly_chart(charts.trend_with_band(trend, ["nps"], "NPS by month", "NPS"), width="stretch")
 
 left, right = st.columns(2)
-counts = ui.cached_query(engine, quadrants.quadrant_counts, periods.current)
 total = sum(counts.values())
 with left:
     st.subheader("Quadrant mix")
@@ -119,12 +129,10 @@ with left:
 
 with right:
     st.subheader("Segments that moved most")
-    if periods.previous is None:
+    if moves is None:
         st.info("There is no previous period to compare with.")
     else:
-        with st.spinner("Testing every segment against the previous period…"):
-            moves = ui.cached_segment_moves(engine, periods.current, periods.previous)
-            moves = ui.executive_moves(engine, moves, periods)
+        moves = ui.executive_moves(engine, moves, periods)
         if moves.empty:
             st.info(
                 "No segment moved significantly between the two periods (Benjamini–Hochberg q < 0.05 across "

@@ -103,3 +103,41 @@ def test_a_store_of_an_older_relq_version_gets_its_stored_tables_rebuilt_when_th
     with churn_risk._FITTING:  # the background refresh then fits and saves the scores: let it end
         pass
     engine.dispose()
+
+
+def test_a_pages_independent_reads_run_side_by_side_and_the_first_error_is_raised(tmp_path):
+    """The Overview's reads run at once on DuckDB and PostgreSQL: two reads that each wait for the
+    other (a barrier of two) finish only when they run side by side; results come back in order and
+    a read's error reaches the page as if read alone. On an engine not known to take queries from
+    threads at once (here SQLite), the reads run one after another in the page's own thread."""
+    import threading
+
+    import pytest
+    import sqlalchemy as sa
+
+    from relq import store, ui
+    from relq.exceptions import RelqError
+
+    engine = store.get_engine(f"duckdb:///{tmp_path / 'side.duckdb'}")
+    barrier = threading.Barrier(2, timeout=10)
+
+    def read(value):
+        def run():
+            barrier.wait()  # raises BrokenBarrierError when the other read is not running too
+            with engine.connect() as conn:
+                return conn.execute(sa.select(sa.literal(value))).scalar_one()
+
+        return run
+
+    assert ui.read_side_by_side(engine, read(1), read(2)) == [1, 2]
+
+    def broken():
+        raise RelqError("The store has no survey_responses table.")
+
+    with pytest.raises(RelqError, match="no survey_responses table"):
+        ui.read_side_by_side(engine, lambda: 3, broken)
+    engine.dispose()
+
+    lite = sa.create_engine("sqlite://")
+    threads = ui.read_side_by_side(lite, threading.current_thread, threading.current_thread)
+    assert threads == [threading.current_thread()] * 2

@@ -373,6 +373,37 @@ def test_period_sums_of_several_dimensions_in_one_query_equal_one_query_per_dime
         )
 
 
+@pytest.mark.parametrize("scheme", ["response", "customer", "raked"])
+def test_the_total_row_of_the_period_sums_by_dimension_is_the_views_own_period_sums(engine, scheme):
+    # The overview's cards take the view's two-period sums from the read of its segment moves: the
+    # row of every customer (dimension NULL) must be what the view's own read gives, exactly —
+    # customers without a region or plan included, unlike in the segments' rows.
+    cust, frame = _company(SEED + 9, customers=60)
+    cust.loc[cust.index[:7], "region"] = None
+    _load(engine, cust, frame)
+    current = SegmentFilter(
+        since=date(2025, 4, 1), until=date(2025, 6, 29), weighting=Weighting(scheme, ("plan",))
+    )
+    previous = current.shifted_back()
+    with engine.connect() as conn:
+        together, _ = customer_sums.pair_sums(conn, current, previous, segment=("region", "plan"), total=True)
+        alone, _ = customer_sums.pair_sums(conn, current, previous)
+        without, _ = customer_sums.pair_sums(conn, current, previous, segment=("region", "plan"))
+    total = together[together["dimension"].isna()]
+    assert len(total) == 1 and total["segment"].isna().all()
+    keys = ["dimension", "segment"]
+    segments = together[together["dimension"].notna()].sort_values(keys).reset_index(drop=True)
+    without = without.sort_values(keys).reset_index(drop=True)
+    assert segments[keys].equals(without[keys])
+    pd.testing.assert_frame_equal(
+        segments.drop(columns=keys).astype(float), without.drop(columns=keys).astype(float), rtol=1e-12
+    )
+    got = total.drop(columns=["dimension", "segment"]).reset_index(drop=True).astype(float)
+    pd.testing.assert_frame_equal(got, alone[got.columns].astype(float), rtol=1e-12)
+    region = together[together["dimension"] == "region"]
+    assert region["c_responses"].sum() < float(total["c_responses"].iloc[0])  # the 7 without a region
+
+
 # --------------------------------------------------------------------------- DuckDB = PostgreSQL
 
 

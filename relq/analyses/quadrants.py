@@ -713,9 +713,15 @@ def quadrant_customers(
     )
     if limit:
         query = query.limit(limit)
-    frame = pd.DataFrame(conn.execute(query).all(), columns=list(CUSTOMER_LIST_COLUMNS))
+    frame = read_frame(conn, query)  # tens of thousands of rows: handed over column by column
+    frame.columns = list(CUSTOMER_LIST_COLUMNS)
     frame["borderline"] = frame["borderline"].astype(bool)
     frame["open_tickets"] = frame["open_tickets"].astype(int)
+    for column in ("surveyed_at", "last_purchase"):
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
+    churned = pd.to_datetime(frame["churned_at"])  # a day, shown as one
+    frame["churned_at"] = churned.dt.date.astype(object).where(churned.notna(), None)
+    frame["nps"] = frame["nps"].astype("int64" if frame["nps"].notna().all() else "float64")
     return frame.rename(columns={"x_score": spec.x, "y_score": spec.y})
 
 

@@ -21,6 +21,7 @@ every sum is a sum over customers and each customer is in one segment.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -315,13 +316,16 @@ def delta_record(
 
 
 def period_deltas(
-    conn: Connection, current: SegmentFilter, previous: SegmentFilter
+    conn: Connection | None, current: SegmentFilter, previous: SegmentFilter, row: Mapping | None = None
 ) -> tuple[Headline, Headline, dict[str, stats.Comparison]]:
     """Headlines of two periods and each score's difference, linearised over the customers of both
-    (the same customer often answers in both); z-tests, no q-values yet."""
-    frame, plan = pair_sums(conn, current, previous)
-    weighting_problem(plan)
-    m = frame.iloc[0].to_dict() if not frame.empty else {}
+    (the same customer often answers in both); z-tests, no q-values yet. ``row``: the view's row of
+    :func:`pair_sums` when it was read already (``conn`` is then not used)."""
+    if row is None:
+        frame, plan = pair_sums(conn, current, previous)
+        weighting_problem(plan)
+        row = frame.iloc[0].to_dict() if not frame.empty else {}
+    m = row
     now = headline_from_sums(GroupSums.from_row(m, prefix="c_"), current.weighting)
     before = headline_from_sums(GroupSums.from_row(m, prefix="p_"), current.weighting)
     comps = {}

@@ -830,13 +830,16 @@ def pair_sums(
     previous: SegmentFilter,
     segment: str | Sequence[str] | None = None,
     scores: Sequence[str] = SCORES,
+    total: bool = False,
 ) -> tuple[pd.DataFrame, WeightPlan]:
     """Period vs previous, linearised over the customers of both: one row (per segment value,
     customers without one left out), columns ``c_*`` (current), ``p_*`` (previous) and per score
     ``{score}_C`` (customers in either period) and cross sums ``{score}_S1S2, _S1W2, _W1S2, _W1W2``.
 
     ``segment`` a sequence of dimensions: the rows of each in turn, from one query that sums the
-    customers once (column ``dimension`` names the dimension, ``segment`` its value as text).
+    customers once (column ``dimension`` names the dimension, ``segment`` its value as text); with
+    ``total`` also the row of every customer in view, ``dimension`` and ``segment`` NULL — the row
+    :func:`pair_sums` without segments gives — from the same query.
 
     ``previous`` must end before ``current`` starts; both share every other filter setting.
     """
@@ -926,15 +929,19 @@ def pair_sums(
         stmt = sa.select(wc.c.segment, *sums).select_from(wc)
         stmt = stmt.where(wc.c.segment.is_not(None)).group_by(wc.c.segment)
     else:
-        stmt = sa.union_all(
-            *[
-                sa.select(sa.literal(name, sa.Text).label("dimension"), value.label("segment"), *sums)
-                .select_from(wc)
-                .where(value.is_not(None))
-                .group_by(value)
-                for name, value in ((name, wc.c[f"segment_{i}"]) for i, name in enumerate(segment))
-            ]
-        )
+        parts = [
+            sa.select(sa.literal(name, sa.Text).label("dimension"), value.label("segment"), *sums)
+            .select_from(wc)
+            .where(value.is_not(None))
+            .group_by(value)
+            for name, value in ((name, wc.c[f"segment_{i}"]) for i, name in enumerate(segment))
+        ]
+        if total:
+            nothing = sa.cast(sa.null(), sa.Text)
+            parts.append(
+                sa.select(nothing.label("dimension"), nothing.label("segment"), *sums).select_from(wc)
+            )
+        stmt = sa.union_all(*parts)
     frame = pd.DataFrame(conn.execute(stmt).mappings().all())
     for side in ("c_", "p_"):
         _check_value_weights(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
@@ -125,17 +125,22 @@ def _nan_comparison() -> stats.Comparison:
 
 
 def kpi_comparison(
-    conn: Connection, current: SegmentFilter, previous: SegmentFilter | None, min_n: int | None = None
+    conn: Connection,
+    current: SegmentFilter,
+    previous: SegmentFilter | None,
+    min_n: int | None = None,
+    pair_row: Mapping | None = None,
 ) -> pd.DataFrame:
     """RQ, pillars, NPS, CSAT and CES in ``current`` with the delta vs ``previous``, linearised over
     the customers of both periods (z-test; Methodology page → Comparisons).
 
     Columns as :data:`_KPI_COLUMNS`; without ``previous`` the delta columns are NaN. q-values come
-    later, across every card shown together (:func:`overview_kpis`).
+    later, across every card shown together (:func:`overview_kpis`). ``pair_row``: the view's row of
+    the two periods' sums when read already (:func:`period_sums_by_dimension`'s total row).
     """
     min_n = resolve_min_n(min_n)
     if previous is not None:
-        now, prev, comps = period_deltas(conn, current, previous)
+        now, prev, comps = period_deltas(conn, current, previous, pair_row)
     else:
         now = metrics.headline(conn, current)
     records = []
@@ -205,12 +210,23 @@ def _successes(row, metric: str) -> int:
 
 
 def overview_kpis(
-    conn: Connection, flt: SegmentFilter, min_n: int | None = None
+    conn: Connection, flt: SegmentFilter, min_n: int | None = None, sums: PeriodSumsReader | None = None
 ) -> tuple[pd.DataFrame, Periods, date | None]:
-    """Every KPI of the executive overview with its delta: (frame, periods, retention quarter)."""
+    """Every KPI of the executive overview with its delta: (frame, periods, retention quarter).
+
+    ``sums`` as for :func:`segment_moves`: the two periods' sums then come from the total row of
+    the read that also gives the segment moves of the view (the dashboard's, cached), not from a
+    read of their own.
+    """
     min_n = resolve_min_n(min_n)
     periods = overview_periods(conn, flt)
-    survey = kpi_comparison(conn, periods.current, periods.previous, min_n)
+    pair_row = None
+    if sums is not None and periods.previous is not None:
+        names = unfiltered_dimensions(periods.current, periods.previous)
+        if names:
+            frame = sums(periods.current, periods.previous, names)
+            pair_row = frame[frame["dimension"].isna()].iloc[0].to_dict()
+    survey = kpi_comparison(conn, periods.current, periods.previous, min_n, pair_row)
     kept, quarter = retention_comparison(conn, flt, periods.current.until, min_n)
     frame = pd.concat([survey, kept], ignore_index=True) if not kept.empty else survey
     # Benjamini–Hochberg across the cards shown together; a small side is not tested.
@@ -223,12 +239,24 @@ def overview_kpis(
     return frame, periods, quarter
 
 
+# ``sums(now, before, dimensions)``: :func:`period_sums_by_dimension`'s rows for those periods.
+PeriodSumsReader = Callable[[SegmentFilter, SegmentFilter, tuple[str, ...]], pd.DataFrame]
+
+
+def unfiltered_dimensions(
+    now: SegmentFilter, before: SegmentFilter, dimensions: tuple[str, ...] = MOVER_DIMENSIONS
+) -> tuple[str, ...]:
+    """The ``dimensions`` neither period's filter chooses values of: the segment moves' shared read."""
+    return tuple(d for d in dimensions if not now.values_of(d) and not before.values_of(d))
+
+
 def period_sums_by_dimension(
     conn: Connection, current: SegmentFilter, previous: SegmentFilter, dimensions: tuple[str, ...]
 ) -> pd.DataFrame:
-    """Per segment of each of ``dimensions``, the sums of both periods (pair_sums' rows), read in
-    one query; raises the weighting's sentence when the view cannot be weighted."""
-    frame, plan = pair_sums(conn, current, previous, segment=dimensions)
+    """Per segment of each of ``dimensions``, the sums of both periods (pair_sums' rows), and the
+    row of the whole view (``dimension`` None), read in one query; raises the weighting's sentence
+    when the view cannot be weighted."""
+    frame, plan = pair_sums(conn, current, previous, segment=dimensions, total=True)
     metrics.weighting_problem(plan)
     return frame
 
@@ -241,7 +269,7 @@ def segment_moves(
     scores: tuple[str, ...] = ("rq", "nps", "csat"),
     min_n: int | None = None,
     significant_only: bool = True,
-    sums: Callable[[SegmentFilter, SegmentFilter, tuple[str, ...]], pd.DataFrame] | None = None,
+    sums: PeriodSumsReader | None = None,
 ) -> pd.DataFrame:
     """Segments whose score changed between ``previous`` and ``current`` (same filter otherwise).
 
@@ -277,7 +305,7 @@ def segment_moves(
     sums = sums or (lambda now, before, names: period_sums_by_dimension(conn, now, before, names))
 
     def unfiltered(now: SegmentFilter, before: SegmentFilter) -> tuple[str, ...]:
-        return tuple(d for d in dimensions if not now.values_of(d) and not before.values_of(d))
+        return unfiltered_dimensions(now, before, dimensions)
 
     # Each dimension's segments are compared with that dimension's own filter cleared; the
     # dimensions the view does not filter on share one query. With a cache, a filtered dimension is

@@ -395,6 +395,7 @@ answer_rows = Table(
     info=_clickhouse("response_id"),
 )
 
+
 def _month_row_keys() -> list[Column]:
     """The keys of a stored month table (response_sums, theme_sums): the month's first instant, the
     customer (an unmatched response: its id in response_id), the wave and the quality flags — what a

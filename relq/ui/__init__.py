@@ -62,9 +62,11 @@ from relq.ui.queries import (  # noqa: F401
     _trend,
     cached_drivers,
     cached_headline,
+    cached_overview_kpis,
     cached_query,
     cached_segment_moves,
     cached_trend,
+    read_side_by_side,
 )
 from relq.ui.session import (  # noqa: F401
     CACHE_TTL,

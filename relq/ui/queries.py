@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from relq.analyses import drivers
 from relq.measures import metrics
@@ -14,10 +19,47 @@ from relq.ui.session import CACHE_TTL, data_version
 __all__ = [
     "cached_drivers",
     "cached_headline",
+    "cached_overview_kpis",
     "cached_segment_moves",
     "cached_trend",
     "cached_query",
+    "read_side_by_side",
 ]
+
+# Engines whose connections may run queries at once from threads of one process. chdb (ClickHouse's
+# engine in-process) is left out: its reads run one after another.
+_SIDE_BY_SIDE = ("duckdb", "postgresql")
+
+
+def read_side_by_side(engine, *reads: Callable[[], Any]) -> list:
+    """Each of ``reads`` (independent cached reads, each opening its own connection) run at the same
+    time in a thread of its own; their results in order, once all are done. A page's separate reads
+    each leave a core idle part of the time (a query's first and last steps, turning rows into
+    frames); side by side they overlap. The first error is raised here, as if read one by one.
+    On an engine not in :data:`_SIDE_BY_SIDE`, or with one read, they run one after another."""
+    if len(reads) < 2 or engine.dialect.name not in _SIDE_BY_SIDE:
+        return [read() for read in reads]
+    results: list = [None] * len(reads)
+    errors: list[BaseException | None] = [None] * len(reads)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = reads[i]()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the script's thread below
+            errors[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"relq-read-{i}") for i in range(len(reads))]
+    ctx = get_script_run_ctx()
+    for thread in threads:
+        if ctx is not None:  # the session's caches, state and data version, as in the script's thread
+            add_script_run_ctx(thread, ctx)
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for error in errors:
+        if error is not None:
+            raise error
+    return results
 
 
 @st.cache_data(ttl=CACHE_TTL, max_entries=128, show_spinner=False)
@@ -68,6 +110,21 @@ def _segment_moves(_engine, url: str, current: SegmentFilter, previous: SegmentF
 
     with _engine.connect() as conn:
         return board_report.segment_moves(conn, current, previous, sums=sums)
+
+
+@st.cache_data(ttl=CACHE_TTL, max_entries=64, show_spinner=False)
+def _overview_kpis(_engine, url: str, flt: SegmentFilter, version: int):
+    def sums(now: SegmentFilter, before: SegmentFilter, names: tuple) -> pd.DataFrame:
+        return _period_sums(_engine, url, now, before, names, version)
+
+    with _engine.connect() as conn:
+        return board_report.overview_kpis(conn, flt, sums=sums)
+
+
+def cached_overview_kpis(engine, flt: SegmentFilter):
+    """The Overview's cards: the two periods' sums are the total row of the read the segment moves
+    of the same view make (:func:`cached_segment_moves`), so the page reads them once."""
+    return _overview_kpis(engine, str(engine.url), flt, data_version())
 
 
 def cached_segment_moves(engine, current: SegmentFilter, previous: SegmentFilter) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 
 import sqlalchemy as sa
@@ -25,16 +26,26 @@ def timed_run(engine, page_name: str):
     if not path:
         yield
         return
-    sql = {"seconds": 0.0, "statements": 0}
+    # Reads run side by side (relq.ui.queries.read_side_by_side) overlap: the seconds counted are
+    # those during which at least one statement ran, so they never exceed the script's.
+    sql = {"seconds": 0.0, "statements": 0, "running": 0, "since": 0.0}
+    lock = threading.Lock()
 
     def before(conn, cursor, statement, parameters, context, executemany):
-        conn.info["relq_sql_started"] = time.perf_counter()
+        conn.info["relq_sql_started"] = True
+        with lock:
+            if not sql["running"]:
+                sql["since"] = time.perf_counter()
+            sql["running"] += 1
 
     def after(conn, cursor, statement, parameters, context, executemany):
-        started = conn.info.pop("relq_sql_started", None)
-        if started is not None:
-            sql["seconds"] += time.perf_counter() - started
+        if conn.info.pop("relq_sql_started", None) is None:
+            return
+        with lock:
+            sql["running"] -= 1
             sql["statements"] += 1
+            if not sql["running"]:
+                sql["seconds"] += time.perf_counter() - sql["since"]
 
     sa.event.listen(engine, "before_cursor_execute", before)
     sa.event.listen(engine, "after_cursor_execute", after)
