@@ -24,8 +24,21 @@ stale_days = st.number_input(
     30,
     key="dq_stale_days",
 )
-with st.spinner("Checking the data…"):  # the summary and the missing values: one pass over the responses
-    summary, missing = ui.cached_query(engine, dataquality.quality_checks, flt, stale_days=int(stale_days))
+
+
+def rows_of(check: str):
+    return ui.cached_query(engine, dataquality.quality_rows, flt, check=check, stale_days=int(stale_days))
+
+
+# The summary with the missing values (one pass over the responses) and the rows of the check shown
+# below (its choice is kept in the session, so known already) are read side by side.
+shown_check = st.session_state.get("dq_check", next(iter(dataquality.CHECKS)))
+with st.spinner("Checking the data…"):
+    (summary, missing), _ = ui.read_side_by_side(
+        engine,
+        lambda: ui.cached_query(engine, dataquality.quality_checks, flt, stale_days=int(stale_days)),
+        lambda: rows_of(shown_check),
+    )
 if summary["out_of"].max() == 0:
     ui.nothing_matches("No survey responses or customers match the current filters. Clear the filters.")
 
@@ -37,7 +50,7 @@ ui.table_with_download(summary, "data-quality-summary.csv", key="dq_summary_csv"
 
 st.subheader("The rows behind a check")
 check = st.selectbox("Check", list(dataquality.CHECKS), key="dq_check")
-rows = ui.cached_query(engine, dataquality.quality_rows, flt, check=check, stale_days=int(stale_days))
+rows = rows_of(check)
 if rows.empty:
     st.success(f"No {check} in view.")
 else:

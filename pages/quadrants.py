@@ -43,9 +43,10 @@ def _view(_engine, url: str, flt: SegmentFilter, spec: QuadrantSpec, version: in
 
 
 @st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
-def _customers(_engine, url, flt: SegmentFilter, spec: QuadrantSpec, key: str, sems, version: int):
+def _customers(_engine, url, flt: SegmentFilter, spec: QuadrantSpec, key: str, version: int):
+    """One quadrant's customers; borderline is marked once the cards' SEMs are known."""
     with _engine.connect() as conn:
-        return quadrants.quadrant_customers(conn, flt, spec, key, *sems)
+        return quadrants.quadrant_customers(conn, flt, spec, key)
 
 
 @st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
@@ -174,8 +175,23 @@ target = right.number_input(
     disabled=mode != "target",
 )
 spec = _spec(engine, url, flt, x, y, mode, float(target) if mode == "target" else None, version)
+TABS = (
+    "Customers in a quadrant",
+    "Mix by segment",
+    "Migration between quadrants",
+    "Who stays: survival since the survey",
+)
+# The cards and the customer list of the quadrant the first tab shows are read side by side (the
+# widgets below keep their values in the session, so the quadrant to list is known already).
+listed = st.session_state.get("q_selected", QUADRANT_KEYS[0])
+list_now = st.session_state.get("q_tab") in (None, TABS[0]) and _may_see_customer_lists()
 # executives never get one dot per customer: always customers per cell
-summary, kind, picture = _view(engine, url, flt, spec, version, -1 if ui.is_executive() else MAX_POINTS)
+max_points = -1 if ui.is_executive() else MAX_POINTS
+(summary, kind, picture), _ = ui.read_side_by_side(
+    engine,
+    lambda: _view(engine, url, flt, spec, version, max_points),
+    lambda: _customers(engine, url, flt, spec, listed, version) if list_now else None,
+)
 
 if summary.customers == 0:
     st.warning(
@@ -256,16 +272,7 @@ ui.download_csv(
 )
 
 # Only the open tab computes: each reads every customer in view again.
-tabs = st.tabs(
-    [
-        "Customers in a quadrant",
-        "Mix by segment",
-        "Migration between quadrants",
-        "Who stays: survival since the survey",
-    ],
-    key="q_tab",
-    on_change="rerun",
-)
+tabs = st.tabs(list(TABS), key="q_tab", on_change="rerun")
 
 with tabs[0]:
     if tabs[0].open:
@@ -277,7 +284,9 @@ with tabs[0]:
         )
         # a role that may not see the list does not wait for it either
         listing = (
-            _customers(engine, url, flt, spec, selected, (summary.x_sem, summary.y_sem), version)
+            quadrants.with_borderline(
+                _customers(engine, url, flt, spec, selected, version), spec, summary.x_sem, summary.y_sem
+            )
             if _may_see_customer_lists()
             else None
         )

@@ -26,10 +26,15 @@ st.caption(
     "comments; each is also a filter in the sidebar, like a region or a plan."
 )
 
-overview = ui.cached_query(engine, themes.theme_overview, flt, pending=False)
-overview["pending"] = ui.cached_query(
-    engine, themes.pending_count, SegmentFilter()
-)  # the same for every view
+# The counts, the comments waiting to be read (the same for every view) and the themes' table are
+# read side by side.
+overview, pending, table = ui.read_side_by_side(
+    engine,
+    lambda: ui.cached_query(engine, themes.theme_overview, flt, pending=False),
+    lambda: ui.cached_query(engine, themes.pending_count, SegmentFilter()),
+    lambda: ui.cached_query(engine, themes.theme_table, flt),
+)
+overview = {**overview, "pending": pending}
 if overview["pending"]:
     if may_edit:
         st.info(
@@ -57,7 +62,6 @@ st.caption(
     "French, German or Spanish and are counted as not themed."
 )
 
-table = ui.cached_query(engine, themes.theme_table, flt)
 if table.empty:
     st.info("No theme is in force: add a rule below or run discovery.")
     st.stop()

@@ -312,6 +312,21 @@ def test_borderline_and_sensitivity_match_pandas_reference(demo):
         k: int(per_quadrant.get(k, 0)) for k in QUADRANT_KEYS
     }
     assert (summary.moved_up, summary.moved_down) == (int((up != key).sum()), int((down != key).sum()))
+    # the customer lists mark the same customers borderline, read with the SEMs or marked after
+    flt = SegmentFilter(since=since, until=until)
+    marked = borderline.set_axis(latest["customer_id"])
+    with engine.connect() as conn:
+        for k in QUADRANT_KEYS:
+            listing = quadrants.quadrant_customers(conn, flt, QuadrantSpec(), k, summary.x_sem, summary.y_sem)
+            later = quadrants.with_borderline(
+                quadrants.quadrant_customers(conn, flt, QuadrantSpec(), k),
+                QuadrantSpec(),
+                summary.x_sem,
+                summary.y_sem,
+            )
+            assert listing["borderline"].tolist() == later["borderline"].tolist()
+            expected = marked.reindex(listing["customer_id"]).astype(bool).tolist()
+            assert listing["borderline"].tolist() == expected, k
 
 
 def test_quadrant_summary_scores_match_pandas_reference_on_demo(demo):

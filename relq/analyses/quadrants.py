@@ -67,6 +67,7 @@ __all__ = [
     "pillar_alphas",
     "quadrant_picture",
     "quadrant_customers",
+    "with_borderline",
     "quadrant_migration",
     "quadrant_mix",
     "report_section",
@@ -416,24 +417,22 @@ def _zero(value) -> float:
     return 0.0 if value is None else float(value)
 
 
-def _borderline(latest: sa.Subquery, spec: QuadrantSpec, x_sem: float, y_sem: float):
-    """Within one SEM of a threshold on either axis (never true when the SEM is unknown)."""
-    parts = []
-    if not math.isnan(x_sem):
-        parts.append(sa.func.abs(latest.c.x_score - spec.x_threshold) <= x_sem)
-    if not math.isnan(y_sem):
-        parts.append(sa.func.abs(latest.c.y_score - spec.y_threshold) <= y_sem)
-    return sa.or_(*parts) if parts else sa.false()
-
-
 def _borderline_mask(frame: pd.DataFrame, spec: QuadrantSpec, x_sem: float, y_sem: float) -> np.ndarray:
-    """:func:`_borderline` on the rows of :func:`latest_frame`."""
+    """Within one SEM of a threshold on either axis (never true when the SEM is unknown), for the
+    rows of :func:`latest_frame` (columns x, y)."""
     near = np.zeros(len(frame), dtype=bool)
     if not math.isnan(x_sem):
         near |= np.abs(frame["x"].to_numpy(float) - spec.x_threshold) <= x_sem
     if not math.isnan(y_sem):
         near |= np.abs(frame["y"].to_numpy(float) - spec.y_threshold) <= y_sem
     return near
+
+
+def with_borderline(listing: pd.DataFrame, spec: QuadrantSpec, x_sem: float, y_sem: float) -> pd.DataFrame:
+    """A customer list of :func:`quadrant_customers` with its ``borderline`` column for these SEMs —
+    so the list can be read before the SEMs are known (the Gap quadrants page reads both at once)."""
+    scores = pd.DataFrame({"x": listing[spec.x], "y": listing[spec.y]})
+    return listing.assign(borderline=_borderline_mask(scores, spec, x_sem, y_sem))
 
 
 _NO_SCORES = (
@@ -695,7 +694,7 @@ def quadrant_customers(
             C.c.churned_at,
             latest.c.x_score,
             latest.c.y_score,
-            _borderline(latest, spec, x_sem, y_sem).label("borderline"),
+            sa.false().label("borderline"),  # set below, from the scores
             latest.c.submitted_at.label("surveyed_at"),
             latest.c.nps,
             purchases.c.last_purchase,
@@ -722,7 +721,7 @@ def quadrant_customers(
     churned = pd.to_datetime(frame["churned_at"])  # a day, shown as one
     frame["churned_at"] = churned.dt.date.astype(object).where(churned.notna(), None)
     frame["nps"] = frame["nps"].astype("int64" if frame["nps"].notna().all() else "float64")
-    return frame.rename(columns={"x_score": spec.x, "y_score": spec.y})
+    return with_borderline(frame.rename(columns={"x_score": spec.x, "y_score": spec.y}), spec, x_sem, y_sem)
 
 
 def quadrant_migration(
