@@ -55,7 +55,9 @@ def _cox(_engine, url: str, flt: SegmentFilter, version: int):
     return landmark, survival.cox_pillars(landmark.table)
 
 
-@st.cache_data(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
+# Shared, not copied per run (cache_resource): the list can hold 80k accounts and nothing below
+# changes it (ranking copies it).
+@st.cache_resource(ttl=ui.CACHE_TTL, max_entries=32, show_spinner=False)
 def _at_risk(_engine, url: str, flt: SegmentFilter, days: int, version: int) -> pd.DataFrame:
     with _engine.connect() as conn:
         return retention.at_risk_customers(conn, flt, days, _basis(_engine, url, version))
@@ -87,12 +89,18 @@ def _ids(_engine, url: str, flt: SegmentFilter, version: int) -> list[str] | Non
         return churn_risk.customer_ids(conn, flt)
 
 
+@st.cache_resource(ttl=ui.CACHE_TTL, max_entries=4, show_spinner=False)
+def _score_lookup(_engine, url: str, horizon: int, version: int) -> pd.DataFrame | None:
+    """Today's scores by customer id, indexed once per data version (not once per at-risk list)."""
+    assessment = _scores(_engine, url, horizon, version)
+    return churn_risk.score_lookup(assessment.scores) if assessment.scored else None
+
+
 @st.cache_resource(ttl=ui.CACHE_TTL, max_entries=16, show_spinner=False)
 def _ranked(_engine, url: str, flt: SegmentFilter, days: int, horizon: int, version: int) -> pd.DataFrame:
     """The at-risk list ranked by churn risk (shared, like the scores it comes from)."""
-    assessment = _scores(_engine, url, horizon, version)
     listed = _at_risk(_engine, url, flt, days, version)
-    return churn_risk.rank_at_risk(listed, assessment.scores if assessment.scored else None)
+    return churn_risk.rank_at_risk(listed, _score_lookup(_engine, url, horizon, version))
 
 
 @st.cache_data(ttl=ui.CACHE_TTL, max_entries=16, show_spinner=False)

@@ -386,3 +386,26 @@ def test_scores_fitted_in_the_background_are_read_back_by_a_reader_arriving_mean
     with duckdb_engine.connect() as conn:
         fitted = churn_risk.current_scores(conn)
     pd.testing.assert_frame_equal(read.scores, fitted.scores, check_dtype=False, rtol=1e-12)
+
+
+def test_the_ranked_at_risk_list_gives_each_account_its_own_score_as_a_pandas_join_does(demo_risk):
+    """The at-risk list ranked by churn risk: each listed account gets the probability and factors
+    scored for it (NaN for an account without a score, listed last), riskiest first — as pandas'
+    join on the customer id gives them — whether ranked from the scores or their kept lookup."""
+    _, _, _, scored = demo_risk
+    scores = scored.scores
+    ids = [*scores["customer_id"].sample(40, random_state=3), "C-NOT-SCORED-1", "C-NOT-SCORED-2"]
+    rng = np.random.default_rng(5)
+    listed = pd.DataFrame({c: [f"{c} {i}" for i in range(len(ids))] for c in retention.AT_RISK_COLUMNS})
+    listed["customer_id"] = ids
+    listed["annual_value"] = rng.integers(1_000, 90_000, len(ids)).astype(float)
+    reference = listed.join(scores.set_index("customer_id")[["probability", "factors"]], on="customer_id")
+    reference = reference.sort_values(
+        ["probability", "annual_value", "customer_id"], ascending=[False, False, True], na_position="last"
+    ).reset_index(drop=True)
+    for given in (scores, churn_risk.score_lookup(scores)):
+        ranked = churn_risk.rank_at_risk(listed, given)
+        pd.testing.assert_frame_equal(ranked, reference[ranked.columns])
+        assert list(ranked.columns[5:8]) == ["probability", "reasons", "factors"]
+    assert set(ranked["customer_id"].tail(2)) == {"C-NOT-SCORED-1", "C-NOT-SCORED-2"}
+    assert ranked["probability"].head(40).is_monotonic_decreasing
