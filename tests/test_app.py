@@ -80,6 +80,7 @@ def test_a_store_of_an_older_relq_version_gets_its_stored_tables_rebuilt_when_th
     with engine.begin() as conn:
         store.schema.answer_rows.drop(conn)
         store.schema.theme_sums.drop(conn)
+        store.schema.customer_totals.drop(conn)
         conn.exec_driver_sql("CREATE TABLE answer_rows (response_id TEXT NOT NULL, c0 DOUBLE PRECISION)")
     engine.dispose()
     monkeypatch.setenv("RELQ_DATABASE_URL", url)
@@ -93,11 +94,12 @@ def test_a_store_of_an_older_relq_version_gets_its_stored_tables_rebuilt_when_th
                 answer_rows_ready(conn, configured_instrument()),
                 stored_themes.theme_sums_ready(conn),
                 customer_sums.response_sums_ready(conn),
+                customer_sums.customer_totals_ready(conn),
             )
         if all(ready) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert ready == (True, True, True)
+    assert ready == (True, True, True, True)
     from relq.analyses import churn_risk
 
     with churn_risk._FITTING:  # the background refresh then fits and saves the scores: let it end

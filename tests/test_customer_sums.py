@@ -547,7 +547,8 @@ def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop
     month boundaries: headline, trend by month, segment scores with their tests and the quarter vs
     the one before equal those grouped from every response (the statsmodels references above check
     that path) — whole company, one region, one quarter, one wave, speeders left out — under each
-    weighting, and for the customers of a quadrant. A view starting mid-month reads the responses.
+    weighting, and for the customers of a quadrant; so do each customer's whole-history sums for the
+    views without a period, wave or flag restriction. A view starting mid-month reads the responses.
     Once the data change the sums are not read: the next response counts at once, before they are
     rebuilt."""
     cust, frame = _month_sums_company(SEED + 9)
@@ -575,6 +576,16 @@ def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop
         for name, flt in views.items():
             _assert_same_numbers(_numbers(conn, flt, quarter), raw[name])
     assert any("FROM response_sums" in s for s in statements) is stored
+    # each customer's whole-history sums stand in too, for the views without a period, wave, flag
+    # or theme restriction (the company, a region, a quadrant's customers): the same numbers
+    assert customer_sums.save_customer_totals(engine) is stored
+    for name, flt in views.items():
+        statements.clear()
+        with engine.connect() as conn:
+            assert customer_sums.customer_totals_ready(conn) is stored
+            _assert_same_numbers(_numbers(conn, flt, quarter), raw[name])
+        read = any("FROM customer_totals" in s for s in statements)
+        assert read is (stored and name in ("all", "North", "quadrant")), name
     statements.clear()
     with engine.connect() as conn:
         assert not customer_sums.stored_sums_fit(mid_month)
@@ -588,8 +599,11 @@ def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop
         store.note_data_change(conn, "import")
     with engine.connect() as conn:
         assert not customer_sums.response_sums_ready(conn)
+        assert not customer_sums.customer_totals_ready(conn)
         assert metrics.headline(conn, views["all"]).responses == len(frame) + 1
     customer_sums.save_response_sums(engine)
+    customer_sums.save_customer_totals(engine)
     with engine.connect() as conn:
         assert customer_sums.response_sums_ready(conn) is stored
+        assert customer_sums.customer_totals_ready(conn) is stored
         assert metrics.headline(conn, views["all"]).responses == len(frame) + 1

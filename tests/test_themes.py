@@ -522,7 +522,9 @@ def _from_the_responses(conn, flt: SegmentFilter) -> tuple:
     built = schema.derived_versions
     conn.rollback()  # end what the reads before began
     with conn.begin() as tx:
-        conn.execute(built.delete().where(built.c.name.in_(["theme_sums", "response_sums"])))
+        conn.execute(
+            built.delete().where(built.c.name.in_(["theme_sums", "response_sums", "customer_totals"]))
+        )
         figures = _theme_figures(conn, flt)
         tx.rollback()
     return figures

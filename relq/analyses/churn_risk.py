@@ -50,7 +50,7 @@ from relq.analyses.retention import (
 )
 from relq.core.settings import load_settings
 from relq.measures import stats
-from relq.measures.customer_sums import save_response_sums
+from relq.measures.customer_sums import save_customer_totals, save_response_sums
 from relq.measures.reliability import save_answer_rows
 from relq.store import schema
 from relq.store.filters import SegmentFilter
@@ -1157,6 +1157,7 @@ def _refresh(engine) -> str:
         (save_purchase_summary, "purchase summary"),
         (save_answer_rows, "answer rows"),
         (save_response_sums, "survey scores' month sums"),
+        (save_customer_totals, "customers' whole-history sums"),
         (save_latest_pairs, "customers' latest responses"),
         (save_account_waves, "accounts' latest survey waves"),
         (save_theme_sums, "comment themes' month sums"),

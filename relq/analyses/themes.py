@@ -198,7 +198,7 @@ def _theme_query(conn: Connection, flt: SegmentFilter, themes=None, by=()) -> sa
 def _nps_query(conn: Connection, flt: SegmentFilter) -> sa.Select:
     """Per customer: every response in view with an NPS (for the impact on the view's NPS) — the
     per-customer sums every clustered score reads, from the stored month sums when they fit."""
-    pc = customer_sums.per_customer(flt, scores=("nps",), source=customer_sums.source_for(conn, flt))
+    pc = customer_sums.per_customer(flt, scores=("nps",), source=customer_sums.customer_source(conn, flt))
     cluster = sa.func.coalesce(pc.c.cid, sa.literal("~") + pc.c.lone).label("cluster")
     return sa.select(
         cluster,

@@ -67,6 +67,9 @@ __all__ = [
     "raking",
     "response_sums_ready",
     "save_response_sums",
+    "save_customer_totals",
+    "customer_totals_ready",
+    "customer_source",
     "listwise_customers",
     "on_source",
     "source_for",
@@ -189,6 +192,41 @@ def save_response_sums(engine) -> bool:
     return True
 
 
+T = schema.customer_totals
+_CUSTOMER_TOTALS = "customer_totals"
+
+
+def save_customer_totals(engine) -> bool:
+    """Rebuild each customer's sums over the whole history (``customer_totals``) from the stored
+    responses, in one transaction on the database side: per customer (an unmatched response: per
+    response) the columns of :func:`save_response_sums`, marked with the data version. False on
+    ClickHouse (nothing is built)."""
+    if dialects.is_clickhouse(engine):
+        return False
+    keys = [R.c.customer_id, sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("response_id")]
+    rows = sa.select(*keys, *_level_one(R, "", SCORES), *_listwise_sums()).group_by(R.c.customer_id, keys[1])
+    with store.rebuilding_derived(engine, _CUSTOMER_TOTALS, (T,)) as (conn, _end):
+        conn.execute(T.insert().from_select([c.name for c in rows.selected_columns], rows))
+    return True
+
+
+def customer_totals_fit(flt: SegmentFilter) -> bool:
+    """Whether each customer's stored whole-history sums can stand in for the responses of view
+    ``flt``: no period, wave, quality-flag or theme restriction — only customers' segments and
+    quadrants, which pick whole customers."""
+    return not (flt.since or flt.until or flt.waves or flt.exclude_flags or flt.themes)
+
+
+def customer_totals_ready(conn: Connection) -> bool:
+    """Whether the stored whole-history sums (:func:`save_customer_totals`) were built from the
+    current data version. False on ClickHouse, which keeps none."""
+    return store.derived_current(conn, _CUSTOMER_TOTALS)
+
+
+def _totals_for(conn: Connection | None, flt: SegmentFilter) -> bool:
+    return conn is not None and customer_totals_fit(flt) and customer_totals_ready(conn)
+
+
 def _listwise_sums() -> list:
     """The stored sums over the responses having every variable of ``schema.LISTWISE``: lw_n, Σx
     (lw_s_i) and Σxy (lw_c_i_j, i ≤ j) — zero where a row has none."""
@@ -211,6 +249,15 @@ def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str
     (``c_i_j``) — from the stored month sums when they can stand in (the variables of
     ``schema.LISTWISE``, a view :func:`source_for` gives them for), else from the responses."""
     k = len(names)
+    if tuple(names) == schema.LISTWISE and _totals_for(conn, flt):  # one row per customer already
+        stmt = sa.select(
+            T.c.customer_id.label("cid"),
+            T.c.response_id.label("lone"),
+            sa.cast(T.c.lw_n, sa.BigInteger).label("responses"),
+            *(T.c[f"lw_s_{i}"].label(f"s_{i}") for i in range(k)),
+            *(T.c[f"lw_c_{i}_{j}"].label(f"c_{i}_{j}") for i in range(k) for j in range(i, k)),
+        ).where(on_source(T, flt.response_clause()), T.c.lw_n > 0)
+        return stmt.subquery("driver_customers")
     if tuple(names) == schema.LISTWISE and source_for(conn, flt) is S:
         keys = [on_source(S, key.element).label(key.name) for key in _cluster_keys()]
         responses = sa.func.sum(S.c.lw_n)
@@ -239,6 +286,19 @@ def source_for(conn: Connection, flt: SegmentFilter, *more: SegmentFilter):
     return S if stored_sums_fit(flt, *more) and response_sums_ready(conn) else R
 
 
+def customer_source(conn: Connection, flt: SegmentFilter):
+    """The responses of view ``flt`` as :func:`per_customer` reads them without a period: each
+    customer's stored whole-history sums (:data:`T`) when they fit the view and are current, else
+    :func:`source_for`'s."""
+    wanted = [_CUSTOMER_TOTALS] if customer_totals_fit(flt) else []
+    if stored_sums_fit(flt):
+        wanted.append(_RESPONSE_SUMS)
+    current = store.derived_current_of(conn, wanted)  # one read for both
+    if _CUSTOMER_TOTALS in current:
+        return T
+    return S if _RESPONSE_SUMS in current else R
+
+
 def on_source(source, expression: ColumnElement) -> ColumnElement:
     """``expression`` (written on ``survey_responses``) on ``source``: the same columns by name —
     only those the stored sums keep, which :func:`stored_sums_fit` makes sure of (the stored month
@@ -263,6 +323,15 @@ def _stored_score_sums(prefix: str, scores: Sequence[str], when=None) -> list:
     for name in scores:
         parts = {"nps": ("n", "p", "d"), "csat": ("n", "s")}.get(name, ("n", "s"))
         cols += [_stored_total(S.c[f"{name}_{part}"], when).label(f"{prefix}{name}_{part}") for part in parts]
+    return cols
+
+
+def _stored_columns(table, scores: Sequence[str]) -> list:
+    """The per-customer columns :func:`per_customer` gives, as stored in one row per customer."""
+    cols = [table.c.responses.label("responses")]
+    for name in scores:
+        parts = {"nps": ("n", "p", "d"), "csat": ("n", "s")}.get(name, ("n", "s"))
+        cols += [table.c[f"{name}_{part}"].label(f"{name}_{part}") for part in parts]
     return cols
 
 
@@ -294,9 +363,20 @@ def per_customer(
     Columns: [period], cid (NULL for an unmatched response), lone (its response_id), responses, and
     per score ``{score}_n`` (responses having it) with ``{score}_s`` = Σ(y − shift); NPS has
     ``nps_p`` / ``nps_d`` (promoters / detractors), CSAT ``csat_s`` (answers 4–5). ``source``
-    :data:`S` (see :func:`source_for`) reads the stored month sums; ``period`` and ``where`` are written
-    on ``survey_responses`` either way.
+    :data:`S` (see :func:`source_for`) reads the stored month sums, :data:`T` (see
+    :func:`customer_source`; no ``period`` or ``where`` then) each customer's stored whole-history
+    sums; ``period`` and ``where`` are written on ``survey_responses`` either way.
     """
+    if source is T:  # one row per customer already: nothing to add up
+        if period is not None or where is not None:
+            raise ValueError("the customers' whole-history sums have no period and take no extra condition")
+        return (
+            sa.select(
+                T.c.customer_id.label("cid"), T.c.response_id.label("lone"), *_stored_columns(T, scores)
+            )
+            .where(on_source(T, flt.response_clause()))
+            .subquery("per_customer")
+        )
     keys = ([on_source(source, period).label("period")] if period is not None else []) + [
         on_source(source, k.element).label(k.name) for k in _cluster_keys()
     ]
@@ -585,7 +665,7 @@ def weight_plan(
     if periods is None:
         periods = {None: view_period(conn, flt)}
     if pc is None:
-        pc = per_customer(flt, scores=(), source=source_for(conn, flt))
+        pc = per_customer(flt, scores=(), source=customer_source(conn, flt))
     respondents = _respondent_cells(conn, pc, weighting.rake, keyed)
     return WeightPlan(weighting, raking(conn, flt, periods, respondents))
 
@@ -731,7 +811,8 @@ def group_sums(
     :meth:`GroupSums.from_row`.
     """
     period = month_key(freq) if freq is not None else None
-    pc = per_customer(flt, period, scores, source=source_for(conn, flt))
+    source = source_for(conn, flt) if period is not None else customer_source(conn, flt)
+    pc = per_customer(flt, period, scores, source=source)
     plan = weight_plan(conn, flt, pc, periods if period is not None else None)
     omega, joins = _omega(plan, pc, keyed=period is not None)
     wc = _weighted(pc, {"omega": omega}, joins, segment)

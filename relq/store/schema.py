@@ -49,6 +49,7 @@ __all__ = [
     "response_sums",
     "theme_sums",
     "DERIVED_TABLES",
+    "customer_totals",
     "latest_pairs",
     "account_waves",
     "app_settings",
@@ -409,6 +410,8 @@ def _month_row_keys() -> list[Column]:
     ]
 
 
+_MONTH_KEYS = ("submitted_at", "customer_id", "response_id", "wave", *QUALITY_FLAGS)
+
 # The survey scores' per-customer sums by calendar month, as every customer-clustered score reads them
 # (relq.measures.customer_sums.save_response_sums, rebuilt with the purchase summary): one row per
 # month, customer (an unmatched response: per response, its id in response_id), wave and set of
@@ -439,6 +442,19 @@ response_sums = Table(
         for j in range(i, len(LISTWISE))
     ),
     info=_clickhouse("submitted_at, ifNull(customer_id, '')"),
+)
+
+# Each customer's sums over the whole history (relq.measures.customer_sums.save_customer_totals,
+# rebuilt with the month sums): one row per customer (an unmatched response: per response, its id in
+# response_id) with the columns of response_sums — what a view with no period, wave, quality-flag or
+# theme restriction reads for its per-customer sums instead of adding up each customer's months.
+customer_totals = Table(
+    "customer_totals",
+    metadata,
+    Column("customer_id", Text),
+    Column("response_id", Text),  # an unmatched response's id; NULL for a customer's row
+    *(Column(c.name, Double, nullable=False) for c in response_sums.c if c.name not in _MONTH_KEYS),
+    info=_clickhouse("ifNull(customer_id, '')"),
 )
 
 # Each customer's latest response having both pillars of each quadrant pair, over the whole history
@@ -537,6 +553,7 @@ DERIVED_TABLES = (
     purchase_months,
     answer_rows,
     response_sums,
+    customer_totals,
     latest_pairs,
     account_waves,
     theme_sums,
