@@ -40,8 +40,13 @@ dims = (first, second) if second else (first,)
 with st.spinner("Scoring every segment and testing it against the rest…"):
     # distinct customers are counted only where the small-group rule needs them (executives)
     executive = ui.current_role() == "executive"
-    scores = ui.cached_query(engine, explorer.segment_table, flt, dimensions=dims, count_customers=executive)
-    kept = ui.cached_query(engine, explorer.segment_retention, flt, dimensions=dims)
+    scores, kept = ui.read_side_by_side(  # the scores and the retention: two reads at once
+        engine,
+        lambda: ui.cached_query(
+            engine, explorer.segment_table, flt, dimensions=dims, count_customers=executive
+        ),
+        lambda: ui.cached_query(engine, explorer.segment_retention, flt, dimensions=dims),
+    )
 if executive:  # executives never see a group under 5 customers: not in the chart, tables or downloads
     scores = ui.suppress_small_groups(scores, "customers", group_col="segment")
     kept = ui.suppress_small_groups(kept, "n", quiet=True)  # retention: customers at the quarter's start
