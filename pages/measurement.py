@@ -143,7 +143,20 @@ except RelqError as exc:
     ui.fail_clearly(exc)
 
 url, version = str(engine.url), ui.data_version()
-answered = _has_answers(engine, url, flt, instrument, version)  # the distribution waits for its tab
+TABS = (
+    "Reliability of each pillar",
+    "Are the pillars distinct?",
+    "Answer distribution",
+    "Customers as clusters, and weights",
+)
+# Whether any item is answered in view, and (the first tab open) each pillar's reliability, read side
+# by side; the distribution waits for its tab.
+first_tab = st.session_state.get("measurement_tab") in (None, TABS[0])
+answered, _ = ui.read_side_by_side(
+    engine,
+    lambda: _has_answers(engine, url, flt, instrument, version),
+    lambda: _reliability(engine, url, flt, instrument, version) if first_tab else None,
+)
 
 if not answered:
     st.warning(
@@ -152,16 +165,7 @@ if not answered:
     )
 
 # Only the open tab computes: the HTMT bootstrap, the design effects and the raking cost seconds each.
-tabs = st.tabs(
-    [
-        "Reliability of each pillar",
-        "Are the pillars distinct?",
-        "Answer distribution",
-        "Customers as clusters, and weights",
-    ],
-    key="measurement_tab",
-    on_change="rerun",
-)
+tabs = st.tabs(list(TABS), key="measurement_tab", on_change="rerun")
 
 with tabs[0]:
     if tabs[0].open and answered:
