@@ -22,7 +22,7 @@ with st.spinner("Computing the headline scores, trends, quadrant mix and segment
     head, (kpis, _, retention_quarter), monthly, counts, moves = ui.read_side_by_side(
         engine,
         lambda: ui.cached_headline(engine, flt),
-        lambda: ui.cached_overview_kpis(engine, flt),
+        lambda: ui.cached_overview_kpis(engine, flt, periods),
         lambda: ui.cached_trend(engine, flt),
         lambda: ui.cached_query(engine, quadrants.quadrant_counts, periods.current),
         lambda: (

@@ -195,7 +195,9 @@ def test_the_cards_from_the_segment_moves_read_equal_the_cards_read_on_their_own
         for view in (SegmentFilter(), SegmentFilter.from_query_params({"seg.region": "EMEA"})):
             read.clear()
             own, periods, quarter = board_report.overview_kpis(conn, view)
-            shared, periods_shared, quarter_shared = board_report.overview_kpis(conn, view, sums=sums)
+            shared, periods_shared, quarter_shared = board_report.overview_kpis(
+                conn, view, sums=sums, periods=board_report.overview_periods(conn, view)
+            )
             pd.testing.assert_frame_equal(shared, own, check_exact=False, rtol=1e-12)
             assert (periods_shared, quarter_shared) == (periods, quarter)
             assert read == [board_report.unfiltered_dimensions(periods.current, periods.previous)]

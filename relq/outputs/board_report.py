@@ -36,7 +36,6 @@ from relq.measures.comparisons import (
 )
 from relq.measures.customer_sums import GroupSums, pair_sums, period_sums
 from relq.outputs import charts
-from relq.store import schema
 from relq.store.filters import SegmentFilter
 
 __all__ = [
@@ -54,7 +53,6 @@ __all__ = [
     "board_report_html",
 ]
 
-R = schema.survey_responses
 KPI_METRICS: tuple[str, ...] = (
     "rq",
     "trust",
@@ -108,10 +106,9 @@ def overview_periods(conn: Connection, flt: SegmentFilter) -> Periods:
         q_start, q_end = quarter_of(q_start - timedelta(days=1))
     p_start, p_end = quarter_of(q_start - timedelta(days=1))
     current = replace(flt, since=q_start, until=q_end)
-    has_current = conn.execute(
-        sa.select(sa.func.count()).select_from(R).where(current.response_clause())
-    ).scalar_one()
-    if not has_current:
+    # whether any response is in the quarter: the first one found answers it
+    has_current = conn.execute(sa.select(sa.literal(1)).where(current.response_clause()).limit(1)).first()
+    if has_current is None:
         return Periods(flt, None, "all responses in view (no full quarter with responses to compare)")
     label = f"Q{(q_start.month - 1) // 3 + 1} {q_start.year}"
     prev_label = f"Q{(p_start.month - 1) // 3 + 1} {p_start.year}"
@@ -210,16 +207,20 @@ def _successes(row, metric: str) -> int:
 
 
 def overview_kpis(
-    conn: Connection, flt: SegmentFilter, min_n: int | None = None, sums: PeriodSumsReader | None = None
+    conn: Connection,
+    flt: SegmentFilter,
+    min_n: int | None = None,
+    sums: PeriodSumsReader | None = None,
+    periods: Periods | None = None,
 ) -> tuple[pd.DataFrame, Periods, date | None]:
     """Every KPI of the executive overview with its delta: (frame, periods, retention quarter).
 
     ``sums`` as for :func:`segment_moves`: the two periods' sums then come from the total row of
     the read that also gives the segment moves of the view (the dashboard's, cached), not from a
-    read of their own.
+    read of their own. ``periods``: :func:`overview_periods` of ``flt`` when known already.
     """
     min_n = resolve_min_n(min_n)
-    periods = overview_periods(conn, flt)
+    periods = periods or overview_periods(conn, flt)
     pair_row = None
     if sums is not None and periods.previous is not None:
         names = unfiltered_dimensions(periods.current, periods.previous)

@@ -113,18 +113,19 @@ def _segment_moves(_engine, url: str, current: SegmentFilter, previous: SegmentF
 
 
 @st.cache_data(ttl=CACHE_TTL, max_entries=64, show_spinner=False)
-def _overview_kpis(_engine, url: str, flt: SegmentFilter, version: int):
+def _overview_kpis(_engine, url: str, flt: SegmentFilter, periods: board_report.Periods, version: int):
     def sums(now: SegmentFilter, before: SegmentFilter, names: tuple) -> pd.DataFrame:
         return _period_sums(_engine, url, now, before, names, version)
 
     with _engine.connect() as conn:
-        return board_report.overview_kpis(conn, flt, sums=sums)
+        return board_report.overview_kpis(conn, flt, sums=sums, periods=periods)
 
 
-def cached_overview_kpis(engine, flt: SegmentFilter):
-    """The Overview's cards: the two periods' sums are the total row of the read the segment moves
-    of the same view make (:func:`cached_segment_moves`), so the page reads them once."""
-    return _overview_kpis(engine, str(engine.url), flt, data_version())
+def cached_overview_kpis(engine, flt: SegmentFilter, periods: board_report.Periods):
+    """The Overview's cards for ``periods`` (:func:`board_report.overview_periods` of the view, read
+    once for the page): the two periods' sums are the total row of the read the segment moves of the
+    same view make (:func:`cached_segment_moves`), so the page reads them once."""
+    return _overview_kpis(engine, str(engine.url), flt, periods, data_version())
 
 
 def cached_segment_moves(engine, current: SegmentFilter, previous: SegmentFilter) -> pd.DataFrame:
