@@ -694,7 +694,7 @@ def quadrant_customers(
             C.c.churned_at,
             latest.c.x_score,
             latest.c.y_score,
-            sa.false().label("borderline"),  # set below, from the scores
+            sa.false().label("borderline"),  # its place in the list; with_borderline sets it below
             latest.c.submitted_at.label("surveyed_at"),
             latest.c.nps,
             purchases.c.last_purchase,
@@ -714,7 +714,6 @@ def quadrant_customers(
         query = query.limit(limit)
     frame = read_frame(conn, query)  # tens of thousands of rows: handed over column by column
     frame.columns = list(CUSTOMER_LIST_COLUMNS)
-    frame["borderline"] = frame["borderline"].astype(bool)
     frame["open_tickets"] = frame["open_tickets"].astype(int)
     for column in ("surveyed_at", "last_purchase"):
         frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")

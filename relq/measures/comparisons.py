@@ -325,13 +325,12 @@ def period_deltas(
         frame, plan = pair_sums(conn, current, previous)
         weighting_problem(plan)
         row = frame.iloc[0].to_dict() if not frame.empty else {}
-    m = row
-    now = headline_from_sums(GroupSums.from_row(m, prefix="c_"), current.weighting)
-    before = headline_from_sums(GroupSums.from_row(m, prefix="p_"), current.weighting)
+    now = headline_from_sums(GroupSums.from_row(row, prefix="c_"), current.weighting)
+    before = headline_from_sums(GroupSums.from_row(row, prefix="p_"), current.weighting)
     comps = {}
     for metric in METRICS:
         kind = "mean" if metric in MEAN_METRICS else metric
-        comps[metric] = _comparison(clustered.period_difference_from_sums(period_sums(m, metric), kind))
+        comps[metric] = _comparison(clustered.period_difference_from_sums(period_sums(row, metric), kind))
     return now, before, comps
 
 

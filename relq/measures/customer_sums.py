@@ -203,28 +203,22 @@ def save_customer_totals(engine) -> bool:
     ClickHouse (nothing is built)."""
     if dialects.is_clickhouse(engine):
         return False
-    keys = [R.c.customer_id, sa.case((R.c.customer_id.is_(None), R.c.response_id)).label("response_id")]
-    rows = sa.select(*keys, *_level_one(R, "", SCORES), *_listwise_sums()).group_by(R.c.customer_id, keys[1])
+    keys = [
+        key.element.label(name)
+        for key, name in zip(_cluster_keys(), ("customer_id", "response_id"), strict=True)
+    ]
+    rows = sa.select(*keys, *_level_one(R, "", SCORES), *_listwise_sums()).group_by(
+        *[k.element for k in keys]
+    )
     with store.rebuilding_derived(engine, _CUSTOMER_TOTALS, (T,)) as (conn, _end):
         conn.execute(T.insert().from_select([c.name for c in rows.selected_columns], rows))
     return True
-
-
-def customer_totals_fit(flt: SegmentFilter) -> bool:
-    """Whether each customer's stored whole-history sums can stand in for the responses of view
-    ``flt``: no period, wave, quality-flag or theme restriction — only customers' segments and
-    quadrants, which pick whole customers."""
-    return not (flt.since or flt.until or flt.waves or flt.exclude_flags or flt.themes)
 
 
 def customer_totals_ready(conn: Connection) -> bool:
     """Whether the stored whole-history sums (:func:`save_customer_totals`) were built from the
     current data version. False on ClickHouse, which keeps none."""
     return store.derived_current(conn, _CUSTOMER_TOTALS)
-
-
-def _totals_for(conn: Connection | None, flt: SegmentFilter) -> bool:
-    return conn is not None and customer_totals_fit(flt) and customer_totals_ready(conn)
 
 
 def _listwise_sums() -> list:
@@ -246,10 +240,11 @@ def _listwise_sums() -> list:
 def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str]) -> sa.Subquery:
     """Per customer (an unmatched response: per response) of view ``flt``, over its responses having
     every variable of ``names``: cid, lone, responses, Σx of each (``s_i``) and Σxy of each pair
-    (``c_i_j``) — from the stored month sums when they can stand in (the variables of
-    ``schema.LISTWISE``, a view :func:`source_for` gives them for), else from the responses."""
+    (``c_i_j``) — for the variables of ``schema.LISTWISE`` from the stored sums
+    :func:`customer_source` gives for the view (whole-history or by month), else from the responses."""
     k = len(names)
-    if tuple(names) == schema.LISTWISE and _totals_for(conn, flt):  # one row per customer already
+    source = customer_source(conn, flt) if tuple(names) == schema.LISTWISE else R
+    if source is T:  # one row per customer already
         stmt = sa.select(
             T.c.customer_id.label("cid"),
             T.c.response_id.label("lone"),
@@ -258,7 +253,7 @@ def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str
             *(T.c[f"lw_c_{i}_{j}"].label(f"c_{i}_{j}") for i in range(k) for j in range(i, k)),
         ).where(on_source(T, flt.response_clause()), T.c.lw_n > 0)
         return stmt.subquery("driver_customers")
-    if tuple(names) == schema.LISTWISE and source_for(conn, flt) is S:
+    if source is S:
         keys = [on_source(S, key.element).label(key.name) for key in _cluster_keys()]
         responses = sa.func.sum(S.c.lw_n)
         sums = [
@@ -290,7 +285,7 @@ def customer_source(conn: Connection, flt: SegmentFilter):
     """The responses of view ``flt`` as :func:`per_customer` reads them without a period: each
     customer's stored whole-history sums (:data:`T`) when they fit the view and are current, else
     :func:`source_for`'s."""
-    wanted = [_CUSTOMER_TOTALS] if customer_totals_fit(flt) else []
+    wanted = [_CUSTOMER_TOTALS] if flt.whole_history else []
     if stored_sums_fit(flt):
         wanted.append(_RESPONSE_SUMS)
     current = store.derived_current_of(conn, wanted)  # one read for both
@@ -317,12 +312,20 @@ def on_source(source, expression: ColumnElement) -> ColumnElement:
     return visitors.replacement_traverse(expression, {}, swap)
 
 
+def _stored_parts(name: str) -> tuple[str, ...]:
+    """The stored columns of a score: NPS its answers, promoters and detractors; CSAT its answers and
+    4–5s; the others their answers and Σ(y − shift)."""
+    return {"nps": ("n", "p", "d"), "csat": ("n", "s")}.get(name, ("n", "s"))
+
+
 def _stored_score_sums(prefix: str, scores: Sequence[str], when=None) -> list:
     """:func:`_score_sums` from the stored month sums: the same names, summed over the rows."""
     cols = []
     for name in scores:
-        parts = {"nps": ("n", "p", "d"), "csat": ("n", "s")}.get(name, ("n", "s"))
-        cols += [_stored_total(S.c[f"{name}_{part}"], when).label(f"{prefix}{name}_{part}") for part in parts]
+        cols += [
+            _stored_total(S.c[f"{name}_{part}"], when).label(f"{prefix}{name}_{part}")
+            for part in _stored_parts(name)
+        ]
     return cols
 
 
@@ -330,8 +333,7 @@ def _stored_columns(table, scores: Sequence[str]) -> list:
     """The per-customer columns :func:`per_customer` gives, as stored in one row per customer."""
     cols = [table.c.responses.label("responses")]
     for name in scores:
-        parts = {"nps": ("n", "p", "d"), "csat": ("n", "s")}.get(name, ("n", "s"))
-        cols += [table.c[f"{name}_{part}"].label(f"{name}_{part}") for part in parts]
+        cols += [table.c[f"{name}_{part}"].label(f"{name}_{part}") for part in _stored_parts(name)]
     return cols
 
 

@@ -149,6 +149,13 @@ class SegmentFilter:
         return replace(self, since=self.since - timedelta(days=days), until=self.since - timedelta(days=1))
 
     @property
+    def whole_history(self) -> bool:
+        """No period, wave, quality-flag or theme restriction: only customers' segments and
+        quadrants, which pick whole customers — what the stored per-customer tables built over the
+        whole history can stand in for."""
+        return not (self.since or self.until or self.waves or self.exclude_flags or self.themes)
+
+    @property
     def is_empty(self) -> bool:
         return not (
             self.since

@@ -146,7 +146,7 @@ def latest_pairs_fit(flt) -> bool:
     """Whether the stored latest pairs can stand in for the responses of view ``flt`` (a
     :class:`relq.store.filters.SegmentFilter`): the whole history, every wave and quality flag, no
     comment theme — only customers' segments and quadrants, which pick whole customers."""
-    return not (flt.since or flt.until or flt.waves or flt.exclude_flags or flt.themes)
+    return flt.whole_history
 
 
 def latest_pairs_ready(conn) -> bool:

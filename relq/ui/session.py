@@ -96,8 +96,8 @@ def bump_data_version() -> None:
     """After this session changed the data (an import, an undo, an instrument or theme edit): record
     the change in the store, so every process's caches follow, forget this process's cached results
     at once, and rebuild what is derived from the data in the background (the purchase summary, the
-    answer rows, the survey scores' month sums and whole-history sums, each customer's latest response per pillar pair,
-    each account's latest survey waves, today's churn-risk scores:
+    answer rows, the survey scores' month sums and whole-history sums, each customer's latest
+    response per pillar pair, each account's latest survey waves, today's churn-risk scores:
     relq.analyses.churn_risk.refresh_scores_in_background), saved under the new version the pages
     read."""
     from relq.analyses.churn_risk import refresh_scores_in_background  # lifelines: not on every page
