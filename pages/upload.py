@@ -151,7 +151,8 @@ def _mapping_editor(prepared, key: str) -> None:
                 st.error(ui.plain(exc))
         ui.audited_download(
             "Download mapping file (JSON)",
-            lambda _conn: prepared.mapping.to_json(),
+            # the mapping alone: the button keeps its function, which must not keep the whole check
+            lambda _conn, applied=prepared.mapping: applied.to_json(),
             file_name="mapping.json",
             mime="application/json",
             key=f"up_tpl_dl_{key}",
@@ -206,17 +207,24 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
     if st.button(f"Import {valid:,} rows", type="primary", key=f"up_import_{key}"):
         bar = st.progress(0.7, text="Writing…")
         try:
-            result = ingest.write_import(
-                engine,
-                prepared,
-                user=ui.current_user_email(),
-                after=functools.partial(follow_up_import, scores=False),
-            )
+            result = ingest.store_import(engine, prepared, user=ui.current_user_email())
         except RelqError as exc:
             bar.empty()
             st.error(ui.plain(exc))
             return
-        bar.progress(1.0, text="Done.")  # the import wrote its own audit row, in its transaction
+        # The file is in (with its own audit row, in its transaction): its check leaves memory (a 1M-row
+        # export's is half a gigabyte) before the new comments are read for themes and the case rules
+        # and alerts run, and the upload box starts empty for the next file.
+        st.session_state.pop("up_prepared", None)
+        del prepared
+        bar.progress(0.85, text="Reading the new comments for themes, then the case rules and alerts…")
+        result = ingest.finish_import(
+            engine,
+            result,
+            user=ui.current_user_email(),
+            after=functools.partial(follow_up_import, scores=False),
+        )
+        bar.progress(1.0, text="Done.")
         ui.bump_data_version()  # and today's scores and purchase sums rebuilt in the background
         st.session_state["up_last_result"] = (
             f"Import {result.import_id}: {result.rows_imported:,} of {result.rows_total:,} rows imported as "
@@ -224,9 +232,6 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             f"{result.rows_unmatched:,} not matched to a customer."
         )
         st.session_state["up_follow_up"] = [FITTING_IN_BACKGROUND, *result.follow_up]  # cases, alerts
-        # The file is in: the upload box starts empty for the next one, and the file and its check
-        # leave memory (a 1M-row export held them at about a gigabyte) instead of being checked again.
-        st.session_state.pop("up_prepared", None)
         st.session_state["up_uploads"] = st.session_state.get("up_uploads", 0) + 1
         st.rerun()
 

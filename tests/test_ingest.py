@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -97,6 +99,57 @@ def test_plain_files_of_every_kind_land_with_their_values(engine):
     assert json.loads(rejects[0]["raw"])["response_id"] == "R4"
 
 
+def test_every_rejected_row_is_stored_as_that_row_of_the_file_whether_checking_or_writing_rejected_it(engine):
+    """The check keeps only the rows a reject can cite, not the whole file: a row validation rejected
+    (a survey's out-of-range answer, a purchase's amount) and a purchase the write rejects (no stored
+    customer has its email) are each stored with their whole row, as Python's csv module reads it."""
+    load(engine, "plain_customers.csv")
+    purchases = (
+        "transaction_id,email,occurred_at,amount\n"
+        "T1,info@beta.example,2024-03-01,10\n"
+        "T2,nobody@x.example,2024-03-02,20\n"
+        "T3,info@beta.example,2024-03-03,lots\n"
+    )
+    sources = {
+        "purchases.csv": purchases,
+        "plain_survey.csv": (FIXTURES / "plain_survey.csv").read_text(encoding="utf-8"),
+    }
+    results = {
+        "purchases.csv": import_file(
+            engine, purchases.encode(), file_name="purchases.csv", kind="transactions"
+        ),
+        "plain_survey.csv": load(engine, "plain_survey.csv"),
+    }
+    assert sorted(results["purchases.csv"].rejects["row"]) == [2, 3]  # written, checked
+    for name, result in results.items():
+        file_rows = list(csv.DictReader(io.StringIO(sources[name], newline="")))
+        with engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(schema.import_rejects.c.row_number, schema.import_rejects.c.raw).where(
+                    schema.import_rejects.c.import_id == result.import_id
+                )
+            ).all()
+        assert sorted(r.row_number for r in stored) == sorted(result.rejects["row"]), name
+        for row_number, raw in stored:
+            assert json.loads(raw) == file_rows[row_number - 1], (name, row_number)
+
+
+def test_storing_an_import_leaves_its_check_as_it_was():
+    """The write shares the checked rows instead of copying them; it must not change them: the
+    check the Upload page shows (and would write again after a failure) is the same afterwards."""
+    from relq.ingest import prepare_import, store_import
+
+    engine = store.get_engine("duckdb:///:memory:")
+    store.create_schema(engine)
+    load(engine, "plain_customers.csv")
+    prepared = prepare_import((FIXTURES / "plain_survey.csv").read_bytes(), file_name="plain_survey.csv")
+    valid, answers = prepared.validated.valid.copy(deep=True), prepared.validated.answers.copy(deep=True)
+    result = store_import(engine, prepared)
+    assert result.rows_imported == 3 and result.rows_unmatched == 1
+    pd.testing.assert_frame_equal(prepared.validated.valid, valid)
+    pd.testing.assert_frame_equal(prepared.validated.answers, answers)
+
+
 def test_reimport_adds_nothing_and_undo_removes_everything(engine, table_counts):
     store.create_schema(engine)
     before = table_counts(engine)
@@ -137,8 +190,11 @@ def test_the_column_summary_counts_like_pythons_str_strip_including_rare_whitesp
     ]
     prepared = prepare_import("\n".join(rows).encode(), file_name="crm.csv", kind="customers")
     got = column_summary(prepared).set_index("column")
+    cells = pd.DataFrame(
+        list(csv.reader(io.StringIO("\n".join(rows[1:]), newline=""))), columns=rows[0].split(",")
+    )
     for name in ("customer_id", "name", "region"):
-        values = prepared.table.frame[name].astype(object).map(str.strip)  # the plain-Python reference
+        values = cells[name].map(str.strip)  # the plain-Python reference: the csv module and str.strip
         filled = values[values != ""]
         assert got.loc[name, "filled"] == len(filled), name
         assert got.loc[name, "empty"] == len(values) - len(filled), name

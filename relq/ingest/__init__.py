@@ -62,6 +62,8 @@ __all__ = [
     "import_file",
     "prepare_import",
     "write_import",
+    "store_import",
+    "finish_import",
     "column_summary",
     "preview_rows",
     "safe_csv",
@@ -100,10 +102,20 @@ class ImportResult:
 # What may run once an import is committed: (engine, import_id, user) → sentences.
 AfterImport = Callable[[Any, int, "str | None"], Sequence[str]]
 
+# Kinds whose writing can reject a checked row (its customer is not stored, by id or email).
+REJECTED_WHEN_WRITTEN = ("transactions", "tickets")
+
 
 @dataclass(frozen=True)
 class PreparedImport:
-    """A file read, mapped and validated — everything the page previews before writing."""
+    """A file read, mapped and validated — everything the page previews before writing.
+
+    The file's cells are not kept once checked (a 1M-row export's are ≈350 MB, held for as long as
+    the Upload page shows the check): ``table`` keeps the columns and layout with an empty frame,
+    ``summary`` the per-column counts taken from the cells, and ``source_rows`` the cells of the
+    rows a reject can cite — the rows validation rejected, or every row of purchases and tickets,
+    whose writing rejects a row whose customer is not stored.
+    """
 
     file_name: str
     file_hash: str
@@ -121,11 +133,10 @@ class PreparedImport:
     template: str | None
     validated: Validated
     instrument: Instrument | None
+    rows_total: int
+    summary: pd.DataFrame  # column_summary's table
+    source_rows: pd.DataFrame  # text cells of the rows a reject can cite, indexed by data row
     messages: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def rows_total(self) -> int:
-        return len(self.table.frame)
 
     @property
     def rejects(self) -> pd.DataFrame:
@@ -222,6 +233,8 @@ def prepare_import(
         kind = _choose_kind(table, instrument, mapping, file_name)
     applied, suggestions, notes = resolve_mapping(table, kind, mapping, instrument)
     messages += notes
+    counts = _column_counts(table, applied)  # before validation holds its rows: a lower peak
+    release_arrow_memory()
     labels = dict(mapping.labels) if mapping else {}
     validated = validate(
         table,
@@ -237,7 +250,9 @@ def prepare_import(
     if table.footer_dropped:
         messages.append(f"Dropped {table.footer_dropped} footer lines (report totals and notices).")
     applied_mapping = Mapping(kind, dict(applied), labels)
-    return PreparedImport(
+    frame = table.frame
+    cited = frame if kind in REJECTED_WHEN_WRITTEN else frame.loc[frame.index.isin(validated.rejects["row"])]
+    prepared = PreparedImport(
         file_name=file_name,
         file_hash=file_hash,
         kind=kind,
@@ -247,15 +262,29 @@ def prepare_import(
         delimiter=raw.delimiter,
         sheet=raw.sheet,
         sheets=raw.sheets,
-        table=table,
+        # taken, not sliced: a slice of Arrow columns would keep every cell's buffer alive
+        table=dataclasses.replace(table, frame=frame.iloc[[]]),
         applied=applied,
         suggestions=tuple(suggestions),
         mapping=applied_mapping,
         template=template,
         validated=validated,
         instrument=instrument,
+        rows_total=len(frame),
+        summary=_column_summary(counts, validated.rejects),
+        source_rows=cited,
         messages=tuple(messages),
     )
+    del table, frame, cited
+    release_arrow_memory()
+    return prepared
+
+
+def release_arrow_memory() -> None:
+    """Give the memory Arrow has freed back to the system. Arrow's allocator keeps what it freed
+    for its next allocation; a 1M-row export's cells and their column summary are ≈1 GB of it,
+    which would otherwise stay with the dashboard's process as long as it runs."""
+    pa.default_memory_pool().release_unused()
 
 
 def write_import(
@@ -274,6 +303,14 @@ def write_import(
     :func:`relq.outputs.followup.follow_up_import`); its sentences land in ``follow_up``. If it
     fails, the import stays and a sentence says what did not follow.
     """
+    stored = store_import(engine, prepared, user=user)
+    return finish_import(engine, stored, user=user, after=after, themes=themes)
+
+
+def store_import(engine, prepared: PreparedImport, *, user: str | None = None) -> ImportResult:
+    """The write of :func:`write_import` alone, committed; :func:`finish_import` does the rest.
+    Between the two the caller can let go of the checked file (the Upload page does: a 1M-row
+    export's check is half a gigabyte, and reading the comments for themes needs as much again)."""
     kind = prepared.kind
     v = prepared.validated
     id_name = ID_TARGETS[kind]
@@ -286,7 +323,7 @@ def write_import(
         dup_in_file = valid[id_name].duplicated(keep="first")
         stored = existing_ids(conn, _ID_COLUMN[kind], valid[id_name])
         duplicate = dup_in_file | valid[id_name].isin(stored)
-        new = valid[~duplicate].copy()
+        new = valid[~duplicate] if duplicate.any() else valid  # not changed in place: see _with
         unmatched = 0
         extra_rejects = []
         if kind in ("survey", "transactions", "tickets") and not new.empty:
@@ -294,7 +331,7 @@ def write_import(
             matched = match_customers(new, lookup)
             if kind == "survey":
                 unmatched = int(matched.isna().sum())
-                new["customer_id"] = matched
+                new = _with(new, customer_id=matched)
             else:
                 given = (
                     new["customer_id"]
@@ -319,7 +356,7 @@ def write_import(
                     new = new[~lost]
                     unmatched -= int(lost.sum())
                     resolved = resolved[~lost]
-                new["customer_id"] = resolved
+                new = _with(new, customer_id=resolved)
         if extra_rejects:
             rejects = (
                 pd.concat([rejects, pd.DataFrame(extra_rejects)], ignore_index=True)
@@ -353,7 +390,7 @@ def write_import(
             extras=v.extras[v.extras["row"].isin(new.index)] if not v.extras.empty else v.extras,
             instrument=prepared.instrument,
         )
-        insert_frame(conn, schema.import_rejects, reject_records(rejects, prepared.table.frame, import_id))
+        insert_frame(conn, schema.import_rejects, reject_records(rejects, prepared.source_rows, import_id))
         # Who imported what, in the import's own transaction: no import without its audit row.
         note_data_change(conn, "import")
         audit_row(
@@ -366,17 +403,6 @@ def write_import(
         messages.append(
             f"{int(duplicate.sum())} rows were already stored (or repeated in the file) and were skipped."
         )
-    if kind == "survey" and len(new) and themes:
-        messages.append(_refresh_themes_after_import(engine, user))
-    follow_up: tuple[str, ...] = ()
-    if after is not None:
-        try:
-            follow_up = tuple(after(engine, int(import_id), user))
-        except (RelqError, SQLAlchemyError, OSError) as exc:
-            follow_up = (
-                f"The import is stored, but the case rules and alerts that follow it stopped: {exc}. "
-                "Run `python -m relq alerts run` to evaluate the alerts again.",
-            )
     return ImportResult(
         import_id=int(import_id),
         kind=kind,
@@ -388,8 +414,32 @@ def write_import(
         rows_unmatched=unmatched,
         rejects=rejects.reset_index(drop=True),
         messages=tuple(messages),
-        follow_up=follow_up,
     )
+
+
+def finish_import(
+    engine,
+    stored: ImportResult,
+    *,
+    user: str | None = None,
+    after: AfterImport | None = None,
+    themes: bool = True,
+) -> ImportResult:
+    """What follows a committed import (:func:`store_import`): its comments read for themes, then
+    ``after``; the result with their sentences."""
+    messages = list(stored.messages)
+    if stored.kind == "survey" and stored.rows_imported and themes:
+        messages.append(_refresh_themes_after_import(engine, user))
+    follow_up: tuple[str, ...] = ()
+    if after is not None:
+        try:
+            follow_up = tuple(after(engine, stored.import_id, user))
+        except (RelqError, SQLAlchemyError, OSError) as exc:
+            follow_up = (
+                f"The import is stored, but the case rules and alerts that follow it stopped: {exc}. "
+                "Run `python -m relq alerts run` to evaluate the alerts again.",
+            )
+    return dataclasses.replace(stored, messages=tuple(messages), follow_up=follow_up)
 
 
 def _refresh_themes_after_import(engine, user: str | None) -> str:
@@ -404,6 +454,12 @@ def _refresh_themes_after_import(engine, user: str | None) -> str:
             f"The import is stored, but comment themes were not refreshed ({exc}); the next import "
             "or the Comment themes page will read the new comments."
         )
+
+
+def _with(frame: pd.DataFrame, **columns: pd.Series) -> pd.DataFrame:
+    """``frame`` with ``columns`` set, sharing its other columns instead of copying them (a 1M-row
+    import's checked rows are ≈300 MB; the check itself stays as it was)."""
+    return pd.DataFrame({**{c: frame[c] for c in frame.columns}, **columns}, copy=False)
 
 
 def _rows_of(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
@@ -454,11 +510,14 @@ def preview_rows(prepared: PreparedImport, limit: int = 50) -> pd.DataFrame:
 
 def column_summary(prepared: PreparedImport) -> pd.DataFrame:
     """Per mapped column: target, filled and empty counts, problems, an example value."""
-    frame = prepared.table.frame
-    rejects = prepared.validated.rejects
-    problems = rejects.groupby("column").size() if not rejects.empty else pd.Series(dtype=int)
+    return prepared.summary
+
+
+def _column_counts(table: Table, applied: dict[str, str]) -> pd.DataFrame:
+    """Per column of a file: its target, filled and empty cells, distinct values, an example."""
+    frame = table.frame
     records = []
-    for col in prepared.table.columns:
+    for col in table.columns:
         # counted in Arrow, with str.strip()'s own whitespace: a Python string per cell would leave
         # a 1M-row export's page a gigabyte larger (the freed strings' memory stays with the process)
         cells = pa.array(frame[col.name].fillna(""), type=pa.large_string(), from_pandas=True)
@@ -467,15 +526,24 @@ def column_summary(prepared: PreparedImport) -> pd.DataFrame:
         records.append(
             {
                 "column": col.name,
-                "target": prepared.applied.get(col.name, ""),
+                "target": applied.get(col.name, ""),
                 "filled": len(filled),
                 "empty": len(values) - len(filled),
-                "problems": int(problems.get(col.name, 0)),
                 "distinct": pc.count_distinct(filled).as_py(),
                 "example": filled[0].as_py() if len(filled) else "",
             }
         )
-    return pd.DataFrame.from_records(records)
+    return pd.DataFrame.from_records(
+        records, columns=["column", "target", "filled", "empty", "distinct", "example"]
+    )
+
+
+def _column_summary(counts: pd.DataFrame, rejects: pd.DataFrame) -> pd.DataFrame:
+    """The column summary of a checked file: its counts with each column's problems."""
+    problems = rejects.groupby("column").size() if not rejects.empty else pd.Series(dtype=int)
+    out = counts.copy()
+    out.insert(4, "problems", [int(problems.get(c, 0)) for c in counts["column"]])
+    return out
 
 
 # The characters Python's str.strip() removes (str.isspace()), for Arrow's trim to remove the same.

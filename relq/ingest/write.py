@@ -124,7 +124,9 @@ def write_rows(
             if instrument is not None and len(answers.columns)
             else (pd.DataFrame({p: np.nan for p in (*schema.PILLARS, "rq")}, index=rows.index))
         )
-        out = rows.reindex(columns=list(schema.RESPONSE_FIELDS))
+        # a frame of the rows' own columns (shared, not copied), in no particular order: the insert names them
+        missing = pd.Series(np.nan, index=rows.index)
+        out = pd.DataFrame({f: rows[f] if f in rows else missing for f in schema.RESPONSE_FIELDS}, copy=False)
         for p in (*schema.PILLARS, "rq"):
             out[p] = indices[p].astype(float)
         flags, note = quality_flags(out, answers, instrument)
@@ -136,7 +138,7 @@ def write_rows(
         for c in ("nps", "csat", "ces"):
             out[c] = out[c].astype("Int64")
         out["duration"] = out["duration"].astype(float)
-        insert_frame(conn, table, out[[c for c in columns if c in out.columns]])
+        insert_frame(conn, table, out)
         del out, flags, indices  # written: their memory goes before the answers are
         for part in long_answers(rows["response_id"], answers, import_id):
             insert_frame(conn, schema.survey_answers, part)

@@ -417,13 +417,13 @@ def _native_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> No
     dialect = conn.dialect.name
     if dialect == "duckdb":
         raw = conn.connection.driver_connection
-        view = f"_relq_bulk_{table.name}"
-        raw.register(view, frame)
-        try:
-            # names come from RelQ's own schema, never from a user
-            raw.execute(f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{view}"')  # noqa: S608
-        finally:
-            raw.unregister(view)
+        # DuckDB reads the frame through this local variable's name (its replacement scan), which
+        # lets go of it when the statement ends. A registered frame would stay alive until the
+        # transaction commits: an import's responses and its eleven million answers, written in parts,
+        # would all be held at once (≈500 MB for a 1M-row export).
+        relq_bulk_rows = frame  # noqa: F841 - read by name in the statement below
+        # names come from RelQ's own schema, never from a user
+        raw.execute(f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM relq_bulk_rows')  # noqa: S608
     elif dialect == "postgresql":
         raw = conn.connection.driver_connection
         with raw.cursor() as cur:
@@ -474,11 +474,10 @@ def stored_keys(conn: Connection, column: sa.Column, keys) -> set:
     frame = pd.DataFrame({"key": pd.Series(wanted, dtype=object).astype(str)})
     raw = conn.connection.driver_connection
     if dialect == "duckdb":
-        raw.register("_relq_keys", frame)
-        try:
-            return set(conn.execute(query).scalars())
-        finally:
-            raw.unregister("_relq_keys")
+        # read by name, as _native_insert does: a registered frame would live until the commit
+        _relq_keys = frame  # noqa: F841 - read by name in the statement below
+        sql = str(query.compile(dialect=conn.dialect))
+        return {key for (key,) in raw.execute(sql).fetchall()}
     conn.execute(sa.text("CREATE TEMPORARY TABLE _relq_keys (key TEXT NOT NULL) ON COMMIT DROP"))
     with raw.cursor() as cur:
         with cur.copy("COPY _relq_keys (key) FROM STDIN (FORMAT csv)") as copy:
