@@ -1153,6 +1153,21 @@ def refresh_scores(engine) -> str:
 
 
 def _refresh(engine) -> str:
+    rebuild_stored_tables(engine)
+    version = store.data_version(engine)
+    with engine.connect() as conn:
+        assessment = current_scores(conn)
+    save_scores(engine, assessment, version)
+    if not assessment.scored:
+        return f"No churn-risk scores: {assessment.message}"
+    return f"Churn-risk scores refreshed for {len(assessment.scores):,} active customers."
+
+
+def rebuild_stored_tables(engine) -> None:
+    """Rebuild every stored table the pages read, for the store's current data version: the purchase
+    summary, the answer rows, the survey scores' month sums and each customer's whole-history sums,
+    the customers' latest responses per pillar pair, the accounts' latest survey waves and the
+    comment themes' month sums (what :func:`refresh_scores` does before it fits today's scores)."""
     for rebuild, what in (
         (save_purchase_summary, "purchase summary"),
         (save_answer_rows, "answer rows"),
@@ -1166,13 +1181,6 @@ def _refresh(engine) -> str:
             rebuild(engine)
         except sa.exc.SQLAlchemyError:  # busy or read-only: the pages read the stored rows themselves
             _log.warning("The %s was not rebuilt after the data changed.", what, exc_info=True)
-    version = store.data_version(engine)
-    with engine.connect() as conn:
-        assessment = current_scores(conn)
-    save_scores(engine, assessment, version)
-    if not assessment.scored:
-        return f"No churn-risk scores: {assessment.message}"
-    return f"Churn-risk scores refreshed for {len(assessment.scores):,} active customers."
 
 
 FITTING_IN_BACKGROUND = (
