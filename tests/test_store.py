@@ -293,3 +293,55 @@ def test_threads_opening_and_closing_one_duckdb_file_all_connect(tmp_path):
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_a_postgresql_read_through_copy_gives_what_psycopg_gives_row_by_row(postgres_engine):
+    """read_frame on PostgreSQL reads many rows as CSV through COPY and parses them with Arrow; every
+    value must come back as psycopg itself gives it through SQLAlchemy (the reference): integers with
+    and without NULLs, doubles with NaN and ±Infinity and their shortest exact text, booleans with
+    NULLs, dates, timestamps with microseconds, texts that are empty (not NULL), quoted, multi-line or
+    not ASCII, an IN list and a bound date; a decimal column is read through SQLAlchemy instead."""
+    rows = (
+        sa.text(
+            """
+        SELECT * FROM (VALUES
+          (1, 2::bigint, 0.1::float8, true, DATE '2024-02-29', TIMESTAMP '2024-03-01 09:30:00.123456', 'plain', 1.25::numeric),
+          (2, NULL, 'NaN'::float8, NULL, NULL, NULL, '', 2.5::numeric),
+          (3, 7, 'Infinity'::float8, false, DATE '1999-12-31', TIMESTAMP '2000-01-01 00:00:00', 'a "quoted", comma', NULL),
+          (4, -5, '-Infinity'::float8, true, DATE '2030-01-01', TIMESTAMP '2030-01-01 23:59:59.5', E'two\\nlines é 中', 3::numeric),
+          (5, 9, 1e-300::float8, false, DATE '2024-01-01', TIMESTAMP '2024-01-01 00:00:00', NULL, 4::numeric)
+        ) AS t(k, n, x, flag, day, at, label, amount)
+        """
+        )
+        .columns(
+            k=sa.Integer,
+            n=sa.BigInteger,
+            x=sa.Double,
+            flag=sa.Boolean,
+            day=sa.Date,
+            at=sa.DateTime,
+            label=sa.Text,
+            amount=sa.Numeric,
+        )
+        .subquery("t")
+    )
+    typed = sa.select(*(c for c in rows.c if c.name != "amount")).where(
+        rows.c.k.in_([1, 2, 3, 4, 5]), sa.or_(rows.c.day.is_(None), rows.c.day >= date(1990, 1, 1))
+    )
+    with postgres_engine.connect() as conn:
+        seen = []
+        sa.event.listen(conn, "before_cursor_execute", lambda *args: seen.append(args[2]))
+        got = store.read_frame(conn, typed.order_by(rows.c.k))
+        assert seen and seen[0].startswith("COPY (")  # the statement went through COPY
+        result = conn.execute(typed.order_by(rows.c.k))
+        reference = pd.DataFrame(result.all(), columns=list(result.keys()))
+        seen.clear()
+        with_decimal = store.read_frame(conn, sa.select(rows.c.k, rows.c.amount).order_by(rows.c.k))
+        assert not seen[0].startswith("COPY (")  # a decimal column: read through SQLAlchemy
+    assert list(got.columns) == list(reference.columns)
+    for name in reference.columns:
+        assert got[name].dtype == reference[name].dtype, name
+        for a, b in zip(got[name], reference[name], strict=True):
+            assert type(a) is type(b), (name, a, b)  # NaN, NaT and None alike kept apart
+            assert (pd.isna(a) and pd.isna(b)) or a == b, (name, a, b)
+    assert [str(v) for v in with_decimal["amount"]] == ["1.25", "2.5", "None", "3", "4"]

@@ -514,8 +514,73 @@ def read_frame(conn: Connection, stmt) -> pd.DataFrame:
         frame = conn.connection.driver_connection.execute(sql, args).df()
         conn.dispatch.after_cursor_execute(conn, None, sql, args, None, False)
         return frame
+    if conn.dialect.name == "postgresql":
+        frame = _postgres_frame(conn, stmt)
+        if frame is not None:
+            return frame
     result = conn.execute(stmt)
     return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def _arrow_type(kind: sa.types.TypeEngine):
+    """The Arrow type that reads a column of this type back exactly from PostgreSQL's CSV text as
+    psycopg would give it, or None (a decimal, a zoned time, an interval, a type not known here)."""
+    import pyarrow as pa
+
+    if isinstance(kind, sa.Boolean):
+        return pa.bool_()
+    if isinstance(kind, sa.Integer):
+        return pa.int64()
+    if isinstance(kind, sa.Numeric):  # Float and Double too; a Numeric asked for as Decimal is not read here
+        return None if kind.asdecimal else pa.float64()
+    if isinstance(kind, sa.DateTime):
+        return None if kind.timezone else pa.timestamp("us")
+    if isinstance(kind, sa.Date):
+        return pa.date32()
+    if isinstance(kind, sa.String) and not isinstance(kind, sa.Enum):
+        return pa.string()
+    return None
+
+
+def _postgres_frame(conn: Connection, stmt) -> pd.DataFrame | None:
+    """PostgreSQL: the rows of ``stmt`` through ``COPY … TO STDOUT`` as CSV, parsed by Arrow into
+    columns of the statement's own types — no Python object per value until pandas wants one (psycopg
+    builds a Python float per value: 0.8 s for 156k customers' 19 sums, against 0.15 s parsed here).
+    None when a column's type is not one Arrow reads back exactly (see :func:`_arrow_type`), or the
+    text does not parse (a server writing dates in another style): the caller then reads the rows
+    through SQLAlchemy."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    types = [_arrow_type(column.type) for column in stmt.selected_columns]
+    if not types or any(t is None for t in types):
+        return None
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    sql = f"COPY ({compiled}) TO STDOUT (FORMAT csv, HEADER true)"
+    conn.dispatch.before_cursor_execute(conn, None, sql, params, None, False)
+    out = io.BytesIO()
+    with conn.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(sql, params) as copy:
+            for chunk in copy:
+                out.write(chunk)
+    conn.dispatch.after_cursor_execute(conn, None, sql, params, None, False)
+    text = out.getvalue()
+    names = next(csv.reader([text[: text.find(b"\n")].decode("utf-8")]))
+    if len(set(names)) != len(names) or len(names) != len(types):
+        return None
+    options = pa_csv.ConvertOptions(
+        column_types=dict(zip(names, types, strict=True)),
+        strings_can_be_null=True,  # PostgreSQL writes NULL unquoted and empty, an empty text quoted
+        quoted_strings_can_be_null=False,
+        true_values=["t"],
+        false_values=["f"],
+    )
+    try:
+        table = pa_csv.read_csv(io.BytesIO(text), convert_options=options)
+    except pa.ArrowInvalid:
+        return None
+    return table.to_pandas(coerce_temporal_nanoseconds=True)
 
 
 def serialise_imports(conn: Connection) -> None:
