@@ -1144,10 +1144,8 @@ def todays_scores(
 
 def refresh_scores(engine) -> str:
     """After a change of the stored data (an import, relq.outputs.followup; an undo; the demo's
-    load; an edit in the dashboard): rebuild the stored tables the pages read (the purchase summary,
-    the answer rows, the survey scores' month sums and each customer's whole-history sums, the
-    customers' latest responses per pillar pair, the accounts' latest survey waves and the comment
-    themes' month sums), then fit and save today's scores, and say so in a sentence."""
+    load; an edit in the dashboard): rebuild the stored tables the pages read
+    (:func:`rebuild_stored_tables`), then fit and save today's scores, and say so in a sentence."""
     with _FITTING:
         return _refresh(engine)
 

@@ -236,8 +236,10 @@ def prepare_import(
         kind = _choose_kind(table, instrument, mapping, file_name)
     applied, suggestions, notes = resolve_mapping(table, kind, mapping, instrument)
     messages += notes
-    counts = _column_counts(table, applied) if summarise else None  # before validation: a lower peak
-    release_arrow_memory()
+    counts = None
+    if summarise:  # before validation holds its rows: a lower peak
+        counts = _column_counts(table, applied)
+        release_arrow_memory()
     labels = dict(mapping.labels) if mapping else {}
     validated = validate(
         table,
@@ -329,7 +331,7 @@ def store_import(engine, prepared: PreparedImport, *, user: str | None = None) -
         new = valid[~duplicate] if duplicate.any() else valid  # not changed in place: see _with
         unmatched = 0
         extra_rejects = []
-        if kind in ("survey", "transactions", "tickets") and not new.empty:
+        if kind in ("survey", *REJECTED_WHEN_WRITTEN) and not new.empty:
             lookup = customer_lookup(conn)
             matched = match_customers(new, lookup)
             if kind == "survey":

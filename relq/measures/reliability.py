@@ -245,10 +245,9 @@ def _split_sums(conn: Connection, wide, x: dict, groups: dict[str, list[int]]) -
     positions = sorted(x)
     pairs = list(combinations_with_replacement(positions, 2))
     complete = {name: sa.and_(*[x[i].isnot(None) for i in idx]) for name, idx in groups.items()}
-    every = "all" in groups
     parts = []
     for name, idx in groups.items():
-        keep = [complete[name]] + ([sa.not_(complete["all"])] if every and name != "all" else [])
+        keep = [complete[name]] + ([sa.not_(complete["all"])] if _shares_all(groups, name) else [])
         chosen = set(idx)
 
         def total(value, *used, chosen=chosen):
@@ -267,13 +266,18 @@ def _split_sums(conn: Connection, wide, x: dict, groups: dict[str, list[int]]) -
     rows = {r.part: r._mapping for r in conn.execute(sa.union_all(*parts))}
     out: dict = {}
     for name, idx in groups.items():
-        share = [rows[name]] + ([rows["all"]] if every and name != "all" else [])
-        out[f"{name}__n"] = sum(int(r["n"] or 0) for r in share)
+        share = [rows[name]] + ([rows["all"]] if _shares_all(groups, name) else [])
+        out[f"{name}__n"] = sum(int(r["n"]) for r in share)
         for i in idx:
             out[f"{name}__s{i}"] = sum(float(r[f"s{i}"] or 0.0) for r in share)
         for i, j in combinations_with_replacement(idx, 2):
             out[f"{name}__c{i}_{j}"] = sum(float(r[f"c{i}_{j}"] or 0.0) for r in share)
     return out
+
+
+def _shares_all(groups: dict[str, list[int]], name: str) -> bool:
+    """Whether group ``name``'s sums include the rows complete on every item (a pillar beside ``"all"``)."""
+    return name != "all" and "all" in groups
 
 
 def customer_item_sums(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> dict:
