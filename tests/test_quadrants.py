@@ -86,6 +86,37 @@ def test_quadrant_counts_match_hand_computed_reference(engine, threshold):
     assert got == HAND_COUNTS[threshold]
 
 
+def test_revenue_at_stake_counts_the_year_before_the_data_end_by_hand_whether_summed_or_stored(engine):
+    """Revenue at stake: a customer's annual value, else their purchases of the 365 days before the
+    data's end (from midnight that day on, as the Retention page counts them) — the same whether
+    read from the purchases or from their stored summary. By hand: G's annual value 700 and C's
+    10 (at midnight 365 days before) + 30, not the 20 a minute earlier."""
+    _hand_built(engine)
+    purchases = pd.DataFrame(
+        {
+            "transaction_id": ["t1", "t2", "t3", "t4"],
+            "customer_id": ["C", "C", "C", "D"],
+            "occurred_at": pd.to_datetime(
+                ["2024-06-30 00:00", "2024-06-29 23:59", "2025-06-01 10:00", "2025-06-30 12:00"]
+            ),
+            "amount": [10.0, 20.0, 30.0, 5.0],
+        }
+    )
+    with engine.begin() as conn:
+        store.bulk_insert(conn, schema.transactions, purchases)
+    spec = QuadrantSpec()  # C (60, 40) and G (55, 10) are high trust, low satisfaction
+    with engine.connect() as conn:
+        summed = quadrants.quadrant_summary(conn, PERIOD, spec).table.set_index("quadrant")
+    stored = retention.save_purchase_summary(engine)
+    assert stored is not store.dialects.is_clickhouse(engine)
+    with engine.connect() as conn:
+        assert retention.purchase_summary_ready(conn, retention.churn_basis(conn)) is stored
+        from_summary = quadrants.quadrant_summary(conn, PERIOD, spec).table.set_index("quadrant")
+    for table in (summed, from_summary):
+        assert table.loc["x_high_y_low", "revenue_at_stake"] == pytest.approx(740.0)
+        assert table.loc["x_high_y_high", "revenue_at_stake"] == pytest.approx(400.0)  # D's annual value
+
+
 def test_swapped_axes_swap_the_quadrants_by_hand(engine):
     _hand_built(engine)
     with engine.connect() as conn:
@@ -518,9 +549,9 @@ def test_stored_latest_pairs_give_the_quadrants_of_the_responses_themselves_and_
 ):
     """Each customer's latest response per pillar pair, stored after every change of the data,
     stands in for ranking the responses when a view covers the whole history with every wave and
-    flag: counts (equal to the pandas reference above), cards, picture, customer list, mix and
-    median thresholds equal those of the responses themselves, for the whole company, a region and
-    a quadrant, either axis order. A view with a period reads the responses. Once the data change the
+    flag (and each customer's latest comment for the lists): counts (equal to the pandas reference
+    above), cards, picture, customer list, mix and median thresholds equal those of the responses
+    themselves, for the whole company, a region and a quadrant, either axis order. A view with a period reads the responses. Once the data change the
     stored rows are not read: a customer's new response moves them at once, before the rebuild."""
     store.load_demo(engine, demo_company)
     region = sorted(demo_company.customers["region"].unique())[0]
@@ -552,6 +583,7 @@ def test_stored_latest_pairs_give_the_quadrants_of_the_responses_themselves_and_
                         obj=f"{v} {s.x}/{s.y} {name}",
                     )
     assert any("FROM latest_pairs" in s for s in statements) is stored
+    assert any("FROM latest_comments" in s for s in statements) is stored  # the lists' latest comments
     responses = pd.DataFrame(demo_company.responses)
     reference = _latest_reference(responses, "trust", "satisfaction")
     assert raw[("all", specs[0])]["counts"].to_dict() == (
@@ -564,7 +596,8 @@ def test_stored_latest_pairs_give_the_quadrants_of_the_responses_themselves_and_
     with engine.connect() as conn:
         assert not latest_pairs.latest_pairs_fit(PERIOD)
         assert quadrants.quadrant_counts(conn, PERIOD, specs[0]) == raw_period
-    assert not any("FROM latest_pairs" in s for s in statements)
+        quadrants.quadrant_customers(conn, PERIOD, specs[0], "x_high_y_low")
+    assert not any("FROM latest_pairs" in s or "FROM latest_comments" in s for s in statements)
     # a customer at risk answers again, happily, in a new import: counted at once
     frame = raw[("all", specs[0])]["frame"]
     low = frame[(frame["x"] < 50) & (frame["y"] < 50)]["customer_id"].iloc[0]

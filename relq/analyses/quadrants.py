@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, time, timedelta
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from relq.analyses.retention import last_purchases
+from relq.analyses.retention import last_purchases, purchase_totals
 from relq.measures import customer_sums, metrics, stats
 from relq.measures.metrics import Score
 from relq.store import schema
@@ -32,6 +31,7 @@ from relq.store.filters import SegmentFilter, customer_dimension, quadrant_custo
 from relq.store.latest import (
     DEFAULT_THRESHOLD,
     QUADRANT_KEYS,
+    latest_comments,
     latest_pairs_fit,
     latest_pairs_ready,
     latest_responses,
@@ -352,20 +352,6 @@ def _count_if(condition, label: str):
     return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0).label(label)
 
 
-def _revenue_12m(conn: Connection) -> sa.Subquery:
-    """Revenue per customer in the 365 days before the data's end."""
-    from relq.store import data_end
-
-    T = schema.transactions
-    since = datetime.combine(data_end(conn) - timedelta(days=365), time.min)
-    return (
-        sa.select(T.c.customer_id, sa.func.sum(T.c.amount).label("revenue_12m"))
-        .where(T.c.occurred_at > since)
-        .group_by(T.c.customer_id)
-        .subquery("revenue")
-    )
-
-
 def latest_frame(conn: Connection, flt: SegmentFilter, spec: QuadrantSpec = QuadrantSpec()) -> pd.DataFrame:
     """Each customer's latest response in view having both pillars of ``spec``, with what the
     cards count — one row per customer, by customer_id: ``customer_id``, ``x``, ``y``, ``known``
@@ -373,7 +359,7 @@ def latest_frame(conn: Connection, flt: SegmentFilter, spec: QuadrantSpec = Quad
     365 days, else 0). One query, handed over column by column; the summary and the picture are
     counted from it instead of each asking the database again."""
     latest = latest_scores(conn, flt, spec.x, spec.y, details=False)
-    revenue = _revenue_12m(conn)
+    revenue = purchase_totals(conn)  # the stored summary while current: no scan of every purchase
     stmt = sa.select(
         latest.c.customer_id,
         latest.c.x_score.label("x"),
@@ -619,26 +605,6 @@ def _open_tickets() -> sa.Subquery:
     )
 
 
-def _latest_comment(flt: SegmentFilter) -> sa.Subquery:
-    """Each customer's latest non-empty comment in the filter's period."""
-    ranked = (
-        sa.select(
-            R.c.customer_id,
-            R.c.comment,
-            sa.func.row_number()
-            .over(partition_by=R.c.customer_id, order_by=(R.c.submitted_at.desc(), R.c.response_id.desc()))
-            .label("recency"),
-        )
-        .where(flt.response_clause(), R.c.customer_id.is_not(None), sa.func.trim(R.c.comment) != "")
-        .subquery("commented")
-    )
-    return (
-        sa.select(ranked.c.customer_id, ranked.c.comment.label("latest_comment"))
-        .where(ranked.c.recency == 1)
-        .subquery("latest_comment")
-    )
-
-
 CUSTOMER_LIST_COLUMNS = (
     "customer_id",
     "name",
@@ -677,7 +643,7 @@ def quadrant_customers(
     _levels(key)
     latest = latest_scores(conn, flt, spec.x, spec.y)
     quad = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold)
-    tickets, purchases, comments = _open_tickets(), last_purchases(conn), _latest_comment(flt)
+    tickets, purchases, comments = _open_tickets(), last_purchases(conn), latest_comments(conn, flt)
     query = (
         sa.select(
             latest.c.customer_id,

@@ -202,6 +202,14 @@ def save_purchase_summary(engine) -> bool:
     return True
 
 
+def purchase_totals(conn: Connection) -> sa.Subquery:
+    """Each customer's purchases summed (customer_id, first_at, last_at, revenue, revenue_12m — the
+    365 days before the data's end, as :func:`lifetimes` counts them): from the stored summary while
+    it is of the current data and data end, else from the purchases."""
+    end = store.data_end(conn)
+    return _purchases(end, store.derived_current(conn, _SUMMARY, data_end=end))
+
+
 def last_purchases(conn: Connection) -> sa.Subquery:
     """Each customer's last purchase (customer_id, last_purchase): from the stored summary while it
     is of the current data (a last purchase does not depend on the data's end), else from the

@@ -4,7 +4,8 @@ The building block shared by the quadrant filter (:mod:`relq.store.filters`) and
 quadrants analysis (:mod:`relq.analyses.quadrants`). Unit: the customer; the response counted is
 the customer's latest in the view having both pillars of the pair. After every change of the data
 the latest response of each customer and pillar pair over the whole history is also stored
-(``latest_pairs``), which a view without a period, wave, quality-flag or theme restriction reads.
+(``latest_pairs``), and each customer's latest comment (``latest_comments``, for customer lists),
+which a view without a period, wave, quality-flag or theme restriction reads.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ __all__ = [
     "latest_pairs_fit",
     "latest_pairs_ready",
     "stored_latest",
+    "latest_comments",
 ]
 
 R = schema.survey_responses
 L = schema.latest_pairs
+LC = schema.latest_comments
 _LATEST = "latest pairs"
 
 QUADRANT_KEYS: tuple[str, ...] = ("x_high_y_high", "x_high_y_low", "x_low_y_high", "x_low_y_low")
@@ -128,17 +131,19 @@ def pair_name(x: str, y: str) -> str:
 
 def save_latest_pairs(engine) -> bool:
     """Rebuild each customer's latest response for every pillar pair over the whole history
-    (``latest_pairs``), in one transaction on the database side, marked with the data version.
-    False on ClickHouse (nothing is built)."""
+    (``latest_pairs``) and each customer's latest comment (``latest_comments``), in one transaction
+    on the database side, marked with the data version. False on ClickHouse (nothing is built)."""
     if dialects.is_clickhouse(engine):
         return False
     details = [R.c.response_id, R.c.submitted_at, *(R.c[p] for p in PILLARS), R.c.nps, R.c.csat, R.c.comment]
     names = ["pair", "customer_id", *(c.name for c in details)]
-    with database.rebuilding_derived(engine, _LATEST, (L,)) as (conn, _end):
+    with database.rebuilding_derived(engine, _LATEST, (L, LC)) as (conn, _end):
         for x, y in combinations(PILLARS, 2):
             latest = _latest(sa.true(), x, y, "latest", details)
             rows = sa.select(sa.literal(pair_name(x, y), sa.Text), *(latest.c[n] for n in names[1:]))
             conn.execute(L.insert().from_select(names, rows))
+        ranked = _ranked_comments(sa.true())
+        conn.execute(LC.insert().from_select(["customer_id", "submitted_at", "comment"], ranked))
     return True
 
 
@@ -163,4 +168,39 @@ def stored_latest(flt, x: str, y: str, name: str = "latest", details: bool = Tru
         sa.select(L.c.customer_id, L.c[x].label("x_score"), L.c[y].label("y_score"), *carried)
         .where(L.c.pair == pair_name(x, y), flt.response_clause(L))
         .subquery(name)
+    )
+
+
+def _ranked_comments(wanted: ColumnElement) -> sa.Select:
+    """customer_id, submitted_at and comment of each customer's latest non-empty comment among the
+    responses matching ``wanted``; ties on ``submitted_at``: the greater ``response_id`` wins."""
+    ranked = (
+        sa.select(
+            R.c.customer_id,
+            R.c.submitted_at,
+            R.c.comment,
+            sa.func.row_number()
+            .over(partition_by=R.c.customer_id, order_by=(R.c.submitted_at.desc(), R.c.response_id.desc()))
+            .label("recency"),
+        )
+        .where(wanted, R.c.customer_id.is_not(None), sa.func.trim(R.c.comment) != "")
+        .subquery("commented")
+    )
+    return sa.select(ranked.c.customer_id, ranked.c.submitted_at, ranked.c.comment).where(
+        ranked.c.recency == 1
+    )
+
+
+def latest_comments(conn, flt) -> sa.Subquery:
+    """Each customer's latest non-empty comment in view ``flt`` (customer_id, latest_comment): from
+    the stored latest comments when they fit the view and are of the current data (as
+    :func:`stored_latest`), else ranked from the responses."""
+    if latest_pairs_fit(flt) and latest_pairs_ready(conn):
+        stored = sa.select(LC.c.customer_id, LC.c.comment.label("latest_comment")).where(
+            flt.response_clause(LC)
+        )
+        return stored.subquery("latest_comment")
+    ranked = _ranked_comments(flt.response_clause()).subquery("ranked_comment")
+    return sa.select(ranked.c.customer_id, ranked.c.comment.label("latest_comment")).subquery(
+        "latest_comment"
     )

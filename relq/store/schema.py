@@ -51,6 +51,7 @@ __all__ = [
     "DERIVED_TABLES",
     "customer_totals",
     "latest_pairs",
+    "latest_comments",
     "account_waves",
     "app_settings",
     "data_changes",
@@ -475,6 +476,18 @@ latest_pairs = Table(
     info=_clickhouse("pair, customer_id"),
 )
 
+# Each customer's latest non-empty comment over the whole history (relq.store.latest.save_latest_pairs,
+# rebuilt with the latest pairs): one row per customer who wrote one — what a customer list of a view
+# with no period, wave, quality-flag or theme restriction reads instead of ranking every comment.
+latest_comments = Table(
+    "latest_comments",
+    metadata,
+    Column("customer_id", Text, nullable=False),
+    Column("submitted_at", DateTime, nullable=False),
+    Column("comment", Text, nullable=False),
+    info=_clickhouse("customer_id"),
+)
+
 # Each account's latest two survey waves over the whole history (relq.analyses.retention.
 # save_account_waves, rebuilt with the purchase summary): one row per customer with the columns of
 # retention.account_waves — what the at-risk list reads for a view with no period, wave,
@@ -555,6 +568,7 @@ DERIVED_TABLES = (
     response_sums,
     customer_totals,
     latest_pairs,
+    latest_comments,
     account_waves,
     theme_sums,
     derived_versions,
