@@ -432,6 +432,60 @@ def test_stored_answer_rows_give_the_sums_of_the_answers_themselves_until_data_o
         assert not answer_rows_ready(conn, INSTRUMENT)
 
 
+def test_whether_a_view_has_answers_is_read_from_the_stored_answer_rows_as_from_the_answers_themselves(
+    engine, demo_company, statements
+):
+    """The Measurement page first asks whether any response in view answers an instrument item. With
+    the answer rows stored it is asked of them (no answer read) and agrees with the answers
+    themselves — and with their distribution being empty — for the whole company, a region, a wave,
+    a period and an empty period; a region whose only answers lie outside the scale (stored as NULL)
+    still has answers, found in the answers themselves; a region without answers has none."""
+    from relq.measures.reliability import answer_rows_ready, has_answers, save_answer_rows
+
+    store.load_demo(engine, demo_company)
+    regions = sorted(demo_company.customers["region"].dropna().unique())
+    wave = sorted(demo_company.responses["wave"].dropna().unique())[0]
+    views = {
+        "all": SegmentFilter(),
+        "region": SegmentFilter(customer=(("region", (regions[0],)),)),
+        "wave": SegmentFilter(waves=(wave,)),
+        "period": SegmentFilter(since=date(2025, 1, 1), until=date(2025, 3, 31)),
+        "empty": SegmentFilter(since=date(1990, 1, 1), until=date(1990, 1, 31)),
+    }
+    with engine.connect() as conn:
+        raw = {name: has_answers(conn, flt, INSTRUMENT) for name, flt in views.items()}
+        for name, flt in views.items():
+            assert raw[name] == (not answer_distribution(conn, flt, INSTRUMENT).empty), name
+    assert raw["all"] and raw["region"] and not raw["empty"]
+    clickhouse = store.dialects.is_clickhouse(engine)
+    assert save_answer_rows(engine, INSTRUMENT) is (not clickhouse)
+    statements.clear()
+    with engine.connect() as conn:
+        assert {name: has_answers(conn, flt, INSTRUMENT) for name, flt in views.items()} == raw
+    assert any("FROM survey_answers" in s for s in statements) is clickhouse
+
+    answers, responses = store.schema.survey_answers, store.schema.survey_responses
+    last = SegmentFilter(customer=(("region", (regions[-1],)),))
+    in_last = sa.select(responses.c.response_id).where(last.response_clause())
+    of_last = sa.and_(answers.c.response_id.in_(in_last), answers.c.item_id.in_(INSTRUMENT.item_ids))
+    with engine.begin() as conn:  # every instrument answer of the last region outside the scale
+        conn.execute(answers.update().where(of_last).values(value=INSTRUMENT.scale_max + 90))
+        store.note_data_change(conn, "import")
+    save_answer_rows(engine, INSTRUMENT)
+    with engine.connect() as conn:
+        assert answer_rows_ready(conn, INSTRUMENT) is (not clickhouse)
+        assert has_answers(conn, last, INSTRUMENT)
+        assert not answer_distribution(conn, last, INSTRUMENT).empty
+    with engine.begin() as conn:  # and then none at all
+        conn.execute(answers.delete().where(of_last))
+        store.note_data_change(conn, "undo")
+    save_answer_rows(engine, INSTRUMENT)
+    with engine.connect() as conn:
+        assert not has_answers(conn, last, INSTRUMENT)
+        assert answer_distribution(conn, last, INSTRUMENT).empty
+        assert has_answers(conn, views["region"], INSTRUMENT)
+
+
 def test_an_answer_rows_table_of_another_relq_version_is_made_again_and_filled(engine, demo_company):
     """A store whose answer rows were made by another RelQ version (other columns) gets the table
     made again when it is opened, and the next rebuild fills it: no error, the same sums."""

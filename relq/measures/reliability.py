@@ -510,8 +510,21 @@ def pillar_correlations(conn: Connection, flt: SegmentFilter = SegmentFilter()) 
 def has_answers(conn: Connection, flt: SegmentFilter, instrument: Instrument) -> bool:
     """Whether any response in view has an answer to an instrument item: the first one found
     answers it (the database stops there), where :func:`answer_distribution` counts them all.
-    The answers are read alone, the responses in view only as the ids they may belong to: a join
-    would make DuckDB build the whole join before it stops (14 s on ten million responses)."""
+
+    While the stored answer rows are current (:func:`answer_rows_ready`) they answer it from the
+    response's own columns: a row in view with a recoded answer has one; with none, only an answer
+    outside the scale (stored as NULL) could still be one, so the answers themselves are asked only
+    when a row in view has such an answer. Otherwise the answers are read alone, the responses in
+    view only as the ids they may belong to: a join would make DuckDB build the whole join before it
+    stops (14 s on ten million responses), and the ids of a region's responses cost 1.5 s there."""
+    if answer_rows_ready(conn, instrument):
+        in_view = [on_source(AR, flt.response_clause())] if not flt.is_empty else []
+        answered = sa.or_(*(AR.c[f"c{i}"].is_not(None) for i in range(len(instrument.items))))
+        if conn.execute(sa.select(sa.literal(1)).where(*in_view, answered).limit(1)).first() is not None:
+            return True
+        outside = sa.select(sa.literal(1)).where(*in_view, AR.c.out_of_scale > 0).limit(1)
+        if conn.execute(outside).first() is None:
+            return False
     query = (
         sa.select(sa.literal(1))
         .select_from(A)
