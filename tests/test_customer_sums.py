@@ -507,6 +507,28 @@ def test_read_frame_gives_the_rows_sqlalchemy_gives_with_in_lists_and_dates(engi
 # --------------------------------------------------------------------------- the stored month sums
 
 
+def _moves(conn, flt: SegmentFilter) -> dict:
+    """The executive overview's two quarters per segment of every dimension the view leaves open,
+    and the view's own row, from one read (board_report.period_sums_by_dimension): every sum."""
+    from relq.outputs import board_report
+
+    (cs, cu), (ps, pu) = customer_sums.last_full_quarters(store.data_end(conn))
+    current, previous = replace(flt, since=cs, until=cu), replace(flt, since=ps, until=pu)
+    names = board_report.unfiltered_dimensions(current, previous)
+    frame = board_report.period_sums_by_dimension(conn, current, previous, names)
+    out = {}
+    for row in frame.to_dict("records"):
+        unit = f"{row['dimension']}.{row['segment']}"
+        out.update(
+            {
+                f"{unit}.{k}": (0.0 if v is None or v != v else v)
+                for k, v in row.items()
+                if k not in ("dimension", "segment")
+            }
+        )
+    return out
+
+
 def _month_sums_company(seed: int) -> tuple:
     cust, frame = _company(seed, customers=80)
     rng = np.random.default_rng(seed)
@@ -548,7 +570,9 @@ def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop
     the one before equal those grouped from every response (the statsmodels references above check
     that path) — whole company, one region, one quarter, one wave, speeders left out — under each
     weighting, and for the customers of a quadrant; so do each customer's whole-history sums for the
-    views without a period, wave or flag restriction. A view starting mid-month reads the responses.
+    views without a period, wave or flag restriction, and the segment cells' sums over customers for
+    the views counting each response once that choose segments only (the company, a region; by month
+    a quarter too). A view starting mid-month reads the responses.
     Once the data change the sums are not read: the next response counts at once, before they are
     rebuilt."""
     cust, frame = _month_sums_company(SEED + 9)
@@ -568,6 +592,9 @@ def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop
     with engine.connect() as conn:
         raw = {name: _numbers(conn, flt, quarter) for name, flt in views.items()}
         raw_mid = metrics.headline(conn, mid_month)
+        # the executive overview's quarters and their segment moves (every segment dimension at once)
+        (now, _), (before, _) = customer_sums.last_full_quarters(store.data_end(conn))
+        raw_moves = {name: _moves(conn, flt) for name, flt in views.items()}
     stored = not dialects.is_clickhouse(engine)  # ClickHouse keeps no month sums
     assert customer_sums.save_response_sums(engine) is stored
     statements.clear()
@@ -586,6 +613,26 @@ def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop
             _assert_same_numbers(_numbers(conn, flt, quarter), raw[name])
         read = any("FROM customer_totals" in s for s in statements)
         assert read is (stored and name in ("all", "North", "quadrant")), name
+    # the segment cells' sums over customers, for the views counting each response once that choose
+    # segments only: the whole history (headline, segment scores) and by month (trend) — the same
+    assert customer_sums.save_segment_sums(engine) is stored
+    for name, flt in views.items():
+        statements.clear()
+        with engine.connect() as conn:
+            assert customer_sums.segment_sums_ready(conn) is stored
+            _assert_same_numbers(_numbers(conn, flt, quarter), raw[name])
+        by_month = any("FROM segment_months" in s for s in statements)
+        whole = any("FROM segment_totals" in s for s in statements)
+        fits = stored and scheme == "response"
+        assert by_month is (fits and name in ("all", "North", "Q2")), name
+        assert whole is (fits and name in ("all", "North")), name
+        # the stored quarters: the overview's (and the period comparison's when it is theirs)
+        statements.clear()
+        with engine.connect() as conn:
+            _assert_same_numbers(_moves(conn, flt), raw_moves[name])
+        quarters = any("FROM segment_quarters" in s for s in statements)
+        assert quarters is (fits and name in ("all", "North", "Q2")), name  # Q2: its period replaced
+    assert (now, before) == (date(2025, 4, 1), date(2025, 1, 1))  # the period comparison's quarters
     statements.clear()
     with engine.connect() as conn:
         assert not customer_sums.stored_sums_fit(mid_month)
@@ -600,6 +647,7 @@ def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop
     with engine.connect() as conn:
         assert not customer_sums.response_sums_ready(conn)
         assert not customer_sums.customer_totals_ready(conn)
+        assert not customer_sums.segment_sums_ready(conn)
         assert metrics.headline(conn, views["all"]).responses == len(frame) + 1
     customer_sums.save_response_sums(engine)
     customer_sums.save_customer_totals(engine)

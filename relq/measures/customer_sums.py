@@ -69,6 +69,12 @@ __all__ = [
     "save_response_sums",
     "save_customer_totals",
     "customer_totals_ready",
+    "save_segment_sums",
+    "segment_sums_fit",
+    "segment_sums_ready",
+    "segment_quarters_fit",
+    "quarter_of",
+    "last_full_quarters",
     "customer_source",
     "listwise_customers",
     "on_source",
@@ -219,6 +225,173 @@ def customer_totals_ready(conn: Connection) -> bool:
     """Whether the stored whole-history sums (:func:`save_customer_totals`) were built from the
     current data version. False on ClickHouse, which keeps none."""
     return store.derived_current(conn, _CUSTOMER_TOTALS)
+
+
+# --------------------------------------------------------------------------- the stored segment sums
+
+SM, ST = schema.segment_months, schema.segment_totals
+_SEGMENT_SUMS = "segment sums"
+
+
+def save_segment_sums(engine) -> bool:
+    """Rebuild the scores' sums over the customers of each segment cell (``segment_months`` by
+    month, ``segment_totals`` over the whole history; then ``segment_quarters``, the last full
+    quarter against the one before, in a transaction of its own), on the database side, from
+    the stored month and whole-history sums when current (else the responses), marked with the data
+    version. Each row adds up :func:`group_sums`' level 2, each response counted once, over the
+    customers of one combination of :data:`schema.SEGMENT_SUM_DIMENSIONS`. False on ClickHouse."""
+    if dialects.is_clickhouse(engine):
+        return False
+    everything = SegmentFilter()
+    with store.rebuilding_derived(engine, _SEGMENT_SUMS, (SM, ST)) as (conn, _end):
+        for table, period in ((SM, month_key("month")), (ST, None)):
+            source = source_for(conn, everything) if period is not None else customer_source(conn, everything)
+            pc = per_customer(everything, period, SCORES, source=source)
+            wc = _weighted(pc, {}, [], schema.SEGMENT_SUM_DIMENSIONS)
+            keys = [wc.c.period] if period is not None else []
+            keys += [wc.c[f"segment_{i}"].label(d) for i, d in enumerate(schema.SEGMENT_SUM_DIMENSIONS)]
+            sums = [*_totals(wc, None)[:3], *_over_customers_unweighted(wc, SCORES)[0]]
+            rows = sa.select(*keys, *sums).group_by(*keys)
+            conn.execute(table.insert().from_select([c.name for c in rows.selected_columns], rows))
+    _save_segment_quarters(engine)
+    return True
+
+
+def segment_sums_fit(flt: SegmentFilter, freq: str | None = None, segment: str | None = None) -> bool:
+    """Whether the stored segment sums can stand in for :func:`group_sums` of view ``flt``: each
+    response counted once, segments chosen (and ``segment`` grouped by) among
+    :data:`schema.SEGMENT_SUM_DIMENSIONS` only, no quadrant; by month with the month sums' dates
+    (:func:`stored_sums_fit`) and every wave and quality flag, else over the whole history."""
+    if flt.weighting.scheme != "response" or flt.quadrant:
+        return False
+    chosen = [name for name, _ in flt.customer] + ([segment] if segment is not None else [])
+    if any(name not in schema.SEGMENT_SUM_DIMENSIONS for name in chosen):
+        return False
+    if freq is None:
+        return flt.whole_history
+    return freq == "month" and not (flt.waves or flt.exclude_flags) and stored_sums_fit(flt)
+
+
+def segment_sums_ready(conn: Connection) -> bool:
+    """Whether the stored segment sums (:func:`save_segment_sums`) were built from the current data
+    version. False on ClickHouse, which keeps none."""
+    return store.derived_current(conn, _SEGMENT_SUMS)
+
+
+def _segment_group_sums(
+    conn: Connection, flt: SegmentFilter, freq: str | None, segment: str | None, rollup: bool, scores
+) -> pd.DataFrame:
+    """:func:`group_sums`' rows added up from the stored segment sums (see :func:`segment_sums_fit`)."""
+    table = SM if freq is not None else ST
+    where = [table.c[name].in_(list(values)) for name, values in flt.customer]
+    if freq is not None:
+        where += [table.c.period >= flt.since] if flt.since else []
+        where += [table.c.period <= flt.until] if flt.until else []
+    head = [table.c.period] if freq is not None else []
+    if segment is not None:
+        head.append(table.c[segment].label("segment"))
+    names = [c for c in schema.SEGMENT_SUM_COLUMNS if c in ("responses", "customers", "unmatched")]
+    names += [c for c in schema.SEGMENT_SUM_COLUMNS if c.split("_")[0] in scores]
+    sums = [sa.func.sum(table.c[c]).label(c) for c in names]
+    stmt = sa.select(*head)
+    group = head
+    if rollup and segment is not None:
+        stmt = sa.select(*head, sa.func.grouping(table.c[segment]).label("is_total"))
+        group = [*head[:-1], sa.func.rollup(table.c[segment])]
+    stmt = stmt.add_columns(*sums, sa.literal(0).label("left_out")).where(*where)
+    if group:
+        stmt = stmt.group_by(*group)
+    return pd.DataFrame(conn.execute(stmt).mappings().all())
+
+
+SQ = schema.segment_quarters
+_SEGMENT_QUARTERS = "segment quarters"
+
+
+def quarter_of(day: date) -> tuple[date, date]:
+    """First and last day of the calendar quarter holding ``day``.
+
+    >>> quarter_of(date(2026, 8, 28))
+    (datetime.date(2026, 7, 1), datetime.date(2026, 9, 30))
+    """
+    start = date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+    end = (pd.Timestamp(start) + pd.DateOffset(months=3) - pd.Timedelta(days=1)).date()
+    return start, end
+
+
+def last_full_quarters(end: date) -> tuple[tuple[date, date], tuple[date, date]]:
+    """The last full quarter up to the data's end ``end`` and the quarter before it, each (first
+    day, last day) — the executive overview's periods when the view chooses none."""
+    q_start, q_end = quarter_of(end)
+    if q_end > end:  # the data's last quarter is not over yet
+        q_start, q_end = quarter_of(q_start - timedelta(days=1))
+    return (q_start, q_end), quarter_of(q_start - timedelta(days=1))
+
+
+def _quarters_recipe(current: SegmentFilter, previous: SegmentFilter) -> str:
+    return f"{current.since}..{current.until} vs {previous.since}..{previous.until}"
+
+
+def segment_quarters_fit(
+    current: SegmentFilter, previous: SegmentFilter, segment: str | Sequence[str] | None = None
+) -> bool:
+    """Whether the stored quarters' segment sums can stand in for :func:`pair_sums` of these periods
+    (which must also be the stored quarters, see its recipe): each response counted once, every wave
+    and quality flag, no theme or quadrant, segments chosen and grouped by among
+    :data:`schema.SEGMENT_SUM_DIMENSIONS` only."""
+    grouped = [segment] if isinstance(segment, str) else list(segment or ())
+    return all(
+        f.weighting.scheme == "response"
+        and not (f.quadrant or f.waves or f.exclude_flags or f.themes)
+        and all(name in schema.SEGMENT_SUM_DIMENSIONS for name in [*(n for n, _ in f.customer), *grouped])
+        for f in (current, previous)
+    )
+
+
+def _save_segment_quarters(engine) -> None:
+    with engine.connect() as conn:
+        (cs, cu), (ps, pu) = last_full_quarters(store.data_end(conn))
+    current, previous = SegmentFilter(since=cs, until=cu), SegmentFilter(since=ps, until=pu)
+    recipe = _quarters_recipe(current, previous)
+    with store.rebuilding_derived(engine, _SEGMENT_QUARTERS, (SQ,), recipe) as (conn, _end):
+        wc, sums, _plan = _pair_parts(conn, current, previous, schema.SEGMENT_SUM_DIMENSIONS, SCORES)
+        cells = [wc.c[f"segment_{i}"].label(d) for i, d in enumerate(schema.SEGMENT_SUM_DIMENSIONS)]
+        kept = [c for c in sums if c.name in SQ.c]
+        rows = sa.select(*cells, *kept).select_from(wc).group_by(*cells)
+        conn.execute(SQ.insert().from_select([c.name for c in rows.selected_columns], rows))
+
+
+def _segment_pair_sums(
+    conn: Connection, current: SegmentFilter, segment: str | Sequence[str] | None, scores, total: bool
+) -> pd.DataFrame:
+    """:func:`pair_sums`' rows added up from the stored quarters' segment sums."""
+    where = [SQ.c[name].in_(list(values)) for name, values in current.customer]
+    names = [
+        c.name
+        for c in SQ.c
+        if c.name not in schema.SEGMENT_SUM_DIMENSIONS
+        and c.name.removeprefix("c_").removeprefix("p_").split("_")[0]
+        in (*scores, "responses", "customers", "unmatched")
+    ]
+    sums = [sa.func.coalesce(sa.func.sum(SQ.c[n]), 0.0).label(n) for n in names]
+    sums += [sa.literal(0).label("c_left_out"), sa.literal(0).label("p_left_out")]
+    if segment is None:
+        stmt = sa.select(*sums).where(*where)
+    elif isinstance(segment, str):
+        value = SQ.c[segment]
+        stmt = sa.select(value.label("segment"), *sums).where(*where, value.is_not(None)).group_by(value)
+    else:
+        parts = [
+            sa.select(sa.literal(name, sa.Text).label("dimension"), SQ.c[name].label("segment"), *sums)
+            .where(*where, SQ.c[name].is_not(None))
+            .group_by(SQ.c[name])
+            for name in segment
+        ]
+        if total:
+            nothing = sa.cast(sa.null(), sa.Text)
+            parts.append(sa.select(nothing.label("dimension"), nothing.label("segment"), *sums).where(*where))
+        stmt = sa.union_all(*parts)
+    return pd.DataFrame(conn.execute(stmt).mappings().all())
 
 
 def _listwise_sums() -> list:
@@ -806,12 +979,15 @@ def group_sums(
     """The sufficient statistics of every score per group, in one two-level query.
 
     ``freq``: per month or quarter (column ``period``, :func:`month_key`); raked weights then need
-    ``periods`` (key → first and last day), each raked to its own base. Read from the stored month
-    sums when they fit the view (:func:`stored_sums_fit`) and are current. ``segment``: a customer dimension
+    ``periods`` (key → first and last day), each raked to its own base. Read from the stored segment
+    sums when they fit the view (:func:`segment_sums_fit`), else from the stored month sums when they
+    fit (:func:`stored_sums_fit`), while current. ``segment``: a customer dimension
     (unmatched responses and customers without a value have NULL); ``rollup`` adds the total row
     (``is_total`` = 1). Returns (one row per group, the weight plan); read a row with
     :meth:`GroupSums.from_row`.
     """
+    if segment_sums_fit(flt, freq, segment) and segment_sums_ready(conn):
+        return _segment_group_sums(conn, flt, freq, segment, rollup, scores), WeightPlan(flt.weighting)
     period = month_key(freq) if freq is not None else None
     source = source_for(conn, flt) if period is not None else customer_source(conn, flt)
     pc = per_customer(flt, period, scores, source=source)
@@ -930,6 +1106,47 @@ def pair_sums(
         raise ValueError("period vs previous needs two closed periods.")
     if previous.until >= current.since:
         raise ValueError("the previous period must end before the current one starts.")
+    if segment_quarters_fit(current, previous, segment) and store.derived_current(
+        conn, _SEGMENT_QUARTERS, recipe=_quarters_recipe(current, previous)
+    ):
+        return _segment_pair_sums(conn, current, segment, scores, total), WeightPlan(current.weighting)
+    wc, sums, plan = _pair_parts(conn, current, previous, segment, scores)
+    if segment is None:
+        stmt = sa.select(*sums).select_from(wc)
+    elif isinstance(segment, str):
+        stmt = sa.select(wc.c.segment, *sums).select_from(wc)
+        stmt = stmt.where(wc.c.segment.is_not(None)).group_by(wc.c.segment)
+    else:
+        parts = [
+            sa.select(sa.literal(name, sa.Text).label("dimension"), value.label("segment"), *sums)
+            .select_from(wc)
+            .where(value.is_not(None))
+            .group_by(value)
+            for name, value in ((name, wc.c[f"segment_{i}"]) for i, name in enumerate(segment))
+        ]
+        if total:
+            nothing = sa.cast(sa.null(), sa.Text)
+            parts.append(
+                sa.select(nothing.label("dimension"), nothing.label("segment"), *sums).select_from(wc)
+            )
+        stmt = sa.union_all(*parts)
+    frame = pd.DataFrame(conn.execute(stmt).mappings().all())
+    for side in ("c_", "p_"):
+        _check_value_weights(
+            plan, frame.rename(columns={f"{side}responses": "responses", f"{side}left_out": "left_out"})
+        )
+    return frame, plan
+
+
+def _pair_parts(
+    conn: Connection,
+    current: SegmentFilter,
+    previous: SegmentFilter,
+    segment: str | Sequence[str] | None,
+    scores: Sequence[str],
+) -> tuple:
+    """:func:`pair_sums`' per-customer rows with their weights and segments (``wc``), the sums over
+    them (each labelled) and the weight plan."""
     start = datetime.combine(current.since, time.min)
     end_previous = datetime.combine(previous.until + timedelta(days=1), time.min)
     span = SegmentFilter(
@@ -1005,32 +1222,7 @@ def pair_sums(
             ),
             left_out.label(f"{side}left_out"),
         ]
-    sums = [*totals, *cols_c, *cols_p, *cross]
-    if segment is None:
-        stmt = sa.select(*sums).select_from(wc)
-    elif isinstance(segment, str):
-        stmt = sa.select(wc.c.segment, *sums).select_from(wc)
-        stmt = stmt.where(wc.c.segment.is_not(None)).group_by(wc.c.segment)
-    else:
-        parts = [
-            sa.select(sa.literal(name, sa.Text).label("dimension"), value.label("segment"), *sums)
-            .select_from(wc)
-            .where(value.is_not(None))
-            .group_by(value)
-            for name, value in ((name, wc.c[f"segment_{i}"]) for i, name in enumerate(segment))
-        ]
-        if total:
-            nothing = sa.cast(sa.null(), sa.Text)
-            parts.append(
-                sa.select(nothing.label("dimension"), nothing.label("segment"), *sums).select_from(wc)
-            )
-        stmt = sa.union_all(*parts)
-    frame = pd.DataFrame(conn.execute(stmt).mappings().all())
-    for side in ("c_", "p_"):
-        _check_value_weights(
-            plan, frame.rename(columns={f"{side}responses": "responses", f"{side}left_out": "left_out"})
-        )
-    return frame, plan
+    return wc, [*totals, *cols_c, *cols_p, *cross], plan
 
 
 def period_sums(m: Mapping, name: str) -> PeriodSums:

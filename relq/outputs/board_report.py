@@ -17,7 +17,7 @@ import html
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import pandas as pd
 import sqlalchemy as sa
@@ -34,7 +34,7 @@ from relq.measures.comparisons import (
     score_of,
     with_family_q,
 )
-from relq.measures.customer_sums import GroupSums, pair_sums, period_sums
+from relq.measures.customer_sums import GroupSums, last_full_quarters, pair_sums, period_sums, quarter_of
 from relq.outputs import charts
 from relq.store.filters import SegmentFilter
 
@@ -70,17 +70,6 @@ MOVER_DIMENSIONS: tuple[str, ...] = ("region", "industry", "plan", "value_tier",
 _KPI_COLUMNS = ["metric", "label", *DELTA_COLUMNS[1:]]
 
 
-def quarter_of(day: date) -> tuple[date, date]:
-    """First and last day of the calendar quarter holding ``day``.
-
-    >>> quarter_of(date(2026, 8, 28))
-    (datetime.date(2026, 7, 1), datetime.date(2026, 9, 30))
-    """
-    start = date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
-    end = (pd.Timestamp(start) + pd.DateOffset(months=3) - pd.Timedelta(days=1)).date()
-    return start, end
-
-
 @dataclass(frozen=True)
 class Periods:
     """The period the KPIs describe and the one they are compared with (None: no comparison)."""
@@ -100,11 +89,7 @@ def overview_periods(conn: Connection, flt: SegmentFilter) -> Periods:
             before,
             f"{flt.since:%d %b %Y} – {flt.until:%d %b %Y} vs {before.since:%d %b %Y} – {before.until:%d %b %Y}",
         )
-    end = store.data_end(conn)
-    q_start, q_end = quarter_of(end)
-    if q_end > end:  # the data's last quarter is not over yet
-        q_start, q_end = quarter_of(q_start - timedelta(days=1))
-    p_start, p_end = quarter_of(q_start - timedelta(days=1))
+    (q_start, q_end), (p_start, p_end) = last_full_quarters(store.data_end(conn))
     current = replace(flt, since=q_start, until=q_end)
     # whether any response is in the quarter: the first one found answers it
     has_current = conn.execute(sa.select(sa.literal(1)).where(current.response_clause()).limit(1)).first()

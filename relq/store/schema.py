@@ -52,6 +52,10 @@ __all__ = [
     "customer_totals",
     "latest_pairs",
     "latest_comments",
+    "SEGMENT_SUM_DIMENSIONS",
+    "segment_months",
+    "segment_totals",
+    "segment_quarters",
     "account_waves",
     "app_settings",
     "data_changes",
@@ -458,6 +462,62 @@ customer_totals = Table(
     info=_clickhouse("ifNull(customer_id, '')"),
 )
 
+# The survey scores' sums over customers per segment cell (relq.measures.customer_sums.
+# save_segment_sums, rebuilt with the month sums): one row per combination of these customer
+# dimensions found among the customers (NULL where a customer has no value, and for the unmatched
+# responses) — by calendar month in segment_months (each month's customers its clusters), over the
+# whole history in segment_totals — with what a customer-clustered score needs of the customers in
+# it: responses, customers, unmatched responses, and per score C, N, U, W, S, WW, WS, SS (NPS also
+# P, D, promoters, detractors), each a sum over the customers, so the cells of a view add up to the
+# view's. Read for a view counting each response once, choosing segments of these dimensions only,
+# with every wave and quality flag and no theme or quadrant (segment_months: dates on month
+# boundaries; segment_totals: the whole history), while derived_versions says they are current.
+SEGMENT_SUM_DIMENSIONS: tuple[str, ...] = ("region", "industry", "plan", "value_tier", "lifecycle_stage")
+_SUMMED_SCORES = ("trust", "commitment", "satisfaction", "rq", "ces", "nps", "csat")
+SEGMENT_SUM_COLUMNS: tuple[str, ...] = (
+    "responses",
+    "customers",
+    "unmatched",
+    *(f"{name}_{part}" for name in _SUMMED_SCORES for part in ("C", "N", "U", "W", "S", "WW", "WS", "SS")),
+    "nps_P",
+    "nps_D",
+    "nps_promoters",
+    "nps_detractors",
+)
+
+
+def _segment_sum_table(name: str, *keys: Column) -> Table:
+    return Table(
+        name,
+        metadata,
+        *keys,
+        *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
+        *(Column(c, Double) for c in SEGMENT_SUM_COLUMNS),
+        info=_clickhouse(", ".join(k.name for k in keys) or "tuple()"),
+    )
+
+
+segment_months = _segment_sum_table("segment_months", Column("period", Date, nullable=False))
+segment_totals = _segment_sum_table("segment_totals")
+
+# The same cells for the last full quarter before the data's end against the quarter before it —
+# the executive overview's cards and segment moves when no period is chosen — with what a change
+# linearised over the customers of both quarters needs (relq.measures.customer_sums.pair_sums): the
+# sums of each quarter (c_*, p_*) and per score the customers in either, Σ S1·S2, S1·W2, W1·S2, W1·W2.
+# derived_versions' recipe names the two quarters.
+segment_quarters = Table(
+    "segment_quarters",
+    metadata,
+    *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
+    *(Column(f"{side}{c}", Double) for side in ("c_", "p_") for c in SEGMENT_SUM_COLUMNS),
+    *(
+        Column(f"{name}_{part}", Double)
+        for name in _SUMMED_SCORES
+        for part in ("C", "S1S2", "S1W2", "W1S2", "W1W2")
+    ),
+    info=_clickhouse("tuple()"),
+)
+
 # Each customer's latest response having both pillars of each quadrant pair, over the whole history
 # (relq.store.latest.save_latest_pairs, rebuilt with the purchase summary): one row per pair and
 # customer — what the gap quadrants read for a view with no period, wave, quality-flag or theme
@@ -569,6 +629,9 @@ DERIVED_TABLES = (
     customer_totals,
     latest_pairs,
     latest_comments,
+    segment_months,
+    segment_totals,
+    segment_quarters,
     account_waves,
     theme_sums,
     derived_versions,
