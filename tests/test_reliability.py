@@ -432,6 +432,35 @@ def test_stored_answer_rows_give_the_sums_of_the_answers_themselves_until_data_o
         assert not answer_rows_ready(conn, INSTRUMENT)
 
 
+def test_stored_segment_cells_give_the_reliability_sums_of_the_answers_themselves(
+    engine, demo_company, statements
+):
+    """The answer rows' reliability sums added up per segment cell (region, industry, plan, value tier,
+    lifecycle stage) stand in for them for the views with no period, wave, flag or quadrant choosing
+    such segments — the whole company, a region — every block equal to the answers' own (every item,
+    two pillars); the other views read the answer rows. Not built from answer rows of older data."""
+    from relq.measures.reliability import save_answer_rows, save_segment_items
+
+    store.load_demo(engine, demo_company)
+    with engine.connect() as conn:
+        raw = _sums_read(conn)
+    clickhouse = store.dialects.is_clickhouse(engine)
+    assert save_answer_rows(engine, INSTRUMENT) is (not clickhouse)
+    assert save_segment_items(engine, INSTRUMENT) is (not clickhouse)
+    statements.clear()
+    with engine.connect() as conn:
+        _assert_same_sums(_sums_read(conn), raw)
+    read = [s for s in statements if "FROM segment_items" in s]
+    assert len(read) == (0 if clickhouse else 4)  # all and region, every item and two pillars
+    with engine.begin() as conn:
+        store.note_data_change(conn, "import")
+    assert not save_segment_items(engine, INSTRUMENT)  # the answer rows are of older data
+    statements.clear()
+    with engine.connect() as conn:
+        item_sums(conn, SegmentFilter(), INSTRUMENT)
+    assert not any("FROM segment_items" in s for s in statements)
+
+
 def test_whether_a_view_has_answers_is_read_from_the_stored_answer_rows_as_from_the_answers_themselves(
     engine, demo_company, statements
 ):

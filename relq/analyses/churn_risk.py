@@ -51,7 +51,7 @@ from relq.analyses.retention import (
 from relq.core.settings import load_settings
 from relq.measures import stats
 from relq.measures.customer_sums import save_customer_totals, save_response_sums, save_segment_sums
-from relq.measures.reliability import save_answer_rows
+from relq.measures.reliability import save_answer_rows, save_segment_items
 from relq.store import schema
 from relq.store.filters import SegmentFilter
 from relq.store.latest import save_latest_pairs
@@ -1163,16 +1163,17 @@ def _refresh(engine) -> str:
 
 def rebuild_stored_tables(engine) -> None:
     """Rebuild every stored table the pages read, for the store's current data version: the purchase
-    summary, the answer rows, the survey scores' month sums, each customer's whole-history sums and
-    the segment cells' sums, the customers' latest responses per pillar pair, the accounts' latest
-    survey waves and the comment themes' month sums (what :func:`refresh_scores` does before it fits
-    today's scores)."""
+    summary, the answer rows, the survey scores' month sums, each customer's whole-history sums, the
+    segment cells' sums (scores and reliability), the customers' latest responses per pillar pair,
+    the accounts' latest survey waves and the comment themes' month sums (what
+    :func:`refresh_scores` does before it fits today's scores)."""
     for rebuild, what in (
         (save_purchase_summary, "purchase summary"),
         (save_answer_rows, "answer rows"),
         (save_response_sums, "survey scores' month sums"),
         (save_customer_totals, "customers' whole-history sums"),
         (save_segment_sums, "segment cells' sums"),
+        (save_segment_items, "segment cells' reliability sums"),
         (save_latest_pairs, "customers' latest responses"),
         (save_account_waves, "accounts' latest survey waves"),
         (save_theme_sums, "comment themes' month sums"),

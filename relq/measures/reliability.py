@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations, combinations_with_replacement
 
@@ -45,6 +46,8 @@ __all__ = [
     "has_answers",
     "recompute_indices",
     "answer_rows_ready",
+    "save_segment_items",
+    "segment_items_fit",
     "save_answer_rows",
 ]
 
@@ -109,6 +112,7 @@ def _pivot(
 # --------------------------------------------------------------------------- stored answer rows
 
 AR = schema.answer_rows
+C = schema.customers
 _ANSWER_ROWS = "answers"
 # the response's columns a view's filter reads, kept on each answer row (customer_sums.on_source)
 _CARRIED = ("submitted_at", "customer_id", "wave", *schema.QUALITY_FLAGS)
@@ -203,7 +207,14 @@ def item_sums(
         groups = {p: positions[p] for p in pillars}
         wide = _pivot(instrument, flt, sorted({i for p in pillars for i in positions[p]}), stored)
     x = {int(c.name[1:]): c for c in wide.c if c.name.startswith("c")}
-    row = _split_sums(conn, wide, x, groups) if stored else _case_sums(conn, wide, x, groups)
+    if (
+        stored
+        and segment_items_fit(flt)
+        and store.derived_current(conn, _SEGMENT_ITEMS, recipe=_answer_recipe(instrument))
+    ):
+        row = _segment_item_sums(conn, flt, groups)
+    else:
+        row = _split_sums(conn, wide, x, groups) if stored else _case_sums(conn, wide, x, groups)
     out = {}
     for name, idx in groups.items():
         k = len(idx)
@@ -242,6 +253,13 @@ def _split_sums(conn: Connection, wide, x: dict, groups: dict[str, list[int]]) -
     item; a pillar's sums are its part plus its items' share of the first. Without ``"all"``, each
     pillar's part is all its complete rows. Every part a plain sum over the rows it keeps, in one
     statement (UNION ALL, one row per part)."""
+    rows = {r.part: r._mapping for r in conn.execute(sa.union_all(*_split_parts(wide, x, groups)))}
+    return _from_parts(rows, groups, "all" in groups)
+
+
+def _split_parts(wide, x: dict, groups: dict[str, list[int]], keys: list | None = None) -> list:
+    """:func:`_split_sums`' parts, one SELECT each (columns part, n, s<i>, c<i>_<j>, NULL where the
+    part does not hold the item); with ``keys``, per value of those columns too (grouped by them)."""
     positions = sorted(x)
     pairs = list(combinations_with_replacement(positions, 2))
     complete = {name: sa.and_(*[x[i].isnot(None) for i in idx]) for name, idx in groups.items()}
@@ -253,8 +271,9 @@ def _split_sums(conn: Connection, wide, x: dict, groups: dict[str, list[int]]) -
         def total(value, *used, chosen=chosen):
             return sa.func.sum(value) if set(used) <= chosen else sa.cast(sa.null(), sa.Double)
 
-        parts.append(
+        part = (
             sa.select(
+                *(keys or []),
                 sa.literal(name).label("part"),
                 sa.cast(sa.func.count(), sa.Double).label("n"),
                 *(sa.cast(total(x[i], i), sa.Double).label(f"s{i}") for i in positions),
@@ -263,16 +282,87 @@ def _split_sums(conn: Connection, wide, x: dict, groups: dict[str, list[int]]) -
             .select_from(wide)
             .where(*keep)
         )
-    rows = {r.part: r._mapping for r in conn.execute(sa.union_all(*parts))}
+        parts.append(part.group_by(*keys) if keys else part)
+    return parts
+
+
+def _from_parts(rows: Mapping[str, Mapping], groups: dict[str, list[int]], split_by_all: bool) -> dict:
+    """Each group's sums from the parts' rows (part → stat → sum; a part without rows sums to 0): a
+    pillar's part, plus the ``"all"`` part's share of its items when the rows were split by it."""
     out: dict = {}
     for name, idx in groups.items():
-        share = [rows[name]] + ([rows["all"]] if _shares_all(groups, name) else [])
-        out[f"{name}__n"] = sum(int(r["n"]) for r in share)
+        share = [rows.get(name, {})] + ([rows.get("all", {})] if split_by_all and name != "all" else [])
+
+        def total(stat: str, share=share) -> float:
+            return sum(float(r.get(stat) or 0.0) for r in share)
+
+        out[f"{name}__n"] = int(total("n"))
         for i in idx:
-            out[f"{name}__s{i}"] = sum(float(r[f"s{i}"] or 0.0) for r in share)
+            out[f"{name}__s{i}"] = total(f"s{i}")
         for i, j in combinations_with_replacement(idx, 2):
-            out[f"{name}__c{i}_{j}"] = sum(float(r[f"c{i}_{j}"] or 0.0) for r in share)
+            out[f"{name}__c{i}_{j}"] = total(f"c{i}_{j}")
     return out
+
+
+# --------------------------------------------------------------------------- stored segment sums
+
+SI = schema.segment_items
+_SEGMENT_ITEMS = "segment items"
+
+
+def save_segment_items(engine, instrument: Instrument | None = None) -> bool:
+    """Rebuild the reliability sums of each segment cell (``segment_items``) from the stored answer
+    rows, in one transaction, marked with the data version and the instrument: the parts of
+    :func:`_split_sums` (every item; per pillar, complete on it but not on every item) per
+    combination of ``schema.SEGMENT_SUM_DIMENSIONS``, one row per statistic. False when there is
+    nothing to build from (ClickHouse, or answer rows not of the current data and instrument)."""
+    from relq.core.instrument import configured_instrument
+
+    instrument = instrument or configured_instrument()
+    if not _storable(engine, instrument):
+        return False
+    with engine.connect() as conn:
+        if not answer_rows_ready(conn, instrument):
+            return False
+    with store.rebuilding_derived(engine, _SEGMENT_ITEMS, (SI,), _answer_recipe(instrument)) as (conn, _end):
+        k = len(instrument.items)
+        groups = {**_positions(instrument), "all": list(range(k))}
+        wide = AR.outerjoin(C, C.c.customer_id == AR.c.customer_id)
+        cells = [C.c[d].label(d) for d in schema.SEGMENT_SUM_DIMENSIONS]
+        x = {i: AR.c[f"c{i}"] for i in range(k)}
+        # one statement per part: their UNION ALL, grouped by cell over ten million answer rows, never
+        # finished on DuckDB 1.4 (its threads waiting on one another), while each part takes 1.6 s
+        frame = pd.concat([read_frame(conn, part) for part in _split_parts(wide, x, groups, cells)])
+        dims = list(schema.SEGMENT_SUM_DIMENSIONS)
+        long = frame.melt(id_vars=[*dims, "part"], var_name="stat", value_name="value")
+        long = long[long["value"].notna()].astype({d: object for d in dims})
+        store.bulk_insert(conn, SI, long.where(long.notna(), None).reset_index(drop=True))
+    return True
+
+
+def segment_items_fit(flt: SegmentFilter) -> bool:
+    """Whether the stored segment cells' reliability sums can stand in for the answer rows of view
+    ``flt``: the whole history with every wave and flag, no quadrant, segments chosen among
+    ``schema.SEGMENT_SUM_DIMENSIONS`` only."""
+    return (
+        flt.whole_history
+        and not flt.quadrant
+        and all(name in schema.SEGMENT_SUM_DIMENSIONS for name, _ in flt.customer)
+    )
+
+
+def _segment_item_sums(conn: Connection, flt: SegmentFilter, groups: dict[str, list[int]]) -> dict:
+    """:func:`_split_sums` added up from the stored segment cells (see :func:`segment_items_fit`)."""
+    where = [SI.c[name].in_(list(values)) for name, values in flt.customer]
+    stmt = (
+        sa.select(SI.c.part, SI.c.stat, sa.func.sum(SI.c.value).label("value"))
+        .where(*where)
+        .group_by(SI.c.part, SI.c.stat)
+    )
+    rows: dict[str, dict[str, float]] = {}
+    for part, stat, value in conn.execute(stmt):
+        rows.setdefault(part, {})[stat] = value
+    return _from_parts(rows, groups, True)
 
 
 def _shares_all(groups: dict[str, list[int]], name: str) -> bool:

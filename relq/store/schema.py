@@ -56,6 +56,7 @@ __all__ = [
     "segment_months",
     "segment_totals",
     "segment_quarters",
+    "segment_items",
     "account_waves",
     "app_settings",
     "data_changes",
@@ -500,6 +501,23 @@ def _segment_sum_table(name: str, *keys: Column) -> Table:
 segment_months = _segment_sum_table("segment_months", Column("period", Date, nullable=False))
 segment_totals = _segment_sum_table("segment_totals")
 
+# The reliability statistics' sums per segment cell over the whole history (relq.measures.reliability.
+# save_segment_items, rebuilt from the answer rows with the instrument they were pivoted with, its
+# recipe): the answer rows split as reliability.item_sums splits them — ``part`` "all" the rows
+# complete on every item, a pillar's name the rows complete on that pillar but not on every item —
+# and one row per statistic of a part (``stat`` n, s<i> = Σxᵢ, c<i>_<j> = Σxᵢxⱼ by the items' places),
+# its ``value`` the sum over the cell's rows: what the Measurement and Gap quadrants pages add up for
+# a view choosing segments of these dimensions only, with no period, wave, flag, theme or quadrant.
+segment_items = Table(
+    "segment_items",
+    metadata,
+    *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
+    Column("part", Text, nullable=False),
+    Column("stat", Text, nullable=False),
+    Column("value", Double, nullable=False),
+    info=_clickhouse("part, stat"),
+)
+
 # The same cells for the last full quarter before the data's end against the quarter before it —
 # the executive overview's cards and segment moves when no period is chosen — with what a change
 # linearised over the customers of both quarters needs (relq.measures.customer_sums.pair_sums): the
@@ -632,6 +650,7 @@ DERIVED_TABLES = (
     segment_months,
     segment_totals,
     segment_quarters,
+    segment_items,
     account_waves,
     theme_sums,
     derived_versions,
