@@ -20,8 +20,17 @@ dimensions = ui.allowed_dimensions(ui.cached_query(engine, lambda conn, _flt: ca
 # for the overall figures and for the tab's
 chosen = st.session_state.get("drivers_dimension")
 segment_by = chosen if chosen in dimensions else (dimensions[0] if dimensions else None)
+TABS = ("Per segment", "Importance × performance", "Pillars and churn")
+# The overall decomposition and, when its tab is the open one (kept in the session), the per-segment
+# one bootstrap side by side: each resample's draws leave the other core idle otherwise.
+segment_now = segment_by is not None and st.session_state.get("drivers_tab") in (None, TABS[0])
 with st.spinner("Decomposing R² and bootstrapping its intervals…"):
-    overall = ui.cached_drivers(engine, flt, None, read_by=segment_by)
+    ui.cached_driver_moments(engine, flt, segment_by)  # read once, for both
+    overall, _ = ui.read_side_by_side(
+        engine,
+        lambda: ui.cached_drivers(engine, flt, None, read_by=segment_by),
+        lambda: ui.cached_drivers(engine, flt, segment_by, read_by=segment_by) if segment_now else None,
+    )
 if overall.empty or overall["n"].max() < 10:
     ui.nothing_matches(
         "Too few survey responses with all three pillars and an NPS answer match the current filters "
@@ -80,9 +89,7 @@ with right:
     st.caption("Correlation intervals: the same bootstrap over customers.")
 
 # Only the open tab computes: each decomposes R² again, bootstraps it or fits a Cox model.
-tabs = st.tabs(
-    ["Per segment", "Importance × performance", "Pillars and churn"], key="drivers_tab", on_change="rerun"
-)
+tabs = st.tabs(list(TABS), key="drivers_tab", on_change="rerun")
 
 with tabs[0]:
     if tabs[0].open:

@@ -60,6 +60,7 @@ from relq.ui.queries import (  # noqa: F401
     _headline,
     _query,
     _trend,
+    cached_driver_moments,
     cached_drivers,
     cached_headline,
     cached_overview_kpis,

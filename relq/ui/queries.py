@@ -152,6 +152,12 @@ def _drivers(
     return drivers.driver_importance(None, flt, dimension, moments=moments)
 
 
+def cached_driver_moments(engine, flt: SegmentFilter, read_by: str | None) -> pd.DataFrame:
+    """The customers' sums :func:`cached_drivers` decomposes, read with ``read_by``'s segments — read
+    before two decompositions run side by side, so that they share one read."""
+    return _driver_moments(engine, str(engine.url), flt, read_by, data_version())
+
+
 def cached_drivers(engine, flt: SegmentFilter, dimension: str | None, read_by: str | None) -> pd.DataFrame:
     """The Drivers page's decomposition, overall (``dimension`` None) or per segment, from the
     customers' sums read once with ``read_by``'s segments — the dimension the page segments by — so
