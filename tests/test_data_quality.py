@@ -44,7 +44,10 @@ def test_the_page_reads_the_responses_once_for_the_summary_and_the_missing_value
     engine.dispose()
     pd.testing.assert_frame_equal(both[0].set_index("check"), summary)
     pd.testing.assert_frame_equal(both[1].set_index(["table", "column"]), missing)
-    passes = [s for s in seen if "FROM survey_responses" in s and "_total" in s]
+    # the one pass over the responses, or the segment cells' counts stored after a change of the data
+    passes = [
+        s for s in seen if ("FROM survey_responses" in s and "_total" in s) or "FROM segment_quality" in s
+    ]
     assert len(passes) == 1, passes
 
 
@@ -197,3 +200,58 @@ def test_stored_answer_rows_flag_the_same_straight_liners_and_out_of_scale_answe
     assert stored[:2] == raw[:2]
     for got, want in zip(stored[2], raw[2], strict=True):
         pd.testing.assert_frame_equal(got, want)
+
+
+def test_stored_segment_cells_count_what_the_one_pass_over_the_responses_counts(
+    engine, demo_company, statements
+):
+    """Data quality's counts added up from the segment cells stored after a change of the data — the
+    responses, those having each column, those failing each check, the answers each item has (one of
+    them outside the scale) — equal the one pass over the responses for the whole company and a
+    region, the speeders counted against the view's own median duration, on every engine; a view with a period, or a quadrant, reads the responses; once the data
+    change the cells are not read."""
+    from relq.measures.reliability import save_answer_rows
+
+    store.load_demo(engine, demo_company)
+    answers = store.schema.survey_answers
+    odd = demo_company.answers.loc[demo_company.answers["item_id"] == "trust_2", "response_id"].iloc[3]
+    with engine.begin() as conn:  # an answer outside the scale still counts as an answer
+        conn.execute(
+            answers.update()
+            .where(answers.c.response_id == odd, answers.c.item_id == "trust_2")
+            .values(value=12.0)
+        )
+    save_answer_rows(engine)
+    views = {
+        "all": SegmentFilter(),
+        "EMEA": SegmentFilter().with_dimension("region", ["EMEA"]),
+        "EMEA on Growth": SegmentFilter()
+        .with_dimension("region", ["EMEA"])
+        .with_dimension("plan", ["Growth"]),
+        "a quarter": SegmentFilter.from_query_params({"since": "2025-04-01", "until": "2025-06-30"}),
+        "a quadrant": SegmentFilter(quadrant="x_high_y_low"),
+    }
+
+    def counted(conn, flt: SegmentFilter) -> tuple:
+        return (
+            dataquality.quality_summary(conn, flt).set_index("check")["count"].to_dict(),
+            dataquality.missingness(conn, flt).set_index(["table", "column"])["missing"].to_dict(),
+        )
+
+    with engine.connect() as conn:
+        raw = {name: counted(conn, flt) for name, flt in views.items()}
+    assert raw["all"][0]["speeders"] > raw["EMEA"][0]["speeders"] > raw["EMEA on Growth"][0]["speeders"] > 0
+    stored = dataquality.save_segment_quality(engine)
+    assert stored is not store.dialects.is_clickhouse(engine)
+    for name, flt in views.items():
+        statements.clear()
+        with engine.connect() as conn:
+            assert counted(conn, flt) == raw[name], name
+        read = any("FROM segment_quality" in s for s in statements)
+        assert read is (stored and name in ("all", "EMEA", "EMEA on Growth")), name
+    with engine.begin() as conn:
+        store.note_data_change(conn, "import")
+    statements.clear()
+    with engine.connect() as conn:
+        assert {name: counted(conn, flt) for name, flt in views.items()} == raw
+    assert not any("FROM segment_quality" in s for s in statements)

@@ -41,6 +41,7 @@ from scipy import sparse
 from sqlalchemy.engine import Connection
 
 from relq import store
+from relq.analyses.dataquality import save_segment_quality
 from relq.analyses.retention import (
     Basis,
     account_waves,
@@ -1164,8 +1165,8 @@ def _refresh(engine) -> str:
 def rebuild_stored_tables(engine) -> None:
     """Rebuild every stored table the pages read, for the store's current data version: the purchase
     summary, the answer rows, the survey scores' month sums, each customer's whole-history sums, the
-    segment cells' sums (scores and reliability), the customers' latest responses per pillar pair,
-    the accounts' latest survey waves and the comment themes' month sums (what
+    segment cells' sums (scores, reliability, data-quality counts), the customers' latest responses
+    per pillar pair, the accounts' latest survey waves and the comment themes' month sums (what
     :func:`refresh_scores` does before it fits today's scores)."""
     for rebuild, what in (
         (save_purchase_summary, "purchase summary"),
@@ -1174,6 +1175,7 @@ def rebuild_stored_tables(engine) -> None:
         (save_customer_totals, "customers' whole-history sums"),
         (save_segment_sums, "segment cells' sums"),
         (save_segment_items, "segment cells' reliability sums"),
+        (save_segment_quality, "segment cells' data-quality counts"),
         (save_latest_pairs, "customers' latest responses"),
         (save_account_waves, "accounts' latest survey waves"),
         (save_theme_sums, "comment themes' month sums"),

@@ -18,8 +18,8 @@ from relq.analyses import retention
 from relq.core.instrument import configured_instrument
 from relq.ingest.quality import SCORE_RANGES, STRAIGHTLINE_MIN_ITEMS
 from relq.measures.customer_sums import on_source
-from relq.measures.reliability import answer_rows_ready
-from relq.store import schema
+from relq.measures.reliability import answer_recipe, answer_rows_ready
+from relq.store import dialects, schema
 from relq.store.filters import SegmentFilter
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "quality_summary",
     "quality_rows",
     "missingness",
+    "save_segment_quality",
+    "segment_quality_fit",
 ]
 
 R, A, C, K, AR = (
@@ -127,28 +129,10 @@ def check_clause(check: str, flt: SegmentFilter, stored: bool = False):
     raise ValueError(f"unknown check {check!r}; choose from {', '.join(CHECKS)}.")
 
 
-def _last_activity(conn: Connection) -> sa.Subquery:
-    """Each customer's last purchase, response or ticket (customer_id, last_at); the purchases'
-    part from their stored summary while it is of the current data (one row per customer, not
-    every purchase)."""
-    purchases = retention.last_purchases(conn)
-    parts = [
-        sa.select(purchases.c.customer_id, purchases.c.last_purchase.label("at")),
-        sa.select(R.c.customer_id, R.c.submitted_at.label("at")).where(R.c.customer_id.is_not(None)),
-        sa.select(K.c.customer_id, K.c.opened_at.label("at")),
-    ]
-    union = sa.union_all(*parts).subquery("activity")
-    return (
-        sa.select(union.c.customer_id, sa.func.max(union.c.at).label("last_at"))
-        .group_by(union.c.customer_id)
-        .subquery("last_activity")
-    )
-
-
 def _stale(conn: Connection, flt: SegmentFilter, days: int):
     end = store.data_end(conn)
     cutoff = pd.Timestamp(end - timedelta(days=days)).to_pydatetime()
-    last = _last_activity(conn)
+    last = retention.last_activities(conn)  # stored with the purchase summary while current
     source = C.outerjoin(last, last.c.customer_id == C.c.customer_id)
     where = sa.and_(
         flt.customer_clause(),
@@ -158,20 +142,129 @@ def _stale(conn: Connection, flt: SegmentFilter, days: int):
     return source, where, last
 
 
-def _response_counts(conn: Connection, flt: SegmentFilter) -> dict:
-    """One pass over the responses in view: how many (``_total``), how many have each of
-    ``RESPONSE_COLUMNS`` and how many fail each response check (``check:<name>``)."""
-    stored = answer_rows_ready(conn, configured_instrument())
+def _counted(flt: SegmentFilter, stored: bool, checks) -> list:
+    """The one pass's columns: the responses (``_total``), those having each of ``RESPONSE_COLUMNS``
+    and those failing each of ``checks`` (``check:<name>``)."""
     failing = [
         sa.func.coalesce(sa.func.sum(sa.case((check_clause(name, flt, stored), 1), else_=0)), 0).label(
             f"check:{name}"
         )
-        for name in CHECKS
-        if name != "stale customers"
+        for name in checks
     ]
     present = [sa.func.count(R.c[c]).label(c) for c in RESPONSE_COLUMNS]
-    query = sa.select(sa.func.count().label("_total"), *present, *failing).where(flt.response_clause())
+    return [sa.func.count().label("_total"), *present, *failing]
+
+
+_RESPONSE_CHECKS = tuple(name for name in CHECKS if name != "stale customers")
+# Each cell's counts add up to a view's, but for speeders, whose line is half the view's own median.
+_ADDITIVE_CHECKS = tuple(name for name in _RESPONSE_CHECKS if name != "speeders")
+
+
+def _response_counts(conn: Connection, flt: SegmentFilter) -> dict:
+    """One pass over the responses in view: how many (``_total``), how many have each of
+    ``RESPONSE_COLUMNS`` and how many fail each response check (``check:<name>``) — added up from the
+    stored segment cells when they fit the view (:func:`segment_quality_fit`) and are current, with
+    the answers each instrument item has (``answered:<item>``), the speeders then counted over the
+    view's responses alone."""
+    instrument = configured_instrument()
+    if segment_quality_fit(flt) and store.derived_current(
+        conn, _SEGMENT_QUALITY, recipe=answer_recipe(instrument)
+    ):
+        where = [SQ.c[name].in_(list(values)) for name, values in flt.customer]
+        stmt = sa.select(SQ.c.stat, sa.func.sum(SQ.c.value)).where(*where).group_by(SQ.c.stat)
+        counts = {stat: int(value) for stat, value in conn.execute(stmt)}
+        names = ["_total", *RESPONSE_COLUMNS, *(f"check:{name}" for name in _ADDITIVE_CHECKS)]
+        names += [f"answered:{item}" for item in instrument.item_ids]
+        out = {name: counts.get(name, 0) for name in names}
+        speeders = sa.select(sa.func.count()).where(flt.response_clause(), check_clause("speeders", flt))
+        return {**out, "check:speeders": conn.execute(speeders).scalar_one()}
+    stored = answer_rows_ready(conn, instrument)
+    query = sa.select(*_counted(flt, stored, _RESPONSE_CHECKS)).where(flt.response_clause())
     return dict(conn.execute(query).one()._mapping)
+
+
+SQ = schema.segment_quality
+_SEGMENT_QUALITY = "segment quality"
+
+
+def segment_quality_fit(flt: SegmentFilter) -> bool:
+    """Whether the stored segment cells' counts can stand in for the responses of view ``flt``: the
+    whole history with every wave and flag, no quadrant, segments chosen among
+    ``schema.SEGMENT_SUM_DIMENSIONS`` only."""
+    return (
+        flt.whole_history
+        and not flt.quadrant
+        and all(name in schema.SEGMENT_SUM_DIMENSIONS for name, _ in flt.customer)
+    )
+
+
+def save_segment_quality(engine) -> bool:
+    """Rebuild the one pass's counts per segment cell (``segment_quality``: every count but the
+    speeders, per combination of ``schema.SEGMENT_SUM_DIMENSIONS``), in one transaction, marked with
+    the data version and the instrument the checks read. False on ClickHouse (nothing is built)."""
+    if dialects.is_clickhouse(engine):
+        return False
+    instrument = configured_instrument()
+    with store.rebuilding_derived(engine, _SEGMENT_QUALITY, (SQ,), answer_recipe(instrument)) as (conn, _end):
+        everything = SegmentFilter()
+        cells = [C.c[d].label(d) for d in schema.SEGMENT_SUM_DIMENSIONS]
+        counted = _counted(everything, answer_rows_ready(conn, instrument), _ADDITIVE_CHECKS)
+        frame = store.read_frame(
+            conn,
+            sa.select(*cells, *counted)
+            .select_from(R.outerjoin(C, C.c.customer_id == R.c.customer_id))
+            .group_by(*cells),
+        )
+        dims = list(schema.SEGMENT_SUM_DIMENSIONS)
+        long = frame.melt(id_vars=dims, var_name="stat", value_name="value")
+        long = pd.concat([long, _answered_cells(conn, instrument, cells)])
+        long = long.astype({d: object for d in dims})
+        store.bulk_insert(conn, SQ, long.where(long.notna(), None).reset_index(drop=True))
+    return True
+
+
+def _answered_cells(conn: Connection, instrument, cells: list) -> pd.DataFrame:
+    """Per segment cell and instrument item, the answers given (``stat`` "answered:<item>"): the
+    stored answer rows' non-empty columns, and the few answers outside the scale they leave empty,
+    counted from the answers of the responses having any (:func:`_answered_from_rows`, per cell);
+    without current answer rows, every answer."""
+    dims = [c.name for c in cells]
+    if answer_rows_ready(conn, instrument):
+        on_scale = store.read_frame(
+            conn,
+            sa.select(
+                *cells,
+                *(sa.func.count(AR.c[f"c{i}"]).label(item) for i, item in enumerate(instrument.item_ids)),
+            )
+            .select_from(AR.outerjoin(C, C.c.customer_id == AR.c.customer_id))
+            .where(AR.c.submitted_at.is_not(None))  # an answer whose response is stored
+            .group_by(*cells),
+        ).melt(id_vars=dims, var_name="item", value_name="value")
+        lo, hi = instrument.scale_min, instrument.scale_max
+        odd = sa.and_(AR.c.out_of_scale > 0, AR.c.submitted_at.is_not(None))
+        rows = sa.select(AR.c.response_id, AR.c.customer_id).where(odd).subquery("odd")
+        outside = (
+            sa.select(*cells, A.c.item_id.label("item"), sa.func.count().label("value"))
+            .select_from(
+                A.join(rows, rows.c.response_id == A.c.response_id).outerjoin(
+                    C, C.c.customer_id == rows.c.customer_id
+                )
+            )
+            .where(A.c.item_id.in_(instrument.item_ids), sa.or_(A.c.value < lo, A.c.value > hi))
+        )
+        parts = [on_scale, store.read_frame(conn, outside.group_by(*cells, A.c.item_id))]
+    else:
+        every = (
+            sa.select(*cells, A.c.item_id.label("item"), sa.func.count(A.c.value).label("value"))
+            .select_from(
+                A.join(R, R.c.response_id == A.c.response_id).outerjoin(C, C.c.customer_id == R.c.customer_id)
+            )
+            .where(A.c.item_id.in_(instrument.item_ids))
+        )
+        parts = [store.read_frame(conn, every.group_by(*cells, A.c.item_id))]
+    answered = pd.concat(parts).astype({d: object for d in dims})
+    answered = answered.groupby([*dims, "item"], dropna=False, as_index=False)["value"].sum()
+    return answered.assign(stat="answered:" + answered.pop("item"))[[*dims, "stat", "value"]]
 
 
 def quality_checks(
@@ -303,7 +396,9 @@ def missingness(conn: Connection, flt: SegmentFilter, counts: dict | None = None
     :func:`_response_counts` of this view, read when None)."""
     instrument = configured_instrument()
     r = _response_counts(conn, flt) if counts is None else counts
-    if answer_rows_ready(conn, instrument):
+    if all(f"answered:{item}" in r for item in instrument.item_ids):  # the stored cells counted them
+        answered = {item: r[f"answered:{item}"] for item in instrument.item_ids}
+    elif answer_rows_ready(conn, instrument):
         answered = _answered_from_rows(conn, flt, instrument)
     else:
         answered = dict(

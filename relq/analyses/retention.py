@@ -169,7 +169,7 @@ def _stored_month_rows() -> Select:
 
 # --------------------------------------------------------------------------- purchase summaries
 
-PS, PM = schema.purchase_summary, schema.purchase_months
+PS, PM, CA = schema.purchase_summary, schema.purchase_months, schema.customer_activity
 _SUMMED = ("customer_id", "first_at", "last_at", "revenue", "revenue_12m")
 _SUMMARY = "purchases"
 AW = schema.account_waves
@@ -186,11 +186,12 @@ def purchase_summary_ready(conn: Connection, basis: Basis) -> bool:
 def save_purchase_summary(engine) -> bool:
     """Rebuild the purchase summary from the stored purchases, in one transaction on the database
     side (no row travels): one row per customer (first and last purchase, revenue, revenue of the
-    365 days before the data's end) and one per customer and calendar month with a purchase, marked
-    with the data version and end they were built from. False on ClickHouse (nothing is built)."""
+    365 days before the data's end), one per customer and calendar month with a purchase, and each
+    customer's last activity (:func:`last_activities`), marked with the data version and end they
+    were built from. False on ClickHouse (nothing is built)."""
     if dialects.is_clickhouse(engine):
         return False
-    with store.rebuilding_derived(engine, _SUMMARY, (PS, PM)) as (conn, end):
+    with store.rebuilding_derived(engine, _SUMMARY, (PS, PM, CA)) as (conn, end):
         conn.execute(
             PS.insert().from_select(
                 list(_SUMMED), sa.select(*_purchase_columns(end)).group_by(T.c.customer_id)
@@ -199,7 +200,38 @@ def save_purchase_summary(engine) -> bool:
         conn.execute(
             PM.insert().from_select(["customer_id", "m", "start_day", "start_m"], _stored_month_rows())
         )
+        last = _activity(sa.select(PS.c.customer_id, PS.c.last_at.label("at")))
+        conn.execute(
+            CA.insert().from_select(["customer_id", "last_at"], sa.select(last.c.customer_id, last.c.last_at))
+        )
     return True
+
+
+def _activity(purchases: Select) -> sa.Subquery:
+    """Each customer's last purchase (``purchases``: customer_id, at), response or ticket (customer_id,
+    last_at)."""
+    K = schema.tickets
+    parts = [
+        purchases,
+        sa.select(R.c.customer_id, R.c.submitted_at.label("at")).where(R.c.customer_id.is_not(None)),
+        sa.select(K.c.customer_id, K.c.opened_at.label("at")),
+    ]
+    union = sa.union_all(*parts).subquery("activity")
+    return (
+        sa.select(union.c.customer_id, sa.func.max(union.c.at).label("last_at"))
+        .group_by(union.c.customer_id)
+        .subquery("last_activity")
+    )
+
+
+def last_activities(conn: Connection) -> sa.Subquery:
+    """Each customer's last purchase, response or ticket (customer_id, last_at): stored with the
+    purchase summary while it is of the current data, else from the purchases (their summary when
+    current), responses and tickets themselves."""
+    if store.derived_current(conn, _SUMMARY):
+        return sa.select(CA.c.customer_id, CA.c.last_at).subquery("last_activity")
+    purchases = last_purchases(conn)
+    return _activity(sa.select(purchases.c.customer_id, purchases.c.last_purchase.label("at")))
 
 
 def purchase_totals(conn: Connection) -> sa.Subquery:

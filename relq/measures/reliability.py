@@ -46,6 +46,7 @@ __all__ = [
     "has_answers",
     "recompute_indices",
     "answer_rows_ready",
+    "answer_recipe",
     "save_segment_items",
     "segment_items_fit",
     "save_answer_rows",
@@ -118,7 +119,7 @@ _ANSWER_ROWS = "answers"
 _CARRIED = ("submitted_at", "customer_id", "wave", *schema.QUALITY_FLAGS)
 
 
-def _answer_recipe(instrument: Instrument) -> str:
+def answer_recipe(instrument: Instrument) -> str:
     """Everything besides the data that the answer rows depend on: items in order, their keying, the scale."""
     return json.dumps(
         {
@@ -136,7 +137,7 @@ def answer_rows_ready(conn: Connection, instrument: Instrument) -> bool:
     """Whether the stored answer rows (:func:`save_answer_rows`) were pivoted from the current data
     version with this instrument, so they may stand in for the answers themselves."""
     return _storable(conn, instrument) and store.derived_current(
-        conn, _ANSWER_ROWS, recipe=_answer_recipe(instrument)
+        conn, _ANSWER_ROWS, recipe=answer_recipe(instrument)
     )
 
 
@@ -152,7 +153,7 @@ def save_answer_rows(engine, instrument: Instrument | None = None) -> bool:
     if not _storable(engine, instrument):
         return False
     k = len(instrument.items)
-    recipe = _answer_recipe(instrument)
+    recipe = answer_recipe(instrument)
     with store.rebuilding_derived(engine, _ANSWER_ROWS, (AR,), recipe) as (conn, _end):
         lo, hi = instrument.scale_min, instrument.scale_max
         pivot = (
@@ -210,7 +211,7 @@ def item_sums(
     if (
         stored
         and segment_items_fit(flt)
-        and store.derived_current(conn, _SEGMENT_ITEMS, recipe=_answer_recipe(instrument))
+        and store.derived_current(conn, _SEGMENT_ITEMS, recipe=answer_recipe(instrument))
     ):
         row = _segment_item_sums(conn, flt, groups)
     else:
@@ -324,7 +325,7 @@ def save_segment_items(engine, instrument: Instrument | None = None) -> bool:
     with engine.connect() as conn:
         if not answer_rows_ready(conn, instrument):
             return False
-    with store.rebuilding_derived(engine, _SEGMENT_ITEMS, (SI,), _answer_recipe(instrument)) as (conn, _end):
+    with store.rebuilding_derived(engine, _SEGMENT_ITEMS, (SI,), answer_recipe(instrument)) as (conn, _end):
         k = len(instrument.items)
         groups = {**_positions(instrument), "all": list(range(k))}
         wide = AR.outerjoin(C, C.c.customer_id == AR.c.customer_id)

@@ -57,6 +57,8 @@ __all__ = [
     "segment_totals",
     "segment_quarters",
     "segment_items",
+    "segment_quality",
+    "customer_activity",
     "account_waves",
     "app_settings",
     "data_changes",
@@ -518,6 +520,32 @@ segment_items = Table(
     info=_clickhouse("part, stat"),
 )
 
+# Data quality's counts of the responses per segment cell over the whole history (relq.analyses.
+# dataquality.save_segment_quality, rebuilt after every change of the data with the instrument the
+# checks read, its recipe): one row per count (``stat`` as dataquality's one pass names it — the
+# responses, those having each column, those failing each check but speeders, whose line is half the
+# view's own median) with its ``value`` in the cell: what the Data quality page adds up for a view
+# choosing segments of these dimensions only, with no period, wave, flag, theme or quadrant.
+segment_quality = Table(
+    "segment_quality",
+    metadata,
+    *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
+    Column("stat", Text, nullable=False),
+    Column("value", Double, nullable=False),
+    info=_clickhouse("stat"),
+)
+
+# Each customer's last purchase, response or ticket (relq.analyses.retention.save_purchase_summary,
+# rebuilt with the purchase summary): what the stale-customer check reads instead of every purchase,
+# response and ticket.
+customer_activity = Table(
+    "customer_activity",
+    metadata,
+    Column("customer_id", Text, nullable=False),
+    Column("last_at", DateTime, nullable=False),
+    info=_clickhouse("customer_id"),
+)
+
 # The same cells for the last full quarter before the data's end against the quarter before it —
 # the executive overview's cards and segment moves when no period is chosen — with what a change
 # linearised over the customers of both quarters needs (relq.measures.customer_sums.pair_sums): the
@@ -651,6 +679,8 @@ DERIVED_TABLES = (
     segment_totals,
     segment_quarters,
     segment_items,
+    segment_quality,
+    customer_activity,
     account_waves,
     theme_sums,
     derived_versions,
