@@ -114,6 +114,47 @@ def test_cohorts_equal_a_pandas_reference_on_the_demo_company(engine, demo_compa
         np.testing.assert_allclose(got[cohort]["active_share"], expected[cohort]["active_share"], atol=1e-12)
 
 
+def test_cohorts_from_the_stored_segment_cells_equal_the_pandas_reference_for_a_region_too(
+    engine, demo_company, statements
+):
+    """The cohort table added up from the segment cells stored with the purchase summary equals the
+    one counted from the purchases — and the pandas reference — for the whole company and one region
+    (its customers and their purchases only); a view with a period counts the purchases."""
+    from types import SimpleNamespace
+
+    _load_demo(engine, demo_company)
+    views = {"all": SegmentFilter(), "EMEA": SegmentFilter().with_dimension("region", ["EMEA"])}
+    with engine.connect() as conn:
+        raw = {name: retention.cohort_activity(conn, flt) for name, flt in views.items()}
+    stored = not dialects.is_clickhouse(engine)
+    assert retention.save_purchase_summary(engine) is stored
+    assert retention.save_segment_cohorts(engine) is stored
+    statements.clear()
+    with engine.connect() as conn:
+        got = {name: retention.cohort_activity(conn, flt) for name, flt in views.items()}
+        retention.cohort_activity(conn, SegmentFilter(since=date(2025, 1, 1)))
+    for name in views:
+        pd.testing.assert_frame_equal(got[name], raw[name], obj=name)
+    assert sum("FROM segment_cohorts" in s for s in statements) == (2 if stored else 0)
+    customers = demo_company.customers[demo_company.customers["region"] == "EMEA"]
+    emea = SimpleNamespace(
+        customers=customers,
+        transactions=demo_company.transactions[
+            demo_company.transactions["customer_id"].isin(customers["customer_id"])
+        ],
+        responses=demo_company.responses,
+        tickets=demo_company.tickets,
+    )
+    for name, company in (("all", demo_company), ("EMEA", emea)):
+        report, expected = retention.cohort_report(got[name]), _pandas_cohorts(company)
+        assert report.keys() == expected.keys(), name
+        for cohort in expected:
+            assert report[cohort]["size"] == expected[cohort]["size"], (name, cohort)
+            np.testing.assert_allclose(
+                report[cohort]["active_share"], expected[cohort]["active_share"], atol=1e-12
+            )
+
+
 def test_report_json_carries_cohorts_via_cli(tmp_path, monkeypatch, capsys):
     from relq.cli import main
 

@@ -48,6 +48,7 @@ from relq.analyses.retention import (
     churn_basis,
     save_account_waves,
     save_purchase_summary,
+    save_segment_cohorts,
 )
 from relq.core.settings import load_settings
 from relq.measures import stats
@@ -1165,11 +1166,12 @@ def _refresh(engine) -> str:
 def rebuild_stored_tables(engine) -> None:
     """Rebuild every stored table the pages read, for the store's current data version: the purchase
     summary, the answer rows, the survey scores' month sums, each customer's whole-history sums, the
-    segment cells' sums (scores, reliability, data-quality counts), the customers' latest responses
-    per pillar pair, the accounts' latest survey waves and the comment themes' month sums (what
-    :func:`refresh_scores` does before it fits today's scores)."""
+    segment cells' sums (scores, reliability, data-quality and cohort counts), the customers' latest
+    responses per pillar pair, the accounts' latest survey waves and the comment themes' month sums
+    (what :func:`refresh_scores` does before it fits today's scores)."""
     for rebuild, what in (
         (save_purchase_summary, "purchase summary"),
+        (save_segment_cohorts, "segment cells' cohort counts"),
         (save_answer_rows, "answer rows"),
         (save_response_sums, "survey scores' month sums"),
         (save_customer_totals, "customers' whole-history sums"),

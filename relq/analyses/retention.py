@@ -52,6 +52,8 @@ __all__ = [
     "last_complete_month",
     "wilson_bounds",
     "cohort_activity",
+    "save_segment_cohorts",
+    "segment_cohorts_fit",
     "cohort_report",
     "retention_rates",
     "quarter_label",
@@ -373,13 +375,12 @@ def cohort_activity(
     """
     basis = basis or churn_basis(conn)
     summarised = purchase_summary_ready(conn, basis)
-    life = lifetimes(flt, basis, summarised=summarised).cte("life")
-    cohort = _month_index(life.c.start_day)
-    # One round trip: cohort sizes (k = -1) and active counts together.
-    size_rows = sa.select(
-        cohort.label("cohort"), sa.literal(-1).label("k"), sa.func.count().label("n")
-    ).group_by(cohort)
-    rows = conn.execute(sa.union_all(size_rows, _active_rows(flt, basis, life, summarised))).all()
+    if segment_cohorts_fit(flt) and store.derived_current(conn, _COHORTS, data_end=basis.end):
+        where = [SC.c[name].in_(list(values)) for name, values in flt.customer]
+        stmt = sa.select(SC.c.cohort, SC.c.k, sa.func.sum(SC.c.n)).where(*where).group_by(SC.c.cohort, SC.c.k)
+        rows = conn.execute(stmt).all()
+    else:
+        rows = conn.execute(_cohort_rows(flt, basis, summarised)).all()
     sizes = [(c, n) for c, kk, n in rows if int(kk) == -1]
     columns = ["cohort", "k", "size", "active", "share", "low", "high", "partial"]
     if not sizes:
@@ -402,6 +403,62 @@ def cohort_activity(
     frame = frame.sort_values(["cohort_i", "k"]).reset_index(drop=True)
     frame.insert(0, "cohort", frame.pop("cohort_i").map(_month_label))
     return frame[columns]
+
+
+def _cohort_rows(flt: SegmentFilter, basis: Basis, summarised: bool) -> Select:
+    """(cohort, k, n) of :func:`cohort_activity`, in one round trip: the cohort sizes (k = −1) and
+    the active counts together."""
+    life = lifetimes(flt, basis, summarised=summarised).cte("life")
+    cohort = _month_index(life.c.start_day)
+    size_rows = sa.select(
+        cohort.label("cohort"), sa.literal(-1).label("k"), sa.func.count().label("n")
+    ).group_by(cohort)
+    return sa.union_all(size_rows, _active_rows(flt, basis, life, summarised))
+
+
+SC = schema.segment_cohorts
+_COHORTS = "segment cohorts"
+
+
+def segment_cohorts_fit(flt: SegmentFilter) -> bool:
+    """Whether the stored segment cells' cohort counts can stand in for view ``flt``'s: the whole
+    history, no quadrant, segments chosen among ``schema.SEGMENT_SUM_DIMENSIONS`` only."""
+    return (
+        flt.whole_history
+        and not flt.quadrant
+        and all(name in schema.SEGMENT_SUM_DIMENSIONS for name, _ in flt.customer)
+    )
+
+
+def save_segment_cohorts(engine) -> bool:
+    """Rebuild the cohort table's counts per segment cell (``segment_cohorts``) from the stored
+    purchase summary, in one transaction, marked with the data version and end. False on ClickHouse,
+    or when the purchase summary is not of the current data."""
+    if dialects.is_clickhouse(engine):
+        return False
+    with engine.connect() as conn:
+        basis = churn_basis(conn)
+        if not purchase_summary_ready(conn, basis):
+            return False
+    with store.rebuilding_derived(engine, _COHORTS, (SC,)) as (conn, _end):
+        cells = [C.c[d] for d in schema.SEGMENT_SUM_DIMENSIONS]
+        life = lifetimes(SegmentFilter(), basis, summarised=True).subquery("life")
+        cohort = _month_index(life.c.start_day)
+        sizes = (
+            sa.select(*cells, cohort.label("cohort"), sa.literal(-1).label("k"), sa.func.count().label("n"))
+            .select_from(life.outerjoin(C, C.c.customer_id == life.c.customer_id))
+            .group_by(*cells, cohort)
+        )
+        start, k = PM.c.start_m, PM.c.m - PM.c.start_m
+        active = (
+            sa.select(*cells, start.label("cohort"), k.label("k"), sa.func.count().label("n"))
+            .select_from(PM.outerjoin(C, C.c.customer_id == PM.c.customer_id))
+            .where(k >= 0, *_started(PM.c.start_day, None, basis))
+            .group_by(*cells, start, k)
+        )
+        names = [*schema.SEGMENT_SUM_DIMENSIONS, "cohort", "k", "n"]
+        conn.execute(SC.insert().from_select(names, sa.union_all(sizes, active)))
+    return True
 
 
 def _active_rows(flt: SegmentFilter, basis: Basis, life, summarised: bool) -> Select:

@@ -59,6 +59,7 @@ __all__ = [
     "segment_items",
     "segment_quality",
     "customer_activity",
+    "segment_cohorts",
     "account_waves",
     "app_settings",
     "data_changes",
@@ -535,6 +536,21 @@ segment_quality = Table(
     info=_clickhouse("stat"),
 )
 
+# The cohort table's counts per segment cell (relq.analyses.retention.save_segment_cohorts, rebuilt
+# with the purchase summary, for its data end): per combination of the customer dimensions, cohort
+# (months since year 0 of the customers' start) and ``k`` months after it, ``n`` the customers active
+# then — k = −1 the cohort's size: what the cohort table adds up for a view choosing segments of these
+# dimensions only, over the whole history, with no quadrant.
+segment_cohorts = Table(
+    "segment_cohorts",
+    metadata,
+    *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
+    Column("cohort", Integer, nullable=False),
+    Column("k", Integer, nullable=False),
+    Column("n", Double, nullable=False),
+    info=_clickhouse("cohort, k"),
+)
+
 # Each customer's last purchase, response or ticket (relq.analyses.retention.save_purchase_summary,
 # rebuilt with the purchase summary): what the stale-customer check reads instead of every purchase,
 # response and ticket.
@@ -681,6 +697,7 @@ DERIVED_TABLES = (
     segment_items,
     segment_quality,
     customer_activity,
+    segment_cohorts,
     account_waves,
     theme_sums,
     derived_versions,
