@@ -603,34 +603,39 @@ def test_stored_month_sums_give_the_numbers_of_the_responses_themselves_and_stop
         for name, flt in views.items():
             _assert_same_numbers(_numbers(conn, flt, quarter), raw[name])
     assert any("FROM response_sums" in s for s in statements) is stored
+
+    def sent_per_view(numbers, expected: dict) -> dict[str, str]:
+        """Each view's figures (``numbers(conn, flt)``) checked against ``expected``'s; the SQL it sent."""
+        sent = {}
+        for name, flt in views.items():
+            statements.clear()
+            with engine.connect() as conn:
+                _assert_same_numbers(numbers(conn, flt), expected[name])
+            sent[name] = "\n".join(statements)
+        return sent
+
+    def all_numbers(conn, flt: SegmentFilter) -> dict:
+        return _numbers(conn, flt, quarter)
+
     # each customer's whole-history sums stand in too, for the views without a period, wave, flag
     # or theme restriction (the company, a region, a quadrant's customers): the same numbers
     assert customer_sums.save_customer_totals(engine) is stored
-    for name, flt in views.items():
-        statements.clear()
-        with engine.connect() as conn:
-            assert customer_sums.customer_totals_ready(conn) is stored
-            _assert_same_numbers(_numbers(conn, flt, quarter), raw[name])
-        read = any("FROM customer_totals" in s for s in statements)
-        assert read is (stored and name in ("all", "North", "quadrant")), name
+    with engine.connect() as conn:
+        assert customer_sums.customer_totals_ready(conn) is stored
+    for name, sql in sent_per_view(all_numbers, raw).items():
+        assert ("FROM customer_totals" in sql) is (stored and name in ("all", "North", "quadrant")), name
     # the segment cells' sums over customers, for the views counting each response once that choose
-    # segments only: the whole history (headline, segment scores) and by month (trend) — the same
+    # segments only: the whole history (headline, segment scores) and by month (trend) — the same;
+    # the stored quarters: the overview's (and the period comparison's when it is theirs)
     assert customer_sums.save_segment_sums(engine) is stored
-    for name, flt in views.items():
-        statements.clear()
-        with engine.connect() as conn:
-            assert customer_sums.segment_sums_ready(conn) is stored
-            _assert_same_numbers(_numbers(conn, flt, quarter), raw[name])
-        by_month = any("FROM segment_months" in s for s in statements)
-        whole = any("FROM segment_totals" in s for s in statements)
-        fits = stored and scheme == "response"
-        assert by_month is (fits and name in ("all", "North", "Q2")), name
-        assert whole is (fits and name in ("all", "North")), name
-        # the stored quarters: the overview's (and the period comparison's when it is theirs)
-        statements.clear()
-        with engine.connect() as conn:
-            _assert_same_numbers(_moves(conn, flt), raw_moves[name])
-        quarters = any("FROM segment_quarters" in s for s in statements)
+    with engine.connect() as conn:
+        assert customer_sums.segment_sums_ready(conn) is stored
+    sent, moved = sent_per_view(all_numbers, raw), sent_per_view(_moves, raw_moves)
+    fits = stored and scheme == "response"
+    for name in views:
+        assert ("FROM segment_months" in sent[name]) is (fits and name in ("all", "North", "Q2")), name
+        assert ("FROM segment_totals" in sent[name]) is (fits and name in ("all", "North")), name
+        quarters = "FROM segment_quarters" in moved[name]
         assert quarters is (fits and name in ("all", "North", "Q2")), name  # Q2: its period replaced
     assert (now, before) == (date(2025, 4, 1), date(2025, 1, 1))  # the period comparison's quarters
     statements.clear()

@@ -17,7 +17,7 @@ from relq import store
 from relq.analyses import retention
 from relq.core.instrument import configured_instrument
 from relq.ingest.quality import SCORE_RANGES, STRAIGHTLINE_MIN_ITEMS
-from relq.measures.customer_sums import on_source
+from relq.measures.customer_sums import cell_stat_rows, cell_stats, on_source, save_cell_stats
 from relq.measures.reliability import answer_recipe, answer_rows_ready
 from relq.store import dialects, schema
 from relq.store.filters import SegmentFilter
@@ -31,7 +31,6 @@ __all__ = [
     "quality_rows",
     "missingness",
     "save_segment_quality",
-    "segment_quality_fit",
 ]
 
 R, A, C, K, AR = (
@@ -163,16 +162,17 @@ _ADDITIVE_CHECKS = tuple(name for name in _RESPONSE_CHECKS if name != "speeders"
 def _response_counts(conn: Connection, flt: SegmentFilter) -> dict:
     """One pass over the responses in view: how many (``_total``), how many have each of
     ``RESPONSE_COLUMNS`` and how many fail each response check (``check:<name>``) — added up from the
-    stored segment cells when they fit the view (:func:`segment_quality_fit`) and are current, with
+    stored segment cells for a view over the whole history that picks its customers by them
+    (``SegmentFilter.picks_cells``) while they are current, with
     the answers each instrument item has (``answered:<item>``), the speeders then counted over the
     view's responses alone."""
     instrument = configured_instrument()
-    if segment_quality_fit(flt) and store.derived_current(
-        conn, _SEGMENT_QUALITY, recipe=answer_recipe(instrument)
+    if (
+        flt.whole_history
+        and flt.picks_cells()
+        and store.derived_current(conn, _SEGMENT_QUALITY, recipe=answer_recipe(instrument))
     ):
-        where = [SQ.c[name].in_(list(values)) for name, values in flt.customer]
-        stmt = sa.select(SQ.c.stat, sa.func.sum(SQ.c.value)).where(*where).group_by(SQ.c.stat)
-        counts = {stat: int(value) for stat, value in conn.execute(stmt)}
+        counts = {stat: int(value) for stat, value in cell_stats(conn, SQ, flt)}
         names = ["_total", *RESPONSE_COLUMNS, *(f"check:{name}" for name in _ADDITIVE_CHECKS)]
         names += [f"answered:{item}" for item in instrument.item_ids]
         out = {name: counts.get(name, 0) for name in names}
@@ -185,17 +185,6 @@ def _response_counts(conn: Connection, flt: SegmentFilter) -> dict:
 
 SQ = schema.segment_quality
 _SEGMENT_QUALITY = "segment quality"
-
-
-def segment_quality_fit(flt: SegmentFilter) -> bool:
-    """Whether the stored segment cells' counts can stand in for the responses of view ``flt``: the
-    whole history with every wave and flag, no quadrant, segments chosen among
-    ``schema.SEGMENT_SUM_DIMENSIONS`` only."""
-    return (
-        flt.whole_history
-        and not flt.quadrant
-        and all(name in schema.SEGMENT_SUM_DIMENSIONS for name, _ in flt.customer)
-    )
 
 
 def save_segment_quality(engine) -> bool:
@@ -215,11 +204,9 @@ def save_segment_quality(engine) -> bool:
             .select_from(R.outerjoin(C, C.c.customer_id == R.c.customer_id))
             .group_by(*cells),
         )
-        dims = list(schema.SEGMENT_SUM_DIMENSIONS)
-        long = frame.melt(id_vars=dims, var_name="stat", value_name="value")
-        long = pd.concat([long, _answered_cells(conn, instrument, cells)])
-        long = long.astype({d: object for d in dims})
-        store.bulk_insert(conn, SQ, long.where(long.notna(), None).reset_index(drop=True))
+        save_cell_stats(
+            conn, SQ, pd.concat([cell_stat_rows(frame), _answered_cells(conn, instrument, cells)])
+        )
     return True
 
 
@@ -262,7 +249,7 @@ def _answered_cells(conn: Connection, instrument, cells: list) -> pd.DataFrame:
             .where(A.c.item_id.in_(instrument.item_ids))
         )
         parts = [store.read_frame(conn, every.group_by(*cells, A.c.item_id))]
-    answered = pd.concat(parts).astype({d: object for d in dims})
+    answered = pd.concat(parts).astype({d: object for d in dims})  # NULL dimensions group together
     answered = answered.groupby([*dims, "item"], dropna=False, as_index=False)["value"].sum()
     return answered.assign(stat="answered:" + answered.pop("item"))[[*dims, "stat", "value"]]
 

@@ -53,7 +53,6 @@ __all__ = [
     "wilson_bounds",
     "cohort_activity",
     "save_segment_cohorts",
-    "segment_cohorts_fit",
     "cohort_report",
     "retention_rates",
     "quarter_label",
@@ -375,9 +374,13 @@ def cohort_activity(
     """
     basis = basis or churn_basis(conn)
     summarised = purchase_summary_ready(conn, basis)
-    if segment_cohorts_fit(flt) and store.derived_current(conn, _COHORTS, data_end=basis.end):
-        where = [SC.c[name].in_(list(values)) for name, values in flt.customer]
-        stmt = sa.select(SC.c.cohort, SC.c.k, sa.func.sum(SC.c.n)).where(*where).group_by(SC.c.cohort, SC.c.k)
+    cells = flt.whole_history and flt.picks_cells()
+    if cells and store.derived_current(conn, _COHORTS, data_end=basis.end):
+        stmt = (
+            sa.select(SC.c.cohort, SC.c.k, sa.func.sum(SC.c.n))
+            .where(flt.cell_clause(SC))
+            .group_by(SC.c.cohort, SC.c.k)
+        )
         rows = conn.execute(stmt).all()
     else:
         rows = conn.execute(_cohort_rows(flt, basis, summarised)).all()
@@ -418,16 +421,6 @@ def _cohort_rows(flt: SegmentFilter, basis: Basis, summarised: bool) -> Select:
 
 SC = schema.segment_cohorts
 _COHORTS = "segment cohorts"
-
-
-def segment_cohorts_fit(flt: SegmentFilter) -> bool:
-    """Whether the stored segment cells' cohort counts can stand in for view ``flt``'s: the whole
-    history, no quadrant, segments chosen among ``schema.SEGMENT_SUM_DIMENSIONS`` only."""
-    return (
-        flt.whole_history
-        and not flt.quadrant
-        and all(name in schema.SEGMENT_SUM_DIMENSIONS for name, _ in flt.customer)
-    )
 
 
 def save_segment_cohorts(engine) -> bool:

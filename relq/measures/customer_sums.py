@@ -73,6 +73,9 @@ __all__ = [
     "segment_sums_fit",
     "segment_sums_ready",
     "segment_quarters_fit",
+    "cell_stat_rows",
+    "save_cell_stats",
+    "cell_stats",
     "quarter_of",
     "last_full_quarters",
     "customer_source",
@@ -262,10 +265,7 @@ def segment_sums_fit(flt: SegmentFilter, freq: str | None = None, segment: str |
     response counted once, segments chosen (and ``segment`` grouped by) among
     :data:`schema.SEGMENT_SUM_DIMENSIONS` only, no quadrant; by month with the month sums' dates
     (:func:`stored_sums_fit`) and every wave and quality flag, else over the whole history."""
-    if flt.weighting.scheme != "response" or flt.quadrant:
-        return False
-    chosen = [name for name, _ in flt.customer] + ([segment] if segment is not None else [])
-    if any(name not in schema.SEGMENT_SUM_DIMENSIONS for name in chosen):
+    if flt.weighting.scheme != "response" or not flt.picks_cells(segment):
         return False
     if freq is None:
         return flt.whole_history
@@ -283,16 +283,14 @@ def _segment_group_sums(
 ) -> pd.DataFrame:
     """:func:`group_sums`' rows added up from the stored segment sums (see :func:`segment_sums_fit`)."""
     table = SM if freq is not None else ST
-    where = [table.c[name].in_(list(values)) for name, values in flt.customer]
+    where = [flt.cell_clause(table)]
     if freq is not None:
         where += [table.c.period >= flt.since] if flt.since else []
         where += [table.c.period <= flt.until] if flt.until else []
     head = [table.c.period] if freq is not None else []
     if segment is not None:
         head.append(table.c[segment].label("segment"))
-    names = [c for c in schema.SEGMENT_SUM_COLUMNS if c in ("responses", "customers", "unmatched")]
-    names += [c for c in schema.SEGMENT_SUM_COLUMNS if c.split("_")[0] in scores]
-    sums = [sa.func.sum(table.c[c]).label(c) for c in names]
+    sums = [sa.func.sum(table.c[c]).label(c) for c in _cell_sums(scores)]
     stmt = sa.select(*head)
     group = head
     if rollup and segment is not None:
@@ -302,6 +300,38 @@ def _segment_group_sums(
     if group:
         stmt = stmt.group_by(*group)
     return pd.DataFrame(conn.execute(stmt).mappings().all())
+
+
+def _cell_sums(scores: Sequence[str]) -> list[str]:
+    """The columns of ``schema.SEGMENT_SUM_COLUMNS`` that ``scores`` need: the responses, customers
+    and unmatched responses, and each score's sums."""
+    return [
+        c
+        for c in schema.SEGMENT_SUM_COLUMNS
+        if c.split("_")[0] in (*scores, "responses", "customers", "unmatched")
+    ]
+
+
+def cell_stat_rows(frame: pd.DataFrame, keys: Sequence[str] = ()) -> pd.DataFrame:
+    """A frame of statistics per segment cell — the cell's dimensions, ``keys``, then a column per
+    statistic — as one row per statistic (``stat``, ``value``), an empty one left out."""
+    dims = list(schema.SEGMENT_SUM_DIMENSIONS)
+    long = frame.melt(id_vars=[*dims, *keys], var_name="stat", value_name="value")
+    return long[long["value"].notna()]
+
+
+def save_cell_stats(conn: Connection, table: sa.Table, rows: pd.DataFrame) -> None:
+    """Store rows of :func:`cell_stat_rows` in ``table`` (a cell without a dimension's value: NULL)."""
+    rows = rows.astype({d: object for d in schema.SEGMENT_SUM_DIMENSIONS})
+    store.bulk_insert(conn, table, rows.where(rows.notna(), None).reset_index(drop=True))
+
+
+def cell_stats(conn: Connection, table: sa.Table, flt: SegmentFilter, keys: Sequence[str] = ()) -> list:
+    """Each statistic of ``table`` (see :func:`save_cell_stats`) summed over the cells of view
+    ``flt``: rows of (``keys``…, stat, value)."""
+    grouped = [*(table.c[k] for k in keys), table.c.stat]
+    stmt = sa.select(*grouped, sa.func.sum(table.c.value)).where(flt.cell_clause(table)).group_by(*grouped)
+    return conn.execute(stmt).all()
 
 
 SQ = schema.segment_quarters
@@ -342,8 +372,8 @@ def segment_quarters_fit(
     grouped = [segment] if isinstance(segment, str) else list(segment or ())
     return all(
         f.weighting.scheme == "response"
-        and not (f.quadrant or f.waves or f.exclude_flags or f.themes)
-        and all(name in schema.SEGMENT_SUM_DIMENSIONS for name in [*(n for n, _ in f.customer), *grouped])
+        and not (f.waves or f.exclude_flags or f.themes)
+        and f.picks_cells(*grouped)
         for f in (current, previous)
     )
 
@@ -365,14 +395,9 @@ def _segment_pair_sums(
     conn: Connection, current: SegmentFilter, segment: str | Sequence[str] | None, scores, total: bool
 ) -> pd.DataFrame:
     """:func:`pair_sums`' rows added up from the stored quarters' segment sums."""
-    where = [SQ.c[name].in_(list(values)) for name, values in current.customer]
-    names = [
-        c.name
-        for c in SQ.c
-        if c.name not in schema.SEGMENT_SUM_DIMENSIONS
-        and c.name.removeprefix("c_").removeprefix("p_").split("_")[0]
-        in (*scores, "responses", "customers", "unmatched")
-    ]
+    where = [current.cell_clause(SQ)]
+    names = [f"{side}{c}" for side in ("c_", "p_") for c in _cell_sums(scores)]
+    names += [f"{name}_{part}" for name in scores for part in ("C", "S1S2", "S1W2", "W1S2", "W1W2")]
     sums = [sa.func.coalesce(sa.func.sum(SQ.c[n]), 0.0).label(n) for n in names]
     sums += [sa.literal(0).label("c_left_out"), sa.literal(0).label("p_left_out")]
     if segment is None:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from relq import store
 from relq.core.instrument import Instrument, min_answered
 from relq.measures import stats
-from relq.measures.customer_sums import on_source
+from relq.measures.customer_sums import cell_stat_rows, cell_stats, on_source, save_cell_stats
 from relq.store import dialects, schema
 from relq.store.database import read_frame
 from relq.store.filters import SegmentFilter
@@ -48,7 +48,6 @@ __all__ = [
     "answer_rows_ready",
     "answer_recipe",
     "save_segment_items",
-    "segment_items_fit",
     "save_answer_rows",
 ]
 
@@ -210,7 +209,8 @@ def item_sums(
     x = {int(c.name[1:]): c for c in wide.c if c.name.startswith("c")}
     if (
         stored
-        and segment_items_fit(flt)
+        and flt.whole_history
+        and flt.picks_cells()
         and store.derived_current(conn, _SEGMENT_ITEMS, recipe=answer_recipe(instrument))
     ):
         row = _segment_item_sums(conn, flt, groups)
@@ -334,34 +334,15 @@ def save_segment_items(engine, instrument: Instrument | None = None) -> bool:
         # one statement per part: their UNION ALL, grouped by cell over ten million answer rows, never
         # finished on DuckDB 1.4 (its threads waiting on one another), while each part takes 1.6 s
         frame = pd.concat([read_frame(conn, part) for part in _split_parts(wide, x, groups, cells)])
-        dims = list(schema.SEGMENT_SUM_DIMENSIONS)
-        long = frame.melt(id_vars=[*dims, "part"], var_name="stat", value_name="value")
-        long = long[long["value"].notna()].astype({d: object for d in dims})
-        store.bulk_insert(conn, SI, long.where(long.notna(), None).reset_index(drop=True))
+        save_cell_stats(conn, SI, cell_stat_rows(frame, keys=("part",)))
     return True
 
 
-def segment_items_fit(flt: SegmentFilter) -> bool:
-    """Whether the stored segment cells' reliability sums can stand in for the answer rows of view
-    ``flt``: the whole history with every wave and flag, no quadrant, segments chosen among
-    ``schema.SEGMENT_SUM_DIMENSIONS`` only."""
-    return (
-        flt.whole_history
-        and not flt.quadrant
-        and all(name in schema.SEGMENT_SUM_DIMENSIONS for name, _ in flt.customer)
-    )
-
-
 def _segment_item_sums(conn: Connection, flt: SegmentFilter, groups: dict[str, list[int]]) -> dict:
-    """:func:`_split_sums` added up from the stored segment cells (see :func:`segment_items_fit`)."""
-    where = [SI.c[name].in_(list(values)) for name, values in flt.customer]
-    stmt = (
-        sa.select(SI.c.part, SI.c.stat, sa.func.sum(SI.c.value).label("value"))
-        .where(*where)
-        .group_by(SI.c.part, SI.c.stat)
-    )
+    """:func:`_split_sums` added up from the stored segment cells, for a view over the whole history
+    that picks its customers by segment cells (``SegmentFilter.picks_cells``)."""
     rows: dict[str, dict[str, float]] = {}
-    for part, stat, value in conn.execute(stmt):
+    for part, stat, value in cell_stats(conn, SI, flt, keys=("part",)):
         rows.setdefault(part, {})[stat] = value
     return _from_parts(rows, groups, True)
 

@@ -155,6 +155,18 @@ class SegmentFilter:
         whole history can stand in for."""
         return not (self.since or self.until or self.waves or self.exclude_flags or self.themes)
 
+    def picks_cells(self, *grouped: str | None) -> bool:
+        """Whether the view picks its customers by segment cells only — no quadrant, segments chosen
+        (and ``grouped``, a dimension a reader groups by) among ``schema.SEGMENT_SUM_DIMENSIONS`` —
+        so the stored sums per segment cell can stand in for its customers' own."""
+        chosen = [name for name, _ in self.customer] + [g for g in grouped if g is not None]
+        return not self.quadrant and all(name in schema.SEGMENT_SUM_DIMENSIONS for name in chosen)
+
+    def cell_clause(self, cells: sa.Table) -> ColumnElement:
+        """WHERE clause on a table of segment cells (a column per dimension) for the view's
+        segments; only for a view that :meth:`picks_cells`."""
+        return sa.and_(sa.true(), *(cells.c[name].in_(list(values)) for name, values in self.customer))
+
     @property
     def is_empty(self) -> bool:
         return not (

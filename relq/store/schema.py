@@ -490,19 +490,41 @@ SEGMENT_SUM_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _segment_sum_table(name: str, *keys: Column) -> Table:
+def _cell_table(name: str, *columns: Column, order_by: str = "tuple()") -> Table:
+    """A table of segment cells: a column per dimension of SEGMENT_SUM_DIMENSIONS, then ``columns``."""
     return Table(
         name,
         metadata,
-        *keys,
         *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
-        *(Column(c, Double) for c in SEGMENT_SUM_COLUMNS),
-        info=_clickhouse(", ".join(k.name for k in keys) or "tuple()"),
+        *columns,
+        info=_clickhouse(order_by),
     )
 
 
-segment_months = _segment_sum_table("segment_months", Column("period", Date, nullable=False))
-segment_totals = _segment_sum_table("segment_totals")
+def _sum_columns(prefix: str = "") -> list[Column]:
+    return [Column(f"{prefix}{c}", Double) for c in SEGMENT_SUM_COLUMNS]
+
+
+segment_months = _cell_table(
+    "segment_months", Column("period", Date, nullable=False), *_sum_columns(), order_by="period"
+)
+segment_totals = _cell_table("segment_totals", *_sum_columns())
+
+# The same cells for the last full quarter before the data's end against the quarter before it —
+# the executive overview's cards and segment moves when no period is chosen — with what a change
+# linearised over the customers of both quarters needs (relq.measures.customer_sums.pair_sums): the
+# sums of each quarter (c_*, p_*) and per score the customers in either, Σ S1·S2, S1·W2, W1·S2, W1·W2.
+# derived_versions' recipe names the two quarters.
+segment_quarters = _cell_table(
+    "segment_quarters",
+    *_sum_columns("c_"),
+    *_sum_columns("p_"),
+    *(
+        Column(f"{name}_{part}", Double)
+        for name in _SUMMED_SCORES
+        for part in ("C", "S1S2", "S1W2", "W1S2", "W1W2")
+    ),
+)
 
 # The reliability statistics' sums per segment cell over the whole history (relq.measures.reliability.
 # save_segment_items, rebuilt from the answer rows with the instrument they were pivoted with, its
@@ -511,14 +533,12 @@ segment_totals = _segment_sum_table("segment_totals")
 # and one row per statistic of a part (``stat`` n, s<i> = Σxᵢ, c<i>_<j> = Σxᵢxⱼ by the items' places),
 # its ``value`` the sum over the cell's rows: what the Measurement and Gap quadrants pages add up for
 # a view choosing segments of these dimensions only, with no period, wave, flag, theme or quadrant.
-segment_items = Table(
+segment_items = _cell_table(
     "segment_items",
-    metadata,
-    *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
     Column("part", Text, nullable=False),
     Column("stat", Text, nullable=False),
     Column("value", Double, nullable=False),
-    info=_clickhouse("part, stat"),
+    order_by="part, stat",
 )
 
 # Data quality's counts of the responses per segment cell over the whole history (relq.analyses.
@@ -527,13 +547,11 @@ segment_items = Table(
 # responses, those having each column, those failing each check but speeders, whose line is half the
 # view's own median) with its ``value`` in the cell: what the Data quality page adds up for a view
 # choosing segments of these dimensions only, with no period, wave, flag, theme or quadrant.
-segment_quality = Table(
+segment_quality = _cell_table(
     "segment_quality",
-    metadata,
-    *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
     Column("stat", Text, nullable=False),
     Column("value", Double, nullable=False),
-    info=_clickhouse("stat"),
+    order_by="stat",
 )
 
 # The cohort table's counts per segment cell (relq.analyses.retention.save_segment_cohorts, rebuilt
@@ -541,14 +559,12 @@ segment_quality = Table(
 # (months since year 0 of the customers' start) and ``k`` months after it, ``n`` the customers active
 # then — k = −1 the cohort's size: what the cohort table adds up for a view choosing segments of these
 # dimensions only, over the whole history, with no quadrant.
-segment_cohorts = Table(
+segment_cohorts = _cell_table(
     "segment_cohorts",
-    metadata,
-    *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
     Column("cohort", Integer, nullable=False),
     Column("k", Integer, nullable=False),
     Column("n", Double, nullable=False),
-    info=_clickhouse("cohort, k"),
+    order_by="cohort, k",
 )
 
 # Each customer's last purchase, response or ticket (relq.analyses.retention.save_purchase_summary,
@@ -560,24 +576,6 @@ customer_activity = Table(
     Column("customer_id", Text, nullable=False),
     Column("last_at", DateTime, nullable=False),
     info=_clickhouse("customer_id"),
-)
-
-# The same cells for the last full quarter before the data's end against the quarter before it —
-# the executive overview's cards and segment moves when no period is chosen — with what a change
-# linearised over the customers of both quarters needs (relq.measures.customer_sums.pair_sums): the
-# sums of each quarter (c_*, p_*) and per score the customers in either, Σ S1·S2, S1·W2, W1·S2, W1·W2.
-# derived_versions' recipe names the two quarters.
-segment_quarters = Table(
-    "segment_quarters",
-    metadata,
-    *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
-    *(Column(f"{side}{c}", Double) for side in ("c_", "p_") for c in SEGMENT_SUM_COLUMNS),
-    *(
-        Column(f"{name}_{part}", Double)
-        for name in _SUMMED_SCORES
-        for part in ("C", "S1S2", "S1W2", "W1S2", "W1W2")
-    ),
-    info=_clickhouse("tuple()"),
 )
 
 # Each customer's latest response having both pillars of each quadrant pair, over the whole history
