@@ -568,7 +568,7 @@ def _driver_figures(per: pd.DataFrame) -> dict:
     out = {"customer_rows": len(per)}
     for segment, part in per.groupby("segment"):
         out[f"{segment}_n"] = int(part["n"].sum())
-        out[f"{segment}_customers"] = int(part["cid"].notna().sum())
+        out[f"{segment}_customers"] = int(part["customer"].sum())
         out[f"{segment}_s0"] = float(part["s_0"].sum())
         out[f"{segment}_c0_3"] = float(part["c_0_3"].sum())
     return out
@@ -598,6 +598,7 @@ def drivers_sql(con) -> dict:
             FROM survey_responses r LEFT JOIN customers c USING (customer_id) WHERE {complete}
             GROUP BY ALL ORDER BY segment, cid, lone"""  # noqa: S608
     ).df()
+    per["customer"] = per["cid"].notna().astype(int)
     return _driver_figures(per)
 
 
@@ -617,7 +618,7 @@ def drivers_pandas(f) -> dict:
         joined["response_id"].where(joined["customer_id"].isna(), "").rename("lone"),
     ]
     per = pd.DataFrame(parts).groupby(keys, sort=True).sum().reset_index()
-    per["cid"] = per["cid"].replace("", None)
+    per["customer"] = (per["cid"] != "").astype(int)
     return _driver_figures(per)
 
 

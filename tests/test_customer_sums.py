@@ -433,11 +433,12 @@ def _numbers(conn, flt: SegmentFilter, period=(date(2026, 1, 1), date(2026, 6, 3
         out.update(
             {f"period.{key}.{c}": r[c] for c in ("estimate", "delta", "delta_low", "p_value", "q_value")}
         )
-    # the Drivers page's per-customer sums over the responses having every pillar and NPS
+    # the Drivers page's per-customer sums over the responses having every pillar and NPS, by
+    # position: the seeded bootstrap draws rows by position, so the order must agree too
     moments = drivers.customer_moments(conn, flt, "plan")
-    for row in moments.to_dict("records"):
-        unit = f"drv.{row['segment']}.{row['cid'] or row['lone']}"
-        out.update({f"{unit}.{c}": v for c, v in row.items() if c not in ("segment", "cid", "lone")})
+    for i, row in enumerate(moments.to_dict("records")):
+        unit = f"drv.{i}.{row['segment']}"
+        out.update({f"{unit}.{c}": v for c, v in row.items() if c != "segment"})
     return out
 
 

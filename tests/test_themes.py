@@ -168,7 +168,7 @@ def _assert_the_stored_theme_sums_follow(engine, mentions: dict[str, int]) -> No
     from relq.store import themes as stored
 
     with engine.connect() as conn:
-        assert stored.theme_sums_ready(conn)
+        assert stored.theme_sums_ready(conn) and stored.theme_cells_ready(conn)
         got = dict(
             conn.execute(
                 sa.select(schema.theme_sums.c.theme, sa.func.sum(schema.theme_sums.c.n))
@@ -523,7 +523,9 @@ def _from_the_responses(conn, flt: SegmentFilter) -> tuple:
     conn.rollback()  # end what the reads before began
     with conn.begin() as tx:
         conn.execute(
-            built.delete().where(built.c.name.in_(["theme_sums", "response_sums", "customer_totals"]))
+            built.delete().where(
+                built.c.name.in_(["theme_sums", "segment themes", "response_sums", "customer_totals"])
+            )
         )
         figures = _theme_figures(conn, flt)
         tx.rollback()
@@ -545,23 +547,32 @@ def _statements(engine, run) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "flt",
+    ("flt", "cells"),
     [
-        SegmentFilter(),
-        SegmentFilter(customer=(("region", ("EMEA",)),)),
-        SegmentFilter(since=date(2025, 1, 1), until=date(2025, 6, 30), exclude_flags=("flag_speeder",)),
-        SegmentFilter(quadrant="x_high_y_low"),
+        (SegmentFilter(), True),
+        (SegmentFilter(customer=(("region", ("EMEA",)),)), True),
+        (SegmentFilter(customer=(("region", ("EMEA", "APAC")), ("plan", ("Growth",)))), True),
+        (
+            SegmentFilter(since=date(2025, 1, 1), until=date(2025, 6, 30), exclude_flags=("flag_speeder",)),
+            False,
+        ),
+        (SegmentFilter(quadrant="x_high_y_low"), False),
+        (SegmentFilter(customer=(("owner", ("Sophie Laurent",)),)), False),
     ],
-    ids=["company", "region", "half-year-without-speeders", "quadrant"],
+    ids=["company", "region", "regions-and-plan", "half-year-without-speeders", "quadrant", "owner"],
 )
-def test_theme_figures_from_the_stored_month_sums_equal_those_read_from_the_responses(duckdb_demo, flt):
-    """The page reads the themes' stored month sums for a view they fit; the raw grouped reads of
-    the responses (which the statsmodels tests above check) give the same overview, table and trend
-    to 1e-12 — and the stored path is the one taken."""
+def test_theme_figures_from_the_stored_month_sums_equal_those_read_from_the_responses(
+    duckdb_demo, flt, cells
+):
+    """The page reads the themes' stored month sums for a view they fit — the sums per segment cell
+    for a view of the whole history choosing segments of the cells' dimensions only; the raw grouped
+    reads of the responses (which the statsmodels tests above check) give the same overview, table
+    and trend to 1e-12 — and the stored path is the one taken."""
     with duckdb_demo.connect() as conn:
         stored_reads = _statements(duckdb_demo, lambda: _theme_figures(conn, flt))
         stored, raw = _theme_figures(conn, flt), _from_the_responses(conn, flt)
-    assert any("FROM theme_sums" in s for s in stored_reads)
+    assert any("FROM theme_sums" in s for s in stored_reads)  # the trend's months at least
+    assert any("FROM segment_themes" in s for s in stored_reads) == cells
     assert not any("JOIN comment_themes" in s for s in stored_reads)
     assert stored[0] == raw[0]
     assert stored[0]["comments"] > 0 and len(stored[1]) >= 10
@@ -601,18 +612,48 @@ def test_benjamini_hochberg_runs_across_the_themes_shown(demo_table):
     np.testing.assert_allclose(tested["nps_q"], expected, rtol=1e-12)
 
 
-def test_duckdb_and_postgresql_give_the_same_themes_and_figures(demo_db_url, demo_postgres_url):
+@pytest.mark.parametrize(
+    "flt", [SegmentFilter(), SegmentFilter(customer=(("region", ("EMEA",)),))], ids=["company", "region"]
+)
+def test_duckdb_and_postgresql_give_the_same_themes_and_figures(demo_db_url, demo_postgres_url, flt):
+    """Both engines keep the sums per segment cell and read them; the table agrees to 1e-9."""
+    from relq.store import themes as stored
+
     tables = {}
     for name, url in (("duckdb", demo_db_url), ("postgres", demo_postgres_url)):
         engine = store.get_engine(url) if name == "duckdb" else sa.create_engine(url)
         with engine.connect() as conn:
-            tables[name] = themes.theme_table(conn, SegmentFilter()).set_index("theme").sort_index()
+            assert stored.theme_cells_ready(conn), name
+            tables[name] = themes.theme_table(conn, flt).set_index("theme").sort_index()
         engine.dispose()
     duck, pg = tables["duckdb"], tables["postgres"]
     assert duck.index.tolist() == pg.index.tolist()
     assert (duck["source"] == "discovered").sum() == 12
     numbers = [c for c in duck.columns if pd.api.types.is_numeric_dtype(duck[c]) and c != "rank"]
     pd.testing.assert_frame_equal(duck[numbers], pg[numbers], rtol=1e-9, check_dtype=False)
+
+
+def test_the_sums_per_segment_cell_are_not_read_once_the_month_sums_are_rebuilt_without_them(duckdb_demo):
+    """The cells are made from the themes' month sums: a rebuild of those alone (a change of the
+    themes that did not make the cells again) leaves the page reading the month sums, with the same
+    figures; the rebuild after a change of the data makes them again."""
+    from relq.analyses.churn_risk import rebuild_stored_tables
+    from relq.store import themes as stored
+
+    region = SegmentFilter(customer=(("region", ("EMEA",)),))
+    with duckdb_demo.connect() as conn:
+        before = themes.theme_table(conn, region).drop(columns="terms")
+    with duckdb_demo.begin() as conn:
+        stored.rebuild_theme_sums(conn)
+    with duckdb_demo.connect() as conn:
+        assert stored.theme_sums_ready(conn) and not stored.theme_cells_ready(conn)
+        reads = _statements(duckdb_demo, lambda: themes.theme_table(conn, region))
+        after = themes.theme_table(conn, region).drop(columns="terms")
+    assert not any("segment_themes" in s for s in reads) and any("FROM theme_sums" in s for s in reads)
+    pd.testing.assert_frame_equal(after, before, rtol=1e-12, check_dtype=False)
+    rebuild_stored_tables(duckdb_demo)
+    with duckdb_demo.connect() as conn:
+        assert stored.theme_cells_ready(conn)
 
 
 # ── the filter, the import hook ──────────────────────────────────────────────────────────────

@@ -50,6 +50,7 @@ from relq.analyses.retention import (
     save_purchase_summary,
     save_segment_cohorts,
 )
+from relq.analyses.themes import save_theme_cells
 from relq.core.settings import load_settings
 from relq.measures import stats
 from relq.measures.customer_sums import save_customer_totals, save_response_sums, save_segment_sums
@@ -1168,7 +1169,7 @@ def rebuild_stored_tables(engine) -> None:
     summary, the answer rows, the survey scores' month sums, each customer's whole-history sums, the
     segment cells' sums (scores, reliability, data-quality and cohort counts), the customers' latest
     responses per pillar pair, the accounts' latest survey waves and the comment themes' month sums
-    (what :func:`refresh_scores` does before it fits today's scores)."""
+    and their sums per segment cell (what :func:`refresh_scores` does before it fits today's scores)."""
     for rebuild, what in (
         (save_purchase_summary, "purchase summary"),
         (save_segment_cohorts, "segment cells' cohort counts"),
@@ -1181,6 +1182,7 @@ def rebuild_stored_tables(engine) -> None:
         (save_latest_pairs, "customers' latest responses"),
         (save_account_waves, "accounts' latest survey waves"),
         (save_theme_sums, "comment themes' month sums"),
+        (save_theme_cells, "segment cells' comment-theme sums"),
     ):
         try:
             rebuild(engine)

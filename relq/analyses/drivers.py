@@ -131,9 +131,12 @@ def customer_moments(
     conn: Connection, flt: SegmentFilter, dimension: str | None = None, pillars=PILLARS
 ) -> pd.DataFrame:
     """Per customer (an unmatched response: per response), over its responses having every pillar
-    and NPS: segment, cid, lone (an unmatched response's id), n, the weight factor ``f`` (1 per response; ω_c/n_c under a
-    customer-level weighting, customers without a weight left out), Σx of every variable (``s_i``)
-    and Σxy of every pair (``c_i_j``). One two-level query; its rows are customers, never responses."""
+    and NPS: segment, ``customer`` (1 for a customer, 0 for an unmatched response), n, the weight
+    factor ``f`` (1 per response; ω_c/n_c under a customer-level weighting, customers without a
+    weight left out), Σx of every variable (``s_i``) and Σxy of every pair (``c_i_j``), in a fixed
+    order: customers by id, then unmatched responses by id. One two-level query; its rows are
+    customers, never responses. The ids themselves are not read: only their order matters (the
+    seeded bootstrap draws rows by position), and a million of them cost a third of a second."""
     names = _variables(tuple(pillars))
     pc = customer_sums.listwise_customers(conn, flt, names)
     plan = customer_sums.weight_plan(conn, flt)
@@ -150,9 +153,8 @@ def customer_moments(
     )
     stmt = sa.select(
         segment,
-        wc.c.cid,
-        wc.c.lone,
-        wc.c.responses.label("n"),
+        sa.case((wc.c.cid.is_(None), 0.0), else_=1.0).label("customer"),
+        sa.cast(wc.c.responses, sa.Double).label("n"),
         factor,
         *[c for c in wc.c if c.name.startswith(("s_", "c_"))],
     ).select_from(wc)
@@ -167,12 +169,12 @@ def customer_moments(
         return column.collate("C") if conn.dialect.name == "postgresql" else column
 
     stmt = stmt.order_by(wc.c.cid.is_(None), by_code_point(wc.c.cid), by_code_point(wc.c.lone))
-    frame = store.read_frame(conn, stmt)
-    for c in frame.columns:
-        if c not in ("segment", "cid", "lone"):
-            frame[c] = frame[c].astype(float)
-    for c in ("segment", "cid", "lone"):
-        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    read = store.read_frame(conn, stmt)
+    numbers = [c for c in read.columns if c != "segment"]
+    # one block of floats (a column converted at a time leaves one block each, which pandas copies
+    # together on the first use: 0.3 s at 600k customers)
+    frame = pd.DataFrame(read[numbers].to_numpy(dtype=float), columns=numbers)
+    frame.insert(0, "segment", read["segment"].astype(object).to_numpy())
     frame.attrs["dimension"] = dimension
     return frame
 
@@ -189,7 +191,7 @@ def moments(
     out = per[sums].mul(per["f"], axis=0)
     out["w"] = per["f"] * per["n"]
     out["n"] = per["n"]
-    out["customers"] = per["cid"].notna().astype(int)
+    out["customers"] = per["customer"].astype(int)
     out["segment"] = per["segment"]
     out = out.groupby("segment", sort=True).sum().reset_index()
     out["n"] = out["n"].astype(int)
@@ -338,7 +340,7 @@ def driver_importance(
         n = int(part["n"].sum())
         if n == 0:
             continue
-        customers = int(part["cid"].notna().sum())
+        customers = int(part["customer"].sum())
         corr = _correlation_of(float(w.sum()), sums.sum(axis=0), _square(pairs.sum(axis=0)[None], k)[0])
         if n < 3:
             corr = np.full((k, k), np.nan)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,7 @@ from sqlalchemy.engine import Connection
 
 from relq.core.settings import resolve_min_n
 from relq.measures import clustered, customer_sums
-from relq.store import schema
+from relq.store import database, dialects, schema
 from relq.store import themes as stored
 from relq.store.filters import SegmentFilter, customer_dimension
 from relq.store.schema import PILLARS
@@ -60,6 +61,8 @@ __all__ = [
     "themes_report",
     "rule_catalog",
     "rule_versions",
+    "rebuild_theme_cells",
+    "save_theme_cells",
 ]
 
 R = schema.survey_responses
@@ -67,6 +70,8 @@ F = schema.comment_facts
 T = schema.comment_themes
 C = schema.customers
 TS = schema.theme_sums
+SGT = schema.segment_themes
+_CELLS = schema.SEGMENT_SUM_DIMENSIONS
 METRICS: tuple[str, ...] = ("nps", *PILLARS)
 NAN = float("nan")
 Z = float(_sp.norm.ppf(0.975))
@@ -135,15 +140,21 @@ def _stored(conn: Connection, flt: SegmentFilter) -> bool:
     return customer_sums.stored_sums_fit(flt) and stored.theme_sums_ready(conn)
 
 
-def _stored_query(flt: SegmentFilter, keys: list, where) -> sa.Select:
-    """Per ``keys`` (written on ``survey_responses``) and customer: the stored sums of the rows
+def _stored_query(flt: SegmentFilter, keys: list, where, cells: bool = False) -> sa.Select:
+    """Per ``keys`` (written on ``survey_responses``), segment cell (when ``cells``: the customer's
+    value of each of ``schema.SEGMENT_SUM_DIMENSIONS``) and customer: the stored sums of the rows
     ``where`` (on ``theme_sums``) in view ``flt`` — the names and figures the responses give."""
     on = customer_sums.on_source
     keys = [on(TS, k.element).label(k.name) for k in keys]
+    source = TS
+    if cells:
+        keys += [C.c[d].label(d) for d in _CELLS]
+        source = TS.outerjoin(C, C.c.customer_id == TS.c.customer_id)
     cluster = on(TS, _cluster().element).label("cluster")
     sums = [sa.func.sum(TS.c[name]).label(name) for name in _SUM_COLUMNS]
     return (
         sa.select(*keys, cluster, *sums)
+        .select_from(source)
         .where(on(TS, flt.response_clause()), where)
         .group_by(*[k.element for k in keys], cluster.element)
     )
@@ -195,17 +206,23 @@ def _theme_query(conn: Connection, flt: SegmentFilter, themes=None, by=()) -> sa
     return query
 
 
-def _nps_query(conn: Connection, flt: SegmentFilter) -> sa.Select:
-    """Per customer: every response in view with an NPS (for the impact on the view's NPS) — the
-    per-customer sums every clustered score reads, from the stored month sums when they fit."""
+def _nps_query(conn: Connection, flt: SegmentFilter, cells: bool = False) -> sa.Select:
+    """Per customer (and, when ``cells``, its segment cell): every response in view with an NPS (for
+    the impact on the view's NPS) — the per-customer sums every clustered score reads, from the
+    stored month sums when they fit."""
     pc = customer_sums.per_customer(flt, scores=("nps",), source=customer_sums.customer_source(conn, flt))
     cluster = sa.func.coalesce(pc.c.cid, sa.literal("~") + pc.c.lone).label("cluster")
-    return sa.select(
+    query = sa.select(
         cluster,
         pc.c.nps_n.label("n"),
         pc.c.nps_p.label("promoters"),
         pc.c.nps_d.label("detractors"),
     ).where(pc.c.nps_n > 0)
+    if cells:
+        query = query.add_columns(*[C.c[d].label(d) for d in _CELLS]).select_from(
+            pc.outerjoin(C, C.c.customer_id == pc.c.cid)
+        )
+    return query
 
 
 def _segment_query(flt: SegmentFilter, segment, theme: str | None) -> sa.Select:
@@ -233,7 +250,7 @@ def _segment_query(flt: SegmentFilter, segment, theme: str | None) -> sa.Select:
 
 _WEIGHT = {"nps": "nps_w", **{p: f"{p}_w" for p in PILLARS}}
 _SUM_COLUMNS = tuple(c.name for c in _score_sums(with_sentiment=True))  # a theme's per-customer sums
-_KEYS = ("cluster", "theme", "segment", "month")
+_KEYS = ("cluster", "theme", "segment", "month", "language", *_CELLS)
 
 
 def _sum(x):
@@ -337,7 +354,7 @@ class _FigureSums:
 
     totals: pd.DataFrame
     themes: pd.DataFrame
-    base: dict | None
+    base: dict | pd.DataFrame | None  # a frame when summed per keys (the segment cells)
 
     def zeros(self) -> dict[str, float]:
         """The sums of a theme no customer in view mentions."""
@@ -355,8 +372,9 @@ def _figure_sums(
 ) -> _FigureSums:
     """Three grouped reads of per-customer sums (``every``: responses with a read comment; ``part``:
     those mentioning each theme; ``base``: every NPS answer), added up in the database per ``keys``
-    (columns of both). A theme's row of a customer meets the customer's row of ``every`` with the
-    same ``matched`` keys (all of ``keys`` unless told: a month; not a segment, which the customer
+    (columns of both; of ``base`` too when it has them: the base is then a frame per ``keys``, else
+    one dict). A theme's row of a customer meets the customer's row of ``every`` with the same
+    ``matched`` keys (all of ``keys`` unless told: a month; not a segment, which the customer
     decides)."""
     e, p = every.subquery("every"), part.subquery("part")
     group = [e.c[k] for k in keys]
@@ -378,7 +396,84 @@ def _figure_sums(
     n, y = _double(b, "n"), _nps_score(b)
     named = {"N": n, "Y": y, "YY": y * y, "YN": y * n, "NN": n * n}
     query = sa.select(*[_sum(x).label(k) for k, x in named.items()], _positive(n).label("C"))
+    by = [b.c[k] for k in keys if k in b.c]
+    if by:
+        return _FigureSums(totals, themes, _frame(conn, query.add_columns(*by).group_by(*by)))
     return _FigureSums(totals, themes, dict(conn.execute(query).mappings().one()))
+
+
+# --------------------------------------------------------------------------- the sums per segment cell
+
+# A view choosing segments of schema.SEGMENT_SUM_DIMENSIONS only, over the whole history, adds up
+# its cells' rows of schema.segment_themes instead of its customers' rows of theme_sums: every sum
+# above is a sum over customers, and a customer is in one cell.
+
+
+def rebuild_theme_cells(conn: Connection) -> bool:
+    """Rebuild the themes' sums per segment cell (``schema.segment_themes``) inside ``conn``'s
+    transaction from the stored month sums of the themes (current ones) and the customers' NPS
+    answers: what :func:`theme_table` and :func:`theme_overview` add up (the view's totals, each
+    theme's sums, the NPS base, the comments per language), per cell, marked with the data version.
+    False on ClickHouse or when the month sums are not current (nothing is built)."""
+    if dialects.is_clickhouse(conn) or not stored.theme_sums_ready(conn):
+        return False
+    everything = SegmentFilter()
+    every = _stored_query(everything, [], TS.c.theme == "", cells=True)
+    part = _stored_query(everything, [TS.c.theme.label("theme")], TS.c.theme != "", cells=True)
+    base = _nps_query(conn, everything, cells=True)
+    sums = _figure_sums(conn, every, part, keys=_CELLS, base=base, matched=())
+    languages = _frame(conn, _language_query(everything, cells=True))
+    frames = {
+        "totals": sums.totals.assign(key=""),
+        "theme": sums.themes.rename(columns={"theme": "key"}),
+        "base": sums.base.assign(key=""),
+        "language": languages.rename(columns={"language": "key"}),
+    }
+    rows = pd.concat(
+        [
+            customer_sums.cell_stat_rows(f.assign(part=name), keys=("part", "key"))
+            for name, f in frames.items()
+        ]
+    )
+    with database.rebuilding_derived_in(conn, stored.THEME_CELLS, (SGT,)):
+        customer_sums.save_cell_stats(conn, SGT, rows)
+    return True
+
+
+def save_theme_cells(engine) -> bool:
+    """:func:`rebuild_theme_cells` in a transaction of its own, after a change of the stored data,
+    unless the refresh of the themes that follows an import has already rebuilt them."""
+    if dialects.is_clickhouse(engine):
+        return False
+    with engine.begin() as conn:
+        database.serialise_imports(conn)
+        return stored.theme_cells_ready(conn) or rebuild_theme_cells(conn)
+
+
+def _cells_fit(conn: Connection, flt: SegmentFilter) -> bool:
+    """Whether the sums per segment cell stand in for view ``flt``'s customers: the whole history,
+    segments of the cells' dimensions only, and the cells current."""
+    return flt.whole_history and flt.picks_cells() and stored.theme_cells_ready(conn)
+
+
+def _cell_parts(conn: Connection, flt: SegmentFilter, *parts: str) -> dict[str, dict[str, dict[str, float]]]:
+    """``parts`` of the sums per segment cell added up over the view's cells: part → key → stat → value."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for part, key, stat, value in customer_sums.cell_stats(
+        conn, SGT, flt, keys=("part", "key"), where=SGT.c.part.in_(parts)
+    ):
+        out.setdefault(part, {}).setdefault(key, {})[stat] = float(value)
+    return out
+
+
+def _cell_figure_sums(conn: Connection, flt: SegmentFilter) -> _FigureSums | None:
+    """:func:`theme_table`'s sums added up from the view's segment cells; None when no cell of the
+    view has a read comment or a theme (the view's own rows then say what is there)."""
+    parts = _cell_parts(conn, flt, "totals", "theme", "base")
+    if not all(parts.get(name) for name in ("totals", "theme", "base")):
+        return None
+    themes = pd.DataFrame([{"theme": key, **stats} for key, stats in parts["theme"].items()])
+    return _FigureSums(pd.DataFrame([parts["totals"][""]]), themes, parts["base"][""])
 
 
 # --------------------------------------------------------------------------- figures
@@ -581,9 +676,11 @@ def theme_table(
     sentiment mix, impact. Empty columns when no comment in view was read."""
     min_n = resolve_min_n(min_n)
     catalog = stored.theme_catalog(conn)
-    sums = _figure_sums(
-        conn, _commented_query(conn, flt), _theme_query(conn, flt), base=_nps_query(conn, flt)
-    )
+    sums = _cell_figure_sums(conn, flt) if _cells_fit(conn, flt) else None
+    if sums is None:
+        sums = _figure_sums(
+            conn, _commented_query(conn, flt), _theme_query(conn, flt), base=_nps_query(conn, flt)
+        )
     totals = sums.totals.iloc[0]
     per_theme = {row["theme"]: row for row in sums.themes.to_dict("records")}
     zeros = sums.zeros()
@@ -609,24 +706,12 @@ def pending_count(conn: Connection, flt: SegmentFilter = SegmentFilter()) -> int
     return stored.pending_comments(conn)
 
 
-def theme_overview(conn: Connection, flt: SegmentFilter = SegmentFilter(), pending: bool = True) -> dict:
-    """Comments in view read for themes, how many mention a theme, how many are in another
-    language (not themed), how many are waiting to be read (every stored one, whatever the view:
-    without ``pending`` the caller counts them itself, see :func:`pending_count`), and the latest
-    discovery. One grouped query per language gives the counts of the view."""
-    if _stored(conn, flt):
-        query = (
-            sa.select(
-                TS.c.language,
-                sa.func.sum(TS.c.n).label("comments"),
-                sa.func.sum(TS.c.other_language).label("other_language"),
-                sa.func.sum(TS.c.themed).label("themed"),
-            )
-            .where(customer_sums.on_source(TS, flt.response_clause()), TS.c.theme == "")
-            .group_by(TS.c.language)
-        )
-    else:
-        query = (
+def _language_query(flt: SegmentFilter, stored_sums: bool = True, cells: bool = False) -> sa.Select:
+    """Per language (and, when ``cells``, segment cell): the comments in view read for themes, those
+    in another language and those mentioning a theme — from the stored month sums, or without
+    ``stored_sums`` from the comments' facts."""
+    if not stored_sums:
+        return (
             sa.select(
                 F.c.language,
                 sa.func.count().label("comments"),
@@ -637,7 +722,31 @@ def theme_overview(conn: Connection, flt: SegmentFilter = SegmentFilter(), pendi
             .where(flt.response_clause())
             .group_by(F.c.language)
         )
-    rows = conn.execute(query).all()
+    keys = [TS.c.language, *([C.c[d].label(d) for d in _CELLS] if cells else [])]
+    source = TS.outerjoin(C, C.c.customer_id == TS.c.customer_id) if cells else TS
+    return (
+        sa.select(
+            *keys,
+            sa.func.sum(TS.c.n).label("comments"),
+            sa.func.sum(TS.c.other_language).label("other_language"),
+            sa.func.sum(TS.c.themed).label("themed"),
+        )
+        .select_from(source)
+        .where(customer_sums.on_source(TS, flt.response_clause()), TS.c.theme == "")
+        .group_by(*[getattr(k, "element", k) for k in keys])
+    )
+
+
+def theme_overview(conn: Connection, flt: SegmentFilter = SegmentFilter(), pending: bool = True) -> dict:
+    """Comments in view read for themes, how many mention a theme, how many are in another
+    language (not themed), how many are waiting to be read (every stored one, whatever the view:
+    without ``pending`` the caller counts them itself, see :func:`pending_count`), and the latest
+    discovery. One grouped query per language gives the counts of the view."""
+    if _cells_fit(conn, flt):
+        counted = _cell_parts(conn, flt, "language").get("language", {})
+        rows = [SimpleNamespace(language=key, **stats) for key, stats in counted.items()]
+    else:
+        rows = conn.execute(_language_query(flt, stored_sums=_stored(conn, flt))).all()
     comments = sum(int(r.comments) for r in rows)
     themed = sum(int(r.themed) for r in rows)
     languages = sorted(

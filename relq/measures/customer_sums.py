@@ -326,11 +326,17 @@ def save_cell_stats(conn: Connection, table: sa.Table, rows: pd.DataFrame) -> No
     store.bulk_insert(conn, table, rows.where(rows.notna(), None).reset_index(drop=True))
 
 
-def cell_stats(conn: Connection, table: sa.Table, flt: SegmentFilter, keys: Sequence[str] = ()) -> list:
+def cell_stats(
+    conn: Connection, table: sa.Table, flt: SegmentFilter, keys: Sequence[str] = (), where=None
+) -> list:
     """Each statistic of ``table`` (see :func:`save_cell_stats`) summed over the cells of view
-    ``flt``: rows of (``keys``…, stat, value)."""
+    ``flt`` (its rows ``where``): rows of (``keys``…, stat, value)."""
     grouped = [*(table.c[k] for k in keys), table.c.stat]
-    stmt = sa.select(*grouped, sa.func.sum(table.c.value)).where(flt.cell_clause(table)).group_by(*grouped)
+    stmt = (
+        sa.select(*grouped, sa.func.sum(table.c.value))
+        .where(flt.cell_clause(table), sa.true() if where is None else where)
+        .group_by(*grouped)
+    )
     return conn.execute(stmt).all()
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "segment_quality",
     "customer_activity",
     "segment_cohorts",
+    "segment_themes",
     "account_waves",
     "app_settings",
     "data_changes",
@@ -666,6 +667,24 @@ theme_sums = Table(
         )
     ),
     info=_clickhouse("submitted_at, ifNull(customer_id, '')"),
+)
+
+# The Comment themes page's sums per segment cell over the whole history (relq.analyses.themes.
+# rebuild_theme_cells, rebuilt from theme_sums after it in the same transaction — every change of the
+# themes — and after every change of the data): one row per statistic of a ``part`` and ``key`` —
+# "totals" (key empty: the sums over the cell's customers of their responses with a read comment),
+# "theme" (key the theme: the sums over the customers mentioning it of their mentions and of the
+# products with their comments and the rest), "base" (key empty: their NPS answers) and "language"
+# (key the language: the comments read, in another language, mentioning a theme) — with its ``value``
+# the sum over the cell's customers: what the page adds up for a view choosing segments of these
+# dimensions only, with no period, wave, flag, theme or quadrant.
+segment_themes = _cell_table(
+    "segment_themes",
+    Column("part", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("stat", Text, nullable=False),
+    Column("value", Double, nullable=False),
+    order_by="part, key, stat",
 )
 
 # Which data version (and data end; for the answer rows, which instrument) each derived table was

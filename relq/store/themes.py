@@ -38,6 +38,8 @@ __all__ = [
     "rebuild_theme_sums",
     "save_theme_sums",
     "theme_sums_ready",
+    "THEME_CELLS",
+    "theme_cells_ready",
 ]
 
 R = schema.survey_responses
@@ -329,6 +331,10 @@ def rebuild_theme_sums(conn: Connection) -> bool:
     rows = sa.union_all(every, mentions)
     with database.rebuilding_derived_in(conn, _THEME_SUMS, (TS,)):
         conn.execute(TS.insert().from_select([c.name for c in every.selected_columns], rows))
+    # the sums per segment cell are made from these rows: no longer current until made again
+    # (relq.analyses.themes.rebuild_theme_cells, which the changes of the themes call next)
+    built = schema.derived_versions
+    conn.execute(built.delete().where(built.c.name == THEME_CELLS))
     return True
 
 
@@ -346,3 +352,12 @@ def save_theme_sums(engine) -> bool:
 def theme_sums_ready(conn: Connection) -> bool:
     """Whether the stored month sums of the themes are of the current data version and themes."""
     return database.derived_current(conn, _THEME_SUMS)
+
+
+THEME_CELLS = "segment themes"  # derived_versions' name of schema.segment_themes
+
+
+def theme_cells_ready(conn: Connection) -> bool:
+    """Whether the themes' sums per segment cell (``schema.segment_themes``) are of the current data
+    version and themes: every rebuild of the month sums they are made from forgets them."""
+    return database.derived_current(conn, THEME_CELLS)

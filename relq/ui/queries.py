@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+from threadpoolctl import threadpool_limits
 
 from relq.analyses import drivers
 from relq.measures import metrics
@@ -25,6 +26,12 @@ __all__ = [
     "cached_query",
     "read_side_by_side",
 ]
+
+# One BLAS thread per call in the dashboard: its reads and decompositions already run side by side
+# in threads of their own (read_side_by_side), and OpenBLAS's own threads then fight them — the
+# Drivers page's two bootstraps of 613k customers took 1.83 s at once with OpenBLAS's two threads
+# each, 1.14 s with one (their products are memory-bound: one thread computes them as fast).
+threadpool_limits(1, user_api="blas")
 
 # Engines whose connections may run queries at once from threads of one process. chdb (ClickHouse's
 # engine in-process) is left out: its reads run one after another.
