@@ -215,14 +215,16 @@ def _correlations_of(w: np.ndarray, sums: np.ndarray, cross: np.ndarray) -> np.n
     return out
 
 
-def _unpack(frame: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per customer: weighted count (C,), weighted sums (C×k) and the cross products Σx_i·x_j of
-    each pair i ≤ j (C×k(k+1)/2, in :func:`_pairs` order)."""
+def _stacked(frame: pd.DataFrame, k: int) -> np.ndarray:
+    """Per customer, one row: the weighted count, the weighted sums Σx (k) and the weighted cross
+    products Σx_i·x_j of each pair i ≤ j (k(k+1)/2, in :func:`_pairs` order) — one copy of the
+    frame's columns, multiplied by the weight factor only when some customer has one but 1."""
+    columns = ["n", *(f"s_{i}" for i in range(k)), *(f"c_{i}_{j}" for i, j in zip(*_pairs(k), strict=True))]
+    stacked = frame[columns].to_numpy(dtype=float, copy=True)
     f = frame["f"].to_numpy(dtype=float)
-    w = f * frame["n"].to_numpy(dtype=float)
-    sums = frame[[f"s_{i}" for i in range(k)]].to_numpy(dtype=float) * f[:, None]
-    pairs = frame[[f"c_{i}_{j}" for i, j in zip(*_pairs(k), strict=True)]].to_numpy(dtype=float) * f[:, None]
-    return w, sums, pairs
+    if (f != 1.0).any():
+        stacked *= f[:, None]
+    return stacked
 
 
 def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -243,19 +245,19 @@ def _square(pairs: np.ndarray, k: int) -> np.ndarray:
 _BATCH_CELLS = 8_000_000
 
 
-def _bootstrap(w, sums, pairs, k: int, resamples: int, rng: np.random.Generator):
-    """Resample customers with replacement; a draw adds the drawn customers' sums (all their rows).
+def _bootstrap(stacked: np.ndarray, k: int, resamples: int, rng: np.random.Generator):
+    """Resample customers (the rows of :func:`_stacked`) with replacement; a draw adds the drawn
+    customers' sums (all their rows).
 
     Returns per resample: LMG (B×p), share of R² (B×p), R² (B,) and r with NPS (B×p).
     """
-    customers, p = w.shape[0], k - 1
+    customers, p = stacked.shape[0], k - 1
     lmg = np.full((resamples, p), np.nan)
     share = np.full((resamples, p), np.nan)
     r2 = np.full(resamples, np.nan)
     r = np.full((resamples, p), np.nan)
     if customers < 2:
         return lmg, share, r2, r
-    stacked = np.column_stack([w, sums, pairs])  # one matrix product per batch of resamples
     batch = max(1, min(resamples, _BATCH_CELLS // customers))
     counts = np.empty((batch, customers))
     for start in range(0, resamples, batch):
@@ -325,23 +327,24 @@ def driver_importance(
     k = len(pillars) + 1
     if moments is None:
         per = customer_moments(conn, flt, dimension, pillars)
-    elif dimension is None:
-        per = moments.assign(segment="All responses")
-    elif moments.attrs.get("dimension") == dimension:
+    elif dimension is None or moments.attrs.get("dimension") == dimension:
         per = moments
     else:
         raise ValueError(
             f"the customers' sums were read by {moments.attrs.get('dimension')}, not {dimension}."
         )
+    # every row for the overall figures (whatever segments they were read with), else per segment
+    parts = [("All responses", per)] if dimension is None else per.groupby("segment", sort=True)
     rng = np.random.default_rng(seed)
     records = []
-    for segment, part in per.groupby("segment", sort=True):
-        w, sums, pairs = _unpack(part, k)
+    for segment, part in parts:
+        stacked = _stacked(part, k)
         n = int(part["n"].sum())
         if n == 0:
             continue
         customers = int(part["customer"].sum())
-        corr = _correlation_of(float(w.sum()), sums.sum(axis=0), _square(pairs.sum(axis=0)[None], k)[0])
+        total = stacked.sum(axis=0)
+        corr = _correlation_of(total[0], total[1 : 1 + k], _square(total[None, 1 + k :], k)[0])
         if n < 3:
             corr = np.full((k, k), np.nan)
         small = stats.is_small(n, min_n)
@@ -352,7 +355,7 @@ def driver_importance(
         r2_lo = r2_hi = math.nan
         drawn = 0
         if resamples and not small and n >= 10:
-            b_lmg, b_share, b_r2, b_r = _bootstrap(w, sums, pairs, k, resamples, rng)
+            b_lmg, b_share, b_r2, b_r = _bootstrap(stacked, k, resamples, rng)
             lo, hi = _percentiles(b_lmg)
             share_lo, share_hi = _percentiles(b_share)
             (r2_lo,), (r2_hi,) = _percentiles(b_r2)
