@@ -262,10 +262,9 @@ def _bootstrap(stacked: np.ndarray, k: int, resamples: int, rng: np.random.Gener
     counts = np.empty((batch, customers))
     for start in range(0, resamples, batch):
         size = min(batch, resamples - start)
-        # the same stream as one draw of C customers per resample, in order
-        drawn = rng.integers(0, customers, (size, customers))
+        # one draw of C customers per resample, in order; counted while the draw is still in cache
         for row in range(size):
-            counts[row] = np.bincount(drawn[row], minlength=customers)
+            counts[row] = np.bincount(rng.integers(0, customers, customers), minlength=customers)
         totals = counts[:size] @ stacked
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = _correlations_of(totals[:, 0], totals[:, 1 : 1 + k], _square(totals[:, 1 + k :], k))
