@@ -743,17 +743,19 @@ def test_derived_segments_service_and_lifetime_value_on_demo(duckdb_engine, demo
 
 
 def test_value_tiers_rank_only_the_customers_who_bought_in_the_last_12_months_hand_computed(engine):
-    # Data end 2025-06-30. V1..V5 bought in the last 12 months (500 > 400 > 300 > 200 > 100);
-    # OLD bought only in 2023. percent_rank among the five: 0, .25, .5, .75, 1
-    # -> Top 20%: V1; Middle 50%: V2, V3; Bottom 30%: V4, V5; OLD: "No purchases".
-    ids = ["V1", "V2", "V3", "V4", "V5", "OLD"]
-    customers = pd.DataFrame({"customer_id": ids, "acquired_at": [date(2023, 1, 1)] * 6})
+    # Data end 2025-06-30. V1..V5 bought in the last 12 months (500 > 400 > 300 > 200 > 100), EDGE
+    # (50) exactly at midnight 365 days before the end — counted, as the Retention page and revenue
+    # at stake count that year; OLD bought only in 2023. percent_rank among the six: 0, .2, .4, .6,
+    # .8, 1 -> Top 20%: V1, V2; Middle 50%: V3, V4; Bottom 30%: V5, EDGE; OLD: "No purchases".
+    ids = ["V1", "V2", "V3", "V4", "V5", "EDGE", "OLD"]
+    customers = pd.DataFrame({"customer_id": ids, "acquired_at": [date(2023, 1, 1)] * 7})
     tx = pd.DataFrame(
         {
-            "transaction_id": [f"v{i}" for i in range(6)],
+            "transaction_id": [f"v{i}" for i in range(7)],
             "customer_id": ids,
-            "occurred_at": [_day(10)] * 5 + [pd.Timestamp("2023-03-01")],
-            "amount": [500.0, 400.0, 300.0, 200.0, 100.0, 9999.0],
+            "occurred_at": [_day(10)] * 5
+            + [pd.Timestamp(END - timedelta(days=365)), pd.Timestamp("2023-03-01")],
+            "amount": [500.0, 400.0, 300.0, 200.0, 100.0, 50.0, 9999.0],
         }
     )
     tx.loc[0, "occurred_at"] = _day(0)
@@ -761,16 +763,18 @@ def test_value_tiers_rank_only_the_customers_who_bought_in_the_last_12_months_ha
     with engine.begin() as conn:
         store.refresh_derived(conn)
     with engine.connect() as conn:
+        assert store.data_end(conn) == END
         tiers = dict(
             conn.execute(sa.select(schema.customers.c.customer_id, schema.customers.c.value_tier)).all()
         )
         seg = retention.derived_segments(conn)
     assert tiers == {
         "V1": "Top 20%",
-        "V2": "Middle 50%",
+        "V2": "Top 20%",
         "V3": "Middle 50%",
-        "V4": "Bottom 30%",
+        "V4": "Middle 50%",
         "V5": "Bottom 30%",
+        "EDGE": "Bottom 30%",
         "OLD": "No purchases",
     }
     assert set(seg["value"]) <= set(retention.VALUE_TIER_DEFINITIONS) | set(retention.LIFECYCLE_DEFINITIONS)

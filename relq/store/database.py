@@ -671,7 +671,8 @@ def refresh_derived(conn: Connection, at_risk_days: int | None = None) -> None:
     """Recompute each customer's cohort, RFM value tier and lifecycle stage from transactions.
 
     - cohort: month of ``acquired_at``, else of the first transaction.
-    - value tier (RFM monetary): revenue in the 12 months before the data's end, split into
+    - value tier (RFM monetary): revenue in the 365 days before the data's end (from that day's
+      midnight, as the Retention page and revenue at stake count the year), split into
       "Top 20%", "Middle 50%", "Bottom 30%" among buyers; "No purchases" otherwise.
     - lifecycle stage as of the data's end: churned (``churned_at`` set), new (joined in the
       last 90 days), active (a purchase within ``at_risk_days``), at risk (last purchase
@@ -698,11 +699,11 @@ def refresh_derived(conn: Connection, at_risk_days: int | None = None) -> None:
               FROM customers c
               LEFT JOIN (
                 SELECT customer_id, min(occurred_at) AS first_at, max(occurred_at) AS last_at,
-                       sum(CASE WHEN occurred_at > :year_ago THEN amount ELSE 0 END) AS revenue_12m,
+                       sum(CASE WHEN occurred_at >= :year_ago THEN amount ELSE 0 END) AS revenue_12m,
                        -- ranked among the customers who bought in those 12 months only
                        percent_rank() OVER (
-                         PARTITION BY sum(CASE WHEN occurred_at > :year_ago THEN amount ELSE 0 END) > 0
-                         ORDER BY sum(CASE WHEN occurred_at > :year_ago THEN amount ELSE 0 END) DESC
+                         PARTITION BY sum(CASE WHEN occurred_at >= :year_ago THEN amount ELSE 0 END) > 0
+                         ORDER BY sum(CASE WHEN occurred_at >= :year_ago THEN amount ELSE 0 END) DESC
                        ) AS rank_share
                 FROM transactions GROUP BY customer_id
               ) t ON t.customer_id = c.customer_id
