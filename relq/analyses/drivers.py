@@ -136,7 +136,7 @@ def customer_moments(
     weight left out), Σx of every variable (``s_i``) and Σxy of every pair (``c_i_j``), in a fixed
     order: customers by id, then unmatched responses by id. One two-level query; its rows are
     customers, never responses. The ids themselves are not read: only their order matters (the
-    seeded bootstrap draws rows by position), and a million of them cost a third of a second."""
+    seeded bootstrap draws rows by position), and 613k of them took 0.27 s to read and convert."""
     names = _variables(tuple(pillars))
     pc = customer_sums.listwise_customers(conn, flt, names)
     plan = customer_sums.weight_plan(conn, flt)
@@ -240,8 +240,8 @@ def _square(pairs: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-# Customers × resamples drawn per batch: 128 MB of draws and counts (8 bytes each), few enough
-# batches that the customers' sums are read a handful of times, not once per resample.
+# Customers × resamples counted per batch: 64 MB of counts (8 bytes each), few enough batches that
+# the customers' sums are read a handful of times, not once per resample.
 _BATCH_CELLS = 8_000_000
 
 

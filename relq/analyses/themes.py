@@ -140,23 +140,27 @@ def _stored(conn: Connection, flt: SegmentFilter) -> bool:
     return customer_sums.stored_sums_fit(flt) and stored.theme_sums_ready(conn)
 
 
+def _cells_of(source, customer_id) -> tuple[list, sa.Join]:
+    """The segment cell of each row of ``source`` (its customer's value of each dimension of
+    ``schema.SEGMENT_SUM_DIMENSIONS``; none for an unmatched response): the columns, and ``source``
+    joined to the customers on ``customer_id``."""
+    return [C.c[d] for d in _CELLS], source.outerjoin(C, C.c.customer_id == customer_id)
+
+
 def _stored_query(flt: SegmentFilter, keys: list, where, cells: bool = False) -> sa.Select:
     """Per ``keys`` (written on ``survey_responses``), segment cell (when ``cells``: the customer's
     value of each of ``schema.SEGMENT_SUM_DIMENSIONS``) and customer: the stored sums of the rows
     ``where`` (on ``theme_sums``) in view ``flt`` — the names and figures the responses give."""
     on = customer_sums.on_source
     keys = [on(TS, k.element).label(k.name) for k in keys]
-    source = TS
-    if cells:
-        keys += [C.c[d].label(d) for d in _CELLS]
-        source = TS.outerjoin(C, C.c.customer_id == TS.c.customer_id)
+    dims, source = _cells_of(TS, TS.c.customer_id) if cells else ([], TS)
     cluster = on(TS, _cluster().element).label("cluster")
     sums = [sa.func.sum(TS.c[name]).label(name) for name in _SUM_COLUMNS]
     return (
-        sa.select(*keys, cluster, *sums)
+        sa.select(*keys, *dims, cluster, *sums)
         .select_from(source)
         .where(on(TS, flt.response_clause()), where)
-        .group_by(*[k.element for k in keys], cluster.element)
+        .group_by(*[k.element for k in keys], *dims, cluster.element)
     )
 
 
@@ -219,9 +223,8 @@ def _nps_query(conn: Connection, flt: SegmentFilter, cells: bool = False) -> sa.
         pc.c.nps_d.label("detractors"),
     ).where(pc.c.nps_n > 0)
     if cells:
-        query = query.add_columns(*[C.c[d].label(d) for d in _CELLS]).select_from(
-            pc.outerjoin(C, C.c.customer_id == pc.c.cid)
-        )
+        dims, source = _cells_of(pc, pc.c.cid)
+        query = query.add_columns(*dims).select_from(source)
     return query
 
 
@@ -722,18 +725,18 @@ def _language_query(flt: SegmentFilter, stored_sums: bool = True, cells: bool = 
             .where(flt.response_clause())
             .group_by(F.c.language)
         )
-    keys = [TS.c.language, *([C.c[d].label(d) for d in _CELLS] if cells else [])]
-    source = TS.outerjoin(C, C.c.customer_id == TS.c.customer_id) if cells else TS
+    dims, source = _cells_of(TS, TS.c.customer_id) if cells else ([], TS)
     return (
         sa.select(
-            *keys,
+            TS.c.language,
+            *dims,
             sa.func.sum(TS.c.n).label("comments"),
             sa.func.sum(TS.c.other_language).label("other_language"),
             sa.func.sum(TS.c.themed).label("themed"),
         )
         .select_from(source)
         .where(customer_sums.on_source(TS, flt.response_clause()), TS.c.theme == "")
-        .group_by(*[getattr(k, "element", k) for k in keys])
+        .group_by(TS.c.language, *dims)
     )
 
 

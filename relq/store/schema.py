@@ -717,6 +717,7 @@ DERIVED_TABLES = (
     segment_cohorts,
     account_waves,
     theme_sums,
+    segment_themes,
     derived_versions,
 )
 
