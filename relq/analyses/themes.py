@@ -147,20 +147,24 @@ def _cells_of(source, customer_id) -> tuple[list, sa.Join]:
     return [C.c[d] for d in _CELLS], source.outerjoin(C, C.c.customer_id == customer_id)
 
 
-def _stored_query(flt: SegmentFilter, keys: list, where, cells: bool = False) -> sa.Select:
-    """Per ``keys`` (written on ``survey_responses``), segment cell (when ``cells``: the customer's
-    value of each of ``schema.SEGMENT_SUM_DIMENSIONS``) and customer: the stored sums of the rows
+def _in_cells(per_customer: sa.Select) -> sa.Select:
+    """The rows of a query per customer (its column ``cluster``) with the customer's segment cell."""
+    rows = per_customer.subquery()
+    dims, source = _cells_of(rows, rows.c.cluster)
+    return sa.select(rows, *dims).select_from(source)
+
+
+def _stored_query(flt: SegmentFilter, keys: list, where) -> sa.Select:
+    """Per ``keys`` (written on ``survey_responses``) and customer: the stored sums of the rows
     ``where`` (on ``theme_sums``) in view ``flt`` — the names and figures the responses give."""
     on = customer_sums.on_source
     keys = [on(TS, k.element).label(k.name) for k in keys]
-    dims, source = _cells_of(TS, TS.c.customer_id) if cells else ([], TS)
     cluster = on(TS, _cluster().element).label("cluster")
     sums = [sa.func.sum(TS.c[name]).label(name) for name in _SUM_COLUMNS]
     return (
-        sa.select(*keys, *dims, cluster, *sums)
-        .select_from(source)
+        sa.select(*keys, cluster, *sums)
         .where(on(TS, flt.response_clause()), where)
-        .group_by(*[k.element for k in keys], *dims, cluster.element)
+        .group_by(*[k.element for k in keys], cluster.element)
     )
 
 
@@ -210,22 +214,17 @@ def _theme_query(conn: Connection, flt: SegmentFilter, themes=None, by=()) -> sa
     return query
 
 
-def _nps_query(conn: Connection, flt: SegmentFilter, cells: bool = False) -> sa.Select:
-    """Per customer (and, when ``cells``, its segment cell): every response in view with an NPS (for
-    the impact on the view's NPS) — the per-customer sums every clustered score reads, from the
-    stored month sums when they fit."""
+def _nps_query(conn: Connection, flt: SegmentFilter) -> sa.Select:
+    """Per customer: every response in view with an NPS (for the impact on the view's NPS) — the
+    per-customer sums every clustered score reads, from the stored month sums when they fit."""
     pc = customer_sums.per_customer(flt, scores=("nps",), source=customer_sums.customer_source(conn, flt))
     cluster = sa.func.coalesce(pc.c.cid, sa.literal("~") + pc.c.lone).label("cluster")
-    query = sa.select(
+    return sa.select(
         cluster,
         pc.c.nps_n.label("n"),
         pc.c.nps_p.label("promoters"),
         pc.c.nps_d.label("detractors"),
     ).where(pc.c.nps_n > 0)
-    if cells:
-        dims, source = _cells_of(pc, pc.c.cid)
-        query = query.add_columns(*dims).select_from(source)
-    return query
 
 
 def _segment_query(flt: SegmentFilter, segment, theme: str | None) -> sa.Select:
@@ -421,9 +420,11 @@ def rebuild_theme_cells(conn: Connection) -> bool:
     if dialects.is_clickhouse(conn) or not stored.theme_sums_ready(conn):
         return False
     everything = SegmentFilter()
-    every = _stored_query(everything, [], TS.c.theme == "", cells=True)
-    part = _stored_query(everything, [TS.c.theme.label("theme")], TS.c.theme != "", cells=True)
-    base = _nps_query(conn, everything, cells=True)
+    # each customer's sums first, then its cell: grouped by the cells' names too, the query held 0.2 GB
+    # more on the large tier
+    every = _in_cells(_stored_query(everything, [], TS.c.theme == ""))
+    part = _in_cells(_stored_query(everything, [TS.c.theme.label("theme")], TS.c.theme != ""))
+    base = _in_cells(_nps_query(conn, everything))
     sums = _figure_sums(conn, every, part, keys=_CELLS, base=base, matched=())
     languages = _frame(conn, _language_query(everything, cells=True))
     frames = {
@@ -432,15 +433,20 @@ def rebuild_theme_cells(conn: Connection) -> bool:
         "base": sums.base.assign(key=""),
         "language": languages.rename(columns={"language": "key"}),
     }
-    rows = pd.concat(
-        [
-            customer_sums.cell_stat_rows(f.assign(part=name), keys=("part", "key"))
-            for name, f in frames.items()
-        ]
-    )
     with database.rebuilding_derived_in(conn, stored.THEME_CELLS, (SGT,)):
-        customer_sums.save_cell_stats(conn, SGT, rows)
+        for name, frame in frames.items():  # a few hundred cells at a time: a row per statistic
+            for start in range(0, len(frame), _CELL_ROWS):
+                part = frame.iloc[start : start + _CELL_ROWS].assign(part=name)
+                customer_sums.save_cell_stats(
+                    conn, SGT, customer_sums.cell_stat_rows(part, keys=("part", "key"))
+                )
     return True
+
+
+# Rows of the sums per cell (a cell, or a cell and theme) made long and written at a time: each holds
+# about a hundred statistics, and all of them at once on the large tier (11k rows, 750k statistics)
+# took the import's refresh of the themes 0.7 GB past its memory.
+_CELL_ROWS = 500
 
 
 def save_theme_cells(engine) -> bool:
