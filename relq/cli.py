@@ -237,7 +237,7 @@ def _delivered(run) -> int:
 
 
 def _themes(args) -> int:
-    from relq.analyses.themes import themes_report
+    from relq.analyses.themes import save_theme_cells, themes_report
     from relq.ingest.themes import refresh_themes
     from relq.store.filters import SegmentFilter
 
@@ -246,6 +246,9 @@ def _themes(args) -> int:
     engine = store.get_engine()
     store.create_schema(engine)
     refresh_themes(engine, k=args.k, user=_cli_user())  # reads comments not read yet; cheap otherwise
+    save_theme_cells(
+        engine
+    )  # the dashboard's sums per segment cell, made again when the refresh changed them
     with engine.connect() as conn:
         report = themes_report(conn, SegmentFilter(since=args.since, until=args.until))
     print(json.dumps(_clean(report), indent=2, default=str))

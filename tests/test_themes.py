@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -164,11 +165,21 @@ def test_saving_a_rule_versions_it_and_tags_every_comment(duckdb_engine):
 
 def _assert_the_stored_theme_sums_follow(engine, mentions: dict[str, int]) -> None:
     """After an edit of the themes the stored month sums are current, hold each theme's mentions,
-    and give the figures the responses give."""
+    and give the figures the responses give; the sums per segment cell made from the older month
+    sums are not read until made again (as the rebuild after an edit does), and then give them too."""
     from relq.store import themes as stored
 
     with engine.connect() as conn:
-        assert stored.theme_sums_ready(conn) and stored.theme_cells_ready(conn)
+        assert stored.theme_sums_ready(conn) and not stored.theme_cells_ready(conn)
+    _assert_the_stored_figures_are_those_of_the_responses(engine, mentions)
+    assert themes.save_theme_cells(engine)
+    with engine.connect() as conn:
+        assert stored.theme_cells_ready(conn)
+    _assert_the_stored_figures_are_those_of_the_responses(engine, mentions)
+
+
+def _assert_the_stored_figures_are_those_of_the_responses(engine, mentions: dict[str, int]) -> None:
+    with engine.connect() as conn:
         got = dict(
             conn.execute(
                 sa.select(schema.theme_sums.c.theme, sa.func.sum(schema.theme_sums.c.n))
@@ -568,6 +579,7 @@ def test_theme_figures_from_the_stored_month_sums_equal_those_read_from_the_resp
     for a view of the whole history choosing segments of the cells' dimensions only; the raw grouped
     reads of the responses (which the statsmodels tests above check) give the same overview, table
     and trend to 1e-12 — and the stored path is the one taken."""
+    themes.save_theme_cells(duckdb_demo)  # as the dashboard does after loading the demo
     with duckdb_demo.connect() as conn:
         stored_reads = _statements(duckdb_demo, lambda: _theme_figures(conn, flt))
         stored, raw = _theme_figures(conn, flt), _from_the_responses(conn, flt)
@@ -622,6 +634,7 @@ def test_duckdb_and_postgresql_give_the_same_themes_and_figures(demo_db_url, dem
     tables = {}
     for name, url in (("duckdb", demo_db_url), ("postgres", demo_postgres_url)):
         engine = store.get_engine(url) if name == "duckdb" else sa.create_engine(url)
+        assert themes.save_theme_cells(engine), name  # as the dashboard does after loading the demo
         with engine.connect() as conn:
             assert stored.theme_cells_ready(conn), name
             tables[name] = themes.theme_table(conn, flt).set_index("theme").sort_index()
@@ -641,6 +654,7 @@ def test_the_sums_per_segment_cell_are_not_read_once_the_month_sums_are_rebuilt_
     from relq.store import themes as stored
 
     region = SegmentFilter(customer=(("region", ("EMEA",)),))
+    assert themes.save_theme_cells(duckdb_demo)
     with duckdb_demo.connect() as conn:
         before = themes.theme_table(conn, region).drop(columns="terms")
     with duckdb_demo.begin() as conn:
@@ -763,3 +777,37 @@ def test_executives_see_theme_aggregates_but_never_a_comment(demo_env, monkeypat
     assert all((f["customers"] >= 5).all() for f in frames if "customers" in f.columns)
     assert any("Comments are hidden for your role" in i.value for i in at.info)
     assert not any(b.label in ("Save the rule", "Discover again") for b in at.button)
+
+
+def test_a_rule_saved_on_the_page_is_read_from_the_sums_per_segment_cell_again(
+    tmp_path, demo_company, monkeypatch
+):
+    """Saving a rule rebuilds the themes' month sums in its transaction (forgetting the sums per
+    segment cell made from the older ones); the page then records a change of the data, whose
+    rebuild of the stored tables in the background makes the cells again, so the table of the view
+    counts the new rule from them, with the figures the responses give."""
+    from relq.ingest.demo import load_demo
+    from relq.store import themes as stored
+
+    url = f"duckdb:///{tmp_path / 'relq.duckdb'}"
+    engine = store.get_engine(url)
+    load_demo(engine, demo_company)
+    monkeypatch.setenv("RELQ_DATABASE_URL", url)
+    at = _themes_page(AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run())
+    at.text_input(key="themes_edit_name_new").input("Dashboards")
+    at.text_area(key="themes_edit_phrases_new").input("dashboard*\nexport*")
+    at.button(key="themes_save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Saved Dashboards" in s.value for s in at.success), [e.value for e in at.error]
+    for thread in [t for t in threading.enumerate() if t.name == "relq-churn-scores"]:
+        thread.join(timeout=300)  # the rebuild of the stored tables and today's scores
+    region = SegmentFilter(customer=(("region", ("EMEA",)),))
+    with engine.connect() as conn:
+        assert stored.theme_cells_ready(conn)
+        reads = _statements(engine, lambda: themes.theme_table(conn, region))
+        table = themes.theme_table(conn, region).drop(columns="terms")
+        raw = _from_the_responses(conn, region)[1]
+    assert any("FROM segment_themes" in s for s in reads)
+    assert table.set_index("theme").loc["Dashboards", "responses"] > 0
+    pd.testing.assert_frame_equal(table, raw, rtol=1e-12, check_dtype=False)
+    engine.dispose()

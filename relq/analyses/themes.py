@@ -450,8 +450,9 @@ _CELL_ROWS = 500
 
 
 def save_theme_cells(engine) -> bool:
-    """:func:`rebuild_theme_cells` in a transaction of its own, after a change of the stored data,
-    unless the refresh of the themes that follows an import has already rebuilt them."""
+    """:func:`rebuild_theme_cells` in a transaction of its own — after a change of the stored data or
+    of the themes (whose transaction rebuilt their month sums and so forgot the cells) — unless they
+    are current already."""
     if dialects.is_clickhouse(engine):
         return False
     with engine.begin() as conn:

@@ -43,7 +43,6 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from relq.analyses import themes as theme_figures
 from relq.exceptions import RelqError
 from relq.ingest.comments import COVERED_LANGUAGES, STOP_WORDS, fold, fold_series, languages, sentiment
 from relq.ingest.comments import folded_with_positions as _folded_with_positions
@@ -1108,15 +1107,8 @@ def refresh_themes(
                 current = None  # too few comments yet: the rules still apply
             seconds["discovery"] += time.perf_counter() - started
         if read or did_refit or not stored.theme_sums_ready(conn):  # else nothing they sum changed
-            _rebuild_sums(conn)
+            stored.rebuild_theme_sums(conn)
     return RefreshSummary(read, other, tagged, discovered, did_refit, current.k if current else None, seconds)
-
-
-def _rebuild_sums(conn: Connection) -> None:
-    """The themes' month sums and, from them, their sums per segment cell, rebuilt inside ``conn``'s
-    transaction: every change of the stored themes calls it before it commits."""
-    stored.rebuild_theme_sums(conn)
-    theme_figures.rebuild_theme_cells(conn)
 
 
 def retag_rules(engine: Engine, themes: Sequence[str] | None = None, batch: int = BATCH) -> int:
@@ -1137,7 +1129,7 @@ def _retag(conn: Connection, themes: Sequence[str] | None, batch: int = BATCH) -
     written = 0
     for frame in _keyset_batches(conn, _themable_query(), R.c.response_id, batch):
         written += _write_rule_tags(conn, frame, rules)
-    _rebuild_sums(conn)
+    stored.rebuild_theme_sums(conn)
     return written
 
 
@@ -1210,7 +1202,7 @@ def delete_rule(engine: Engine, name: str, *, user: str | None = None) -> None:
             note="deleted",
         )
         conn.execute(T.delete().where(T.c.theme == name, T.c.source == "rule"))
-        _rebuild_sums(conn)
+        stored.rebuild_theme_sums(conn)
 
 
 def promote(

@@ -670,8 +670,8 @@ theme_sums = Table(
 )
 
 # The Comment themes page's sums per segment cell over the whole history (relq.analyses.themes.
-# rebuild_theme_cells, rebuilt from theme_sums after it in the same transaction — every change of the
-# themes — and after every change of the data): one row per statistic of a ``part`` and ``key`` —
+# save_theme_cells, made from theme_sums after every change of the data or the themes — every
+# rebuild of theme_sums forgets them until then): one row per statistic of a ``part`` and ``key`` —
 # "totals" (key empty: the sums over the cell's customers of their responses with a read comment),
 # "theme" (key the theme: the sums over the customers mentioning it of their mentions and of the
 # products with their comments and the rest), "base" (key empty: their NPS answers) and "language"

@@ -331,8 +331,9 @@ def rebuild_theme_sums(conn: Connection) -> bool:
     rows = sa.union_all(every, mentions)
     with database.rebuilding_derived_in(conn, _THEME_SUMS, (TS,)):
         conn.execute(TS.insert().from_select([c.name for c in every.selected_columns], rows))
-    # the sums per segment cell are made from these rows: no longer current until made again
-    # (relq.analyses.themes.rebuild_theme_cells, which the changes of the themes call next)
+    # the sums per segment cell are made from these rows: not read until made again (relq.analyses.
+    # themes.save_theme_cells, in the rebuild of the stored tables after a change of the data or the
+    # themes, and after the CLI's refresh)
     built = schema.derived_versions
     conn.execute(built.delete().where(built.c.name == THEME_CELLS))
     return True
