@@ -54,6 +54,7 @@ __all__ = [
     "note_data_change",
     "data_version",
     "derived_current",
+    "forget_derived",
     "derived_current_of",
     "rebuilding_derived",
     "month_row_keys",
@@ -1032,9 +1033,16 @@ def rebuilding_derived_in(
     version, end = data_version(conn), data_end(conn)
     for table in tables:
         conn.execute(table.delete())
-    conn.execute(built.delete().where(built.c.name == name))
+    forget_derived(conn, name)
     yield end
     conn.execute(built.insert().values(name=name, data_version=version, data_end=end, recipe=recipe))
+
+
+def forget_derived(conn: Connection, name: str) -> None:
+    """Forget what was recorded as built under ``name``: :func:`derived_current` says False until it
+    is rebuilt (the rows made from something just rebuilt themselves)."""
+    built = schema.derived_versions
+    conn.execute(built.delete().where(built.c.name == name))
 
 
 def get_setting(engine: Engine, key: str, default=None):

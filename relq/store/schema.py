@@ -502,6 +502,18 @@ def _cell_table(name: str, *columns: Column, order_by: str = "tuple()") -> Table
     )
 
 
+def _cell_stats_table(name: str, *keys: str) -> Table:
+    """A table of segment cells holding one row per statistic: the cell, ``keys`` (Text), ``stat`` and
+    its ``value`` — written and read through relq.measures.customer_sums.save_cell_stats / cell_stats."""
+    return _cell_table(
+        name,
+        *(Column(key, Text, nullable=False) for key in keys),
+        Column("stat", Text, nullable=False),
+        Column("value", Double, nullable=False),
+        order_by=", ".join((*keys, "stat")),
+    )
+
+
 def _sum_columns(prefix: str = "") -> list[Column]:
     return [Column(f"{prefix}{c}", Double) for c in SEGMENT_SUM_COLUMNS]
 
@@ -534,13 +546,7 @@ segment_quarters = _cell_table(
 # and one row per statistic of a part (``stat`` n, s<i> = Σxᵢ, c<i>_<j> = Σxᵢxⱼ by the items' places),
 # its ``value`` the sum over the cell's rows: what the Measurement and Gap quadrants pages add up for
 # a view choosing segments of these dimensions only, with no period, wave, flag, theme or quadrant.
-segment_items = _cell_table(
-    "segment_items",
-    Column("part", Text, nullable=False),
-    Column("stat", Text, nullable=False),
-    Column("value", Double, nullable=False),
-    order_by="part, stat",
-)
+segment_items = _cell_stats_table("segment_items", "part")
 
 # Data quality's counts of the responses per segment cell over the whole history (relq.analyses.
 # dataquality.save_segment_quality, rebuilt after every change of the data with the instrument the
@@ -548,12 +554,7 @@ segment_items = _cell_table(
 # responses, those having each column, those failing each check but speeders, whose line is half the
 # view's own median) with its ``value`` in the cell: what the Data quality page adds up for a view
 # choosing segments of these dimensions only, with no period, wave, flag, theme or quadrant.
-segment_quality = _cell_table(
-    "segment_quality",
-    Column("stat", Text, nullable=False),
-    Column("value", Double, nullable=False),
-    order_by="stat",
-)
+segment_quality = _cell_stats_table("segment_quality")
 
 # The cohort table's counts per segment cell (relq.analyses.retention.save_segment_cohorts, rebuilt
 # with the purchase summary, for its data end): per combination of the customer dimensions, cohort
@@ -678,14 +679,7 @@ theme_sums = Table(
 # (key the language: the comments read, in another language, mentioning a theme) — with its ``value``
 # the sum over the cell's customers: what the page adds up for a view choosing segments of these
 # dimensions only, with no period, wave, flag, theme or quadrant.
-segment_themes = _cell_table(
-    "segment_themes",
-    Column("part", Text, nullable=False),
-    Column("key", Text, nullable=False),
-    Column("stat", Text, nullable=False),
-    Column("value", Double, nullable=False),
-    order_by="part, key, stat",
-)
+segment_themes = _cell_stats_table("segment_themes", "part", "key")
 
 # Which data version (and data end; for the answer rows, which instrument) each derived table was
 # built from; a table whose row is missing or older than the data is not read.

@@ -334,8 +334,7 @@ def rebuild_theme_sums(conn: Connection) -> bool:
     # the sums per segment cell are made from these rows: not read until made again (relq.analyses.
     # themes.save_theme_cells, in the rebuild of the stored tables after a change of the data or the
     # themes, and after the CLI's refresh)
-    built = schema.derived_versions
-    conn.execute(built.delete().where(built.c.name == THEME_CELLS))
+    database.forget_derived(conn, THEME_CELLS)
     return True
 
 
