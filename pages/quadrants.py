@@ -295,11 +295,13 @@ with tabs[0]:
         elif listing.empty:
             st.info("No customer in this quadrant for the current filters.")
         else:
-            shown = listing.head(SHOWN_ROWS)  # the browser draws what a person reads; the download has all
+            shown = listing.head(SHOWN_ROWS)  # the browser draws what a person reads; the download more
+            in_quadrant = int(table.loc[selected, "customers"])
+            in_download = "all" if len(listing) == in_quadrant else f"the lowest {len(listing):,}"
             st.caption(
-                f"{len(listing):,} customers, lowest combined {x} + {y} first"
+                f"{in_quadrant:,} customers, lowest combined {x} + {y} first"
                 + (
-                    f" (the first {SHOWN_ROWS:,} shown, all in the download)"
+                    f" (the first {SHOWN_ROWS:,} shown, {in_download} in the download)"
                     if len(listing) > SHOWN_ROWS
                     else ""
                 )

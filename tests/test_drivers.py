@@ -12,7 +12,8 @@ from scipy import stats as sp
 
 from relq import store
 from relq.analyses import drivers
-from relq.store import schema
+from relq.measures import customer_sums
+from relq.store import dialects, schema
 from relq.store.filters import SegmentFilter, Weighting
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,33 +117,58 @@ def test_bootstrap_is_seeded_and_says_how_many_resamples_it_drew(duckdb_engine):
 def test_bootstrap_resamples_whole_customers_like_a_numpy_row_bootstrap_of_drawn_customers(engine):
     # Reference: the same seeded draws of customers, written out on the raw rows in numpy — every
     # row of each drawn customer, repeated as often as it is drawn — then np.corrcoef and the
-    # Shapley decomposition (checked above against statsmodels OLS over every subset).
+    # Shapley decomposition (checked above against statsmodels OLS over every subset). The draws
+    # index the customers in code point order ("C…" before "c…"), then the unmatched responses by
+    # id; read from the responses and again from each customer's stored whole-history sums (which
+    # keep that order as a number, and the customers' regions beside them).
     frame = _responses(360, seed=5)  # 50 customers, about 7 responses each
+    frame["customer_id"] = [c if int(c[1:]) % 2 else c.lower() for c in frame["customer_id"]]
+    frame.loc[frame.index[-6:], "customer_id"] = None  # six responses matched to no customer
+    ids = sorted(frame["customer_id"].dropna().unique())
+    crm = pd.DataFrame(
+        {"customer_id": ids, "region": ["North" if i % 3 else "South" for i in range(len(ids))]}
+    )
     with engine.begin() as conn:
         store.bulk_insert(conn, schema.survey_responses, frame)
+        store.bulk_insert(conn, schema.customers, crm)
     resamples, seed = 30, 11
-    with engine.connect() as conn:
-        got = drivers.driver_importance(conn, SegmentFilter(), resamples=resamples, seed=seed, min_n=30)
     columns = ["trust", "commitment", "satisfaction", "nps"]
-    customers = sorted(frame["customer_id"].unique())
-    rows = {c: frame.loc[frame["customer_id"] == c, columns].to_numpy(float) for c in customers}
+    lone = frame[frame["customer_id"].isna()].sort_values("response_id")
+    clusters = [frame.loc[frame["customer_id"] == c, columns].to_numpy(float) for c in ids]
+    clusters += [row[None, :] for row in lone[columns].to_numpy(float)]
     rng = np.random.default_rng(seed)
     shares, lmgs, r2s = [], [], []
     for _ in range(resamples):
-        drawn = rng.integers(0, len(customers), len(customers))
-        values = np.vstack([rows[customers[i]] for i in drawn])
+        drawn = rng.integers(0, len(clusters), len(clusters))
+        values = np.vstack([clusters[i] for i in drawn])
         lmg = drivers.shapley_r2(np.corrcoef(values, rowvar=False))
         lmgs.append(lmg)
         r2s.append(lmg.sum())
         shares.append(lmg / lmg.sum())
-    got = got.set_index("predictor")
-    for j, pillar in enumerate(columns[:3]):
-        draws = np.array(shares)[:, j]
-        assert got.loc[pillar, "share_low"] == pytest.approx(np.percentile(draws, 2.5), rel=1e-9)
-        assert got.loc[pillar, "share_high"] == pytest.approx(np.percentile(draws, 97.5), rel=1e-9)
-        assert got.loc[pillar, "lmg_low"] == pytest.approx(np.percentile(np.array(lmgs)[:, j], 2.5), rel=1e-9)
-    assert got["r2_high"].iloc[0] == pytest.approx(np.percentile(r2s, 97.5), rel=1e-9)
-    assert got["customers"].iloc[0] == 50 and got["n"].iloc[0] == 360
+    with engine.connect() as conn:
+        by_region = drivers.driver_importance(conn, SegmentFilter(), "region", resamples=resamples, seed=seed)
+    for source in ("responses", "stored sums"):
+        if source == "stored sums" and not customer_sums.save_customer_totals(engine):
+            assert dialects.is_clickhouse(engine)  # which keeps none
+            break
+        with engine.connect() as conn:
+            assert customer_sums.customer_totals_ready(conn) is (source == "stored sums")
+            got = drivers.driver_importance(conn, SegmentFilter(), resamples=resamples, seed=seed, min_n=30)
+            regions = drivers.driver_importance(
+                conn, SegmentFilter(), "region", resamples=resamples, seed=seed
+            )
+        pd.testing.assert_frame_equal(regions, by_region, check_exact=False, rtol=1e-12, obj=source)
+        got = got.set_index("predictor")
+        for j, pillar in enumerate(columns[:3]):
+            draws = np.array(shares)[:, j]
+            assert got.loc[pillar, "share_low"] == pytest.approx(np.percentile(draws, 2.5), rel=1e-9), source
+            assert got.loc[pillar, "share_high"] == pytest.approx(np.percentile(draws, 97.5), rel=1e-9), (
+                source
+            )
+            lmg_low = np.percentile(np.array(lmgs)[:, j], 2.5)
+            assert got.loc[pillar, "lmg_low"] == pytest.approx(lmg_low, rel=1e-9), source
+        assert got["r2_high"].iloc[0] == pytest.approx(np.percentile(r2s, 97.5), rel=1e-9), source
+        assert got["customers"].iloc[0] == 50 and got["n"].iloc[0] == 360, source
 
 
 def test_bootstrap_intervals_do_not_depend_on_how_many_resamples_are_drawn_at_once(

@@ -801,6 +801,60 @@ def _assert_same_figures(got: dict, expected: dict) -> None:
         pd.testing.assert_frame_equal(got[name], frame, check_exact=False, rtol=1e-12, obj=name)
 
 
+def test_the_stored_customer_spans_keep_crm_customers_without_purchases_and_buyers_without_a_crm_row(engine):
+    """``customer_lifetimes`` joins the CRM and the purchases once, when the purchase summary is
+    built: each customer's lifetime read from it equals the one joined at read time and the dates
+    worked out by hand, under both churn bases — N and M joined and never bought, A has a churn
+    date, B no acquisition date (it starts at its first purchase), C–F bought without a CRM row —
+    and a region chosen still reads the CRM's customers."""
+    crm = pd.DataFrame(
+        {
+            "customer_id": ["N", "M", "A", "B"],
+            "region": ["North", "South", "North", "South"],
+            "acquired_at": [date(2024, 3, 1), date(2024, 4, 10), date(2023, 12, 1), None],
+            "churned_at": [None, None, date(2024, 4, 15), None],
+        }
+    )
+    _load(engine, customers=crm, transactions=_csv("transactions.csv"))
+    built = retention.save_purchase_summary(engine)
+    assert built is not dialects.is_clickhouse(engine)
+    end = date(2024, 4, 30)
+    start = {
+        "A": date(2023, 12, 1), "B": date(2024, 1, 15), "C": date(2024, 1, 31), "D": date(2024, 2, 1),
+        "E": date(2024, 2, 14), "F": date(2024, 4, 10), "N": date(2024, 3, 1), "M": date(2024, 4, 10),
+    }  # fmt: skip
+    revenue = {"A": 300.0, "B": 240.0, "C": 30.0, "D": 180.0, "E": 180.0, "F": 25.0, "N": 0.0, "M": 0.0}
+    # contract: only A's churn date counts; inactivity (45 days): the last purchase (else the start)
+    # 45 days or more before the end — B 03-03, C 01-31, D 03-15, N joined 03-01 and never bought
+    churned = {
+        "contract": {"A": date(2024, 4, 15)},
+        "inactivity": {
+            "B": date(2024, 4, 17), "C": date(2024, 3, 16), "D": date(2024, 4, 29), "N": date(2024, 4, 15),
+        },
+    }  # fmt: skip
+    for kind, ends in churned.items():
+        basis = retention.Basis(kind, end, 45)
+        expected = {c: (start[c], ends.get(c, end), int(c in ends), revenue[c]) for c in sorted(start)}
+        for summarised in (False, True) if built else (False,):
+            for flt, customers in (
+                (SegmentFilter(), start),
+                (SegmentFilter().with_dimension("region", ["North"]), "AN"),
+            ):
+                life = retention.lifetimes(flt, basis, summarised=summarised).subquery()
+                with engine.connect() as conn:
+                    rows = conn.execute(
+                        sa.select(
+                            life.c.customer_id,
+                            life.c.start_day,
+                            life.c.end_day,
+                            life.c.churned,
+                            life.c.revenue,
+                        )
+                    ).all()
+                got = {r[0]: (r[1], r[2], int(r[3]), float(r[4])) for r in rows}
+                assert got == {c: expected[c] for c in customers}, (kind, summarised, flt)
+
+
 def test_purchase_summary_gives_the_figures_of_the_purchases_themselves_and_is_dropped_when_data_change(
     engine, demo_company, statements
 ):
@@ -829,6 +883,10 @@ def test_purchase_summary_gives_the_figures_of_the_purchases_themselves_and_is_d
             _assert_same_figures(_purchase_figures(conn, flt), expected)
             read_waves = any("FROM account_waves" in s for s in statements)
             assert read_waves is (not clickhouse and flt is not middle), flt
+            # the customers' spans: one stored row each, not the customers joined to their purchases
+            spans = any("FROM customer_lifetimes" in s for s in statements)
+            assert spans is (not clickhouse), flt
+            assert not any("FULL OUTER JOIN purchase_summary" in s for s in statements), flt
     # a customer who had stopped buying buys again on the data's last day, in a new import
     with engine.connect() as conn:
         end = retention.churn_basis(conn).end
@@ -851,7 +909,7 @@ def test_purchase_summary_gives_the_figures_of_the_purchases_themselves_and_is_d
     with engine.connect() as conn:
         assert not retention.purchase_summary_ready(conn, retention.churn_basis(conn))
         fresh = _purchase_figures(conn, SegmentFilter())
-    assert not any("FROM account_waves" in s for s in statements)
+    assert not any("FROM account_waves" in s or "customer_lifetimes" in s for s in statements)
     listed = fresh["at_risk"].set_index("customer_id")
     assert quiet not in listed.index or listed.loc[quiet, "days_since_purchase"] == 0
     retention.save_purchase_summary(engine)

@@ -629,6 +629,10 @@ CUSTOMER_LIST_COLUMNS = (
 )
 
 
+# The customers a quadrant's list holds at most (its download too): the lowest combined scores.
+LISTED_CUSTOMERS = 50_000
+
+
 def quadrant_customers(
     conn: Connection,
     flt: SegmentFilter,
@@ -636,13 +640,19 @@ def quadrant_customers(
     key: str,
     x_sem: float = float("nan"),
     y_sem: float = float("nan"),
-    limit: int | None = 50_000,
+    limit: int | None = None,
 ) -> pd.DataFrame:
     """The customers of one quadrant with CRM fields, last purchase, open tickets and latest
-    comment; lowest combined score first. ``borderline`` uses the SEMs given (False when unknown)."""
+    comment; lowest combined score first — the first ``limit`` (:data:`LISTED_CUSTOMERS` unless
+    given). ``borderline`` uses the SEMs given (False when unknown)."""
     _levels(key)
-    latest = latest_scores(conn, flt, spec.x, spec.y)
-    quad = quadrant_key(latest.c.x_score, latest.c.y_score, spec.x_threshold, spec.y_threshold)
+    limit = limit or LISTED_CUSTOMERS
+    scores = latest_scores(conn, flt, spec.x, spec.y)
+    quad = quadrant_key(scores.c.x_score, scores.c.y_score, spec.x_threshold, spec.y_threshold)
+    lowest = (scores.c.x_score + scores.c.y_score).asc(), scores.c.customer_id
+    # the quadrant's customers (the first ``limit``) chosen before the CRM fields, tickets,
+    # purchases and comments are joined to them: 0.6 s of the Gap quadrants page on 2M customers
+    latest = sa.select(*scores.c).where(quad == key).order_by(*lowest).limit(limit).subquery("chosen")
     tickets, purchases, comments = _open_tickets(), last_purchases(conn), latest_comments(conn, flt)
     query = (
         sa.select(
@@ -673,11 +683,8 @@ def quadrant_customers(
             .outerjoin(purchases, purchases.c.customer_id == latest.c.customer_id)
             .outerjoin(comments, comments.c.customer_id == latest.c.customer_id)
         )
-        .where(quad == key)
         .order_by((latest.c.x_score + latest.c.y_score).asc(), latest.c.customer_id)
     )
-    if limit:
-        query = query.limit(limit)
     frame = read_frame(conn, query)  # tens of thousands of rows: handed over column by column
     frame.columns = list(CUSTOMER_LIST_COLUMNS)
     frame["open_tickets"] = frame["open_tickets"].astype(int)

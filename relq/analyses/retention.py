@@ -171,6 +171,7 @@ def _stored_month_rows() -> Select:
 # --------------------------------------------------------------------------- purchase summaries
 
 PS, PM, CA = schema.purchase_summary, schema.purchase_months, schema.customer_activity
+CL = schema.customer_lifetimes
 _SUMMED = ("customer_id", "first_at", "last_at", "revenue", "revenue_12m")
 _SUMMARY = "purchases"
 AW = schema.account_waves
@@ -187,17 +188,29 @@ def purchase_summary_ready(conn: Connection, basis: Basis) -> bool:
 def save_purchase_summary(engine) -> bool:
     """Rebuild the purchase summary from the stored purchases, in one transaction on the database
     side (no row travels): one row per customer (first and last purchase, revenue, revenue of the
-    365 days before the data's end), one per customer and calendar month with a purchase, and each
-    customer's last activity (:func:`last_activities`), marked with the data version and end they
-    were built from. False on ClickHouse (nothing is built)."""
+    365 days before the data's end), one per customer and calendar month with a purchase, each
+    customer's span (``customer_lifetimes``: the CRM's and the purchases' customers, joined once
+    here instead of in every read of :func:`lifetimes`) and each customer's last activity
+    (:func:`last_activities`), marked with the data version and end they were built from. False on
+    ClickHouse (nothing is built)."""
     if dialects.is_clickhouse(engine):
         return False
-    with store.rebuilding_derived(engine, _SUMMARY, (PS, PM, CA)) as (conn, end):
+    with store.rebuilding_derived(engine, _SUMMARY, (PS, PM, CL, CA)) as (conn, end):
         conn.execute(
             PS.insert().from_select(
                 list(_SUMMED), sa.select(*_purchase_columns(end)).group_by(T.c.customer_id)
             )
         )
+        spans = sa.select(
+            sa.func.coalesce(C.c.customer_id, PS.c.customer_id),
+            C.c.acquired_at,
+            C.c.churned_at,
+            PS.c.first_at,
+            PS.c.last_at,
+            sa.func.coalesce(PS.c.revenue, 0.0),
+            sa.func.coalesce(PS.c.revenue_12m, 0.0),
+        ).select_from(C.join(PS, C.c.customer_id == PS.c.customer_id, full=True))
+        conn.execute(CL.insert().from_select([c.name for c in CL.c], spans))
         conn.execute(
             PM.insert().from_select(["customer_id", "m", "start_day", "start_m"], _stored_month_rows())
         )
@@ -270,16 +283,23 @@ def lifetimes(
     The filter's segment dimensions apply through ``customers``; with ``acquired_in_period`` its
     since/until select customers whose ``start_day`` falls in the period. ``by`` adds a ``segment``
     column (a customer dimension; "All customers" without it). With ``summarised`` (see
-    :func:`purchase_summary_ready`) the purchases are read from their stored summary.
+    :func:`purchase_summary_ready`) the customers' spans are read from ``customer_lifetimes``.
     """
-    p = _purchases(basis.end, summarised)
-    customer_id = sa.func.coalesce(C.c.customer_id, p.c.customer_id)
-    start_day = sa.func.coalesce(C.c.acquired_at, sa.cast(p.c.first_at, sa.Date))
+    if summarised:  # customers and purchases joined when stored; the CRM joined for its fields only
+        p = CL
+        customer_id, acquired_at, churned_at = CL.c.customer_id, CL.c.acquired_at, CL.c.churned_at
+        joined = CL.outerjoin(C, C.c.customer_id == CL.c.customer_id)
+    else:
+        p = _purchases(basis.end)
+        customer_id = sa.func.coalesce(C.c.customer_id, p.c.customer_id)
+        acquired_at, churned_at = C.c.acquired_at, C.c.churned_at
+        joined = C.join(p, C.c.customer_id == p.c.customer_id, full=True)
+    start_day = sa.func.coalesce(acquired_at, sa.cast(p.c.first_at, sa.Date))
     last_day = sa.cast(p.c.last_at, sa.Date)
     end = sa.literal(basis.end, sa.Date)
     if basis.kind == "contract":
-        churned = sa.and_(C.c.churned_at.is_not(None), C.c.churned_at <= end)
-        end_day = sa.case((churned, C.c.churned_at), else_=end)
+        churned = sa.and_(churned_at.is_not(None), churned_at <= end)
+        end_day = sa.case((churned, churned_at), else_=end)
     else:
         lapsed_on = sa.func.coalesce(last_day, start_day) + sa.literal(basis.inactive_days, sa.Integer)
         churned = lapsed_on <= end
@@ -306,7 +326,7 @@ def lifetimes(
     columns.append(segment.label("segment"))
     return (
         sa.select(*columns)
-        .select_from(C.join(p, C.c.customer_id == p.c.customer_id, full=True))
+        .select_from(joined)
         .where(flt.customer_clause(), *_started(start_day, flt if acquired_in_period else None, basis))
     )
 

@@ -216,9 +216,22 @@ def save_customer_totals(engine) -> bool:
         key.element.label(name)
         for key, name in zip(_cluster_keys(), ("customer_id", "response_id"), strict=True)
     ]
-    rows = sa.select(*keys, *_level_one(R, "", SCORES), *_listwise_sums()).group_by(
-        *[k.element for k in keys]
+    sums = (
+        sa.select(*keys, *_level_one(R, "", SCORES), *_listwise_sums())
+        .group_by(*[k.element for k in keys])
+        .subquery("sums")
     )
+    dialect = engine.dialect.name
+    place = sa.func.row_number().over(
+        order_by=(
+            sums.c.customer_id.is_(None),
+            dialects.code_point_order(dialect, sums.c.customer_id),
+            dialects.code_point_order(dialect, sums.c.response_id),
+        )
+    )
+    rows = sa.select(
+        *sums.c, place.label("row_order"), *(C.c[d] for d in schema.SEGMENT_SUM_DIMENSIONS)
+    ).select_from(sums.outerjoin(C, C.c.customer_id == sums.c.customer_id))
     with store.rebuilding_derived(engine, _CUSTOMER_TOTALS, (T,)) as (conn, _end):
         conn.execute(T.insert().from_select([c.name for c in rows.selected_columns], rows))
     return True
@@ -445,7 +458,9 @@ def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str
     """Per customer (an unmatched response: per response) of view ``flt``, over its responses having
     every variable of ``names``: cid, lone, responses, Σx of each (``s_i``) and Σxy of each pair
     (``c_i_j``) — for the variables of ``schema.LISTWISE`` from the stored sums
-    :func:`customer_source` gives for the view (whole-history or by month), else from the responses."""
+    :func:`customer_source` gives for the view (whole-history or by month), else from the responses.
+    From the whole-history sums also ``row_order`` (the rows' order, see ``schema.customer_totals``)
+    and the customer's stored dimensions, which :func:`with_weights` reads instead of the customers."""
     k = len(names)
     source = customer_source(conn, flt) if tuple(names) == schema.LISTWISE else R
     if source is T:  # one row per customer already
@@ -455,6 +470,8 @@ def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str
             sa.cast(T.c.lw_n, sa.BigInteger).label("responses"),
             *(T.c[f"lw_s_{i}"].label(f"s_{i}") for i in range(k)),
             *(T.c[f"lw_c_{i}_{j}"].label(f"c_{i}_{j}") for i in range(k) for j in range(i, k)),
+            T.c.row_order,
+            *(T.c[d].label(_STORED + d) for d in schema.SEGMENT_SUM_DIMENSIONS),
         ).where(on_source(T, flt.response_clause()), T.c.lw_n > 0)
         return stmt.subquery("driver_customers")
     if source is S:
@@ -972,6 +989,10 @@ def _totals(pc, omega) -> list:
     return [*cols, left_out.label("left_out")]
 
 
+# The prefix of a customer dimension's column read from the stored sums (listwise_customers).
+_STORED = "stored_"
+
+
 def _weighted(
     pc, omegas: Mapping[str, ColumnElement | None], joins: list, segment: str | Sequence[str] | None
 ):
@@ -983,13 +1004,22 @@ def _weighted(
     for name, omega in omegas.items():
         if omega is not None:
             cols.append(omega.label(name))
+    customers = len(cols) > len(pc.c)  # a weight reads the customers
+
+    def dimension(name: str) -> ColumnElement:
+        nonlocal customers
+        if _STORED + name in pc.c:  # kept beside the customer's sums (listwise_customers)
+            return pc.c[_STORED + name]
+        customers = True
+        return customer_dimension(name)
+
     if isinstance(segment, str):
-        cols.append(customer_dimension(segment).label("segment"))
+        cols.append(dimension(segment).label("segment"))
     else:
         for i, name in enumerate(segment or ()):
-            cols.append(sa.cast(customer_dimension(name), sa.Text).label(f"segment_{i}"))
+            cols.append(sa.cast(dimension(name), sa.Text).label(f"segment_{i}"))
     source = pc
-    if len(cols) > len(pc.c):
+    if customers:
         source = source.outerjoin(C, C.c.customer_id == pc.c.cid)
     for table, on in joins:
         source = source.outerjoin(table, on)

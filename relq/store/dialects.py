@@ -314,6 +314,12 @@ def refresh_lookups(conn: Connection, only_if_missing: bool = False) -> None:
     )
 
 
+def code_point_order(dialect_name: str, column: ColumnElement) -> ColumnElement:
+    """``column`` to sort by in code point order on every engine: PostgreSQL's default collation
+    follows the server's locale ("C" does not); DuckDB and ClickHouse compare the bytes already."""
+    return column.collate("C") if dialect_name == "postgresql" else column
+
+
 def month_label(dialect_name: str, expr: str) -> str:
     """SQL text of the 'YYYY-MM' label of a date expression (for hand-written SQL)."""
     if dialect_name == "duckdb":

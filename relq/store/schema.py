@@ -42,6 +42,7 @@ __all__ = [
     "comment_themes",
     "churn_scores",
     "purchase_summary",
+    "customer_lifetimes",
     "purchase_months",
     "answer_rows",
     "ANSWER_COLUMNS",
@@ -369,6 +370,24 @@ purchase_summary = Table(
     info=_clickhouse("customer_id"),
 )
 
+# Each customer's span as the Retention page reads it (relq.analyses.retention.save_purchase_summary,
+# in the same transaction): one row per customer of the CRM or with a purchase — the full join of
+# customers and purchase_summary — with its acquisition and churn dates and its purchases summed
+# (no purchase: NULL first and last, revenue 0). A page's lifetimes read it instead of that join, and
+# join the customers only for a CRM field or a segment.
+customer_lifetimes = Table(
+    "customer_lifetimes",
+    metadata,
+    Column("customer_id", Text, nullable=False),
+    Column("acquired_at", Date),
+    Column("churned_at", Date),
+    Column("first_at", DateTime),
+    Column("last_at", DateTime),
+    Column("revenue", Double, nullable=False),
+    Column("revenue_12m", Double, nullable=False),
+    info=_clickhouse("customer_id"),
+)
+
 purchase_months = Table(
     "purchase_months",
     metadata,
@@ -454,6 +473,9 @@ response_sums = Table(
     info=_clickhouse("submitted_at, ifNull(customer_id, '')"),
 )
 
+# The customer dimensions the stored segment sums are kept by (see segment_months below).
+SEGMENT_SUM_DIMENSIONS: tuple[str, ...] = ("region", "industry", "plan", "value_tier", "lifecycle_stage")
+
 # Each customer's sums over the whole history (relq.measures.customer_sums.save_customer_totals,
 # rebuilt with the month sums): one row per customer (an unmatched response: per response, its id in
 # response_id) with the columns of response_sums — what a view with no period, wave, quality-flag or
@@ -464,6 +486,13 @@ customer_totals = Table(
     Column("customer_id", Text),
     Column("response_id", Text),  # an unmatched response's id; NULL for a customer's row
     *(Column(c.name, Double, nullable=False) for c in response_sums.c if c.name not in _MONTH_KEYS),
+    # the row's place among all rows: customers by id, then unmatched responses by id, in code point
+    # order (the Drivers page's seeded bootstrap draws rows by position; sorting by this integer
+    # after the read replaces a sort of the ids in the query), and the customer's value of each
+    # dimension of SEGMENT_SUM_DIMENSIONS when built (NULL for an unmatched response), so a read
+    # grouped by one of them needs no join to the customers
+    Column("row_order", Integer),
+    *(Column(d, Text) for d in SEGMENT_SUM_DIMENSIONS),
     info=_clickhouse("ifNull(customer_id, '')"),
 )
 
@@ -477,7 +506,6 @@ customer_totals = Table(
 # view's. Read for a view counting each response once, choosing segments of these dimensions only,
 # with every wave and quality flag and no theme or quadrant (segment_months: dates on month
 # boundaries; segment_totals: the whole history), while derived_versions says they are current.
-SEGMENT_SUM_DIMENSIONS: tuple[str, ...] = ("region", "industry", "plan", "value_tier", "lifecycle_stage")
 _SUMMED_SCORES = ("trust", "commitment", "satisfaction", "rq", "ces", "nps", "csat")
 SEGMENT_SUM_COLUMNS: tuple[str, ...] = (
     "responses",
@@ -696,6 +724,7 @@ derived_versions = Table(
 # drops one of other columns when it opens a store; removing an import empties them).
 DERIVED_TABLES = (
     purchase_summary,
+    customer_lifetimes,
     purchase_months,
     answer_rows,
     response_sums,
