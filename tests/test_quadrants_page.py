@@ -98,6 +98,35 @@ def test_selecting_a_quadrant_lists_its_customers_with_a_formula_safe_download(
     assert {"last_purchase", "open_tickets", "latest_comment", "borderline"} <= set(csv.columns)
 
 
+def test_a_list_longer_than_the_download_holds_says_how_many_the_quadrant_has_and_which_it_holds(
+    demo_env, downloads, monkeypatch
+):
+    # the same quadrant of every surveyed customer, with a list capped at 1,050 (50,000 in use)
+    import streamlit as st
+
+    monkeypatch.setattr(quadrants, "LISTED_CUSTOMERS", 1_050)
+    st.cache_data.clear()  # no list read with the usual cap, and none left with this one
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.radio(key="q_mode").set_value("target").run()
+    at.number_input(key="q_target").set_value(0.0).run()
+    at.selectbox(key="q_selected").set_value("x_high_y_high").run()
+    assert not at.exception
+    spec = QuadrantSpec.at("trust", "satisfaction", 0)
+    engine = store.get_engine(demo_env)
+    with engine.connect() as conn:
+        in_quadrant = quadrants.quadrant_counts(conn, SegmentFilter(), spec)["x_high_y_high"]
+        lowest = quadrants.quadrant_customers(conn, SegmentFilter(), spec, "x_high_y_high", limit=in_quadrant)
+    engine.dispose()
+    assert len(lowest) == in_quadrant > 1_050
+    caption = _caption_with(at, "the first 1,000 shown, the lowest 1,050 in the download")
+    assert caption.startswith(f"{in_quadrant:,} customers")
+    csv = pd.read_csv(
+        io.BytesIO(downloads["quadrant-x_high_y_high-trust-satisfaction.csv"]), encoding="utf-8-sig"
+    )
+    st.cache_data.clear()
+    assert csv["customer_id"].tolist() == lowest["customer_id"].head(1_050).tolist()
+
+
 def test_segment_split_and_migration_render(demo_env):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert "q_dimension" not in [s.key for s in at.selectbox]  # a closed tab computes nothing
