@@ -498,12 +498,14 @@ def stored_keys(conn: Connection, column: sa.Column, keys) -> set:
 _IMPORT_LOCK_KEY = 0x52454C51  # "RELQ"
 
 
-def read_frame(conn: Connection, stmt) -> pd.DataFrame:
+def read_frame(conn: Connection, stmt, *, numbers: bool = False) -> pd.DataFrame:
     """The rows of a Core ``select`` as a DataFrame, for results of many rows (e.g. one per customer).
 
     On DuckDB the engine hands the result over column by column (numpy arrays, no Python object
-    per value), with the statement's bound parameters passed positionally; elsewhere the rows come
-    through SQLAlchemy.
+    per value), with the statement's bound parameters passed positionally; on PostgreSQL through
+    COPY (:func:`_postgres_frame`) — in binary with ``numbers``, the caller's word that every column
+    is a double, an integer or a boolean and no value is NULL (else the rows are read once more
+    as text); elsewhere the rows come through SQLAlchemy.
     """
     if conn.dialect.name == "duckdb":
         compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
@@ -516,7 +518,7 @@ def read_frame(conn: Connection, stmt) -> pd.DataFrame:
         conn.dispatch.after_cursor_execute(conn, None, sql, args, None, False)
         return frame
     if conn.dialect.name == "postgresql":
-        frame = _postgres_frame(conn, stmt)
+        frame = _postgres_frame(conn, stmt, numbers)
         if frame is not None:
             return frame
     result = conn.execute(stmt)
@@ -543,7 +545,57 @@ def _arrow_type(kind: sa.types.TypeEngine):
     return None
 
 
-def _postgres_frame(conn: Connection, stmt) -> pd.DataFrame | None:
+# Columns PostgreSQL sends as fixed-width big-endian numbers in a binary COPY, by type oid (a real
+# is not among them: psycopg reads its shortest text, 1e+30, where its bits widen to 1.00000002e+30).
+_BINARY_NUMBERS = {701: ">f8", 20: ">i8", 23: ">i4", 21: ">i2", 16: "?"}
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, no flags, no header extension
+
+
+def _postgres_numbers(conn: Connection, compiled, params) -> pd.DataFrame | None:
+    """PostgreSQL: the rows of a statement whose columns are all numbers (doubles, integers,
+    booleans — their types asked of the server) through a binary ``COPY``, laid over numpy arrays
+    as they come: no text written by the server nor parsed here (156k customers' 18 sums: 0.08 s
+    less than CSV). None when a column is of another type or a value is NULL (the row is then not
+    of fixed width): the caller reads it another way."""
+    import psycopg
+
+    sql = str(compiled)
+    # Planned, not run, with its values written into the text as COPY will have them (a bound 1.0
+    # is a float8, the same written out a numeric); the statement is SQLAlchemy's.
+    with psycopg.ClientCursor(conn.connection.driver_connection) as cursor:
+        cursor.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0", params)  # noqa: S608
+        names = [d.name for d in cursor.description]
+        kinds = [_BINARY_NUMBERS.get(d.type_code) for d in cursor.description]
+    if not names or None in kinds or len(set(names)) != len(names):
+        return None
+    copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT binary)"
+    conn.dispatch.before_cursor_execute(conn, None, copy_sql, params, None, False)
+    out = io.BytesIO()
+    with conn.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(copy_sql, params) as copy:
+            for chunk in copy:
+                out.write(chunk)
+    conn.dispatch.after_cursor_execute(conn, None, copy_sql, params, None, False)
+    data = out.getbuffer()
+    fields = [("count", ">i2")]
+    for i, kind in enumerate(kinds):
+        fields += [(f"len{i}", ">i4"), (f"v{i}", kind)]
+    row = np.dtype(fields)
+    body = len(data) - len(_COPY_HEADER) - 2  # the trailer: a field count of -1
+    if bytes(data[: len(_COPY_HEADER)]) != _COPY_HEADER or body % row.itemsize:
+        return None
+    rows = np.frombuffer(data, dtype=row, count=body // row.itemsize, offset=len(_COPY_HEADER))
+    if (rows["count"] != len(kinds)).any() or any(
+        (rows[f"len{i}"] != np.dtype(kind).itemsize).any() for i, kind in enumerate(kinds)
+    ):
+        return None  # a NULL somewhere
+    native = {"f": np.float64, "i": np.int64, "b": np.bool_}  # as the CSV path types them
+    return pd.DataFrame(
+        {name: rows[f"v{i}"].astype(native[np.dtype(kinds[i]).kind]) for i, name in enumerate(names)}
+    )
+
+
+def _postgres_frame(conn: Connection, stmt, numbers: bool = False) -> pd.DataFrame | None:
     """PostgreSQL: the rows of ``stmt`` through ``COPY … TO STDOUT`` as CSV, parsed by Arrow into
     columns of the statement's own types — no Python object per value until pandas wants one (psycopg
     builds a Python float per value: 0.8 s for 156k customers' 19 sums, against 0.15 s parsed here).
@@ -558,6 +610,10 @@ def _postgres_frame(conn: Connection, stmt) -> pd.DataFrame | None:
         return None
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params()
+    if numbers:
+        frame = _postgres_numbers(conn, compiled, params)
+        if frame is not None:
+            return frame
     sql = f"COPY ({compiled}) TO STDOUT (FORMAT csv, HEADER true)"
     conn.dispatch.before_cursor_execute(conn, None, sql, params, None, False)
     out = io.BytesIO()
