@@ -120,7 +120,8 @@ def test_bootstrap_resamples_whole_customers_like_a_numpy_row_bootstrap_of_drawn
     # Shapley decomposition (checked above against statsmodels OLS over every subset). The draws
     # index the customers in code point order ("C…" before "c…"), then the unmatched responses by
     # id; read from the responses and again from each customer's stored whole-history sums (which
-    # keep that order as a number, and the customers' regions beside them).
+    # keep that order as a number, and the customers' regions beside them: split by region and the
+    # North chosen, the same figures).
     frame = _responses(360, seed=5)  # 50 customers, about 7 responses each
     frame["customer_id"] = [c if int(c[1:]) % 2 else c.lower() for c in frame["customer_id"]]
     frame.loc[frame.index[-6:], "customer_id"] = None  # six responses matched to no customer
@@ -145,8 +146,10 @@ def test_bootstrap_resamples_whole_customers_like_a_numpy_row_bootstrap_of_drawn
         lmgs.append(lmg)
         r2s.append(lmg.sum())
         shares.append(lmg / lmg.sum())
+    north = SegmentFilter().with_dimension("region", ["North"])
     with engine.connect() as conn:
         by_region = drivers.driver_importance(conn, SegmentFilter(), "region", resamples=resamples, seed=seed)
+        in_north = drivers.driver_importance(conn, north, resamples=resamples, seed=seed)
     for source in ("responses", "stored sums"):
         if source == "stored sums" and not customer_sums.save_customer_totals(engine):
             assert dialects.is_clickhouse(engine)  # which keeps none
@@ -157,7 +160,9 @@ def test_bootstrap_resamples_whole_customers_like_a_numpy_row_bootstrap_of_drawn
             regions = drivers.driver_importance(
                 conn, SegmentFilter(), "region", resamples=resamples, seed=seed
             )
+            chosen = drivers.driver_importance(conn, north, resamples=resamples, seed=seed)
         pd.testing.assert_frame_equal(regions, by_region, check_exact=False, rtol=1e-12, obj=source)
+        pd.testing.assert_frame_equal(chosen, in_north, check_exact=False, rtol=1e-12, obj=source)
         got = got.set_index("predictor")
         for j, pillar in enumerate(columns[:3]):
             draws = np.array(shares)[:, j]

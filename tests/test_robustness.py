@@ -225,6 +225,8 @@ SQL_CALLS = {"text", "execute", "exec_driver_sql", "copy", "executemany", "sql"}
 KNOWN_SCHEMA_NAME_SQL = {
     ("relq/store/database.py", "_native_insert"),
     ("relq/store/database.py", "refresh_derived"),
+    # a statement SQLAlchemy compiled (its values bound) asked for its column types, LIMIT 0
+    ("relq/store/database.py", "_postgres_numbers"),
     # ClickHouse: session settings, the customer-field lookup table, a temporary join table for
     # UPDATE … FROM, the import lock queue (holder = a uuid RelQ made) — names, never user values.
     *(

@@ -150,7 +150,8 @@ def customer_moments(
     if dimension:
         segment = sa.func.coalesce(sa.cast(wc.c.segment, sa.Text), "(no value)")
         labels = sorted(conn.execute(sa.select(segment).where(kept).distinct()).scalars())
-        code = sa.case({label: i for i, label in enumerate(labels)}, value=segment)
+        if labels:  # else no row either
+            code = sa.case({label: i for i, label in enumerate(labels)}, value=segment)
     factor = sa.literal(1.0) if omega is None else wc.c.omega / sa.cast(wc.c.responses, sa.Double)
     stmt = (
         sa.select(

@@ -237,6 +237,13 @@ def save_customer_totals(engine) -> bool:
     return True
 
 
+def _totals_in_view(flt: SegmentFilter) -> ColumnElement:
+    """The rows of ``customer_totals`` in view ``flt`` (one :func:`customer_source` gives it for):
+    chosen by the customer's segments kept beside its sums when the view picks cells only, else as
+    the responses would be (the customers of a quadrant or an imported field looked up)."""
+    return flt.cell_clause(T) if flt.picks_cells() else on_source(T, flt.response_clause())
+
+
 def customer_totals_ready(conn: Connection) -> bool:
     """Whether the stored whole-history sums (:func:`save_customer_totals`) were built from the
     current data version. False on ClickHouse, which keeps none."""
@@ -472,7 +479,7 @@ def listwise_customers(conn: Connection, flt: SegmentFilter, names: Sequence[str
             *(T.c[f"lw_c_{i}_{j}"].label(f"c_{i}_{j}") for i in range(k) for j in range(i, k)),
             T.c.row_order,
             *(T.c[d].label(_STORED + d) for d in schema.SEGMENT_SUM_DIMENSIONS),
-        ).where(on_source(T, flt.response_clause()), T.c.lw_n > 0)
+        ).where(_totals_in_view(flt), T.c.lw_n > 0)
         return stmt.subquery("driver_customers")
     if source is S:
         keys = [on_source(S, key.element).label(key.name) for key in _cluster_keys()]
@@ -597,7 +604,7 @@ def per_customer(
             sa.select(
                 T.c.customer_id.label("cid"), T.c.response_id.label("lone"), *_stored_columns(T, scores)
             )
-            .where(on_source(T, flt.response_clause()))
+            .where(_totals_in_view(flt))
             .subquery("per_customer")
         )
     keys = ([on_source(source, period).label("period")] if period is not None else []) + [
