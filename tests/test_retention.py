@@ -855,6 +855,31 @@ def test_the_stored_customer_spans_keep_crm_customers_without_purchases_and_buye
                 assert got == {c: expected[c] for c in customers}, (kind, summarised, flt)
 
 
+def test_a_store_made_before_the_customer_spans_reads_the_purchases_until_they_are_built(
+    engine, demo_company
+):
+    """A store built by a RelQ version without ``customer_lifetimes`` (its purchase summary marked
+    current) gets the table made when it is opened — empty, so what was built is forgotten and the
+    Retention figures come from the purchases themselves, the same as before — and the next rebuild
+    fills it."""
+    _load_demo(engine, demo_company)
+    clickhouse = dialects.is_clickhouse(engine)
+    assert retention.save_purchase_summary(engine) is (not clickhouse)
+    with engine.connect() as conn:
+        before = _purchase_figures(conn, SegmentFilter())
+    if not clickhouse:  # the summary and its version stay, the new table is not there
+        with engine.begin() as conn:
+            schema.customer_lifetimes.drop(conn)
+    assert store.create_schema(engine) is (not clickhouse)  # says the stored tables need a rebuild
+    with engine.connect() as conn:
+        assert not retention.purchase_summary_ready(conn, retention.churn_basis(conn))
+        _assert_same_figures(_purchase_figures(conn, SegmentFilter()), before)
+    assert retention.save_purchase_summary(engine) is (not clickhouse)
+    with engine.connect() as conn:
+        assert retention.purchase_summary_ready(conn, retention.churn_basis(conn)) is (not clickhouse)
+        _assert_same_figures(_purchase_figures(conn, SegmentFilter()), before)
+
+
 def test_purchase_summary_gives_the_figures_of_the_purchases_themselves_and_is_dropped_when_data_change(
     engine, demo_company, statements
 ):

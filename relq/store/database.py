@@ -216,8 +216,9 @@ def create_schema(engine: Engine) -> bool:
 
 def _drop_outdated_derived(engine: Engine) -> bool:
     """Drop a derived table (schema.DERIVED_TABLES) whose columns differ from the schema's — made by
-    another RelQ version — so it is made again empty: the next rebuild fills it, and until then the
-    pages read the rows themselves. One catalog read for all of them. ClickHouse keeps none of
+    another RelQ version — so it is made again empty, and forget what was built when one is missing
+    (a table this version adds): the next rebuild fills them, and until then the pages read the rows
+    themselves. One catalog read for all of them. ClickHouse keeps none of
     them (they stay empty there). True when a store made before had one of them outdated or
     missing (a table this version adds)."""
     if dialects.is_clickhouse(engine):
@@ -236,13 +237,15 @@ def _drop_outdated_derived(engine: Engine) -> bool:
         for table in schema.DERIVED_TABLES
         if table.name in found and found[table.name] != set(table.c.keys())
     ]
-    if stale:
+    missing = [table for table in schema.DERIVED_TABLES if table.name not in found]
+    if stale or (found and missing):
         with engine.begin() as conn:
             for table in stale:
                 table.drop(conn)
-            if schema.derived_versions not in stale:  # what was built is gone: nothing is current
+            # what was built is gone, or lacks a table this version builds with it (made empty by
+            # create_all, and read as current with the rest): nothing is current
+            if schema.derived_versions.name in found and schema.derived_versions not in stale:
                 conn.execute(schema.derived_versions.delete())
-    missing = [table for table in schema.DERIVED_TABLES if table.name not in found]
     return bool(found) and bool(stale or missing)
 
 
