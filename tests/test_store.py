@@ -148,6 +148,28 @@ def test_data_end_is_the_latest_activity(engine):
             ),
         )
         assert store.data_end(conn) == date(2024, 6, 30)
+    # a page reads the end recorded with a stored table of the current data version; once a later
+    # purchase is imported (a new version), the rows again, until the tables are rebuilt
+    from relq.analyses.retention import save_purchase_summary
+
+    built = save_purchase_summary(engine)
+    assert built is not store.dialects.is_clickhouse(engine)
+    with engine.begin() as conn:
+        store.bulk_insert(
+            conn,
+            schema.tickets,
+            pd.DataFrame(
+                {"ticket_id": ["k"], "customer_id": ["A"], "opened_at": [pd.Timestamp("2024-07-02 08:00")]}
+            ),
+        )
+        assert store.current_data_end(conn) == (
+            date(2024, 6, 30) if built else date(2024, 7, 2)
+        )  # not noted yet
+        store.note_data_change(conn, "import")
+        assert store.current_data_end(conn) == date(2024, 7, 2)
+    save_purchase_summary(engine)
+    with engine.connect() as conn:
+        assert store.current_data_end(conn) == store.data_end(conn) == date(2024, 7, 2)
 
 
 def test_unreachable_database_gets_a_sentence_not_a_traceback():

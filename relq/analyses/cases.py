@@ -564,7 +564,7 @@ def case_effects(
     )
     per_case = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
     n_closed = conn.execute(sa.select(sa.func.count()).select_from(closed)).scalar_one()
-    return _effects(per_case, n_closed, store.data_end(conn), horizon_days)
+    return _effects(per_case, n_closed, store.current_data_end(conn), horizon_days)
 
 
 def _effects(per_case: pd.DataFrame, n_closed: int, data_end, horizon_days: int) -> CaseEffects:

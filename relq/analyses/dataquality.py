@@ -129,7 +129,7 @@ def check_clause(check: str, flt: SegmentFilter, stored: bool = False):
 
 
 def _stale(conn: Connection, flt: SegmentFilter, days: int):
-    end = store.data_end(conn)
+    end = store.current_data_end(conn)
     cutoff = pd.Timestamp(end - timedelta(days=days)).to_pydatetime()
     last = retention.last_activities(conn)  # stored with the purchase summary while current
     source = C.outerjoin(last, last.c.customer_id == C.c.customer_id)

@@ -123,7 +123,7 @@ def churn_basis(conn: Connection, basis: str = "auto", inactive_days: int | None
         churn_date = sa.select(C.c.customer_id).where(C.c.churned_at.is_not(None)).limit(1)
         has_churn = conn.execute(churn_date).first() is not None
         basis = "contract" if has_churn else "inactivity"
-    return Basis(basis, store.data_end(conn), inactive_days)
+    return Basis(basis, store.current_data_end(conn), inactive_days)
 
 
 def _purchase_columns(end: date) -> list:
@@ -254,7 +254,7 @@ def purchase_totals(conn: Connection) -> sa.Subquery:
     """Each customer's purchases summed (customer_id, first_at, last_at, revenue, revenue_12m — the
     365 days before the data's end, as :func:`lifetimes` counts them): from the stored summary while
     it is of the current data and data end, else from the purchases."""
-    end = store.data_end(conn)
+    end = store.current_data_end(conn)
     return _purchases(end, store.derived_current(conn, _SUMMARY, data_end=end))
 
 

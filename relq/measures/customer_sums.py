@@ -406,7 +406,7 @@ def segment_quarters_fit(
 
 def _save_segment_quarters(engine) -> None:
     with engine.connect() as conn:
-        (cs, cu), (ps, pu) = last_full_quarters(store.data_end(conn))
+        (cs, cu), (ps, pu) = last_full_quarters(store.current_data_end(conn))
     current, previous = SegmentFilter(since=cs, until=cu), SegmentFilter(since=ps, until=pu)
     recipe = _quarters_recipe(current, previous)
     with store.rebuilding_derived(engine, _SEGMENT_QUARTERS, (SQ,), recipe) as (conn, _end):

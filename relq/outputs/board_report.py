@@ -89,7 +89,7 @@ def overview_periods(conn: Connection, flt: SegmentFilter) -> Periods:
             before,
             f"{flt.since:%d %b %Y} – {flt.until:%d %b %Y} vs {before.since:%d %b %Y} – {before.until:%d %b %Y}",
         )
-    (q_start, q_end), (p_start, p_end) = last_full_quarters(store.data_end(conn))
+    (q_start, q_end), (p_start, p_end) = last_full_quarters(store.current_data_end(conn))
     current = replace(flt, since=q_start, until=q_end)
     # whether any response is in the quarter: the first one found answers it
     has_current = conn.execute(sa.select(sa.literal(1)).where(current.response_clause()).limit(1)).first()

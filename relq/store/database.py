@@ -40,6 +40,7 @@ __all__ = [
     "read_frame",
     "refresh_derived",
     "data_end",
+    "current_data_end",
     "load_demo",
     "start_demo",
     "insert_demo",
@@ -725,6 +726,23 @@ def data_end(conn: Connection) -> date:
     ]
     latest = [pd.Timestamp(x).date() for x in latest if x is not None]
     return max(latest) if latest else date.today()
+
+
+def current_data_end(conn: Connection) -> date:
+    """:func:`data_end` for a page or a report: the end recorded with a stored table built from the
+    current data version — the same day, as nothing has changed since — without reading the latest
+    of every purchase (0.25 s at 49M purchases); :func:`data_end` when none is current. Not for a
+    change whose writes are not yet noted (:func:`note_data_change`): it reads the rows."""
+    if not dialects.is_clickhouse(conn):
+        built = schema.derived_versions
+        recorded = conn.execute(
+            sa.select(built.c.data_end)
+            .where(built.c.data_version == _DATA_VERSION.scalar_subquery())
+            .limit(1)
+        ).scalar()
+        if recorded is not None:
+            return pd.Timestamp(recorded).date()
+    return data_end(conn)
 
 
 def refresh_derived(conn: Connection, at_risk_days: int | None = None) -> None:
