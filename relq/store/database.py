@@ -555,6 +555,19 @@ _BINARY_NUMBERS = {701: ">f8", 20: ">i8", 23: ">i4", 21: ">i2", 16: "?"}
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, no flags, no header extension
 
 
+def _copy_out(conn: Connection, sql: str, params) -> io.BytesIO:
+    """What PostgreSQL's ``COPY … TO STDOUT`` statement ``sql`` writes, gathered in memory; the
+    engine's cursor events see the statement (the browser benchmark's timing)."""
+    conn.dispatch.before_cursor_execute(conn, None, sql, params, None, False)
+    out = io.BytesIO()
+    with conn.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(sql, params) as copy:
+            for chunk in copy:
+                out.write(chunk)
+    conn.dispatch.after_cursor_execute(conn, None, sql, params, None, False)
+    return out
+
+
 def _postgres_numbers(conn: Connection, compiled, params) -> pd.DataFrame | None:
     """PostgreSQL: the rows of a statement whose columns are all numbers (doubles, integers,
     booleans — their types asked of the server) through a binary ``COPY``, laid over numpy arrays
@@ -572,15 +585,7 @@ def _postgres_numbers(conn: Connection, compiled, params) -> pd.DataFrame | None
         kinds = [_BINARY_NUMBERS.get(d.type_code) for d in cursor.description]
     if not names or None in kinds or len(set(names)) != len(names):
         return None
-    copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT binary)"
-    conn.dispatch.before_cursor_execute(conn, None, copy_sql, params, None, False)
-    out = io.BytesIO()
-    with conn.connection.driver_connection.cursor() as cursor:
-        with cursor.copy(copy_sql, params) as copy:
-            for chunk in copy:
-                out.write(chunk)
-    conn.dispatch.after_cursor_execute(conn, None, copy_sql, params, None, False)
-    data = out.getbuffer()
+    data = _copy_out(conn, f"COPY ({sql}) TO STDOUT (FORMAT binary)", params).getbuffer()
     fields = [("count", ">i2")]
     for i, kind in enumerate(kinds):
         fields += [(f"len{i}", ">i4"), (f"v{i}", kind)]
@@ -618,15 +623,7 @@ def _postgres_frame(conn: Connection, stmt, numbers: bool = False) -> pd.DataFra
         frame = _postgres_numbers(conn, compiled, params)
         if frame is not None:
             return frame
-    sql = f"COPY ({compiled}) TO STDOUT (FORMAT csv, HEADER true)"
-    conn.dispatch.before_cursor_execute(conn, None, sql, params, None, False)
-    out = io.BytesIO()
-    with conn.connection.driver_connection.cursor() as cursor:
-        with cursor.copy(sql, params) as copy:
-            for chunk in copy:
-                out.write(chunk)
-    conn.dispatch.after_cursor_execute(conn, None, sql, params, None, False)
-    text = out.getvalue()
+    text = _copy_out(conn, f"COPY ({compiled}) TO STDOUT (FORMAT csv, HEADER true)", params).getvalue()
     names = next(csv.reader([text[: text.find(b"\n")].decode("utf-8")]))
     if len(set(names)) != len(names) or len(names) != len(types):
         return None
