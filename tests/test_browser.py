@@ -131,8 +131,9 @@ def _errors(page) -> list[str]:
 def _choose_in_sidebar(page, expander: str, label: str, option: str) -> None:
     """Open a sidebar expander and pick an option in one of its multiselects, as a user does.
 
-    The dropdown can miss a click that lands while the expander is still opening, so the click
-    is retried (at most three times) until the option is listed.
+    The dropdown can miss a click that lands while the expander is still opening, and its options
+    are drawn anew when the page reruns under it (CI once saw the option detached as it was
+    clicked), so opening it and clicking the option are retried together (at most three times).
     """
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text(expander, exact=True).click()
@@ -143,13 +144,13 @@ def _choose_in_sidebar(page, expander: str, label: str, option: str) -> None:
         box.locator("input").click()
         try:
             choice.wait_for(state="visible", timeout=10_000)
+            choice.click(timeout=10_000)
             break
         except Exception:
             if attempt == 2:
                 raise
             page.keyboard.press("Escape")
             page.wait_for_timeout(500)
-    choice.click()
     page.keyboard.press("Escape")
 
 
