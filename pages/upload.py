@@ -217,12 +217,13 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
         # and alerts run, and the upload box starts empty for the next file.
         st.session_state.pop("up_prepared", None)
         del prepared
-        bar.progress(0.85, text="Reading the new comments for themes, then the case rules and alerts…")
+        bar.progress(0.85, text="Reading the new comments for themes, and running the case rules and alerts…")
         result = ingest.finish_import(
             engine,
             result,
             user=ui.current_user_email(),
             after=functools.partial(follow_up_import, scores=False),
+            alongside=True,  # the case rules and alerts beside the themes; the scores come later
         )
         bar.progress(1.0, text="Done.")
         ui.bump_data_version()  # and today's scores and purchase sums rebuilt in the background

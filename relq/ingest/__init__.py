@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -429,21 +430,36 @@ def finish_import(
     user: str | None = None,
     after: AfterImport | None = None,
     themes: bool = True,
+    alongside: bool = False,
 ) -> ImportResult:
     """What follows a committed import (:func:`store_import`): its comments read for themes, then
-    ``after``; the result with their sentences."""
+    ``after``; the result with their sentences.
+
+    With ``alongside`` the themes are read in a second thread while ``after`` runs: for an ``after``
+    that leaves the stored tables alone (the Upload page's case rules and alerts — its churn-risk
+    scores, which rebuild the stored tables, are fitted later), so neither writes what the other
+    reads or writes. On a 1M-row export the two are 5 and 6 s, mostly inside the database."""
     messages = list(stored.messages)
-    if stored.kind == "survey" and stored.rows_imported and themes:
+    read_themes = stored.kind == "survey" and stored.rows_imported and themes
+    pool = ThreadPoolExecutor(max_workers=1) if read_themes and alongside and after else None
+    themes_read = pool.submit(_refresh_themes_after_import, engine, user) if pool else None
+    if read_themes and themes_read is None:
         messages.append(_refresh_themes_after_import(engine, user))
     follow_up: tuple[str, ...] = ()
-    if after is not None:
-        try:
-            follow_up = tuple(after(engine, stored.import_id, user))
-        except (RelqError, SQLAlchemyError, OSError) as exc:
-            follow_up = (
-                f"The import is stored, but the case rules and alerts that follow it stopped: {exc}. "
-                "Run `python -m relq alerts run` to evaluate the alerts again.",
-            )
+    try:
+        if after is not None:
+            try:
+                follow_up = tuple(after(engine, stored.import_id, user))
+            except (RelqError, SQLAlchemyError, OSError) as exc:
+                follow_up = (
+                    f"The import is stored, but the case rules and alerts that follow it stopped: {exc}. "
+                    "Run `python -m relq alerts run` to evaluate the alerts again.",
+                )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    if themes_read is not None:
+        messages.append(themes_read.result())
     return dataclasses.replace(stored, messages=tuple(messages), follow_up=follow_up)
 
 
