@@ -458,9 +458,16 @@ def run_upload(tier: str, rows: int) -> dict:
             peak["phase_kb"] = 0
             started = time.perf_counter()
             button.click()
-            page.get_by_text(re.compile(rf"{rows:,} of {rows:,} rows imported")).wait_for(timeout=600_000)
-            out["imported_s"] = time.perf_counter() - started
+            # stored: the page says so as soon as the import's transaction commits
+            page.get_by_text(re.compile(rf"{rows:,} of {rows:,} rows imported")).first.wait_for(
+                timeout=600_000
+            )
+            out["stored_s"] = time.perf_counter() - started
+            # done: its comments read for themes, the case rules and alerts run, the page drawn again
+            # with what they did (the sentence about today's scores comes with that last drawing)
+            page.get_by_text("churn-risk scores are being fitted in the background").wait_for(timeout=600_000)
             _wait_idle(page)
+            out["imported_s"] = time.perf_counter() - started
             out["import_peak_mb"] = peak["phase_kb"] / 1024
             peak["phase_kb"] = 0
             time.sleep(30)  # the churn-risk fit runs on in the background
@@ -776,11 +783,12 @@ def markdown(results: dict) -> str:
         lines += [
             "",
             f"Upload page, a {u['rows']:,}-row Qualtrics export ({u['csv_mb']:.0f} MB) in chromium: uploaded and "
-            f"checked in {u['checked_s']:.1f} s, imported (with its comment themes) in {u['imported_s']:.1f} s "
-            f"after the click; dashboard peak RSS {u['peak_rss_mb']:.0f} MB over the upload, the import and the "
+            f"checked in {u['checked_s']:.1f} s; after the click, stored (the page says so) in "
+            f"{u.get('stored_s', float('nan')):.1f} s, and its comments read for themes, the case rules and "
+            f"alerts run and the page drawn again in {u['imported_s']:.1f} s; dashboard peak RSS {u['peak_rss_mb']:.0f} MB over the upload, the import and the "
             f"churn-risk fit after it ({u['before_upload_mb']:.0f} MB before the upload, "
             f"{u['checked_peak_mb']:.0f} MB at most until the check was shown, {u['held_after_check_mb']:.0f} MB "
-            f"held while it is shown, {u['import_peak_mb']:.0f} MB at most until the import's message, "
+            f"held while it is shown, {u['import_peak_mb']:.0f} MB at most until the page was drawn again, "
             f"{u['after_import_peak_mb']:.0f} MB at most in the 30 s after it; target < 2048 MB)"
             + (", exception on the page!" if u["exceptions"] else "."),
         ]

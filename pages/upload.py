@@ -8,16 +8,37 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
+import threading
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from relq import ingest, store, ui
 from relq.analyses.churn_risk import FITTING_IN_BACKGROUND
 from relq.exceptions import ImportRejected, RelqError
 from relq.outputs.followup import follow_up_import
+from relq.store.cases import supports_cases
 
 ui.framed()  # first: a fresh server's first request is served through the frame
+
+
+def _load_what_an_import_needs() -> None:
+    """The libraries that read a survey import's comments (scikit-learn's text features and NMF,
+    VADER's lexicon), loaded while the person chooses a file and reads its check: on a fresh
+    server, 1 s of the import's own time otherwise."""
+    import sklearn.decomposition  # noqa: F401
+    import sklearn.feature_extraction.text  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401
+
+    from relq.ingest import comments
+
+    comments.sentiment(pd.Series(["loaded"]))
+
+
+if "sklearn.decomposition" not in sys.modules:
+    threading.Thread(target=_load_what_an_import_needs, name="relq-import-libraries", daemon=True).start()
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 KIND_LABELS = {
@@ -212,29 +233,41 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             bar.empty()
             st.error(ui.plain(exc))
             return
-        # The file is in (with its own audit row, in its transaction): its check leaves memory (a 1M-row
-        # export's is half a gigabyte) before the new comments are read for themes and the case rules
-        # and alerts run, and the upload box starts empty for the next file.
+        # The file is in (with its own audit row, in its transaction), and the page says so at once.
+        # Its check leaves memory (a 1M-row export's is half a gigabyte) before the new comments are
+        # read for themes and the case rules and alerts run, and the upload box starts empty for the
+        # next file.
         st.session_state.pop("up_prepared", None)
         del prepared
-        bar.progress(0.85, text="Reading the new comments for themes, and running the case rules and alerts…")
+        ingest.release_unused_memory()
+        stored = _import_sentence(result)
+        steps = (["reading its comments for themes"] if result.kind == "survey" else []) + (
+            ["running the case rules and alerts"] if supports_cases(engine) else []
+        )
+        if steps:
+            st.success(f"{stored} Now {', then '.join(steps)}…")
+            bar.progress(0.85, text=f"{', then '.join(steps).capitalize()}…")
         result = ingest.finish_import(
             engine,
             result,
             user=ui.current_user_email(),
             after=functools.partial(follow_up_import, scores=False),
-            alongside=True,  # the case rules and alerts beside the themes; the scores come later
         )
-        bar.progress(1.0, text="Done.")
-        ui.bump_data_version()  # and today's scores and purchase sums rebuilt in the background
-        st.session_state["up_last_result"] = (
-            f"Import {result.import_id}: {result.rows_imported:,} of {result.rows_total:,} rows imported as "
-            f"{result.kind}; {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already present, "
-            f"{result.rows_unmatched:,} not matched to a customer."
-        )
+        # before the next element: a visitor who leaves now stops the page at its next element, and
+        # the change must still be recorded (today's scores and stored tables rebuilt in the background)
+        ui.bump_data_version()
+        st.session_state["up_last_result"] = stored
         st.session_state["up_follow_up"] = [FITTING_IN_BACKGROUND, *result.follow_up]  # cases, alerts
         st.session_state["up_uploads"] = st.session_state.get("up_uploads", 0) + 1
         st.rerun()
+
+
+def _import_sentence(result: ingest.ImportResult) -> str:
+    return (
+        f"Import {result.import_id}: {result.rows_imported:,} of {result.rows_total:,} rows imported as "
+        f"{result.kind}; {result.rows_rejected:,} rejected, {result.rows_duplicate:,} already present, "
+        f"{result.rows_unmatched:,} not matched to a customer."
+    )
 
 
 def _after_import(engine) -> None:

@@ -4,22 +4,20 @@ one customer and reason, a stale save refused with a sentence — and whether th
 
 from __future__ import annotations
 
-import functools
 from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from loop_data import import_customers, import_survey, import_transactions, survey_csv
+from loop_data import import_customers, import_survey, import_transactions
 from scipy import stats as sp_stats
 
-from relq import ingest, store
+from relq import store
 from relq.analyses import cases as case_rules
 from relq.exceptions import CaseConflict, RelqError
 from relq.outputs.followup import follow_up_import
 from relq.store import cases, schema
-from relq.store import themes as themes_store
 from relq.store.filters import SegmentFilter
 
 
@@ -212,50 +210,6 @@ def test_rules_open_cases_after_an_import_for_new_detractors_with_a_comment_and_
     assert by_reason == {"detractor_comment": ["C1"], "worse_quadrant": ["C3"]}
     moved = table[table["reason_key"] == "worse_quadrant"]["detail"].iloc[0]
     assert moved.startswith("Advocates in the making → Trusting but dissatisfied")
-
-
-def test_the_upload_pages_rules_run_beside_the_themes_and_open_what_they_open_after_them(engine):
-    """The Upload page reads an import's comments for themes in a second thread while the case
-    rules and alerts run (finish_import's ``alongside``): the same cases as the rules run after the
-    themes, every new comment read, both sentences on the page — on DuckDB and PostgreSQL."""
-    import_customers(engine, CUSTOMERS)
-    waves = [
-        _wave(
-            "2026-03-02",
-            {"C1": (3, 6, 6), "C3": (9, 6, 6)},
-            {"C1": "Support is slow", "C3": "Great team"},
-            "W1",
-        ),
-        _wave(
-            "2026-06-01",
-            {"C1": (2, 6, 6), "C3": (8, 6, 2)},
-            {"C1": "Still waiting", "C3": "Price went up"},
-            "W2",
-        ),
-    ]
-    results = []
-    for number, rows in enumerate(waves, 1):
-        prepared = ingest.prepare_import(survey_csv(rows), file_name=f"w{number}.csv", kind="survey")
-        stored = ingest.store_import(engine, prepared, user="ana")
-        with engine.connect() as conn:
-            assert themes_store.pending_comments(conn) == 2  # not read yet: the write alone
-        result = ingest.finish_import(
-            engine,
-            stored,
-            user="ana",
-            after=functools.partial(follow_up_import, scores=False),
-            alongside=True,
-        )
-        assert result.messages[-1].startswith("Themes refreshed: 2 new comments read")
-        with engine.connect() as conn:
-            assert themes_store.pending_comments(conn) == 0
-        results.append(result)
-    assert any("Every new detractor with a comment: Opened 1 case" in m for m in results[0].follow_up)
-    assert any("A customer moving to a worse quadrant: Opened 1 case" in m for m in results[1].follow_up)
-    with engine.connect() as conn:
-        table = cases.case_table(conn)
-    by_reason = table.groupby("reason_key")["customer_id"].apply(sorted).to_dict()
-    assert by_reason == {"detractor_comment": ["C1"], "worse_quadrant": ["C3"]}
 
 
 def test_a_high_value_account_turning_at_risk_gets_a_case_after_a_first_run_that_only_learns(engine):

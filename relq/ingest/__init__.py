@@ -8,11 +8,12 @@ its reason) land in one transaction.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import gc
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ __all__ = [
     "write_import",
     "store_import",
     "finish_import",
+    "release_unused_memory",
     "column_summary",
     "preview_rows",
     "safe_csv",
@@ -240,7 +242,7 @@ def prepare_import(
     counts = None
     if summarise:  # before validation holds its rows: a lower peak
         counts = _column_counts(table, applied)
-        release_arrow_memory()
+        release_unused_memory()
     labels = dict(mapping.labels) if mapping else {}
     validated = validate(
         table,
@@ -282,15 +284,25 @@ def prepare_import(
         messages=tuple(messages),
     )
     del table, frame, cited
-    release_arrow_memory()
+    release_unused_memory()
     return prepared
 
 
-def release_arrow_memory() -> None:
-    """Give the memory Arrow has freed back to the system. Arrow's allocator keeps what it freed
-    for its next allocation; a 1M-row export's cells and their column summary are ≈1 GB of it,
-    which would otherwise stay with the dashboard's process as long as it runs."""
+def release_unused_memory() -> None:
+    """Give the memory freed since back to the system: Arrow's, and the C library's heap.
+
+    Arrow's allocator keeps what it freed for its next allocation; a 1M-row export's cells and their
+    column summary are ≈1 GB of it, which would otherwise stay with the dashboard's process as long
+    as it runs. The C heap likewise keeps the space of the check's many small values (the rows'
+    texts) once they are freed (glibc's ``malloc_trim``; elsewhere nothing more is done)."""
     pa.default_memory_pool().release_unused()
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    if hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def write_import(
@@ -430,36 +442,21 @@ def finish_import(
     user: str | None = None,
     after: AfterImport | None = None,
     themes: bool = True,
-    alongside: bool = False,
 ) -> ImportResult:
     """What follows a committed import (:func:`store_import`): its comments read for themes, then
-    ``after``; the result with their sentences.
-
-    With ``alongside`` the themes are read in a second thread while ``after`` runs: for an ``after``
-    that leaves the stored tables alone (the Upload page's case rules and alerts — its churn-risk
-    scores, which rebuild the stored tables, are fitted later), so neither writes what the other
-    reads or writes. On a 1M-row export the two are 5 and 6 s, mostly inside the database."""
+    ``after``; the result with their sentences."""
     messages = list(stored.messages)
-    read_themes = stored.kind == "survey" and stored.rows_imported and themes
-    pool = ThreadPoolExecutor(max_workers=1) if read_themes and alongside and after else None
-    themes_read = pool.submit(_refresh_themes_after_import, engine, user) if pool else None
-    if read_themes and themes_read is None:
+    if stored.kind == "survey" and stored.rows_imported and themes:
         messages.append(_refresh_themes_after_import(engine, user))
     follow_up: tuple[str, ...] = ()
-    try:
-        if after is not None:
-            try:
-                follow_up = tuple(after(engine, stored.import_id, user))
-            except (RelqError, SQLAlchemyError, OSError) as exc:
-                follow_up = (
-                    f"The import is stored, but the case rules and alerts that follow it stopped: {exc}. "
-                    "Run `python -m relq alerts run` to evaluate the alerts again.",
-                )
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-    if themes_read is not None:
-        messages.append(themes_read.result())
+    if after is not None:
+        try:
+            follow_up = tuple(after(engine, stored.import_id, user))
+        except (RelqError, SQLAlchemyError, OSError) as exc:
+            follow_up = (
+                f"The import is stored, but the case rules and alerts that follow it stopped: {exc}. "
+                "Run `python -m relq alerts run` to evaluate the alerts again.",
+            )
     return dataclasses.replace(stored, messages=tuple(messages), follow_up=follow_up)
 
 

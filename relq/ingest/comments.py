@@ -222,9 +222,15 @@ def languages(folded: pd.Series) -> pd.Series:
     top = scores[np.arange(len(best)), best]
     second = np.partition(scores, -2, axis=1)[:, -2] if scores.shape[1] > 1 else np.zeros(len(best))
     code = np.where((top >= 1.0) & (top > second + 1e-9), np.array(names, dtype=object)[best], "und")
-    ascii_letters = folded.str.count(_ASCII_LETTER.pattern).to_numpy()
-    all_letters = folded.str.count(_ANY_LETTER.pattern).to_numpy()
-    code = np.where(all_letters - ascii_letters > ascii_letters, "other", code)
+    # "other": more letters outside a–z than in it. A text of ASCII without capitals has none
+    # outside (most folded comments: 0.6 s of counting saved on 200k), so only the rest are counted.
+    texts = folded.to_numpy()
+    counted = np.fromiter((not (t.isascii() and t == t.lower()) for t in texts), dtype=bool, count=len(texts))
+    if counted.any():
+        some = pd.Series(texts[counted], dtype=object)
+        ascii_letters = some.str.count(_ASCII_LETTER.pattern).to_numpy()
+        all_letters = some.str.count(_ANY_LETTER.pattern).to_numpy()
+        code[counted] = np.where(all_letters - ascii_letters > ascii_letters, "other", code[counted])
     return pd.Series(code, index=folded.index, dtype=object)
 
 
