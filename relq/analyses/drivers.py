@@ -183,14 +183,22 @@ def customer_moments(
         )
         read = store.read_frame(conn, stmt, numbers=True)
     numbers = [c for c in read.columns if c != "segment"]
-    # one block of floats (a column converted at a time leaves one block each, which pandas copies
-    # together on the first use: 0.3 s at 600k customers)
-    segments = np.array(labels, dtype=object)[read["segment"].to_numpy(dtype=np.int64)]
-    block = read[numbers].to_numpy(dtype=float)
+    # One block of floats, each column put in its place (and in order) once: a block laid out
+    # column by column is what pandas keeps as it is. Selecting the columns, converting them to one
+    # array and ordering its rows copied 90 MB three times at 600k customers (0.3 s, on fresh pages).
+    codes = read["segment"].to_numpy(dtype=np.int64)
+    block = np.empty((len(read), len(numbers)), order="F")
+    for j, name in enumerate(numbers):
+        column = read[name].to_numpy(dtype=float)
+        if order is None:
+            block[:, j] = column
+        else:
+            np.take(column, order, out=block[:, j])
+    del read
     if order is not None:
-        block, segments = block[order], segments[order]
-    frame = pd.DataFrame(block, columns=numbers)
-    frame.insert(0, "segment", segments)
+        codes = codes[order]
+    frame = pd.DataFrame(block, columns=numbers, copy=False)
+    frame.insert(0, "segment", np.array(labels, dtype=object)[codes])
     frame.attrs["dimension"] = dimension
     return frame
 
@@ -236,7 +244,9 @@ def _stacked(frame: pd.DataFrame, k: int) -> np.ndarray:
     products Σx_i·x_j of each pair i ≤ j (k(k+1)/2, in :func:`_pairs` order) — one copy of the
     frame's columns, multiplied by the weight factor only when some customer has one but 1."""
     columns = ["n", *(f"s_{i}" for i in range(k)), *(f"c_{i}_{j}" for i, j in zip(*_pairs(k), strict=True))]
-    stacked = frame[columns].to_numpy(dtype=float, copy=True)
+    stacked = np.empty((len(frame), len(columns)), order="F")  # one copy, a column at a time
+    for j, name in enumerate(columns):
+        stacked[:, j] = frame[name].to_numpy(dtype=float)
     f = frame["f"].to_numpy(dtype=float)
     if (f != 1.0).any():
         stacked *= f[:, None]
