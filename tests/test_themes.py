@@ -270,6 +270,20 @@ def test_four_languages_are_read_and_others_are_not_themed():
     assert hits.all()
 
 
+def test_a_comment_with_more_letters_outside_a_to_z_than_in_it_is_other_by_pythons_own_letter_test():
+    """Counted per text with str.isalpha (Python's Unicode letters): a text of lower-case ASCII is
+    never "other" (its letters are not counted at all), capitals count as outside a–z."""
+    texts = pd.Series(
+        ["配送が ok", "配送 ok", "αβγδε ab", "ωmega abc", "the price is too high", "ABCD ef", "", "1234"]
+    )
+    outside = [sum(ch.isalpha() and not "a" <= ch <= "z" for ch in t) for t in texts]
+    inside = [sum("a" <= ch <= "z" for ch in t) for t in texts]
+    expected = [o > i for o, i in zip(outside, inside, strict=True)]
+    assert expected == [True, False, True, False, False, True, False, False]
+    assert (languages(texts) == "other").tolist() == expected
+    assert languages(texts)[4] == "en"
+
+
 # ── discovery recovers the planted themes ────────────────────────────────────────────────────
 
 
