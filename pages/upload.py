@@ -252,6 +252,9 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             result,
             user=ui.current_user_email(),
             after=functools.partial(follow_up_import, scores=False),
+            # the change recorded below makes every stored table out of date: they are all rebuilt
+            # in the background then, the themes' month sums among them (built once, not twice)
+            theme_sums=False,
         )
         # before the next element: a visitor who leaves now stops the page at its next element, and
         # the change must still be recorded (today's scores and stored tables rebuilt in the background)

@@ -684,6 +684,50 @@ def test_the_sums_per_segment_cell_are_not_read_once_the_month_sums_are_rebuilt_
         assert stored.theme_cells_ready(conn)
 
 
+def test_a_refresh_that_leaves_the_month_sums_to_the_rebuild_is_read_from_the_rows_until_then(duckdb_engine):
+    """The Upload page's refresh (``sums=False``: every stored table is rebuilt in the background
+    right after) forgets the themes' month sums instead of rebuilding them: the pages read the rows,
+    the new comments counted, until the rebuild makes the sums again with the same figures."""
+    from relq.analyses.churn_risk import rebuild_stored_tables
+    from relq.store import themes as stored
+
+    first = pd.DataFrame(
+        {
+            "response_id": ["R1", "R2"],
+            "submitted_at": pd.to_datetime(["2025-01-01", "2025-01-02"]),
+            "nps": [3, 9],
+            "comment": ["The dashboards are slow", "Great support team"],
+        }
+    )
+    with duckdb_engine.begin() as conn:
+        store.bulk_insert(conn, schema.survey_responses, first)
+    tagging.refresh_themes(duckdb_engine)
+    tagging.save_rule(duckdb_engine, tagging.ThemeRule("Reporting", ("dashboard*",)), user="ana@example.com")
+    with duckdb_engine.connect() as conn:
+        assert stored.theme_sums_ready(conn)
+    later = first.assign(
+        response_id=["R3", "R4"], comment=["Dashboard exports fail", "Slow dashboards again"]
+    )
+    with duckdb_engine.begin() as conn:
+        store.bulk_insert(conn, schema.survey_responses, later)
+        store.note_data_change(conn, "import")
+    summary = tagging.refresh_themes(duckdb_engine, sums=False)
+    assert summary.comments_read == 2
+    with duckdb_engine.connect() as conn:
+        assert not stored.theme_sums_ready(conn) and not stored.theme_cells_ready(conn)
+        reads = _statements(duckdb_engine, lambda: themes.theme_table(conn, SegmentFilter()))
+        before = _theme_figures(conn, SegmentFilter())
+    assert not any("FROM theme_sums" in s for s in reads)
+    assert before[1].set_index("theme").loc["Reporting", "responses"] == 3  # R1, R3, R4
+    rebuild_stored_tables(duckdb_engine)
+    with duckdb_engine.connect() as conn:
+        assert stored.theme_sums_ready(conn) and stored.theme_cells_ready(conn)
+        after = _theme_figures(conn, SegmentFilter())
+    assert after[0] == before[0]
+    pd.testing.assert_frame_equal(after[1], before[1], rtol=1e-12, check_dtype=False)
+    pd.testing.assert_frame_equal(after[2], before[2], rtol=1e-12, check_dtype=False)
+
+
 # ── the filter, the import hook ──────────────────────────────────────────────────────────────
 
 

@@ -442,12 +442,15 @@ def finish_import(
     user: str | None = None,
     after: AfterImport | None = None,
     themes: bool = True,
+    theme_sums: bool = True,
 ) -> ImportResult:
     """What follows a committed import (:func:`store_import`): its comments read for themes, then
-    ``after``; the result with their sentences."""
+    ``after``; the result with their sentences. Without ``theme_sums`` the themes' stored month sums
+    are left to the rebuild of the stored tables the caller starts next (see
+    :func:`relq.ingest.themes.refresh_themes`)."""
     messages = list(stored.messages)
     if stored.kind == "survey" and stored.rows_imported and themes:
-        messages.append(_refresh_themes_after_import(engine, user))
+        messages.append(_refresh_themes_after_import(engine, user, theme_sums))
     follow_up: tuple[str, ...] = ()
     if after is not None:
         try:
@@ -460,13 +463,13 @@ def finish_import(
     return dataclasses.replace(stored, messages=tuple(messages), follow_up=follow_up)
 
 
-def _refresh_themes_after_import(engine, user: str | None) -> str:
+def _refresh_themes_after_import(engine, user: str | None, sums: bool = True) -> str:
     """Comment themes for the new comments, once the import has committed: the import stands
     whatever happens here, and comments not read now are read by the next refresh."""
     from relq.ingest.themes import refresh_themes
 
     try:
-        return refresh_themes(engine, user=user).sentence()
+        return refresh_themes(engine, user=user, sums=sums).sentence()
     except (RelqError, SQLAlchemyError, ValueError, MemoryError) as exc:
         return (
             f"The import is stored, but comment themes were not refreshed ({exc}); the next import "

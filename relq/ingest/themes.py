@@ -1047,6 +1047,7 @@ def refresh_themes(
     seed: int = DEFAULT_SEED,
     user: str | None = None,
     batch: int = BATCH,
+    sums: bool = True,
 ) -> RefreshSummary:
     """Read the comments not read yet and store their themes, in one transaction.
 
@@ -1055,6 +1056,10 @@ def refresh_themes(
     from the stored discovery's, when there is none, or when the comments to read outnumber those
     it saw; then every comment is assigned again. With too few comments to discover anything the
     rules still apply (an explicit ``rediscover`` or ``k`` then raises the reason).
+
+    The stored month sums of the themes are rebuilt before it commits; without ``sums`` they are
+    forgotten instead (the pages read the rows until they are made again) — for a caller that has the
+    stored tables rebuilt right after, as the Upload page does once an import is followed up.
     """
     seconds = {"read": 0.0, "rules": 0.0, "discovery": 0.0}
     with engine.begin() as conn:
@@ -1107,7 +1112,10 @@ def refresh_themes(
                 current = None  # too few comments yet: the rules still apply
             seconds["discovery"] += time.perf_counter() - started
         if read or did_refit or not stored.theme_sums_ready(conn):  # else nothing they sum changed
-            stored.rebuild_theme_sums(conn)
+            if sums:
+                stored.rebuild_theme_sums(conn)
+            else:
+                stored.forget_theme_sums(conn)
     return RefreshSummary(read, other, tagged, discovered, did_refit, current.k if current else None, seconds)
 
 

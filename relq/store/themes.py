@@ -338,6 +338,13 @@ def rebuild_theme_sums(conn: Connection) -> bool:
     return True
 
 
+def forget_theme_sums(conn: Connection) -> None:
+    """Mark the stored month sums of the themes, and their sums per segment cell, as not built: the
+    pages read the rows until the next rebuild of the stored tables makes them again."""
+    database.forget_derived(conn, _THEME_SUMS)
+    database.forget_derived(conn, THEME_CELLS)
+
+
 def save_theme_sums(engine) -> bool:
     """:func:`rebuild_theme_sums` in a transaction of its own, after a change of the stored data (an
     undo, the demo's removal), with the other stored tables the pages read — unless the refresh of
