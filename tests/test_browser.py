@@ -400,7 +400,10 @@ def test_a_file_uploaded_in_chromium_is_checked_imported_and_the_upload_box_is_e
         page.get_by_text("Qualtrics (3 header rows)", exact=False).first.wait_for(timeout=60_000)
         assert page.locator('[data-testid="stFileChip"]').count() == 1
         page.get_by_role("button", name=re.compile(r"^Import 4 rows")).click()
-        page.get_by_text(re.compile(r"4 of 4 rows imported as survey")).wait_for(timeout=90_000)
+        # said as soon as the rows are stored, while the comments are read and the rules run …
+        page.get_by_text(re.compile(r"4 of 4 rows imported as survey")).first.wait_for(timeout=90_000)
+        # … then the page is drawn again with what followed (the sentence about today's scores)
+        page.get_by_text("churn-risk scores are being fitted in the background").wait_for(timeout=90_000)
         _idle(page)
         assert not _errors(page), _errors(page)
         assert page.locator('[data-testid="stFileChip"]').count() == 0  # ready for the next file
