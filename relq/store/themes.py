@@ -340,7 +340,10 @@ def rebuild_theme_sums(conn: Connection) -> bool:
 
 def forget_theme_sums(conn: Connection) -> None:
     """Mark the stored month sums of the themes, and their sums per segment cell, as not built: the
-    pages read the rows until the next rebuild of the stored tables makes them again."""
+    pages read the rows until the next rebuild of the stored tables makes them again. ClickHouse
+    keeps none of them: nothing to forget there."""
+    if dialects.is_clickhouse(conn):
+        return
     database.forget_derived(conn, _THEME_SUMS)
     database.forget_derived(conn, THEME_CELLS)
 
