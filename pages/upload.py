@@ -245,8 +245,9 @@ def review_upload(data: bytes, file_name: str, engine, default_mapping=None) -> 
             ["running the case rules and alerts"] if supports_cases(engine) else []
         )
         if steps:
-            st.success(f"{stored} Now {', then '.join(steps)}…")
-            bar.progress(0.85, text=f"{', then '.join(steps).capitalize()}…")
+            following = ", then ".join(steps)
+            st.success(f"{stored} Now {following}…")
+            bar.progress(0.85, text=f"{following.capitalize()}…")
         result = ingest.finish_import(
             engine,
             result,

@@ -222,14 +222,13 @@ def _high_value_at_risk(conn: Connection, params: dict) -> pd.DataFrame:
     risk = retention.at_risk_customers(conn)
     if risk.empty:
         return pd.DataFrame(columns=["customer_id", "detail"])
-    # every customer's tier and value, read column by column, rather than the at-risk customers' by a
-    # list of ids (25k of them after a 1M-row export, a bound parameter each)
-    value = store.read_frame(conn, sa.select(K.c.customer_id, K.c.value_tier, K.c.annual_value))
-    value = value[value["customer_id"].isin(risk["customer_id"].astype(str))]
-    high = value["value_tier"].isin(params.get("value_tiers") or [])
+    # the high-value customers chosen in SQL and met with the at-risk list here, rather than the
+    # at-risk customers' values read by a list of ids (25k after a 1M-row export, a parameter each)
+    tiers = list(params.get("value_tiers") or [])
+    high = K.c.value_tier.in_(tiers) if tiers else sa.false()
     if params.get("min_annual_value") is not None:
-        high |= pd.to_numeric(value["annual_value"], errors="coerce") >= float(params["min_annual_value"])
-    value = value[high]
+        high = sa.or_(high, K.c.annual_value >= float(params["min_annual_value"]))
+    value = store.read_frame(conn, sa.select(K.c.customer_id, K.c.value_tier, K.c.annual_value).where(high))
     why = risk["reasons"] if "reasons" in risk.columns else pd.Series("on the at-risk list", index=risk.index)
     frame = pd.DataFrame({"customer_id": risk["customer_id"].astype(str), "reasons": why}).merge(
         value, on="customer_id"

@@ -183,17 +183,8 @@ def customer_moments(
         )
         read = store.read_frame(conn, stmt, numbers=True)
     numbers = [c for c in read.columns if c != "segment"]
-    # One block of floats, each column put in its place (and in order) once: a block laid out
-    # column by column is what pandas keeps as it is. Selecting the columns, converting them to one
-    # array and ordering its rows copied 90 MB three times at 600k customers (0.3 s, on fresh pages).
     codes = read["segment"].to_numpy(dtype=np.int64)
-    block = np.empty((len(read), len(numbers)), order="F")
-    for j, name in enumerate(numbers):
-        column = read[name].to_numpy(dtype=float)
-        if order is None:
-            block[:, j] = column
-        else:
-            np.take(column, order, out=block[:, j])
+    block = _column_block(read, numbers, order)
     del read
     if order is not None:
         codes = codes[order]
@@ -201,6 +192,21 @@ def customer_moments(
     frame.insert(0, "segment", np.array(labels, dtype=object)[codes])
     frame.attrs["dimension"] = dimension
     return frame
+
+
+def _column_block(frame: pd.DataFrame, names: list[str], order: np.ndarray | None = None) -> np.ndarray:
+    """``frame``'s columns ``names`` as one block of floats laid out column by column (what pandas
+    keeps as it is), each column put in its place — and its rows in ``order`` — with one copy.
+    Selecting the columns, converting them to one array and ordering its rows copied 90 MB three
+    times at 600k customers (0.3 s, on fresh pages)."""
+    block = np.empty((len(frame), len(names)), order="F")
+    for j, name in enumerate(names):
+        column = frame[name].to_numpy(dtype=float)
+        if order is None:
+            block[:, j] = column
+        else:
+            np.take(column, order, out=block[:, j])
+    return block
 
 
 def moments(
@@ -244,9 +250,7 @@ def _stacked(frame: pd.DataFrame, k: int) -> np.ndarray:
     products Σx_i·x_j of each pair i ≤ j (k(k+1)/2, in :func:`_pairs` order) — one copy of the
     frame's columns, multiplied by the weight factor only when some customer has one but 1."""
     columns = ["n", *(f"s_{i}" for i in range(k)), *(f"c_{i}_{j}" for i, j in zip(*_pairs(k), strict=True))]
-    stacked = np.empty((len(frame), len(columns)), order="F")  # one copy, a column at a time
-    for j, name in enumerate(columns):
-        stacked[:, j] = frame[name].to_numpy(dtype=float)
+    stacked = _column_block(frame, columns)
     f = frame["f"].to_numpy(dtype=float)
     if (f != 1.0).any():
         stacked *= f[:, None]
